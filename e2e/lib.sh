@@ -1,0 +1,43 @@
+# Shared helpers for berth's end-to-end scripts: start a real berthd on a temp dir and drive it
+# with real crictl. Source this file; it defines `start_berthd`, `crictl_b` and `fail`.
+
+set -euo pipefail
+
+E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BERTHD="${BERTHD:-$E2E_ROOT/target/debug/berthd}"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# start_berthd [extra yaml]: berthd on a fresh temp dir; sets WORK, SOCK, BERTHD_PID.
+start_berthd() {
+  [[ -x "$BERTHD" ]] || fail "berthd not built at $BERTHD (run cargo build)"
+  WORK=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+  SOCK="$WORK/state/berth.sock"
+  cat > "$WORK/config.yaml" <<YAML
+root_dir: $WORK/root
+state_dir: $WORK/state
+grpc:
+  socket: $SOCK
+${1:-}
+YAML
+  "$BERTHD" --config "$WORK/config.yaml" > "$WORK/berthd.log" 2>&1 &
+  BERTHD_PID=$!
+  trap stop_berthd EXIT
+  for _ in $(seq 200); do
+    [[ -S "$SOCK" ]] && return 0
+    kill -0 "$BERTHD_PID" 2>/dev/null || { cat "$WORK/berthd.log" >&2; fail "berthd exited at start"; }
+    sleep 0.05
+  done
+  fail "berthd did not create $SOCK"
+}
+
+stop_berthd() {
+  if [[ -n "${BERTHD_PID:-}" ]] && kill -0 "$BERTHD_PID" 2>/dev/null; then
+    kill -TERM "$BERTHD_PID"; wait "$BERTHD_PID" || true
+  fi
+  [[ -n "${WORK:-}" && "${KEEP_WORK:-0}" != 1 ]] && rm -rf "$WORK"
+  return 0
+}
+
+crictl_b() { crictl --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" "$@"; }

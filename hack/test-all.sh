@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every berth check and test: lints, unit and integration tests, end-to-end scripts with
+# real crictl. Needs root. Installs its own dependencies and starts the servers its tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $EUID -eq 0 ]] || { echo "test-all: the tests need root (mounts, namespaces, cgroups)" >&2; exit 1; }
+export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin"
+
+step() { echo; echo "=== $* ($(date +%T))"; }
+
+step "dependencies"
+hack/install-deps.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+step "build"
+cargo build --all-targets
+
+step "unit and integration tests"
+cargo test --all-targets
+
+step "end-to-end scripts"
+passed=0 failed=0
+for script in e2e/*.sh; do
+  [[ "$(basename "$script")" == lib.sh ]] && continue
+  echo "--- $script"
+  if bash "$script"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $script"; fi
+done
+echo
+echo "e2e: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,40 @@
+//! A CRI client over berthd's unix socket, used by the `berth` CLI and the integration tests.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::cri::api::image_service_client::ImageServiceClient;
+use crate::cri::api::runtime_service_client::RuntimeServiceClient;
+
+/// Both CRI clients on one connection.
+#[derive(Clone)]
+pub struct CriClient {
+    pub runtime: RuntimeServiceClient<Channel>,
+    pub image: ImageServiceClient<Channel>,
+}
+
+/// Connects to the CRI socket at `path`.
+pub async fn connect(path: &Path) -> Result<CriClient, tonic::transport::Error> {
+    let path: PathBuf = path.to_path_buf();
+    // The URI is required by tonic but unused: the connector always dials the socket.
+    let channel = Endpoint::from_static("http://berth.sock")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await?;
+    let limit = 16 * 1024 * 1024;
+    Ok(CriClient {
+        runtime: RuntimeServiceClient::new(channel.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        image: ImageServiceClient::new(channel)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+    })
+}

@@ -1,0 +1,397 @@
+//! The daemon's one configuration file: embedded defaults, unknown keys rejected, values checked.
+//!
+//! Every key is documented in `docs/config.md`; `berthd --print-default-config` prints the defaults.
+//! Loading never touches the socket: an invalid file makes berthd exit before anything is bound.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where berthd looks for its config when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.yaml";
+
+/// Errors while loading the configuration. Each names the file and, where known, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for berth's schema (unknown key, wrong type, ...).
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A key parsed but its value is not acceptable.
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole configuration of berthd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Persistent data: image content, snapshots, the metadata database.
+    pub root_dir: PathBuf,
+    /// Runtime state that dies with the machine: sockets, pinned namespaces, shim state.
+    pub state_dir: PathBuf,
+    pub grpc: GrpcConfig,
+    pub log: LogConfig,
+    pub cgroup: CgroupConfig,
+    pub runtime: RuntimeConfig,
+    pub image: ImageConfig,
+    /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root_dir: PathBuf::from("/var/lib/berth"),
+            state_dir: PathBuf::from("/run/berth"),
+            grpc: GrpcConfig::default(),
+            log: LogConfig::default(),
+            cgroup: CgroupConfig::default(),
+            runtime: RuntimeConfig::default(),
+            image: ImageConfig::default(),
+            registries: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// The CRI unix socket kubelet and crictl connect to.
+    pub socket: PathBuf,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            socket: PathBuf::from("/run/berth/berth.sock"),
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `berth=debug,h2=warn`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CgroupConfig {
+    /// The driver kubelet must be configured with too (`RuntimeConfig` reports it).
+    pub driver: CgroupDriver,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        CgroupConfig {
+            driver: CgroupDriver::Cgroupfs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// External OCI runtimes offered as RuntimeClass handlers beside the built-in executor.
+    pub handlers: Vec<HandlerConfig>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            handlers: vec![HandlerConfig {
+                name: "runc".into(),
+                path: PathBuf::from("/usr/sbin/runc"),
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// The RuntimeClass handler name kubelet sends.
+    pub name: String,
+    /// The OCI runtime binary (`runc`, `crun`).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Platform pulled from multi-platform images: `os/arch[/variant]`; empty means this node's.
+    pub platform: String,
+    /// Layers downloaded and unpacked at once, per pull.
+    pub max_concurrent_downloads: usize,
+    /// A download that receives no byte for this long fails (and is retried).
+    #[serde(with = "humantime_serde_compat")]
+    pub no_progress_timeout: Duration,
+    /// Attempts per blob or manifest request before a pull fails.
+    pub max_attempts: u32,
+    /// Largest uncompressed size of one layer, in bytes (decompression-bomb guard).
+    pub max_layer_bytes: u64,
+    /// Delete a layer's compressed blob once it is unpacked (halves disk use; re-push needs a pull).
+    pub discard_compressed_layers: bool,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            platform: String::new(),
+            max_concurrent_downloads: 3,
+            no_progress_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            max_layer_bytes: 32 * 1024 * 1024 * 1024,
+            discard_compressed_layers: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Speak plain HTTP to this registry (and accept any certificate over HTTPS).
+    pub insecure: bool,
+    /// Extra PEM CA bundle trusted for this registry, beside the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Hosts tried in order before this one; the registry itself is the last fallback.
+    pub mirrors: Vec<String>,
+    /// Credentials used when the pull request carries none.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Durations are written as humantime strings (`30s`, `2m`).
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Loads `path`. A missing file at the default path means "all defaults"; a missing file
+    /// that was asked for explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates YAML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The defaults as YAML, for `--print-default-config`.
+    pub fn default_yaml() -> String {
+        serde_saphyr::to_string(&Config::default()).expect("the default config serialises")
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message: message.to_string(),
+            })
+        };
+        for (key, dir) in [
+            ("root_dir", &self.root_dir),
+            ("state_dir", &self.state_dir),
+            ("grpc.socket", &self.grpc.socket),
+        ] {
+            if !dir.is_absolute() {
+                return invalid(key, &format!("{} is not an absolute path", dir.display()));
+            }
+        }
+        if self.grpc.max_message_bytes < 4 * 1024 * 1024 {
+            return invalid("grpc.max_message_bytes", "must be at least 4194304 (4 MiB)");
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return invalid("log.level", &format!("{:?}: {e}", self.log.level));
+        }
+        if self.image.max_concurrent_downloads == 0 {
+            return invalid("image.max_concurrent_downloads", "must be at least 1");
+        }
+        if self.image.max_attempts == 0 {
+            return invalid("image.max_attempts", "must be at least 1");
+        }
+        if self.image.no_progress_timeout.is_zero() {
+            return invalid("image.no_progress_timeout", "must be longer than zero");
+        }
+        if !self.image.platform.is_empty() && self.image.platform.split('/').count() < 2 {
+            return invalid(
+                "image.platform",
+                "must look like os/arch or os/arch/variant",
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for handler in &self.runtime.handlers {
+            if handler.name.is_empty() || handler.name == crate::DEFAULT_HANDLER {
+                return invalid(
+                    "runtime.handlers.name",
+                    &format!("{:?} is empty or names the built-in handler", handler.name),
+                );
+            }
+            if !names.insert(handler.name.as_str()) {
+                return invalid(
+                    "runtime.handlers.name",
+                    &format!("{:?} appears twice", handler.name),
+                );
+            }
+        }
+        for (host, registry) in &self.registries {
+            if host.is_empty() || host.contains('/') {
+                return invalid("registries", &format!("{host:?} is not a registry host"));
+            }
+            if registry.username.is_some() != registry.password.is_some() {
+                return invalid(
+                    "registries.username",
+                    &format!("{host}: username and password go together"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn printed_defaults_parse_back_to_the_defaults() {
+        assert_eq!(parse(&Config::default_yaml()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = parse("log:\n  format: json\nimage:\n  no_progress_timeout: 5s\n").unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.image.no_progress_timeout, Duration::from_secs(5));
+        assert_eq!(c.root_dir, PathBuf::from("/var/lib/berth"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("grpc:\n  sockett: /x\n").unwrap_err().to_string();
+        assert!(err.contains("sockett"), "{err}");
+        let err = parse("bogus: 1\n").unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("root_dir: relative/path\n", "root_dir"),
+            (
+                "image:\n  max_concurrent_downloads: 0\n",
+                "image.max_concurrent_downloads",
+            ),
+            (
+                "image:\n  no_progress_timeout: soon\n",
+                "no_progress_timeout",
+            ),
+            ("log:\n  format: xml\n", "xml"),
+            ("log:\n  level: \"info,,=[\"\n", "log.level"),
+            (
+                "runtime:\n  handlers:\n  - name: berth\n    path: /x\n",
+                "runtime.handlers.name",
+            ),
+            (
+                "registries:\n  r.io:\n    username: u\n",
+                "registries.username",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.yaml");
+        assert_eq!(Config::load(&path, false).unwrap(), Config::default());
+        assert!(Config::load(&path, true).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! The CRI v1 gRPC layer: translates requests into domain calls and results back, nothing else.
+//!
+//! One file per RPC (or per small family of read-only RPCs). Errors become gRPC status codes only
+//! through [`crate::error::to_status`], and are logged once here, inside the RPC's span.
+
+mod image_service;
+mod runtime_config;
+mod runtime_service;
+mod status;
+mod version;
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use tonic::{Response, Status};
+
+use crate::config::Config;
+use crate::error::{Classify, NotImplemented, to_status};
+
+pub use k8s_cri::v1 as api;
+
+/// The state every RPC handler may read. Cheap to clone.
+#[derive(Clone)]
+pub struct Cri {
+    ctx: Arc<Context>,
+}
+
+/// What the handlers share: the configuration and, as they land, the domain services.
+pub struct Context {
+    pub config: Config,
+}
+
+impl Cri {
+    pub fn new(ctx: Context) -> Cri {
+        Cri { ctx: Arc::new(ctx) }
+    }
+
+    /// The RuntimeService half, ready to add to a tonic router.
+    pub fn runtime_server(&self) -> api::runtime_service_server::RuntimeServiceServer<Cri> {
+        let limit = self.ctx.config.grpc.max_message_bytes;
+        api::runtime_service_server::RuntimeServiceServer::new(self.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+
+    /// The ImageService half, ready to add to a tonic router.
+    pub fn image_server(&self) -> api::image_service_server::ImageServiceServer<Cri> {
+        let limit = self.ctx.config.grpc.max_message_bytes;
+        api::image_service_server::ImageServiceServer::new(self.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+}
+
+/// Ends every handler: logs a failure once, inside the RPC's span, and converts it.
+fn reply<T, E: Classify + Display>(result: Result<T, E>) -> Result<Response<T>, Status> {
+    match result {
+        Ok(value) => Ok(Response::new(value)),
+        Err(err) => {
+            let status = to_status(&err);
+            tracing::warn!(code = ?status.code(), error = %err, "rpc failed");
+            Err(status)
+        }
+    }
+}
+
+/// The answer of every RPC berth does not implement yet: `Unimplemented`, naming the RPC.
+fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
+    reply(Err(NotImplemented(rpc)))
+}

@@ -1,0 +1,138 @@
+//! `Status`: whether the runtime and the pod network are ready, the runtime handlers and the
+//! features berth implements. Every field is reported as it is, never optimistically.
+
+use std::collections::HashMap;
+
+use super::api;
+use crate::config::Config;
+
+const RUNTIME_READY: &str = "RuntimeReady";
+const NETWORK_READY: &str = "NetworkReady";
+
+pub fn status(config: &Config, verbose: bool) -> api::StatusResponse {
+    let conditions = vec![
+        api::RuntimeCondition {
+            r#type: RUNTIME_READY.into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        },
+        // Pod networking (CNI) has not landed yet: say so instead of pretending.
+        api::RuntimeCondition {
+            r#type: NETWORK_READY.into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "berth: CNI pod networking is not implemented yet".into(),
+        },
+    ];
+    let mut info = HashMap::new();
+    if verbose {
+        info.insert("config".to_string(), redacted_config_json(config));
+    }
+    api::StatusResponse {
+        status: Some(api::RuntimeStatus { conditions }),
+        info,
+        runtime_handlers: runtime_handlers(config),
+        features: Some(api::RuntimeFeatures {
+            supplemental_groups_policy: false,
+        }),
+    }
+}
+
+/// The built-in handler (name "", kubelet's default) and every configured external runtime
+/// whose binary is present. No handler claims features berth does not implement yet.
+fn runtime_handlers(config: &Config) -> Vec<api::RuntimeHandler> {
+    let features = || {
+        Some(api::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: false,
+            user_namespaces: false,
+        })
+    };
+    let mut handlers = vec![api::RuntimeHandler {
+        name: String::new(),
+        features: features(),
+    }];
+    for handler in &config.runtime.handlers {
+        if handler.path.is_file() {
+            handlers.push(api::RuntimeHandler {
+                name: handler.name.clone(),
+                features: features(),
+            });
+        }
+    }
+    handlers
+}
+
+/// The effective config for `crictl info`, with registry passwords replaced.
+fn redacted_config_json(config: &Config) -> String {
+    let mut shown = config.clone();
+    for registry in shown.registries.values_mut() {
+        if registry.password.is_some() {
+            registry.password = Some("<redacted>".into());
+        }
+    }
+    serde_json::to_string(&shown).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HandlerConfig, RegistryConfig};
+
+    #[test]
+    fn network_is_reported_not_ready_with_a_reason() {
+        let s = status(&Config::default(), false);
+        let conditions = s.status.unwrap().conditions;
+        let runtime = conditions
+            .iter()
+            .find(|c| c.r#type == RUNTIME_READY)
+            .unwrap();
+        let network = conditions
+            .iter()
+            .find(|c| c.r#type == NETWORK_READY)
+            .unwrap();
+        assert!(runtime.status);
+        assert!(!network.status);
+        assert!(!network.reason.is_empty() && !network.message.is_empty());
+        assert!(s.info.is_empty(), "info only when verbose");
+    }
+
+    #[test]
+    fn handlers_list_default_and_present_binaries_only() {
+        let mut config = Config::default();
+        config.runtime.handlers = vec![
+            HandlerConfig {
+                name: "present".into(),
+                path: "/bin/sh".into(),
+            },
+            HandlerConfig {
+                name: "absent".into(),
+                path: "/nonexistent/runc".into(),
+            },
+        ];
+        let names: Vec<_> = runtime_handlers(&config)
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        assert_eq!(names, vec!["".to_string(), "present".to_string()]);
+    }
+
+    #[test]
+    fn verbose_info_never_shows_registry_passwords() {
+        let mut config = Config::default();
+        config.registries.insert(
+            "r.example".into(),
+            RegistryConfig {
+                username: Some("u".into()),
+                password: Some("hunter2".into()),
+                ..Default::default()
+            },
+        );
+        let s = status(&config, true);
+        let shown = &s.info["config"];
+        assert!(
+            shown.contains("r.example") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}

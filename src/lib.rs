@@ -1,0 +1,18 @@
+//! berth: a Kubernetes node container runtime speaking CRI v1.
+//!
+//! The crate is laid out as `docs/architecture.md` describes; the binaries in `src/bin/` are thin
+//! wrappers over [`server`] (berthd), the shim and the operator CLI.
+
+pub mod client;
+pub mod config;
+pub mod cri;
+pub mod error;
+pub mod logging;
+pub mod server;
+
+/// The name berth reports in `Version`.
+pub const RUNTIME_NAME: &str = "berth";
+
+/// The name of the built-in executor's runtime handler. kubelet sends "" for the default handler;
+/// both select the built-in executor.
+pub const DEFAULT_HANDLER: &str = "berth";

@@ -1,0 +1,109 @@
+//! berthd's serving loop: prepare directories, bind the CRI socket safely, serve both CRI services
+//! until SIGTERM/SIGINT, then drain.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::field::Empty;
+
+use crate::config::Config;
+use crate::cri::{Context, Cri};
+
+/// Runs berthd with a loaded, validated config until a shutdown signal arrives.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    for dir in [&config.root_dir, &config.state_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let listener = bind_socket(&config.grpc.socket)?;
+    let socket = config.grpc.socket.clone();
+    let cri = Cri::new(Context { config });
+    tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
+
+    let result = tonic::transport::Server::builder()
+        .trace_fn(|req| {
+            tracing::info_span!(
+                "rpc",
+                method = req.uri().path().rsplit('/').next().unwrap_or(""),
+                pod_id = Empty,
+                container_id = Empty,
+                image = Empty,
+            )
+        })
+        .add_service(cri.runtime_server())
+        .add_service(cri.image_server())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await;
+    let _ = std::fs::remove_file(&socket);
+    result.context("serve CRI")?;
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+/// Binds the CRI socket with mode 0660. A stale socket file is replaced; a socket some live
+/// process still answers on, or a path that is not a socket, is left alone and reported.
+pub fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!(
+                    "{}: another process is serving on this socket",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("remove stale socket {}", path.display()))?;
+        }
+        Ok(_) => bail!(
+            "{}: exists and is not a socket; not replacing it",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("stat {}", path.display())),
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stale_socket_is_replaced_but_live_one_and_regular_file_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/berth.sock");
+        let live = bind_socket(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let err = bind_socket(&path).unwrap_err().to_string();
+        assert!(err.contains("another process"), "{err}");
+        drop(live); // the file stays behind, stale
+        assert!(path.exists());
+        bind_socket(&path).expect("stale socket replaced");
+
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"data").unwrap();
+        let err = bind_socket(&file).unwrap_err().to_string();
+        assert!(err.contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"data");
+    }
+}
