@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod image;
 pub mod logging;
 pub mod server;
 
