@@ -10,6 +10,8 @@ pub mod error;
 pub mod image;
 pub mod logging;
 pub mod server;
+pub mod snapshot;
+pub mod store;
 
 /// The name berth reports in `Version`.
 pub const RUNTIME_NAME: &str = "berth";
