@@ -3,7 +3,9 @@
 
 pub mod content;
 pub mod digest;
+pub mod manifest;
 pub mod reference;
+pub mod store;
 
 pub use digest::Digest;
 pub use reference::ImageRef;
