@@ -441,6 +441,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # parallel layer downloads must not meet a full accept backlog
 
 
 def main():
