@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod reference;
+pub mod unpack;
 
 pub use digest::Digest;
 pub use reference::ImageRef;
