@@ -19,6 +19,13 @@ mod meter;
 mod path;
 mod tree;
 
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testtar;
+
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStringExt;
