@@ -22,6 +22,8 @@ mod tree;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
+mod overlay_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod testtar;
