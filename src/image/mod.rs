@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod reference;
+pub mod registry;
 
 pub use digest::Digest;
 pub use reference::ImageRef;
