@@ -20,6 +20,9 @@ mod error;
 mod manifest;
 mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
