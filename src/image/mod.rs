@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod reference;
 pub mod store;
 pub mod unpack;
+pub mod registry;
 
 pub use digest::Digest;
 pub use reference::ImageRef;
