@@ -11,6 +11,11 @@ step() { echo; echo "=== $* ($(date +%T))"; }
 step "dependencies"
 hack/install-deps.sh
 
+step "test registries and images"
+hack/registry.sh start
+hack/testimages/build.sh
+eval "$(hack/registry.sh env)"
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::admin::proto::admin_client::AdminClient;
 use crate::cri::api::image_service_client::ImageServiceClient;
 use crate::cri::api::runtime_service_client::RuntimeServiceClient;
 
-/// Both CRI clients on one connection.
+/// Both CRI clients and berth's admin client on one connection.
 #[derive(Clone)]
 pub struct CriClient {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,
+    pub admin: AdminClient<Channel>,
 }
 
 /// Connects to the CRI socket at `path`.
@@ -33,8 +35,9 @@ pub async fn connect(path: &Path) -> Result<CriClient, tonic::transport::Error> 
         runtime: RuntimeServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
-        image: ImageServiceClient::new(channel)
+        image: ImageServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        admin: AdminClient::new(channel),
     })
 }

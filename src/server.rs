@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use tokio::net::UnixListener;
@@ -11,15 +12,19 @@ use tracing::field::Empty;
 
 use crate::config::Config;
 use crate::cri::{Context, Cri};
+use crate::store::Store;
 
 /// Runs berthd with a loaded, validated config until a shutdown signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for dir in [&config.root_dir, &config.state_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
+    let db = Arc::new(Store::open(&config.root_dir.join("meta.redb"))?);
+    let images = Arc::new(crate::image::open(&config, db).context("open the image store")?);
+    let admin = crate::admin::Admin::new(images.clone());
     let listener = bind_socket(&config.grpc.socket)?;
     let socket = config.grpc.socket.clone();
-    let cri = Cri::new(Context { config });
+    let cri = Cri::new(Context { config, images });
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
 
     let result = tonic::transport::Server::builder()
@@ -34,6 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
+        .add_service(crate::admin::proto::admin_server::AdminServer::new(admin))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
     let _ = std::fs::remove_file(&socket);

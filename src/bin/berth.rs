@@ -23,6 +23,19 @@ enum Command {
     Version,
     /// Show the daemon's readiness conditions and runtime handlers.
     Info,
+    /// Pull an image, with a progress bar per layer.
+    Pull { image: String },
+    /// List images.
+    Images,
+    /// Remove images (all their tags) by name or id.
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show an image's build history, newest step first.
+    History { image: String },
+    /// Show an image's config, manifest and layers as JSON.
+    Inspect { image: String },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +58,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connect to {}", args.socket.display()))?;
     match args.command {
+        Command::Pull { image } => berth::cli::pull::pull(&client, &image).await?,
+        Command::Images => berth::cli::images::images(&client).await?,
+        Command::Rmi { images } => berth::cli::images::remove(&client, &images).await?,
+        Command::History { image } => berth::cli::images::history(&client, &image).await?,
+        Command::Inspect { image } => berth::cli::images::inspect(&client, &image).await?,
         Command::Version => {
             let v = client
                 .runtime

@@ -2,42 +2,52 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, unimplemented};
+use super::{Cri, api, image_pull, image_query, image_remove, reply};
 
 #[tonic::async_trait]
 impl api::image_service_server::ImageService for Cri {
     async fn list_images(
         &self,
-        _request: Request<api::ListImagesRequest>,
+        request: Request<api::ListImagesRequest>,
     ) -> Result<Response<api::ListImagesResponse>, Status> {
-        unimplemented("ListImages")
+        reply(image_query::list_images(
+            &self.ctx.images,
+            request.into_inner(),
+        ))
     }
 
     async fn image_status(
         &self,
-        _request: Request<api::ImageStatusRequest>,
+        request: Request<api::ImageStatusRequest>,
     ) -> Result<Response<api::ImageStatusResponse>, Status> {
-        unimplemented("ImageStatus")
+        reply(image_query::image_status(
+            &self.ctx.images,
+            request.into_inner(),
+        ))
     }
 
     async fn pull_image(
         &self,
-        _request: Request<api::PullImageRequest>,
+        request: Request<api::PullImageRequest>,
     ) -> Result<Response<api::PullImageResponse>, Status> {
-        unimplemented("PullImage")
+        let (metadata, _, req) = request.into_parts();
+        reply(image_pull::pull_image(&self.ctx.images, &metadata, req).await)
     }
 
     async fn remove_image(
         &self,
-        _request: Request<api::RemoveImageRequest>,
+        request: Request<api::RemoveImageRequest>,
     ) -> Result<Response<api::RemoveImageResponse>, Status> {
-        unimplemented("RemoveImage")
+        reply(image_remove::remove_image(&self.ctx.images, request.into_inner()).await)
     }
 
     async fn image_fs_info(
         &self,
         _request: Request<api::ImageFsInfoRequest>,
     ) -> Result<Response<api::ImageFsInfoResponse>, Status> {
-        unimplemented("ImageFsInfo")
+        reply(image_query::image_fs_info(
+            &self.ctx.images,
+            &self.ctx.config.root_dir,
+        ))
     }
 }

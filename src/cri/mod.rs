@@ -3,6 +3,9 @@
 //! One file per RPC (or per small family of read-only RPCs). Errors become gRPC status codes only
 //! through [`crate::error::to_status`], and are logged once here, inside the RPC's span.
 
+mod image_pull;
+mod image_query;
+mod image_remove;
 mod image_service;
 mod runtime_config;
 mod runtime_service;
@@ -16,6 +19,7 @@ use tonic::{Response, Status};
 
 use crate::config::Config;
 use crate::error::{Classify, NotImplemented, to_status};
+use crate::image::service::ImageService;
 
 pub use k8s_cri::v1 as api;
 
@@ -25,9 +29,10 @@ pub struct Cri {
     ctx: Arc<Context>,
 }
 
-/// What the handlers share: the configuration and, as they land, the domain services.
+/// What the handlers share: the configuration and the domain services.
 pub struct Context {
     pub config: Config,
+    pub images: Arc<ImageService>,
 }
 
 impl Cri {
@@ -67,4 +72,9 @@ fn reply<T, E: Classify + Display>(result: Result<T, E>) -> Result<Response<T>, 
 /// The answer of every RPC berth does not implement yet: `Unimplemented`, naming the RPC.
 fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
     reply(Err(NotImplemented(rpc)))
+}
+
+/// Records an ID on the current RPC span (declared empty by the server's trace function).
+fn record(field: &'static str, value: impl Display) {
+    tracing::Span::current().record(field, tracing::field::display(value));
 }

@@ -4,10 +4,49 @@
 pub mod content;
 pub mod digest;
 pub mod manifest;
+pub mod pull;
 pub mod reference;
+pub mod registry;
+pub mod service;
 pub mod store;
 pub mod unpack;
-pub mod registry;
 
 pub use digest::Digest;
 pub use reference::ImageRef;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Builds the image service from the config: content store and snapshots under the root dir,
+/// the registry client, the pull settings.
+pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageService> {
+    let content = content::ContentStore::open(&config.root_dir.join("content"))?;
+    let snapshots =
+        crate::snapshot::Snapshotter::open(&config.root_dir.join("snapshots"), db.clone())?;
+    let images = Arc::new(store::ImageStore {
+        db,
+        content,
+        snapshots,
+    });
+    let platform = if config.image.platform.is_empty() {
+        manifest::Platform::host()
+    } else {
+        manifest::Platform::parse(&config.image.platform).ok_or_else(|| {
+            anyhow::anyhow!("image.platform {:?} is invalid", config.image.platform)
+        })?
+    };
+    let registry = registry::RegistryClient::new(&config.registries, &config.image)?;
+    let puller = pull::Puller {
+        registry: Arc::new(registry),
+        images,
+        settings: Arc::new(pull::PullSettings {
+            platform,
+            max_concurrent_downloads: config.image.max_concurrent_downloads,
+            max_layer_bytes: config.image.max_layer_bytes,
+            discard_compressed_layers: config.image.discard_compressed_layers,
+        }),
+    };
+    Ok(service::ImageService::new(puller)?)
+}

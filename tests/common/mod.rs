@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

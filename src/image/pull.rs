@@ -1,0 +1,553 @@
+//! Pulling one image: resolve the reference to a platform manifest, fetch the config, then
+//! stream every missing layer through hash + decompress + untar into a fresh snapshot while it
+//! downloads, layers in parallel, and commit each only once its digests check out. The image
+//! record is written last, so a failed pull leaves no half-image visible.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+
+use super::content::{BlobWriter, ContentError};
+use super::digest::{Digest, Hasher};
+use super::manifest::{
+    Compression, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, Manifest,
+    ManifestError, OCI_INDEX, OCI_MANIFEST, Platform,
+};
+use super::reference::ImageRef;
+use super::registry::{Credentials, FetchedManifest, Registry, RegistryError};
+use super::store::{ImageRecord, ImageStore, ImageStoreError};
+use super::unpack::{self, UnpackError};
+use crate::error::{Classify, Kind};
+use crate::snapshot::{SnapshotError, chain_ids};
+
+/// Largest image config accepted, in bytes.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+/// Chunks buffered between a layer's download and its unpacker.
+const CHUNKS_IN_FLIGHT: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("manifest {digest}: unsupported media type {media_type:?}")]
+    MediaType { digest: Digest, media_type: String },
+    #[error("config {digest}: {size} bytes is larger than the {MAX_CONFIG_BYTES}-byte limit")]
+    ConfigTooLarge { digest: Digest, size: u64 },
+    #[error("layer {layer}: {source}")]
+    Unpack { layer: Digest, source: UnpackError },
+    #[error("layer {layer}: {what} mismatch, expected {expected}, got {actual}")]
+    Mismatch {
+        layer: Digest,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("layer {layer}: decompress: {source}")]
+    Decompress { layer: Digest, source: io::Error },
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Images(#[from] ImageStoreError),
+    #[error("layer {layer}: unpacker stopped: {message}")]
+    Worker { layer: Digest, message: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Classify for PullError {
+    fn kind(&self) -> Kind {
+        match self {
+            PullError::Registry(e) => e.kind(),
+            PullError::Manifest(ManifestError::NoPlatform { .. }) => Kind::NotFound,
+            PullError::Manifest(_) | PullError::MediaType { .. } => Kind::InvalidArgument,
+            PullError::ConfigTooLarge { .. } => Kind::ResourceExhausted,
+            PullError::Unpack { source, .. } => source.kind(),
+            // Bytes that do not match their digest: the registry or the network is at fault.
+            PullError::Mismatch { .. } | PullError::Decompress { .. } => Kind::Unavailable,
+            PullError::Content(e) => e.kind(),
+            PullError::Snapshot(e) => e.kind(),
+            PullError::Images(e) => e.kind(),
+            PullError::Worker { .. } => Kind::Internal,
+            PullError::Cancelled => Kind::Unavailable,
+        }
+    }
+}
+
+/// What a layer of a running pull is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerState {
+    /// Already unpacked by an earlier pull: not transferred.
+    Exists,
+    Waiting,
+    Downloading,
+    Done,
+}
+
+impl LayerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerState::Exists => "exists",
+            LayerState::Waiting => "waiting",
+            LayerState::Downloading => "downloading",
+            LayerState::Done => "done",
+        }
+    }
+}
+
+/// One layer's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerProgress {
+    pub digest: Digest,
+    pub size: u64,
+    pub done: u64,
+    pub state: LayerState,
+}
+
+/// Live progress of one pull, read by the progress logger and the CLI.
+#[derive(Debug, Default)]
+pub struct Progress {
+    layers: std::sync::Mutex<Vec<LayerProgress>>,
+}
+
+/// Totals over a pull's layers that are transferred.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub layers_done: usize,
+    pub layers_total: usize,
+}
+
+impl Progress {
+    fn set_layers(&self, layers: Vec<LayerProgress>) {
+        *self.layers.lock().expect("progress lock") = layers;
+    }
+
+    fn update(&self, index: usize, f: impl FnOnce(&mut LayerProgress)) {
+        if let Some(layer) = self.layers.lock().expect("progress lock").get_mut(index) {
+            f(layer);
+        }
+    }
+
+    /// A copy of every layer's state, bottom layer first.
+    pub fn layers(&self) -> Vec<LayerProgress> {
+        self.layers.lock().expect("progress lock").clone()
+    }
+
+    pub fn totals(&self) -> Totals {
+        let layers = self.layers.lock().expect("progress lock");
+        let moving = layers.iter().filter(|l| l.state != LayerState::Exists);
+        moving.fold(Totals::default(), |t, l| Totals {
+            bytes_done: t.bytes_done + l.done,
+            bytes_total: t.bytes_total + l.size,
+            layers_done: t.layers_done + usize::from(l.state == LayerState::Done),
+            layers_total: t.layers_total + 1,
+        })
+    }
+}
+
+/// Settings of the pull pipeline, from `ImageConfig`.
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    pub platform: Platform,
+    pub max_concurrent_downloads: usize,
+    pub max_layer_bytes: u64,
+    pub discard_compressed_layers: bool,
+}
+
+/// Everything one pull needs; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Puller {
+    pub registry: Arc<dyn Registry>,
+    pub images: Arc<ImageStore>,
+    pub settings: Arc<PullSettings>,
+}
+
+/// The image's manifest after platform resolution, with the documents to store on success.
+struct Resolved {
+    manifest: Manifest,
+    manifest_doc: FetchedManifest,
+    index_doc: Option<FetchedManifest>,
+}
+
+impl Puller {
+    /// Pulls `image` and returns its record. Only missing content is transferred.
+    pub async fn pull(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        progress: &Progress,
+    ) -> Result<ImageRecord, PullError> {
+        let resolved = self.resolve(image, creds).await?;
+        let manifest = &resolved.manifest;
+        let config_desc = &manifest.config;
+        let config_bytes = self.config(image, config_desc, creds).await?;
+        let config = ImageConfig::parse(&config_desc.digest, &config_bytes)?;
+        config.check_layers(manifest, &resolved.manifest_doc.digest)?;
+        let chains = chain_ids(&config.rootfs.diff_ids);
+
+        let present: Vec<bool> = chains
+            .iter()
+            .map(|c| matches!(self.images.snapshots.get(c), Ok(Some(_))))
+            .collect();
+        progress.set_layers(
+            manifest
+                .layers
+                .iter()
+                .zip(&present)
+                .map(|(l, &present)| LayerProgress {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    done: 0,
+                    state: if present {
+                        LayerState::Exists
+                    } else {
+                        LayerState::Waiting
+                    },
+                })
+                .collect(),
+        );
+        let missing: Vec<usize> = (0..present.len()).filter(|&i| !present[i]).collect();
+        tracing::debug!(
+            layers = manifest.layers.len(),
+            missing = missing.len(),
+            "resolved {image} to {}",
+            resolved.manifest_doc.digest
+        );
+        futures::stream::iter(missing.into_iter().map(|i| {
+            let layer = LayerJob {
+                index: i,
+                desc: manifest.layers[i].clone(),
+                diff_id: config.rootfs.diff_ids[i].clone(),
+                chain_id: chains[i].clone(),
+                parent: i.checked_sub(1).map(|p| chains[p].clone()),
+            };
+            self.fetch_layer(image, creds, layer, progress)
+        }))
+        .buffer_unordered(self.settings.max_concurrent_downloads)
+        .try_collect::<Vec<()>>()
+        .await?;
+
+        let content = &self.images.content;
+        content.put(&resolved.manifest_doc.digest, &resolved.manifest_doc.bytes)?;
+        if let Some(index) = &resolved.index_doc {
+            content.put(&index.digest, &index.bytes)?;
+        }
+        // Docker reports the digest the tag resolved to: the index's for a multi-platform image.
+        let repo_digest = resolved
+            .index_doc
+            .as_ref()
+            .unwrap_or(&resolved.manifest_doc)
+            .digest
+            .clone();
+        let record = ImageRecord {
+            id: config_desc.digest.clone(),
+            repo_tags: image.repo_tag().into_iter().collect(),
+            repo_digests: vec![image.repo_digest(&repo_digest)],
+            manifest: resolved.manifest_doc.digest.clone(),
+            index: resolved.index_doc.as_ref().map(|i| i.digest.clone()),
+            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            chain_ids: chains,
+            size: config_desc.size + manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+            user: config.config.user.clone(),
+            pinned: false,
+        };
+        Ok(self.images.add(record)?)
+    }
+
+    /// Fetches the top-level manifest and, for an index, the platform's manifest.
+    async fn resolve(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+    ) -> Result<Resolved, PullError> {
+        let top = self
+            .registry
+            .fetch_manifest(image, &image.manifest_reference(), creds)
+            .await?;
+        let (manifest_doc, index_doc) = match top.media_type.as_str() {
+            OCI_INDEX | DOCKER_LIST => {
+                let index = Index::parse(&top.digest, &top.bytes)?;
+                let chosen = index.select(&top.digest, &self.settings.platform)?;
+                let doc = self
+                    .registry
+                    .fetch_manifest(image, chosen.digest.as_str(), creds)
+                    .await?;
+                (doc, Some(top))
+            }
+            _ => (top, None),
+        };
+        if !matches!(
+            manifest_doc.media_type.as_str(),
+            OCI_MANIFEST | DOCKER_MANIFEST
+        ) {
+            return Err(PullError::MediaType {
+                digest: manifest_doc.digest,
+                media_type: manifest_doc.media_type,
+            });
+        }
+        let manifest = Manifest::parse(&manifest_doc.digest, &manifest_doc.bytes)?;
+        Ok(Resolved {
+            manifest,
+            manifest_doc,
+            index_doc,
+        })
+    }
+
+    /// The config blob, from the store or the registry (verified and stored).
+    async fn config(
+        &self,
+        image: &ImageRef,
+        desc: &Descriptor,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<u8>, PullError> {
+        let content = &self.images.content;
+        if content.contains(&desc.digest) {
+            return Ok(content.read(&desc.digest)?);
+        }
+        if desc.size > MAX_CONFIG_BYTES {
+            return Err(PullError::ConfigTooLarge {
+                digest: desc.digest.clone(),
+                size: desc.size,
+            });
+        }
+        let mut stream = self
+            .registry
+            .fetch_blob(image, &desc.digest, desc.size, creds)
+            .await?;
+        let mut bytes = Vec::with_capacity(desc.size as usize);
+        while let Some(chunk) = stream.try_next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        content.put(&desc.digest, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Downloads one layer and unpacks it while it arrives, then commits its snapshot.
+    async fn fetch_layer(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        job: LayerJob,
+        progress: &Progress,
+    ) -> Result<(), PullError> {
+        let compression = Compression::of_layer(&job.desc.media_type)
+            .expect("Manifest::parse accepts only known layer media types");
+        let staging = self.images.snapshots.staging()?;
+        let blob = if self.settings.discard_compressed_layers {
+            None
+        } else {
+            Some(self.images.content.writer()?)
+        };
+        let mut stream = self
+            .registry
+            .fetch_blob(image, &job.desc.digest, job.desc.size, creds)
+            .await?;
+        let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        let target = staging.path().to_path_buf();
+        let limits = unpack::Limits {
+            max_bytes: self.settings.max_layer_bytes,
+        };
+        let layer = job.desc.digest.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            unpack_stream(rx, blob, compression, &target, &limits, &layer)
+        });
+        progress.update(job.index, |l| l.state = LayerState::Downloading);
+        let mut download_error = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    progress.update(job.index, |l| l.done += chunk.len() as u64);
+                    if tx.send(chunk).await.is_err() {
+                        break; // the unpacker failed; its error is the one to report
+                    }
+                }
+                Err(e) => {
+                    download_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let outcome = worker.await.map_err(|e| PullError::Worker {
+            layer: job.desc.digest.clone(),
+            message: e.to_string(),
+        });
+        if let Some(e) = download_error {
+            return Err(e.into());
+        }
+        let streamed = outcome??;
+        job.verify(&streamed)?;
+        if let Some(blob) = streamed.blob {
+            blob.commit(&job.desc.digest, job.desc.size)?;
+        }
+        self.images.snapshots.commit(
+            staging,
+            &job.chain_id,
+            job.parent.as_ref(),
+            &job.diff_id,
+            streamed.unpacked.bytes,
+            streamed.unpacked.inodes,
+        )?;
+        progress.update(job.index, |l| l.state = LayerState::Done);
+        Ok(())
+    }
+}
+
+/// One layer to fetch, with what its bytes must hash to.
+struct LayerJob {
+    index: usize,
+    desc: Descriptor,
+    diff_id: Digest,
+    chain_id: Digest,
+    parent: Option<Digest>,
+}
+
+impl LayerJob {
+    fn verify(&self, s: &Streamed) -> Result<(), PullError> {
+        let mismatch = |what, expected: String, actual: String| {
+            Err(PullError::Mismatch {
+                layer: self.desc.digest.clone(),
+                what,
+                expected,
+                actual,
+            })
+        };
+        if s.compressed_size != self.desc.size {
+            return mismatch(
+                "size",
+                self.desc.size.to_string(),
+                s.compressed_size.to_string(),
+            );
+        }
+        if s.digest != self.desc.digest {
+            return mismatch("digest", self.desc.digest.to_string(), s.digest.to_string());
+        }
+        if s.diff_id != self.diff_id {
+            return mismatch("diff id", self.diff_id.to_string(), s.diff_id.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// What the unpacker measured of one layer stream.
+struct Streamed {
+    digest: Digest,
+    compressed_size: u64,
+    diff_id: Digest,
+    unpacked: unpack::Unpacked,
+    blob: Option<BlobWriter>,
+}
+
+/// The blocking half of a layer: reads compressed chunks from the channel, hashes (and
+/// optionally stores) them, decompresses, hashes the tar stream and unpacks it.
+fn unpack_stream(
+    rx: mpsc::Receiver<Bytes>,
+    blob: Option<BlobWriter>,
+    compression: Compression,
+    target: &std::path::Path,
+    limits: &unpack::Limits,
+    layer: &Digest,
+) -> Result<Streamed, PullError> {
+    let mut compressed = ChannelReader {
+        rx,
+        chunk: Bytes::new(),
+        hasher: Hasher::default(),
+        count: 0,
+        blob,
+        blob_error: None,
+    };
+    let decompress_err = |source| PullError::Decompress {
+        layer: layer.clone(),
+        source,
+    };
+    let (diff_id, unpacked) = {
+        let decoder: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(&mut compressed),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(&mut compressed).map_err(decompress_err)?)
+            }
+        };
+        let mut tar = HashingReader {
+            inner: decoder,
+            hasher: Hasher::default(),
+        };
+        let unpacked =
+            unpack::unpack_layer(&mut tar, target, limits).map_err(|source| PullError::Unpack {
+                layer: layer.clone(),
+                source,
+            })?;
+        // Whatever follows the archive's end still counts towards the diff id (and the limit).
+        let mut tail = (&mut tar).take(limits.max_bytes);
+        io::copy(&mut tail, &mut io::sink()).map_err(decompress_err)?;
+        (tar.hasher.finish(), unpacked)
+    };
+    // Bytes after the compressed stream's end still count towards the blob digest.
+    io::copy(&mut compressed, &mut io::sink()).map_err(decompress_err)?;
+    if let Some(e) = compressed.blob_error.take() {
+        return Err(e.into());
+    }
+    Ok(Streamed {
+        digest: compressed.hasher.finish(),
+        compressed_size: compressed.count,
+        diff_id,
+        unpacked,
+        blob: compressed.blob,
+    })
+}
+
+/// Reads the download channel as a byte stream, hashing and optionally storing what passes.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+    hasher: Hasher,
+    count: u64,
+    blob: Option<BlobWriter>,
+    blob_error: Option<ContentError>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.hasher.update(&chunk);
+                    self.count += chunk.len() as u64;
+                    if let Some(blob) = &mut self.blob
+                        && self.blob_error.is_none()
+                        && let Err(e) = blob.write(&chunk)
+                    {
+                        self.blob_error = Some(e);
+                    }
+                    self.chunk = chunk;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Hashes everything read through it (the uncompressed tar stream: the diff id).
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,269 @@
+//! The image service the CRI layer calls: pulls (identical concurrent pulls merged into one,
+//! cancelled when every caller has gone), listing, lookup, removal with garbage collection, and
+//! filesystem usage.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{RwLock, watch};
+
+use super::pull::{Progress, PullError, Puller};
+use super::reference::ImageRef;
+use super::registry::Credentials;
+use super::store::{ImageRecord, ImageStore, ImageStoreError, Swept};
+use crate::error::{Classify, Kind};
+
+/// How often a running pull logs its progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("pull {image}: {source}")]
+    Pull {
+        image: String,
+        source: Arc<PullError>,
+    },
+    #[error(transparent)]
+    Store(#[from] ImageStoreError),
+}
+
+impl Classify for ImageError {
+    fn kind(&self) -> Kind {
+        match self {
+            ImageError::Pull { source, .. } => source.kind(),
+            ImageError::Store(e) => e.kind(),
+        }
+    }
+}
+
+type Outcome = Option<Result<ImageRecord, Arc<PullError>>>;
+
+/// One pull in flight, shared by every caller that asked for the same reference.
+struct Flight {
+    done: watch::Receiver<Outcome>,
+    waiters: AtomicUsize,
+    task: tokio::task::AbortHandle,
+    progress: Arc<Progress>,
+}
+
+type Flights = Arc<Mutex<HashMap<String, Arc<Flight>>>>;
+
+pub struct ImageService {
+    puller: Puller,
+    images: Arc<ImageStore>,
+    /// Pulls hold it shared; removal and garbage collection hold it exclusively, so a sweep never
+    /// sees a committed snapshot whose image record is not written yet.
+    gc_lock: Arc<RwLock<()>>,
+    flights: Flights,
+}
+
+impl ImageService {
+    /// Wraps the store and sweeps leftovers of pulls interrupted by a crash.
+    pub fn new(puller: Puller) -> Result<ImageService, ImageError> {
+        let images = puller.images.clone();
+        let ingest = images
+            .content
+            .clear_ingest()
+            .map_err(ImageStoreError::from)?;
+        let orphans = images
+            .snapshots
+            .sweep_orphans()
+            .map_err(ImageStoreError::from)?;
+        let swept = images.collect_garbage(&HashSet::new())?;
+        if ingest + orphans + swept.blobs + swept.snapshots > 0 {
+            tracing::info!(
+                ingest,
+                orphans,
+                blobs = swept.blobs,
+                snapshots = swept.snapshots,
+                "removed leftovers of interrupted pulls"
+            );
+        }
+        Ok(ImageService {
+            puller,
+            images,
+            gc_lock: Arc::new(RwLock::new(())),
+            flights: Arc::default(),
+        })
+    }
+
+    pub fn store(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// Pulls `image`, joining an identical pull already running. If every caller of a pull
+    /// goes away (deadline passed, client disconnected), the pull is cancelled and its partial
+    /// work removed.
+    pub async fn pull(
+        &self,
+        image: &ImageRef,
+        creds: Option<Credentials>,
+    ) -> Result<ImageRecord, ImageError> {
+        let key = image.to_string();
+        let flight = {
+            let mut flights = self.flights.lock().expect("flights lock");
+            let flight = flights
+                .entry(key.clone())
+                .or_insert_with(|| self.start(image.clone(), creds))
+                .clone();
+            flight.waiters.fetch_add(1, Ordering::SeqCst);
+            flight
+        };
+        let _waiter = Waiter {
+            flight: flight.clone(),
+            flights: self.flights.clone(),
+            key: key.clone(),
+        };
+        let mut done = flight.done.clone();
+        let outcome = done
+            .wait_for(Option::is_some)
+            .await
+            .map(|v| v.clone().expect("waited for Some"));
+        match outcome {
+            Ok(result) => result.map_err(|source| ImageError::Pull { image: key, source }),
+            // The task was aborted under us; only possible if we were the last waiter.
+            Err(_) => Err(ImageError::Pull {
+                image: key,
+                source: Arc::new(PullError::Cancelled),
+            }),
+        }
+    }
+
+    /// Progress of the pull of `image` if one is running.
+    pub fn progress(&self, image: &ImageRef) -> Option<Arc<Progress>> {
+        let flights = self.flights.lock().expect("flights lock");
+        flights.get(&image.to_string()).map(|f| f.progress.clone())
+    }
+
+    fn start(&self, image: ImageRef, creds: Option<Credentials>) -> Arc<Flight> {
+        let (tx, rx) = watch::channel(None);
+        let progress = Arc::new(Progress::default());
+        let puller = self.puller.clone();
+        let gc_lock = self.gc_lock.clone();
+        let flights = self.flights.clone();
+        let task_progress = progress.clone();
+        let task = tokio::spawn(async move {
+            let _shared = gc_lock.read().await;
+            let key = image.to_string();
+            let started = Instant::now();
+            let pull = puller.pull(&image, creds.as_ref(), &task_progress);
+            let result = log_progress(&key, started, &task_progress, pull).await;
+            flights.lock().expect("flights lock").remove(&key);
+            let _ = tx.send(Some(result.map_err(Arc::new)));
+        });
+        Arc::new(Flight {
+            done: rx,
+            waiters: AtomicUsize::new(0),
+            task: task.abort_handle(),
+            progress,
+        })
+    }
+
+    pub fn list(&self, filter: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
+        Ok(match filter {
+            Some(spec) => self.images.lookup(spec)?.into_iter().collect(),
+            None => self.images.list()?,
+        })
+    }
+
+    pub fn status(&self, spec: &str) -> Result<Option<ImageRecord>, ImageError> {
+        Ok(self.images.lookup(spec)?)
+    }
+
+    /// Removes the image `spec` names with all its tags and digests, then frees what no other
+    /// image uses. Removing an unknown image is not an error.
+    pub async fn remove(&self, spec: &str) -> Result<Option<Swept>, ImageError> {
+        let _exclusive = self.gc_lock.write().await;
+        let Some(record) = self.images.lookup(spec)? else {
+            return Ok(None);
+        };
+        self.images.remove(&record.id)?;
+        let swept = self.images.collect_garbage(&HashSet::new())?;
+        tracing::info!(image = %record.id, blobs = swept.blobs, snapshots = swept.snapshots, "image removed");
+        Ok(Some(swept))
+    }
+
+    /// (bytes, inodes) used by image content and snapshots.
+    pub fn usage(&self) -> Result<(u64, u64), ImageError> {
+        let (snap_bytes, snap_inodes) = self
+            .images
+            .snapshots
+            .usage()
+            .map_err(ImageStoreError::from)?;
+        let blobs = self.images.content.list().map_err(ImageStoreError::from)?;
+        let blob_bytes: u64 = blobs
+            .iter()
+            .filter_map(|d| self.images.content.size(d))
+            .sum();
+        Ok((snap_bytes + blob_bytes, snap_inodes + blobs.len() as u64))
+    }
+}
+
+/// Runs a pull, logging its progress every few seconds and once at the end.
+async fn log_progress<F>(image: &str, started: Instant, progress: &Progress, pull: F) -> F::Output
+where
+    F: std::future::Future<Output = Result<ImageRecord, PullError>>,
+{
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + PROGRESS_INTERVAL,
+        PROGRESS_INTERVAL,
+    );
+    tokio::pin!(pull);
+    let result = loop {
+        tokio::select! {
+            result = &mut pull => break result,
+            _ = ticker.tick() => {
+                let t = progress.totals();
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                tracing::info!(
+                    image,
+                    bytes_done = t.bytes_done,
+                    bytes_total = t.bytes_total,
+                    layers_done = t.layers_done,
+                    layers_total = t.layers_total,
+                    rate_mib_s = format!("{:.1}", t.bytes_done as f64 / secs / 1048576.0),
+                    "pulling"
+                );
+            }
+        }
+    };
+    let t = progress.totals();
+    match &result {
+        Ok(record) => tracing::info!(
+            image,
+            id = %record.id,
+            bytes = t.bytes_done,
+            layers = t.layers_done,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pulled"
+        ),
+        Err(e) => tracing::debug!(image, error = %e, "pull failed"),
+    }
+    result
+}
+
+/// A caller waiting on a flight; the last one to leave an unfinished flight cancels it.
+struct Waiter {
+    flight: Arc<Flight>,
+    flights: Flights,
+    key: String,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().expect("flights lock");
+        let last = self.flight.waiters.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && self.flight.done.borrow().is_none() {
+            self.flight.task.abort();
+            if flights
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                flights.remove(&self.key);
+            }
+            tracing::info!(image = %self.key, "pull cancelled: no caller is waiting any more");
+        }
+    }
+}
