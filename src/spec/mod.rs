@@ -11,8 +11,8 @@
 //! | default `PATH` | `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` | same |
 //! | `process.cwd` | CRI working_dir, else image WorkingDir, else `/` (must be absolute) | same |
 //! | `process.user` | [`ResolvedUser`]; additional gids = primary gid + supplemental groups (+ image /etc/group memberships under policy Merge) | same |
-//! | `process.capabilities` | bounding = effective = permitted = [`caps::DEFAULT_CAPS`] ± CRI add/drop (`ALL` allowed); inheritable, ambient empty | all of [`caps::ALL_CAPS`] |
-//! | `process.rlimits` | `RLIMIT_NOFILE` soft = hard = [`process::NOFILE_LIMIT`] (1048576) | same |
+//! | `process.capabilities` | bounding = effective = permitted = [`DEFAULT_CAPS`] ± CRI add/drop (`ALL` allowed); inheritable, ambient empty | all of [`ALL_CAPS`] |
+//! | `process.rlimits` | `RLIMIT_NOFILE` soft = hard = [`NOFILE_LIMIT`] (1048576) | same |
 //! | `process.noNewPrivileges` | security context `no_new_privs` | same |
 //! | `process.oomScoreAdj` | `linux.resources.oom_score_adj` when resources are given | same |
 //! | `process.terminal` | CRI `tty` | same |
@@ -25,7 +25,7 @@
 //! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all |
 //! | `linux.devices` | the [`DeviceNode`]s | same |
 //! | `linux.sysctl` | the pod's namespaced sysctls ([`SandboxPlan::sysctls`]) | same |
-//! | `linux.maskedPaths` / `readonlyPaths` | the security context's lists, or [`linux::DEFAULT_MASKED_PATHS`] / [`linux::DEFAULT_READONLY_PATHS`] when empty | none |
+//! | `linux.maskedPaths` / `readonlyPaths` | the security context's lists, or [`DEFAULT_MASKED_PATHS`] / [`DEFAULT_READONLY_PATHS`] when empty | none |
 //! | `annotations` | CRI container annotations, then `io.kubernetes.cri.*` keys (container type, names, sandbox id, image) | same |
 //!
 //! Image VOLUMEs are not mounted here; CRI mounts are. User namespaces and id-mapped mounts are
