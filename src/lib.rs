@@ -13,6 +13,7 @@ pub mod image;
 pub mod logging;
 pub mod server;
 pub mod snapshot;
+pub mod spec;
 pub mod store;
 
 /// The name berth reports in `Version`.

@@ -1,0 +1,223 @@
+//! Process capabilities: berth's default set, CRI add/drop (with `ALL`, with or without the
+//! `CAP_` prefix, any case), and every capability for privileged containers.
+
+use std::str::FromStr;
+
+use k8s_cri::v1::LinuxContainerSecurityContext;
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
+
+use super::SpecError;
+
+/// The default set (containerd 1.x's and Docker's): what a non-privileged container gets before
+/// CRI add/drop.
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Every capability oci-spec knows, for `ALL` and privileged containers. The executor skips
+/// the ones the running kernel lacks.
+pub const ALL_CAPS: [Capability; 41] = [
+    Capability::AuditControl,
+    Capability::AuditRead,
+    Capability::AuditWrite,
+    Capability::BlockSuspend,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::DacReadSearch,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::Kill,
+    Capability::Lease,
+    Capability::LinuxImmutable,
+    Capability::MacAdmin,
+    Capability::MacOverride,
+    Capability::Mknod,
+    Capability::NetAdmin,
+    Capability::NetBindService,
+    Capability::NetBroadcast,
+    Capability::NetRaw,
+    Capability::Perfmon,
+    Capability::Setgid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysAdmin,
+    Capability::SysBoot,
+    Capability::SysChroot,
+    Capability::SysModule,
+    Capability::SysNice,
+    Capability::SysPacct,
+    Capability::SysPtrace,
+    Capability::SysRawio,
+    Capability::SysResource,
+    Capability::SysTime,
+    Capability::SysTtyConfig,
+    Capability::Syslog,
+    Capability::WakeAlarm,
+];
+
+/// The capability set of a container: default, then `ALL` in add, then `ALL` in drop, then the
+/// named adds, then the named drops (so a cap both added and dropped is dropped). Privileged
+/// containers get every capability. Bounding, effective and permitted are the set; inheritable
+/// and ambient stay empty (CRI's ambient capabilities are not honoured yet).
+pub(super) fn capabilities(
+    sc: Option<&LinuxContainerSecurityContext>,
+) -> Result<LinuxCapabilities, SpecError> {
+    let set = if sc.is_some_and(|sc| sc.privileged) {
+        ALL_CAPS.into_iter().collect()
+    } else {
+        cap_set(sc)?
+    };
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(set.clone()))
+        .set_effective(Some(set.clone()))
+        .set_permitted(Some(set))
+        .set_inheritable(Some(Capabilities::new()))
+        .set_ambient(Some(Capabilities::new()));
+    Ok(caps)
+}
+
+fn cap_set(sc: Option<&LinuxContainerSecurityContext>) -> Result<Capabilities, SpecError> {
+    let mut set: Capabilities = DEFAULT_CAPS.into_iter().collect();
+    let Some(cri) = sc.and_then(|sc| sc.capabilities.as_ref()) else {
+        return Ok(set);
+    };
+    let is_all = |n: &String| n.eq_ignore_ascii_case("ALL");
+    if cri.add_capabilities.iter().any(is_all) {
+        set.extend(ALL_CAPS);
+    }
+    if cri.drop_capabilities.iter().any(is_all) {
+        set.clear();
+    }
+    for name in cri.add_capabilities.iter().filter(|n| !is_all(n)) {
+        set.insert(parse(name)?);
+    }
+    for name in cri.drop_capabilities.iter().filter(|n| !is_all(n)) {
+        set.remove(&parse(name)?);
+    }
+    Ok(set)
+}
+
+/// `net_admin`, `NET_ADMIN` and `CAP_NET_ADMIN` all name the same capability.
+fn parse(name: &str) -> Result<Capability, SpecError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    Capability::from_str(bare).map_err(|_| SpecError::UnknownCapability(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_cri::v1::Capability as CriCaps;
+
+    use super::*;
+
+    fn sc(add: &[&str], drop: &[&str], privileged: bool) -> LinuxContainerSecurityContext {
+        LinuxContainerSecurityContext {
+            capabilities: Some(CriCaps {
+                add_capabilities: add.iter().map(|s| s.to_string()).collect(),
+                drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
+                add_ambient_capabilities: vec![],
+            }),
+            privileged,
+            ..Default::default()
+        }
+    }
+
+    fn with(extra: &[Capability], without: &[Capability]) -> Capabilities {
+        let mut set: Capabilities = DEFAULT_CAPS.into_iter().collect();
+        set.extend(extra.iter().copied());
+        without.iter().for_each(|c| {
+            set.remove(c);
+        });
+        set
+    }
+
+    #[test]
+    fn add_and_drop() {
+        use Capability::*;
+        let all: Capabilities = ALL_CAPS.into_iter().collect();
+        let only = |c: &[Capability]| c.iter().copied().collect::<Capabilities>();
+        let cases: Vec<(&[&str], &[&str], bool, Capabilities)> = vec![
+            (&[], &[], false, with(&[], &[])),
+            (&["NET_ADMIN"], &[], false, with(&[NetAdmin], &[])),
+            (
+                &["CAP_SYS_TIME", "sys_ptrace"],
+                &[],
+                false,
+                with(&[SysTime, SysPtrace], &[]),
+            ),
+            (
+                &[],
+                &["MKNOD", "cap_net_raw"],
+                false,
+                with(&[], &[Mknod, NetRaw]),
+            ),
+            (&["NET_ADMIN"], &["NET_ADMIN"], false, with(&[], &[])),
+            (&["ALL"], &[], false, all.clone()),
+            (&["all"], &["CHOWN"], false, {
+                let mut s = all.clone();
+                s.remove(&Chown);
+                s
+            }),
+            (&[], &["ALL"], false, only(&[])),
+            (
+                &["NET_BIND_SERVICE"],
+                &["ALL"],
+                false,
+                only(&[NetBindService]),
+            ),
+            (&["ALL"], &["ALL"], false, only(&[])),
+            (&[], &["ALL"], true, all.clone()),
+        ];
+        for (add, drop, privileged, want) in cases {
+            let caps = capabilities(Some(&sc(add, drop, privileged))).unwrap();
+            assert_eq!(
+                caps.bounding().as_ref(),
+                Some(&want),
+                "{add:?} {drop:?} {privileged}"
+            );
+            assert_eq!(caps.effective().as_ref(), Some(&want));
+            assert_eq!(caps.permitted().as_ref(), Some(&want));
+            assert_eq!(caps.inheritable().as_ref(), Some(&Capabilities::new()));
+            assert_eq!(caps.ambient().as_ref(), Some(&Capabilities::new()));
+        }
+    }
+
+    #[test]
+    fn no_security_context_means_the_default_set() {
+        let caps = capabilities(None).unwrap();
+        assert_eq!(caps.bounding().as_ref(), Some(&with(&[], &[])));
+        assert!(
+            !caps
+                .bounding()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::SysAdmin)
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        for (add, drop) in [(&["CAP_FLY"][..], &[][..]), (&[], &["teleport"])] {
+            let err = capabilities(Some(&sc(add, drop, false))).unwrap_err();
+            assert!(matches!(err, SpecError::UnknownCapability(_)), "{err}");
+        }
+    }
+}

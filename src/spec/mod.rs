@@ -1,0 +1,255 @@
+//! PURE builders: CRI container config + pod sandbox config + image config -> OCI runtime spec,
+//! and the pod sandbox plan. No I/O: whatever needs the host or the rootfs (user names, device
+//! numbers, namespace paths, cgroup version) arrives in [`ContainerInputs`] resolved.
+//!
+//! # Defaults (keep this table true)
+//!
+//! | field | non-privileged | privileged |
+//! |---|---|---|
+//! | `process.args` | CRI command+args; else image ENTRYPOINT + CRI args; else ENTRYPOINT + CMD; empty is an error | same |
+//! | `process.env` | `PATH` (default below) and `HOSTNAME`, overlaid by image ENV, overlaid by CRI envs | same |
+//! | default `PATH` | `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` | same |
+//! | `process.cwd` | CRI working_dir, else image WorkingDir, else `/` (must be absolute) | same |
+//! | `process.user` | [`ResolvedUser`]; additional gids = primary gid + supplemental groups (+ image /etc/group memberships under policy Merge) | same |
+//! | `process.capabilities` | bounding = effective = permitted = [`DEFAULT_CAPS`] ± CRI add/drop (`ALL` allowed); inheritable, ambient empty | all of [`ALL_CAPS`] |
+//! | `process.rlimits` | `RLIMIT_NOFILE` soft = hard = [`NOFILE_LIMIT`] (1048576) | same |
+//! | `process.noNewPrivileges` | security context `no_new_privs` | same |
+//! | `process.oomScoreAdj` | `linux.resources.oom_score_adj` when resources are given | same |
+//! | `process.terminal` | CRI `tty` | same |
+//! | apparmor, selinux, `linux.seccomp` | set by the caller (`seccomp` input is copied as given) | same |
+//! | `root` | `rootfs` input, read-only if `readonly_rootfs` | same |
+//! | `hostname` | the pod hostname when the pod has its own UTS namespace, else unset | same |
+//! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
+//! | `linux.namespaces` | new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
+//! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages, unified | same |
+//! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all |
+//! | `linux.devices` | the [`DeviceNode`]s | same |
+//! | `linux.sysctl` | the pod's namespaced sysctls ([`SandboxPlan::sysctls`]) | same |
+//! | `linux.maskedPaths` / `readonlyPaths` | the security context's lists, or [`DEFAULT_MASKED_PATHS`] / [`DEFAULT_READONLY_PATHS`] when empty | none |
+//! | `annotations` | CRI container annotations, then `io.kubernetes.cri.*` keys (container type, names, sandbox id, image) | same |
+//!
+//! Image VOLUMEs are not mounted here; CRI mounts are. User namespaces and id-mapped mounts are
+//! rejected as not supported yet.
+
+mod caps;
+mod error;
+mod linux;
+mod mounts;
+mod process;
+mod sandbox;
+mod user;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
+use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxSeccomp, Root, Spec};
+
+use crate::image::manifest::ImageConfig;
+
+pub use caps::{ALL_CAPS, DEFAULT_CAPS};
+pub use error::SpecError;
+pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+pub use process::{DEFAULT_PATH, NOFILE_LIMIT};
+pub use sandbox::{PinnedNamespaces, PodSysctls, SandboxPlan, sandbox_plan};
+pub use user::{ResolvedUser, resolve_user, user_string};
+
+/// The OCI runtime spec version berth's specs declare.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// Everything [`container_spec`] needs, with all I/O already done by the caller.
+#[derive(Debug, Clone)]
+pub struct ContainerInputs<'a> {
+    pub container: &'a ContainerConfig,
+    pub sandbox: &'a PodSandboxConfig,
+    pub image: &'a ImageConfig,
+    /// For the `io.kubernetes.cri.sandbox-id` annotation.
+    pub sandbox_id: &'a str,
+    /// The image as the container was created from it, for `io.kubernetes.cri.image-name`.
+    pub image_name: &'a str,
+    /// `root.path`.
+    pub rootfs: PathBuf,
+    /// Paths of the pod's pinned namespaces, as [`sandbox_plan`] asked for them.
+    pub namespaces: PodNamespaces,
+    /// `linux.cgroupsPath`, computed by the caller for its cgroup driver; empty leaves it unset.
+    pub cgroups_path: String,
+    /// The user from [`user_string`] resolved with [`resolve_user`] against the rootfs.
+    pub user: ResolvedUser,
+    /// The pod's /etc files to bind-mount.
+    pub etc: EtcFiles,
+    /// The pod-shared /dev/shm to bind (the host's for host IPC); `None` = a private tmpfs.
+    pub shm: Option<PathBuf>,
+    /// Device nodes to create and allow: the CRI `devices` (and for privileged containers the
+    /// host's), stat-ed by the caller.
+    pub devices: Vec<DeviceNode>,
+    /// `linux.seccomp`, chosen by the caller from the CRI profile (`None` = unconfined).
+    pub seccomp: Option<LinuxSeccomp>,
+    pub host: &'a Host,
+}
+
+/// Paths of the pod's pinned namespace files; `None` where the pod uses the host's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodNamespaces {
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+    /// The pod-shared PID namespace (PID mode POD), or the target container's (TARGET).
+    pub pid: Option<PathBuf>,
+}
+
+/// Host files of the pod bound over the container's /etc ones; `None` = not bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcFiles {
+    pub hosts: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+    pub hostname: Option<PathBuf>,
+}
+
+/// A device node resolved on the host by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// Path inside the container.
+    pub path: PathBuf,
+    /// `C` (character) or `B` (block).
+    pub typ: LinuxDeviceType,
+    pub major: i64,
+    pub minor: i64,
+    pub file_mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup access: a non-empty subset of `rwm`.
+    pub permissions: String,
+}
+
+/// Facts about the node the caller discovered once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// The unified cgroup hierarchy is mounted: containers get a cgroup namespace.
+    pub cgroup_v2: bool,
+    /// Swap accounting is available: memory+swap limits are set.
+    pub swap_controller: bool,
+    /// The node's hostname: `HOSTNAME` for pods without one of their own (host network).
+    pub hostname: String,
+}
+
+/// Builds the OCI runtime spec of a container. Pure: same inputs, same spec.
+pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
+    let container = inputs.container;
+    let sc = container
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    let privileged = sc.is_some_and(|sc| sc.privileged);
+    if privileged && !sandbox_privileged(inputs.sandbox) {
+        let name = container_name(container);
+        return Err(SpecError::PrivilegedInUnprivilegedPod(name));
+    }
+    let plan = sandbox_plan(inputs.sandbox)?;
+    let hostname = plan.hostname.as_deref().unwrap_or(&inputs.host.hostname);
+    let process = process::process(inputs, hostname, caps::capabilities(sc)?)?;
+
+    let readonly_rootfs = sc.is_some_and(|sc| sc.readonly_rootfs);
+    let mut root = Root::default();
+    root.set_path(inputs.rootfs.clone())
+        .set_readonly(Some(readonly_rootfs));
+
+    let mount_plan = mounts::mounts(
+        &container.mounts,
+        &inputs.etc,
+        inputs.shm.as_deref(),
+        privileged,
+        readonly_rootfs,
+    )?;
+    let mut linux = linux_section(inputs, &plan, privileged)?;
+    linux.set_rootfs_propagation(mount_plan.rootfs_propagation);
+
+    let mut spec = Spec::default();
+    spec.set_version(OCI_VERSION.to_string())
+        .set_root(Some(root))
+        .set_mounts(Some(mount_plan.mounts))
+        .set_process(Some(process))
+        .set_hostname(plan.hostname.clone())
+        .set_domainname(None)
+        .set_hooks(None)
+        .set_annotations(Some(annotations(inputs)))
+        .set_linux(Some(linux));
+    Ok(spec)
+}
+
+/// `linux`, except `rootfsPropagation`, which the mount table decides.
+fn linux_section(
+    inputs: &ContainerInputs,
+    plan: &SandboxPlan,
+    privileged: bool,
+) -> Result<Linux, SpecError> {
+    let container_linux = inputs.container.linux.as_ref();
+    let sc = container_linux.and_then(|l| l.security_context.as_ref());
+    let resources = linux::resources(
+        container_linux.and_then(|l| l.resources.as_ref()),
+        &inputs.devices,
+        privileged,
+        inputs.host.swap_controller,
+    )?;
+    let cgroupns = inputs.host.cgroup_v2 && !privileged;
+    let namespaces = linux::namespaces(plan.pinned, sc, &inputs.namespaces, cgroupns)?;
+    let (masked, readonly) = linux::protected_paths(sc, privileged);
+    let sysctl: HashMap<String, String> = plan
+        .sysctls
+        .all()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let devices = linux::device_nodes(&inputs.devices);
+    let cgroups_path = &inputs.cgroups_path;
+
+    let mut linux = Linux::default();
+    linux
+        .set_namespaces(Some(namespaces))
+        .set_cgroups_path((!cgroups_path.is_empty()).then(|| cgroups_path.into()))
+        .set_resources(Some(resources))
+        .set_devices((!devices.is_empty()).then_some(devices))
+        .set_sysctl((!sysctl.is_empty()).then_some(sysctl))
+        .set_masked_paths(Some(masked))
+        .set_readonly_paths(Some(readonly))
+        .set_seccomp(inputs.seccomp.clone());
+    Ok(linux)
+}
+
+/// The CRI annotations, then berth's debugging keys (named like containerd's, which tools such
+/// as RuntimeClass handlers already read).
+fn annotations(inputs: &ContainerInputs) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> =
+        inputs.container.annotations.clone().into_iter().collect();
+    let pod = inputs.sandbox.metadata.clone().unwrap_or_default();
+    let keys = [
+        ("container-type", "container".to_string()),
+        ("container-name", container_name(inputs.container)),
+        ("sandbox-id", inputs.sandbox_id.to_string()),
+        ("sandbox-name", pod.name),
+        ("sandbox-namespace", pod.namespace),
+        ("sandbox-uid", pod.uid),
+        ("image-name", inputs.image_name.to_string()),
+    ];
+    for (key, value) in keys {
+        out.insert(format!("io.kubernetes.cri.{key}"), value);
+    }
+    out
+}
+
+fn container_name(container: &ContainerConfig) -> String {
+    container
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
+}
+
+fn sandbox_privileged(sandbox: &PodSandboxConfig) -> bool {
+    sandbox
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .is_some_and(|sc| sc.privileged)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! The container's mount table: the default kernel filesystems, then the pod's /etc files and
+//! /dev/shm, then the CRI mounts; parents before children, a CRI mount replacing anything
+//! else at (or under) its destination.
+
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1::{Mount as CriMount, MountPropagation};
+use oci_spec::runtime::Mount;
+
+use super::{EtcFiles, SpecError};
+
+/// What the mount table adds to the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MountPlan {
+    pub mounts: Vec<Mount>,
+    /// `rshared` when a mount is bidirectional, `rslave` when one is host-to-container, else
+    /// `None` (the runtime's default).
+    pub rootfs_propagation: Option<String>,
+}
+
+/// A bind mount request, from CRI or from the pod's files.
+struct Bind {
+    destination: String,
+    source: PathBuf,
+    propagation: MountPropagation,
+    readonly: bool,
+    recursive_readonly: bool,
+}
+
+/// Builds the mount table. `readonly_rootfs` makes the /etc file binds read-only; `privileged`
+/// makes /sys and /sys/fs/cgroup writable.
+pub(super) fn mounts(
+    cri: &[CriMount],
+    etc: &EtcFiles,
+    shm: Option<&Path>,
+    privileged: bool,
+    readonly_rootfs: bool,
+) -> Result<MountPlan, SpecError> {
+    let mut binds = cri.iter().map(cri_bind).collect::<Result<Vec<_>, _>>()?;
+    let pod_files = [
+        ("/etc/hostname", etc.hostname.as_deref(), readonly_rootfs),
+        ("/etc/hosts", etc.hosts.as_deref(), readonly_rootfs),
+        (
+            "/etc/resolv.conf",
+            etc.resolv_conf.as_deref(),
+            readonly_rootfs,
+        ),
+        ("/dev/shm", shm, false),
+    ];
+    for (destination, source, readonly) in pod_files {
+        let Some(source) = source else { continue };
+        if binds.iter().any(|b| b.destination == destination) {
+            continue;
+        }
+        binds.push(Bind {
+            destination: destination.to_string(),
+            source: source.to_path_buf(),
+            propagation: MountPropagation::PropagationPrivate,
+            readonly,
+            recursive_readonly: false,
+        });
+    }
+    binds.sort_by_key(|b| depth(&b.destination));
+
+    let overridden = |dest: &str| {
+        binds
+            .iter()
+            .any(|b| dest == b.destination || is_under(dest, &b.destination))
+    };
+    let mut mounts: Vec<Mount> = default_mounts(privileged)
+        .into_iter()
+        .filter(|m| !overridden(&m.destination().to_string_lossy()))
+        .collect();
+    mounts.extend(binds.iter().map(bind_mount));
+
+    let has = |p| binds.iter().any(|b| b.propagation == p);
+    let rootfs_propagation = if has(MountPropagation::PropagationBidirectional) {
+        Some("rshared".to_string())
+    } else if has(MountPropagation::PropagationHostToContainer) {
+        Some("rslave".to_string())
+    } else {
+        None
+    };
+    Ok(MountPlan {
+        mounts,
+        rootfs_propagation,
+    })
+}
+
+/// Validates one CRI mount. `selinux_relabel` is the caller's business (it needs I/O).
+fn cri_bind(m: &CriMount) -> Result<Bind, SpecError> {
+    let fail = |reason| SpecError::Mount {
+        container_path: m.container_path.clone(),
+        reason,
+    };
+    if !m.container_path.starts_with('/') {
+        return Err(fail("container path must be absolute"));
+    }
+    if m.host_path.is_empty() {
+        return Err(fail(
+            "no host path (image volumes must be resolved by the caller)",
+        ));
+    }
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        return Err(SpecError::IdMappedMount(m.container_path.clone()));
+    }
+    let propagation =
+        MountPropagation::try_from(m.propagation).map_err(|_| fail("unknown mount propagation"))?;
+    if m.recursive_read_only && !m.readonly {
+        return Err(fail("recursive read-only mount must also be read-only"));
+    }
+    if m.recursive_read_only && propagation != MountPropagation::PropagationPrivate {
+        return Err(fail("recursive read-only mount needs private propagation"));
+    }
+    Ok(Bind {
+        destination: clean(&m.container_path),
+        source: PathBuf::from(&m.host_path),
+        propagation,
+        readonly: m.readonly,
+        recursive_readonly: m.recursive_read_only,
+    })
+}
+
+fn bind_mount(b: &Bind) -> Mount {
+    let propagation = match b.propagation {
+        MountPropagation::PropagationPrivate => "rprivate",
+        MountPropagation::PropagationHostToContainer => "rslave",
+        MountPropagation::PropagationBidirectional => "rshared",
+    };
+    let access = match (b.readonly, b.recursive_readonly) {
+        (_, true) => "rro",
+        (true, false) => "ro",
+        (false, false) => "rw",
+    };
+    mount(
+        &b.destination,
+        "bind",
+        &b.source.to_string_lossy(),
+        &["rbind", propagation, access],
+    )
+}
+
+/// The kernel filesystems every container gets (containerd's table, without /run).
+fn default_mounts(privileged: bool) -> Vec<Mount> {
+    let rw = if privileged { "rw" } else { "ro" };
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", rw]),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", rw],
+        ),
+    ]
+}
+
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(destination.into())
+        .set_typ(Some(typ.to_string()))
+        .set_source(Some(source.into()))
+        .set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    m
+}
+
+/// Lexically cleans an absolute path: no `.`, `..`, repeated or trailing slashes.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn depth(clean_path: &str) -> usize {
+    clean_path.split('/').filter(|p| !p.is_empty()).count()
+}
+
+fn is_under(path: &str, parent: &str) -> bool {
+    parent == "/"
+        || path
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+#[path = "mounts_tests.rs"]
+mod tests;

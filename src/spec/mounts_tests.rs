@@ -1,0 +1,335 @@
+//! Table tests for the mount table: defaults, pod files, CRI mounts, order and overrides.
+
+use super::*;
+
+const DEFAULTS: [&str; 7] = [
+    "/proc",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/sys",
+    "/sys/fs/cgroup",
+];
+
+fn cri(container_path: &str, host_path: &str) -> CriMount {
+    CriMount {
+        container_path: container_path.into(),
+        host_path: host_path.into(),
+        ..Default::default()
+    }
+}
+
+fn etc() -> EtcFiles {
+    EtcFiles {
+        hosts: Some("/pod/hosts".into()),
+        resolv_conf: Some("/pod/resolv.conf".into()),
+        hostname: Some("/pod/hostname".into()),
+    }
+}
+
+fn destinations(plan: &MountPlan) -> Vec<String> {
+    plan.mounts
+        .iter()
+        .map(|m| m.destination().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn find<'a>(plan: &'a MountPlan, destination: &str) -> &'a Mount {
+    plan.mounts
+        .iter()
+        .find(|m| m.destination() == Path::new(destination))
+        .unwrap_or_else(|| panic!("no mount at {destination}"))
+}
+
+fn options(m: &Mount) -> Vec<&str> {
+    m.options()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn order_and_overrides() {
+    // (CRI mounts, shm, expected destinations in order)
+    let cases: Vec<(Vec<CriMount>, Option<&str>, Vec<&str>)> = vec![
+        (vec![], None, DEFAULTS.to_vec()),
+        (
+            vec![],
+            Some("/pod/shm"),
+            vec![
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/shm",
+            ],
+        ),
+        (
+            vec![
+                cri("/data/a/b", "/h1"),
+                cri("/data", "/h2"),
+                cri("/data/a", "/h3"),
+            ],
+            None,
+            [&DEFAULTS[..], &["/data", "/data/a", "/data/a/b"]].concat(),
+        ),
+        (
+            vec![cri("/dev", "/host/dev")],
+            Some("/pod/shm"),
+            vec!["/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/shm"],
+        ),
+        (
+            vec![
+                cri("/sys/fs/cgroup", "/host/cg"),
+                cri("/proc/", "/host/proc"),
+            ],
+            None,
+            vec![
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/proc",
+                "/sys/fs/cgroup",
+            ],
+        ),
+    ];
+    for (cri_mounts, shm, want) in cases {
+        let plan = mounts(
+            &cri_mounts,
+            &EtcFiles::default(),
+            shm.map(Path::new),
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(destinations(&plan), want, "{cri_mounts:?} {shm:?}");
+    }
+}
+
+#[test]
+fn pod_files_follow_defaults_and_yield_to_cri_mounts() {
+    let plan = mounts(
+        &[cri("/etc/hosts", "/kubelet/hosts")],
+        &etc(),
+        None,
+        false,
+        false,
+    )
+    .unwrap();
+    let want = [
+        &DEFAULTS[..],
+        &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"],
+    ]
+    .concat();
+    assert_eq!(destinations(&plan), want);
+    assert_eq!(
+        find(&plan, "/etc/hosts").source().as_deref(),
+        Some(Path::new("/kubelet/hosts"))
+    );
+    let hostname = find(&plan, "/etc/hostname");
+    assert_eq!(hostname.typ().as_deref(), Some("bind"));
+    assert_eq!(options(hostname), ["rbind", "rprivate", "rw"]);
+}
+
+#[test]
+fn readonly_rootfs_makes_pod_files_readonly_but_not_shm() {
+    let plan = mounts(&[], &etc(), Some(Path::new("/pod/shm")), false, true).unwrap();
+    for dest in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+        assert_eq!(
+            options(find(&plan, dest)),
+            ["rbind", "rprivate", "ro"],
+            "{dest}"
+        );
+    }
+    assert_eq!(
+        options(find(&plan, "/dev/shm")),
+        ["rbind", "rprivate", "rw"]
+    );
+}
+
+#[test]
+fn cri_mount_options_and_rootfs_propagation() {
+    use MountPropagation::*;
+    // (readonly, recursive_read_only, propagation, options, rootfs propagation)
+    let cases = [
+        (
+            false,
+            false,
+            PropagationPrivate,
+            ["rbind", "rprivate", "rw"],
+            None,
+        ),
+        (
+            true,
+            false,
+            PropagationPrivate,
+            ["rbind", "rprivate", "ro"],
+            None,
+        ),
+        (
+            true,
+            true,
+            PropagationPrivate,
+            ["rbind", "rprivate", "rro"],
+            None,
+        ),
+        (
+            false,
+            false,
+            PropagationHostToContainer,
+            ["rbind", "rslave", "rw"],
+            Some("rslave"),
+        ),
+        (
+            true,
+            false,
+            PropagationBidirectional,
+            ["rbind", "rshared", "ro"],
+            Some("rshared"),
+        ),
+    ];
+    for (readonly, rro, propagation, want, rootfs) in cases {
+        let m = CriMount {
+            readonly,
+            recursive_read_only: rro,
+            propagation: propagation as i32,
+            selinux_relabel: true,
+            ..cri("/vol", "/host/vol")
+        };
+        let plan = mounts(&[m], &EtcFiles::default(), None, false, false).unwrap();
+        assert_eq!(
+            options(find(&plan, "/vol")),
+            want,
+            "{readonly} {rro} {propagation:?}"
+        );
+        assert_eq!(plan.rootfs_propagation.as_deref(), rootfs);
+    }
+    let both = [
+        CriMount {
+            propagation: PropagationHostToContainer as i32,
+            ..cri("/a", "/ha")
+        },
+        CriMount {
+            propagation: PropagationBidirectional as i32,
+            ..cri("/b", "/hb")
+        },
+    ];
+    let plan = mounts(&both, &EtcFiles::default(), None, false, false).unwrap();
+    assert_eq!(plan.rootfs_propagation.as_deref(), Some("rshared"));
+}
+
+#[test]
+fn privileged_gets_writable_sys_and_cgroup() {
+    for (privileged, access) in [(false, "ro"), (true, "rw")] {
+        let plan = mounts(&[], &EtcFiles::default(), None, privileged, false).unwrap();
+        for dest in ["/sys", "/sys/fs/cgroup"] {
+            assert_eq!(
+                options(find(&plan, dest)).last(),
+                Some(&access),
+                "{dest} {privileged}"
+            );
+        }
+    }
+}
+
+#[test]
+fn default_mount_details() {
+    let plan = mounts(&[], &EtcFiles::default(), None, false, false).unwrap();
+    let dev = find(&plan, "/dev");
+    assert_eq!(dev.typ().as_deref(), Some("tmpfs"));
+    assert_eq!(
+        options(dev),
+        ["nosuid", "strictatime", "mode=755", "size=65536k"]
+    );
+    let pts = options(find(&plan, "/dev/pts"));
+    for o in ["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] {
+        assert!(pts.contains(&o), "{o}");
+    }
+    assert!(options(find(&plan, "/dev/shm")).contains(&"size=65536k"));
+    assert_eq!(
+        find(&plan, "/sys/fs/cgroup").typ().as_deref(),
+        Some("cgroup")
+    );
+    assert_eq!(plan.rootfs_propagation, None);
+}
+
+#[test]
+fn rejects_bad_cri_mounts() {
+    use MountPropagation::*;
+    let cases = [
+        (cri("rel/path", "/h"), "container path must be absolute"),
+        (
+            cri("/x", ""),
+            "no host path (image volumes must be resolved by the caller)",
+        ),
+        (
+            CriMount {
+                recursive_read_only: true,
+                ..cri("/x", "/h")
+            },
+            "recursive read-only mount must also be read-only",
+        ),
+        (
+            CriMount {
+                readonly: true,
+                recursive_read_only: true,
+                propagation: PropagationHostToContainer as i32,
+                ..cri("/x", "/h")
+            },
+            "recursive read-only mount needs private propagation",
+        ),
+        (
+            CriMount {
+                propagation: 42,
+                ..cri("/x", "/h")
+            },
+            "unknown mount propagation",
+        ),
+    ];
+    for (m, reason) in cases {
+        let err = mounts(
+            std::slice::from_ref(&m),
+            &EtcFiles::default(),
+            None,
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::Mount {
+                container_path: m.container_path.clone(),
+                reason
+            }
+        );
+    }
+    let idmapped = CriMount {
+        uid_mappings: vec![Default::default()],
+        ..cri("/x", "/h")
+    };
+    assert_eq!(
+        mounts(&[idmapped], &EtcFiles::default(), None, false, false),
+        Err(SpecError::IdMappedMount("/x".into()))
+    );
+}
+
+#[test]
+fn cleans_paths_lexically() {
+    let cases = [
+        ("/", "/"),
+        ("/a/b/", "/a/b"),
+        ("//a//./b", "/a/b"),
+        ("/a/../b", "/b"),
+        ("/../..", "/"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(clean(input), want, "{input}");
+    }
+}

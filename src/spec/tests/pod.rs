@@ -1,0 +1,128 @@
+//! Whole-spec tests of how a container joins its pod (host network, PID modes, missing paths)
+//! and of its cgroup resources.
+
+use k8s_cri::v1::LinuxContainerResources;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::*;
+
+#[test]
+fn host_network_pod() {
+    let mut f = Fixture::new();
+    let host_net = namespaces(NamespaceMode::Node, NamespaceMode::Container);
+    let pod_sc = f
+        .sandbox
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    pod_sc.namespace_options = Some(host_net);
+    f.sandbox.hostname.clear();
+    f.sandbox.linux.as_mut().unwrap().sysctls.clear();
+    let spec = f.spec().unwrap();
+    assert_eq!(spec.hostname(), &None);
+    let types: Vec<_> = ns_types(&spec).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        types,
+        [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Cgroup
+        ]
+    );
+    let env = spec.process().as_ref().unwrap().env().clone().unwrap();
+    assert!(env.contains(&"HOSTNAME=node-1".to_string()), "{env:?}");
+}
+
+#[test]
+fn pid_namespace_modes() {
+    let cases = [
+        (NamespaceMode::Container, Some(None)),
+        (
+            NamespaceMode::Pod,
+            Some(Some("/run/berth/sb-1/pid".to_string())),
+        ),
+        (NamespaceMode::Node, None),
+    ];
+    for (mode, want) in cases {
+        let mut f = Fixture::new();
+        f.security().namespace_options = Some(namespaces(NamespaceMode::Pod, mode));
+        let spec = f.spec().unwrap();
+        let pid = ns_types(&spec)
+            .into_iter()
+            .find(|(t, _)| *t == LinuxNamespaceType::Pid)
+            .map(|(_, path)| path);
+        assert_eq!(pid, want, "{mode:?}");
+    }
+}
+
+#[test]
+fn resources_and_oom_score() {
+    let mut f = Fixture::new();
+    f.container.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        cpu_shares: 102,
+        memory_limit_in_bytes: 64 << 20,
+        oom_score_adj: 999,
+        ..Default::default()
+    });
+    f.host.cgroup_v2 = false;
+    let spec = f.spec().unwrap();
+    assert_eq!(spec.process().as_ref().unwrap().oom_score_adj(), Some(999));
+    let resources = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+    assert_eq!(resources.cpu().as_ref().unwrap().shares(), Some(102));
+    assert_eq!(resources.memory().as_ref().unwrap().limit(), Some(64 << 20));
+    assert!(
+        !ns_types(&spec)
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::Cgroup)
+    );
+}
+
+#[test]
+fn empty_cgroups_path_is_left_unset() {
+    let f = Fixture::new();
+    let spec = container_spec(&ContainerInputs {
+        cgroups_path: String::new(),
+        namespaces: PodNamespaces {
+            net: Some("/n".into()),
+            ipc: Some("/i".into()),
+            uts: Some("/u".into()),
+            pid: None,
+        },
+        ..inputs_without_paths(&f)
+    })
+    .unwrap();
+    assert_eq!(spec.linux().as_ref().unwrap().cgroups_path(), &None);
+    let mounts = spec.mounts().as_ref().unwrap();
+    let shm = mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/dev/shm"))
+        .unwrap();
+    assert_eq!(
+        shm.typ().as_deref(),
+        Some("tmpfs"),
+        "no pod shm means a private tmpfs"
+    );
+    assert!(
+        !mounts
+            .iter()
+            .any(|m| m.destination() == Path::new("/etc/hosts"))
+    );
+}
+
+#[test]
+fn errors_are_classified() {
+    use crate::error::{Classify, Kind};
+    let f = Fixture::new();
+    let err = container_spec(&inputs_without_paths(&f)).unwrap_err();
+    assert_eq!(err, SpecError::MissingNamespace("ipc"));
+    assert_eq!(err.kind(), Kind::Internal);
+    assert_eq!(SpecError::UserNamespace.kind(), Kind::Unimplemented);
+    assert_eq!(
+        SpecError::UnknownUser("x".into()).kind(),
+        Kind::InvalidArgument
+    );
+}
