@@ -402,3 +402,38 @@ fn terminal_process_sees_a_tty() {
     assert_eq!(wait_exit(pid), 0, "{text}");
     assert!(text.contains("tty-yes"), "{text:?}");
 }
+
+#[test]
+fn cgroup_namespace_is_rooted_where_the_hook_placed_the_process() {
+    let bundle = Bundle::new();
+    let cgroup = container_support::Cgroup::new("pids");
+    let script = "grep pids /proc/self/cgroup; cat /sys/fs/cgroup/pids/cgroup.procs";
+    let spec = spec_for(&bundle, &["sh", "-c", script]);
+    let (stdio, out, err) = stdio_pipes();
+    let place = |pid: i32| {
+        cgroup.add(pid);
+        Ok(())
+    };
+    let created = bundle
+        .executor()
+        .create_with(bundle.path(), &spec, stdio, place)
+        .expect("create");
+    let pid = created.pid;
+    let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        host_view.contains(&format!("pids:/{}", cgroup.name())),
+        "{host_view}"
+    );
+    created.start().expect("start");
+    let out = output(pid, out, err);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(":pids:/"),
+        "namespace root is the placed cgroup: {out:?}"
+    );
+    assert_eq!(
+        lines[1], "1",
+        "the mounted hierarchy shows the container's cgroup"
+    );
+}

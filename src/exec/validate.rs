@@ -61,7 +61,40 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
     if spec.hooks().is_some() {
         return Err(unsupported("OCI hooks"));
     }
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        let Some(kind) = sysctl_namespace(key) else {
+            return Err(invalid(format!("sysctl {key} is not namespaced")));
+        };
+        if !has(kind) {
+            let msg = format!("sysctl {key} needs a {kind:?} namespace: it would change the host");
+            return Err(invalid(msg));
+        }
+    }
     Ok(())
+}
+
+/// The namespace a sysctl belongs to; `None` for a sysctl that is not namespaced (writing it in a
+/// container would change the host).
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
 }
 
 /// Checks the process settings of a create or an exec.
@@ -120,5 +153,27 @@ mod tests {
             create(&spec, false),
             Err(ExecError::InvalidSpec(_))
         ));
+    }
+
+    #[test]
+    fn sysctls_must_belong_to_an_isolated_namespace() {
+        let with = |key: &str, drop_net: bool| {
+            let mut spec = Spec::default();
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_sysctl(Some([(key.to_string(), "1".to_string())].into()));
+            if drop_net {
+                let mut namespaces = linux.namespaces().clone().unwrap();
+                namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
+                linux.set_namespaces(Some(namespaces));
+            }
+            spec.set_linux(Some(linux));
+            create(&spec, false)
+        };
+        with("net.ipv4.ip_forward", false).unwrap();
+        with("kernel.shmmax", false).unwrap();
+        let err = with("net.ipv4.ip_forward", true).unwrap_err().to_string();
+        assert!(err.contains("would change the host"), "{err}");
+        let err = with("vm.swappiness", false).unwrap_err().to_string();
+        assert!(err.contains("not namespaced"), "{err}");
     }
 }

@@ -250,3 +250,40 @@ impl Drop for NetNs {
             .status();
     }
 }
+
+/// A cgroup directory in one hierarchy (v1 controller name, or "" on a cgroup v2 host), removed on
+/// drop once empty.
+pub struct Cgroup {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Cgroup {
+    pub fn new(controller: &str) -> Cgroup {
+        let name = format!("berth-test-{:08x}", rand::random::<u32>());
+        let dir = Path::new("/sys/fs/cgroup").join(controller).join(&name);
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("create cgroup {}: {e}", dir.display()));
+        Cgroup { dir, name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn add(&self, pid: i32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .expect("move pid into cgroup");
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
