@@ -437,3 +437,84 @@ fn cgroup_namespace_is_rooted_where_the_hook_placed_the_process() {
         "the mounted hierarchy shows the container's cgroup"
     );
 }
+
+#[test]
+fn recursive_read_only_binds_tmpfs_options_and_readonly_paths() {
+    let bundle = Bundle::new();
+    let host = tempfile::tempdir().expect("host dir");
+    let script = "touch /rro/x; echo rro=$?; stat -c %a /scratch; touch /scratch/ok && echo tmpfs-rw; \
+                  grep -c ' /proc/sys ro,' /proc/self/mountinfo";
+    let mut spec = spec_for(&bundle, &["sh", "-c", script]);
+    let mut mounts = spec.mounts().clone().unwrap();
+    let opts = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    mounts.push(
+        MountBuilder::default()
+            .destination("/rro")
+            .typ("bind")
+            .source(host.path())
+            .options(opts(&["rbind", "rro"]))
+            .build()
+            .unwrap(),
+    );
+    mounts.push(
+        MountBuilder::default()
+            .destination("/scratch")
+            .typ("tmpfs")
+            .source("tmpfs")
+            .options(opts(&["nosuid", "nodev", "size=1m", "mode=1777"]))
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    let out = run(&bundle, spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "rro=1\n1777\ntmpfs-rw\n1\n", "{out:?}");
+    assert!(!host.path().join("x").exists());
+}
+
+#[test]
+fn stdin_is_passed_through() {
+    use std::io::Write;
+    let bundle = Bundle::new();
+    let spec = spec_for(&bundle, &["cat"]);
+    let (in_r, mut in_w) = std::io::pipe().expect("pipe");
+    let (out_r, out_w) = std::io::pipe().expect("pipe");
+    let (err_r, err_w) = std::io::pipe().expect("pipe");
+    let stdio = Stdio::pipes(Some(in_r.into()), out_w.into(), err_w.into());
+    let created = bundle
+        .executor()
+        .create(bundle.path(), &spec, stdio)
+        .expect("create");
+    let pid = created.pid;
+    created.start().expect("start");
+    in_w.write_all(b"through the pipe\n").unwrap();
+    drop(in_w);
+    let out = output(pid, out_r, err_r);
+    assert_eq!(out.stdout, "through the pipe\n", "{out:?}");
+}
+
+#[test]
+fn a_failing_hook_kills_the_process() {
+    let bundle = Bundle::new();
+    let spec = spec_for(&bundle, &["touch", "/marker"]);
+    let (stdio, _out, _err) = stdio_pipes();
+    let mut seen = 0;
+    let hook = |pid: i32| {
+        seen = pid;
+        Err(ExecError::InvalidSpec("no cgroup for you".into()))
+    };
+    let err = bundle
+        .executor()
+        .create_with(bundle.path(), &spec, stdio, hook)
+        .expect_err("create must fail");
+    assert!(matches!(err, ExecError::Hook { .. }), "{err:?}");
+    assert!(err.to_string().contains("no cgroup for you"), "{err}");
+    assert!(seen > 0);
+    let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(seen), None);
+    assert_eq!(
+        gone,
+        Err(nix::errno::Errno::ESRCH),
+        "the process was killed and reaped"
+    );
+    assert!(!bundle.rootfs().join("marker").exists());
+}
