@@ -1,20 +1,20 @@
 //! Integration tests of the built-in executor (`berth::exec`): real containers from a busybox
 //! rootfs, created through the real `berth-shim init` helper. They need root; a test that cannot
-//! set up what it needs fails.
+//! set up what it needs fails. This file covers the process (exit code, credentials, limits,
+//! start/exec errors, stdio); `executor/` holds the mount and namespace tests.
 
 mod container_support;
+#[path = "executor/mounts.rs"]
+mod mounts;
+#[path = "executor/namespaces.rs"]
+mod namespaces;
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use berth::exec::{ExecError, Stdio};
-use container_support::{
-    Bundle, Running, cap_set, namespace, output, run, spec_for, stdio_pipes, wait_exit,
-};
-use oci_spec::runtime::{
-    Capability, LinuxNamespaceType, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-};
+use container_support::{Bundle, cap_set, output, run, spec_for, stdio_pipes, wait_exit};
+use oci_spec::runtime::{Capability, PosixRlimitBuilder, PosixRlimitType};
 
 #[test]
 fn exit_code_propagates() {
@@ -47,86 +47,6 @@ fn user_and_groups_come_from_the_spec() {
     groups.sort();
     assert_eq!(groups, ["10", "1000", "20"]);
     assert_eq!(lines[3], "app");
-}
-
-#[test]
-fn hostname_pid_namespace_and_root_view() {
-    let bundle = Bundle::new();
-    let script = "hostname; echo $$; ls /";
-    let out = run(&bundle, spec_for(&bundle, &["sh", "-c", script]));
-    assert_eq!(out.code, 0, "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "berth-test");
-    assert_eq!(lines[1], "1", "the process is pid 1 of a new pid namespace");
-    let mut entries: Vec<&str> = lines[2..]
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .collect();
-    entries.sort();
-    assert_eq!(
-        entries,
-        container_support::ROOT_ENTRIES,
-        "only the rootfs is visible"
-    );
-}
-
-#[test]
-fn proc_and_dev_work() {
-    let bundle = Bundle::new();
-    let script = "echo gone > /dev/null && test -c /dev/zero && readlink /dev/stdout && \
-                  cat /proc/1/cmdline && echo && grep -c . /proc/mounts";
-    let out = run(&bundle, spec_for(&bundle, &["sh", "-c", script]));
-    assert_eq!(out.code, 0, "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "/proc/self/fd/1");
-    assert!(lines[1].starts_with("sh\0-c\0"), "{:?}", lines[1]);
-}
-
-#[test]
-fn read_only_bind_mount_from_the_host() {
-    let bundle = Bundle::new();
-    let host = tempfile::tempdir().expect("host dir");
-    std::fs::write(host.path().join("f"), "hello\n").unwrap();
-    let mut spec = spec_for(
-        &bundle,
-        &["sh", "-c", "cat /data/f; touch /data/new; echo rc=$?"],
-    );
-    let mut mounts = spec.mounts().clone().unwrap();
-    let bind = |dest: &str, ro: bool| {
-        let mut options = vec!["rbind".to_string(), "nosuid".to_string()];
-        if ro {
-            options.push("ro".to_string());
-        }
-        MountBuilder::default()
-            .destination(dest)
-            .typ("bind")
-            .source(host.path())
-            .options(options)
-            .build()
-            .unwrap()
-    };
-    mounts.push(bind("/data", true));
-    spec.set_mounts(Some(mounts));
-    let out = run(&bundle, spec);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout, "hello\nrc=1\n");
-    assert!(out.stderr.contains("Read-only file system"), "{out:?}");
-    assert!(!host.path().join("new").exists());
-}
-
-#[test]
-fn readonly_root() {
-    let bundle = Bundle::new();
-    let mut spec = spec_for(
-        &bundle,
-        &["sh", "-c", "touch /x; echo rc=$?; echo ok > /dev/null"],
-    );
-    let mut root = spec.root().clone().unwrap();
-    root.set_readonly(Some(true));
-    spec.set_root(Some(root));
-    let out = run(&bundle, spec);
-    assert_eq!(out.stdout, "rc=1\n", "{out:?}");
-    assert!(!bundle.rootfs().join("x").exists());
 }
 
 #[test]
@@ -177,25 +97,6 @@ fn non_root_user_gets_ambient_capabilities_only() {
 }
 
 #[test]
-fn masked_paths_are_empty() {
-    let bundle = Bundle::new();
-    let host_firmware = std::fs::read_dir("/sys/firmware")
-        .expect("/sys/firmware")
-        .count();
-    assert!(
-        host_firmware > 0,
-        "the host's /sys/firmware must not be empty for this test"
-    );
-    let script = "cat /proc/kcore; ls -A /sys/firmware; echo end";
-    let out = run(&bundle, spec_for(&bundle, &["sh", "-c", script]));
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(
-        out.stdout, "end\n",
-        "/proc/kcore and /sys/firmware are masked"
-    );
-}
-
-#[test]
 fn the_process_runs_only_after_start() {
     let bundle = Bundle::new();
     let spec = spec_for(&bundle, &["touch", "/marker"]);
@@ -227,58 +128,6 @@ fn missing_executable_is_a_start_error() {
     assert!(matches!(err, ExecError::Start(_)), "{err:?}");
     assert!(msg.contains("no-such-program"), "{msg}");
     assert!(msg.contains("executable file not found in $PATH"), "{msg}");
-}
-
-#[test]
-fn setup_errors_name_the_step() {
-    let bundle = Bundle::new();
-    let mut spec = spec_for(&bundle, &["true"]);
-    let mut mounts = spec.mounts().clone().unwrap();
-    let bogus = MountBuilder::default()
-        .destination("/bogus")
-        .typ("nosuchfs")
-        .source("x")
-        .build()
-        .unwrap();
-    mounts.push(bogus);
-    spec.set_mounts(Some(mounts));
-    let (stdio, _out, _err) = stdio_pipes();
-    let err = bundle
-        .executor()
-        .create(bundle.path(), &spec, stdio)
-        .expect_err("create must fail");
-    let msg = err.to_string();
-    assert!(msg.contains("mount nosuchfs on /bogus"), "{msg}");
-    assert!(msg.contains("ENODEV"), "{msg}");
-}
-
-#[test]
-fn symlinks_in_the_image_cannot_redirect_mounts_outside() {
-    let bundle = Bundle::new();
-    let outside = tempfile::tempdir().expect("outside dir");
-    std::os::unix::fs::symlink(outside.path(), bundle.rootfs().join("escape")).unwrap();
-    let mut spec = spec_for(&bundle, &["grep", "-c", " tmpfs ", "/proc/self/mountinfo"]);
-    let mut mounts = spec.mounts().clone().unwrap();
-    let tmpfs = MountBuilder::default()
-        .destination("/escape/sub")
-        .typ("tmpfs")
-        .source("tmpfs")
-        .build()
-        .unwrap();
-    mounts.push(tmpfs);
-    spec.set_mounts(Some(mounts));
-    let out = run(&bundle, spec);
-    assert_eq!(out.code, 0, "{out:?}");
-    // The absolute symlink was resolved inside the rootfs: the directories were created there.
-    let inside = bundle
-        .rootfs()
-        .join(outside.path().strip_prefix("/").unwrap())
-        .join("sub");
-    assert!(inside.is_dir(), "mount point not created inside the rootfs");
-    assert!(
-        !outside.path().join("sub").exists(),
-        "mount point created outside the rootfs"
-    );
 }
 
 #[test]
@@ -320,67 +169,6 @@ fn rlimits_oom_score_sysctls_env_and_cwd() {
 }
 
 #[test]
-fn joins_an_existing_network_namespace() {
-    let bundle = Bundle::new();
-    let netns = container_support::NetNs::new();
-    let mut spec = spec_for(
-        &bundle,
-        &["sh", "-c", "readlink /proc/self/ns/net; cat /proc/net/dev"],
-    );
-    let mut linux = spec.linux().clone().unwrap();
-    let mut namespaces = linux.namespaces().clone().unwrap();
-    namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
-    namespaces.push(namespace(LinuxNamespaceType::Network, Some(&netns.path())));
-    linux.set_namespaces(Some(namespaces));
-    spec.set_linux(Some(linux));
-    let out = run(&bundle, spec);
-    assert_eq!(out.code, 0, "{out:?}");
-    let inode = std::fs::metadata(netns.path()).unwrap().ino();
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], format!("net:[{inode}]"));
-    let interfaces: Vec<&str> = lines[3..]
-        .iter()
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    assert_eq!(interfaces, ["lo"], "{out:?}");
-}
-
-#[test]
-fn exec_runs_in_the_container_namespaces() {
-    let bundle = Bundle::new();
-    let spec = spec_for(&bundle, &["sleep", "30"]);
-    let container = Running::start(&bundle, &spec);
-    let mut process = spec.process().clone().unwrap();
-    process.set_args(Some(vec![
-        "sh".into(),
-        "-c".into(),
-        "cat /proc/1/cmdline; echo; echo $$; hostname; ls /; readlink /proc/self/ns/mnt; readlink /proc/1/ns/mnt".into(),
-    ]));
-    let (stdio, out, err) = stdio_pipes();
-    let pid = bundle
-        .executor()
-        .exec(container.pid, &process, stdio)
-        .expect("exec");
-    let out = output(pid, out, err);
-    assert_eq!(out.code, 0, "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "sleep\x0030\x00");
-    assert_ne!(lines[1], "1");
-    assert_eq!(lines[2], "berth-test");
-    let n = lines.len();
-    assert_eq!(lines[n - 2], lines[n - 1], "same mount namespace as pid 1");
-
-    process.set_args(Some(vec!["no-such-tool".into()]));
-    let (stdio, _out, _err) = stdio_pipes();
-    let err = bundle
-        .executor()
-        .exec(container.pid, &process, stdio)
-        .expect_err("exec must fail");
-    assert!(err.to_string().contains("no-such-tool"), "{err}");
-}
-
-#[test]
 fn terminal_process_sees_a_tty() {
     let bundle = Bundle::new();
     let mut spec = spec_for(
@@ -401,75 +189,6 @@ fn terminal_process_sees_a_tty() {
     let text = container_support::read_pty(pty.master);
     assert_eq!(wait_exit(pid), 0, "{text}");
     assert!(text.contains("tty-yes"), "{text:?}");
-}
-
-#[test]
-fn cgroup_namespace_is_rooted_where_the_hook_placed_the_process() {
-    let bundle = Bundle::new();
-    let cgroup = container_support::Cgroup::new("pids");
-    let script = "grep pids /proc/self/cgroup; cat /sys/fs/cgroup/pids/cgroup.procs";
-    let spec = spec_for(&bundle, &["sh", "-c", script]);
-    let (stdio, out, err) = stdio_pipes();
-    let place = |pid: i32| {
-        cgroup.add(pid);
-        Ok(())
-    };
-    let created = bundle
-        .executor()
-        .create_with(bundle.path(), &spec, stdio, place)
-        .expect("create");
-    let pid = created.pid;
-    let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        host_view.contains(&format!("pids:/{}", cgroup.name())),
-        "{host_view}"
-    );
-    created.start().expect("start");
-    let out = output(pid, out, err);
-    assert_eq!(out.code, 0, "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert!(
-        lines[0].ends_with(":pids:/"),
-        "namespace root is the placed cgroup: {out:?}"
-    );
-    assert_eq!(
-        lines[1], "1",
-        "the mounted hierarchy shows the container's cgroup"
-    );
-}
-
-#[test]
-fn recursive_read_only_binds_tmpfs_options_and_readonly_paths() {
-    let bundle = Bundle::new();
-    let host = tempfile::tempdir().expect("host dir");
-    let script = "touch /rro/x; echo rro=$?; stat -c %a /scratch; touch /scratch/ok && echo tmpfs-rw; \
-                  grep -c ' /proc/sys ro,' /proc/self/mountinfo";
-    let mut spec = spec_for(&bundle, &["sh", "-c", script]);
-    let mut mounts = spec.mounts().clone().unwrap();
-    let opts = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    mounts.push(
-        MountBuilder::default()
-            .destination("/rro")
-            .typ("bind")
-            .source(host.path())
-            .options(opts(&["rbind", "rro"]))
-            .build()
-            .unwrap(),
-    );
-    mounts.push(
-        MountBuilder::default()
-            .destination("/scratch")
-            .typ("tmpfs")
-            .source("tmpfs")
-            .options(opts(&["nosuid", "nodev", "size=1m", "mode=1777"]))
-            .build()
-            .unwrap(),
-    );
-    spec.set_mounts(Some(mounts));
-    let out = run(&bundle, spec);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout, "rro=1\n1777\ntmpfs-rw\n1\n", "{out:?}");
-    assert!(!host.path().join("x").exists());
 }
 
 #[test]
