@@ -107,6 +107,10 @@ fn create_container(
         paths::mask(&path)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        // The working directory may have to be created first.
+        if let Some(process) = spec.process() {
+            process::enter_cwd(process)?;
+        }
         rootfs::remount_root_readonly()?;
     }
     Ok(())

@@ -52,15 +52,15 @@ fn read_only_bind_mount_from_the_host() {
 #[test]
 fn readonly_root() {
     let bundle = Bundle::new();
-    let mut spec = spec_for(
-        &bundle,
-        &["sh", "-c", "touch /x; echo rc=$?; echo ok > /dev/null"],
-    );
+    let mut spec = spec_for(&bundle, &["sh", "-c", "touch /x; echo rc=$?; pwd"]);
     let mut root = spec.root().clone().unwrap();
     root.set_readonly(Some(true));
     spec.set_root(Some(root));
+    let mut process = spec.process().clone().unwrap();
+    process.set_cwd("/not/yet".into());
+    spec.set_process(Some(process));
     let out = run(&bundle, spec);
-    assert_eq!(out.stdout, "rc=1\n", "{out:?}");
+    assert_eq!(out.stdout, "rc=1\n/not/yet\n", "{out:?}");
     assert!(!bundle.rootfs().join("x").exists());
 }
 
