@@ -125,3 +125,44 @@ fn hostname_pid_namespace_and_root_view() {
         "only the rootfs is visible"
     );
 }
+
+#[test]
+fn without_a_cgroup_namespace_the_own_cgroup_is_bind_mounted() {
+    let bundle = Bundle::new();
+    let cgroup = container_support::Cgroup::new("pids");
+    let script = "grep pids /proc/self/cgroup; cat /sys/fs/cgroup/pids/cgroup.procs; \
+                  mkdir /sys/fs/cgroup/pids/sub; echo rc=$?";
+    let mut spec = spec_for(&bundle, &["sh", "-c", script]);
+    let mut linux = spec.linux().clone().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Cgroup);
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    let (stdio, out, err) = stdio_pipes();
+    let place = |pid: i32| {
+        cgroup.add(pid);
+        Ok(())
+    };
+    let created = bundle
+        .executor()
+        .create_with(bundle.path(), &spec, stdio, place)
+        .expect("create");
+    let pid = created.pid;
+    created.start().expect("start");
+    let out = output(pid, out, err);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(&format!(":pids:/{}", cgroup.name())),
+        "{out:?}"
+    );
+    assert_eq!(
+        lines[1], "1",
+        "the container's own cgroup (sh, then cat) is mounted: {out:?}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"rc=1"),
+        "the cgroup mount is read-only: {out:?}"
+    );
+}
