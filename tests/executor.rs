@@ -237,3 +237,18 @@ fn a_failing_hook_kills_the_process() {
     );
     assert!(!bundle.rootfs().join("marker").exists());
 }
+
+#[test]
+fn signals_start_with_default_dispositions() {
+    let bundle = Bundle::new();
+    let spec = spec_for(
+        &bundle,
+        &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+    );
+    let out = run(&bundle, spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "{out:?}"
+    );
+}

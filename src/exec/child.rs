@@ -57,6 +57,7 @@ fn run(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> Result<
         Job::Create { spec, .. } => spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
         Job::Exec { .. } => None,
     };
+    crate::sys::signal::reset_dispositions().ctx(|| "reset signal dispositions")?;
     apply_seccomp(seccomp)?;
     Err(process::exec(process))
 }

@@ -7,4 +7,5 @@ pub mod fd;
 pub mod fork;
 pub mod mount;
 pub mod scm;
+pub mod signal;
 pub mod tty;
