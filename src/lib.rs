@@ -9,12 +9,14 @@ pub mod client;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod exec;
 pub mod image;
 pub mod logging;
 pub mod server;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+pub mod sys;
 
 /// The name berth reports in `Version`.
 pub const RUNTIME_NAME: &str = "berth";

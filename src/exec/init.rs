@@ -1,0 +1,88 @@
+//! The init helper (`berth-shim init`): a fresh single-threaded process that receives its job over
+//! the sync socket on descriptor 0, enters the namespaces, forks the container process once (so it
+//! lands in the new or joined pid namespace), reports its pid and exits.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+
+use super::child;
+use super::error::{Context, StepError};
+use super::namespaces::NsPlan;
+use super::process;
+use super::protocol::{Channel, Job, Report, Request};
+use super::stdio::ChildStdio;
+use crate::sys::fork::{Forked, SingleThreaded};
+
+/// Entry point of `berth-shim init`. Never returns: exits 0 once the container process exists,
+/// 1 when a step failed (after reporting it to the caller when possible).
+pub fn init_main() -> ! {
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth-shim init: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run() -> Result<(), StepError> {
+    // Descriptor 0 is the sync socket: keep a close-on-exec copy and put /dev/null in its place,
+    // so the container process cannot inherit the socket by accident.
+    let sock = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ctx(|| "duplicate the sync socket")?;
+    let null = File::open("/dev/null").ctx(|| "open /dev/null")?;
+    nix::unistd::dup2_stdin(&null).ctx(|| "replace descriptor 0")?;
+    let channel = Channel::from_fd(sock);
+    let fds = channel.recv_fds().ctx(|| "receive stdio")?;
+    let request: Request = channel
+        .recv()
+        .ctx(|| "receive the job")?
+        .ok_or_else(|| StepError::new("receive the job", "channel closed"))?;
+    match prepare_and_fork(&channel, request, fds) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = channel.send(&Report::Failed(e.to_string()));
+            Err(e)
+        }
+    }
+}
+
+fn prepare_and_fork(
+    channel: &Channel,
+    request: Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<(), StepError> {
+    let stdio = ChildStdio::new(request.stdio, fds)?;
+    let (plan, proc_settings) = match &request.job {
+        Job::Create { spec, .. } => {
+            let process = spec
+                .process()
+                .as_ref()
+                .ok_or_else(|| StepError::new("spec", "process is missing"))?;
+            (NsPlan::for_create(spec)?, process)
+        }
+        Job::Exec {
+            container_pid,
+            process,
+        } => (NsPlan::for_exec(*container_pid)?, process.as_ref()),
+    };
+    // Inherited through fork and exec; done here, in the caller's mount namespace, where
+    // /proc/self is this process.
+    process::set_rlimits(proc_settings)?;
+    process::set_oom_score_adj(proc_settings, channel)?;
+    let single = SingleThreaded::check().ctx(|| "fork the container process")?;
+    plan.enter()?;
+    match single.fork().ctx(|| "fork the container process")? {
+        Forked::Parent(pid) => {
+            if let Err(e) = channel.send(&Report::Pid(pid.as_raw())) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(StepError::new("report the container pid", e));
+            }
+            Ok(())
+        }
+        Forked::Child => child::main(channel, request.job, stdio, &plan),
+    }
+}

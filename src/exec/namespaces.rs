@@ -1,0 +1,152 @@
+//! Which namespaces the init helper joins (by path) and which it creates, for a new container
+//! (from `linux.namespaces`) or for an exec (all namespaces of the container's process).
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns, unshare};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::error::{Context, StepError};
+
+/// One namespace to join.
+#[derive(Debug)]
+struct Join {
+    kind: CloneFlags,
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// The namespace plan of one container process.
+#[derive(Debug)]
+pub(crate) struct NsPlan {
+    joins: Vec<Join>,
+    unshare: CloneFlags,
+    /// A new cgroup namespace is created by the container process itself, after the caller has
+    /// placed it in its cgroup, so that the namespace is rooted there.
+    pub new_cgroup: bool,
+}
+
+/// The clone flag of a namespace type; user and time namespaces are not supported.
+fn flag(kind: LinuxNamespaceType) -> Result<CloneFlags, StepError> {
+    Ok(match kind {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        other => {
+            return Err(StepError::new(
+                "namespaces",
+                format!("{other:?} is not supported"),
+            ));
+        }
+    })
+}
+
+impl NsPlan {
+    /// The plan for a new container: join the namespaces with a path, create the others.
+    pub fn for_create(spec: &Spec) -> Result<NsPlan, StepError> {
+        let mut plan = NsPlan {
+            joins: Vec::new(),
+            unshare: CloneFlags::empty(),
+            new_cgroup: false,
+        };
+        let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+        for ns in namespaces.unwrap_or_default() {
+            let kind = flag(ns.typ())?;
+            match ns.path() {
+                Some(path) => plan.joins.push(Join {
+                    kind,
+                    path: path.clone(),
+                    fd: File::open(path)
+                        .ctx(|| format!("open {:?} namespace {}", ns.typ(), path.display()))?
+                        .into(),
+                }),
+                None if kind == CloneFlags::CLONE_NEWCGROUP => plan.new_cgroup = true,
+                None => plan.unshare |= kind,
+            }
+        }
+        plan.mount_last();
+        Ok(plan)
+    }
+
+    /// The plan for an exec: join every namespace of `pid` that differs from ours.
+    pub fn for_exec(pid: i32) -> Result<NsPlan, StepError> {
+        let same = |name: &str| -> Result<bool, StepError> {
+            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{name}"))
+                .ctx(|| format!("inspect namespace {name} of container process {pid}"))?;
+            let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
+                .ctx(|| format!("inspect own namespace {name}"))?;
+            Ok(theirs.ino() == ours.ino() && theirs.dev() == ours.dev())
+        };
+        if !same("user")? {
+            return Err(StepError::new("exec", "user namespaces are not supported"));
+        }
+        let mut plan = NsPlan {
+            joins: Vec::new(),
+            unshare: CloneFlags::empty(),
+            new_cgroup: false,
+        };
+        let kinds = [
+            ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+            ("ipc", CloneFlags::CLONE_NEWIPC),
+            ("uts", CloneFlags::CLONE_NEWUTS),
+            ("net", CloneFlags::CLONE_NEWNET),
+            ("pid", CloneFlags::CLONE_NEWPID),
+            ("mnt", CloneFlags::CLONE_NEWNS),
+        ];
+        for (name, kind) in kinds {
+            if same(name)? {
+                continue;
+            }
+            let path = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+            let fd = File::open(&path).ctx(|| format!("open namespace {}", path.display()))?;
+            plan.joins.push(Join {
+                kind,
+                path,
+                fd: fd.into(),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Joining the mount namespace changes how later paths resolve: do it last.
+    fn mount_last(&mut self) {
+        self.joins
+            .sort_by_key(|j| j.kind == CloneFlags::CLONE_NEWNS);
+    }
+
+    /// Whether the process gets a new or joined namespace of `kind` (otherwise it shares ours).
+    pub fn isolates(&self, kind: CloneFlags) -> bool {
+        self.unshare.contains(kind) || self.joins.iter().any(|j| j.kind == kind)
+    }
+
+    /// Whether the mount namespace is a new one.
+    pub fn new_mount(&self) -> bool {
+        self.unshare.contains(CloneFlags::CLONE_NEWNS)
+    }
+
+    /// Joins, then creates, the namespaces of the plan (the pid namespace applies to children).
+    pub fn enter(&self) -> Result<(), StepError> {
+        for join in &self.joins {
+            setns(join.fd.as_fd(), join.kind)
+                .ctx(|| format!("join namespace {}", join.path.display()))?;
+        }
+        if !self.unshare.is_empty() {
+            unshare(self.unshare).ctx(|| format!("unshare namespaces {:?}", self.unshare))?;
+        }
+        Ok(())
+    }
+
+    /// The late step of the container process: create the cgroup namespace if asked.
+    pub fn enter_late(&self) -> Result<(), StepError> {
+        if self.new_cgroup {
+            unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace")?;
+        }
+        Ok(())
+    }
+}

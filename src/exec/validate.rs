@@ -1,0 +1,179 @@
+//! Checks on the spec before anything is spawned: refuse what berth cannot honour (user
+//! namespaces, seccomp, AppArmor, SELinux, hooks) instead of silently running without it.
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use super::error::ExecError;
+
+fn unsupported(what: &str) -> ExecError {
+    ExecError::Unsupported(what.to_string())
+}
+
+fn invalid(what: impl Into<String>) -> ExecError {
+    ExecError::InvalidSpec(what.into())
+}
+
+/// Checks a spec for [`Executor::create`](super::Executor::create).
+pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process is missing"))?;
+    self::process(process, tty)?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid("linux is missing"))?;
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    let has = |kind| namespaces.iter().any(|ns| ns.typ() == kind);
+    for ns in namespaces {
+        match ns.typ() {
+            LinuxNamespaceType::User => return Err(unsupported("user namespaces")),
+            LinuxNamespaceType::Time => return Err(unsupported("time namespaces")),
+            LinuxNamespaceType::Mount if ns.path().is_some() => {
+                return Err(unsupported("joining an existing mount namespace"));
+            }
+            _ => {}
+        }
+    }
+    if !has(LinuxNamespaceType::Mount) {
+        return Err(invalid("a new mount namespace is required"));
+    }
+    let uid_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let gid_maps = linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if uid_maps || gid_maps {
+        return Err(unsupported("uid/gid mappings (user namespaces)"));
+    }
+    if linux.seccomp().is_some() {
+        return Err(unsupported("seccomp (linux.seccomp)"));
+    }
+    if linux
+        .mount_label()
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Err(unsupported("SELinux (linux.mountLabel)"));
+    }
+    let hostname = spec.hostname().as_deref().is_some_and(|h| !h.is_empty());
+    if hostname && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("hostname is set but there is no UTS namespace"));
+    }
+    if spec.hooks().is_some() {
+        return Err(unsupported("OCI hooks"));
+    }
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        let Some(kind) = sysctl_namespace(key) else {
+            return Err(invalid(format!("sysctl {key} is not namespaced")));
+        };
+        if !has(kind) {
+            let msg = format!("sysctl {key} needs a {kind:?} namespace: it would change the host");
+            return Err(invalid(msg));
+        }
+    }
+    Ok(())
+}
+
+/// The namespace a sysctl belongs to; `None` for a sysctl that is not namespaced (writing it in a
+/// container would change the host).
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+/// Checks the process settings of a create or an exec.
+pub(crate) fn process(process: &Process, tty: bool) -> Result<(), ExecError> {
+    if process.args().as_deref().unwrap_or_default().is_empty() {
+        return Err(invalid("process.args is empty"));
+    }
+    if process.terminal() == Some(true) && !tty {
+        return Err(invalid(
+            "process.terminal is set but stdio is not a terminal",
+        ));
+    }
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(unsupported("AppArmor (process.apparmorProfile)"));
+    }
+    if process
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Err(unsupported("SELinux (process.selinuxLabel)"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid("process.cwd must be absolute"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_is_accepted() {
+        create(&Spec::default(), false).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_seccomp(Some(Default::default()));
+        spec.set_linux(Some(linux));
+        let err = create(&spec, false).unwrap_err().to_string();
+        assert!(err.contains("seccomp"), "{err}");
+
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        process.set_terminal(Some(true));
+        spec.set_process(Some(process));
+        assert!(matches!(
+            create(&spec, false),
+            Err(ExecError::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn sysctls_must_belong_to_an_isolated_namespace() {
+        let with = |key: &str, drop_net: bool| {
+            let mut spec = Spec::default();
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_sysctl(Some([(key.to_string(), "1".to_string())].into()));
+            if drop_net {
+                let mut namespaces = linux.namespaces().clone().unwrap();
+                namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
+                linux.set_namespaces(Some(namespaces));
+            }
+            spec.set_linux(Some(linux));
+            create(&spec, false)
+        };
+        with("net.ipv4.ip_forward", false).unwrap();
+        with("kernel.shmmax", false).unwrap();
+        let err = with("net.ipv4.ip_forward", true).unwrap_err().to_string();
+        assert!(err.contains("would change the host"), "{err}");
+        let err = with("vm.swappiness", false).unwrap_err().to_string();
+        assert!(err.contains("not namespaced"), "{err}");
+    }
+}
