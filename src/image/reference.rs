@@ -321,7 +321,8 @@ mod tests {
 
     #[test]
     fn rejects_malformed_references_with_a_reason() {
-        let cases: [(&str, fn(&ReferenceError) -> bool); 10] = [
+        type Check = fn(&ReferenceError) -> bool;
+        let cases: [(&str, Check); 10] = [
             ("", |e| matches!(e, ReferenceError::Empty)),
             ("Busybox", |e| matches!(e, ReferenceError::Uppercase(_))),
             ("busybox:", |e| matches!(e, ReferenceError::Tag { .. })),
