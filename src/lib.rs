@@ -3,6 +3,7 @@
 //! The crate is laid out as `docs/architecture.md` describes; the binaries in `src/bin/` are thin
 //! wrappers over [`server`] (berthd), the shim and the operator CLI.
 
+pub mod cgroup;
 pub mod client;
 pub mod config;
 pub mod cri;
