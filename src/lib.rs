@@ -4,6 +4,7 @@
 //! wrappers over [`server`] (berthd), the shim and the operator CLI.
 
 pub mod admin;
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod config;
