@@ -227,6 +227,13 @@ impl Created {
         }
     }
 
+    /// Forgets a process the caller has already reaped itself (it was killed before start):
+    /// closes the channel without waiting for the pid, which may belong to another process by
+    /// now. Dropping the `Created` instead would wait for that pid.
+    pub fn reaped(mut self) {
+        self.channel.take();
+    }
+
     fn abandon(&mut self) {
         if self.channel.take().is_some() {
             reap(self.pid);
