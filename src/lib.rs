@@ -14,6 +14,7 @@ pub mod exec;
 pub mod image;
 pub mod logging;
 pub mod server;
+pub mod shim;
 pub mod snapshot;
 pub mod spec;
 pub mod store;

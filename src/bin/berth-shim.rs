@@ -1,16 +1,19 @@
-//! berth-shim: the per-pod supervisor. The runtime service issue builds it; until then it only
-//! explains itself and refuses to run. Its hidden `init` subcommand is the built-in executor's
-//! fork helper (see `berth::exec`) and must be dispatched before anything else starts.
+//! berth-shim: the per-pod supervisor (`berth-shim serve`, see `berth::shim`). Its hidden
+//! subcommands are dispatched first, before anything could start a thread: `init` is the
+//! built-in executor's fork helper (`berth::exec`), `pause` the init of a pod-shared PID
+//! namespace.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "init") {
-        berth::exec::init_main();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == "init" => berth::exec::init_main(),
+        Some(a) if a == "pause" => berth::shim::pause_main(),
+        _ => {}
     }
-    eprintln!(
-        "berth-shim: the per-pod shim is started by berthd for each pod sandbox.\n\
-         Pod sandboxes are not implemented yet, so there is nothing for it to supervise."
-    );
-    ExitCode::from(2)
+    match berth::shim::Cli::parse().command {
+        berth::shim::Command::Serve(args) => berth::shim::serve_main(args),
+    }
 }

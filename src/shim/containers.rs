@@ -1,0 +1,313 @@
+//! The container operations: create, start, signal, delete, reopen the log, and kill them all
+//! for Shutdown. The phases they move through are drawn in `state.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use tokio::sync::watch;
+
+use super::error::ContainerError;
+use super::io;
+use super::reaper::record_exit;
+use super::state::{Container, Phase};
+use super::supervisor::Supervisor;
+use super::types::{CreateContainer, Exit, START_ERROR_EXIT_CODE, unix_nanos_now};
+use crate::cgroup::{Cgroup, CgroupError};
+use crate::exec::ExecError;
+
+/// How long a SIGKILLed container may take to be reaped.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long a deleted container's log tasks may take to log what is left in its pipes.
+const LOG_DRAIN: Duration = Duration::from_secs(1);
+
+/// Creates a container process from `<bundle>/config.json`, stopped before exec. Returns its pid.
+pub(crate) async fn create(
+    sup: &Arc<Supervisor>,
+    req: CreateContainer,
+) -> Result<u32, ContainerError> {
+    check_id(&req.id)?;
+    sup.table().reserve(&req.id)?;
+    let id = req.id.clone();
+    let result = create_reserved(sup, req).await;
+    sup.table().release(&id);
+    result
+}
+
+async fn create_reserved(
+    sup: &Arc<Supervisor>,
+    req: CreateContainer,
+) -> Result<u32, ContainerError> {
+    let id = req.id.clone();
+    let config = req.bundle.join("config.json");
+    let spec = Spec::load(&config).map_err(|e| ContainerError::Spec {
+        id: id.clone(),
+        path: config.clone(),
+        message: e.to_string(),
+    })?;
+    let process = spec.process().clone().ok_or_else(|| ContainerError::Spec {
+        id: id.clone(),
+        path: config,
+        message: "process is missing".into(),
+    })?;
+    let cgroup = match req.cgroup.as_deref() {
+        Some(path) => Some(sup.cgroup(path).map_err(|source| ContainerError::Cgroup {
+            id: id.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let (stdio, pending) = io::prepare(req.log_path.as_deref(), req.stdin, req.tty)
+        .map_err(|source| io_error(&id, "set up stdio and log", source))?;
+    let (exit_tx, _) = watch::channel(None);
+    let mut container = Container {
+        id: id.clone(),
+        bundle: req.bundle.clone(),
+        pid: 0,
+        phase: Phase::Starting,
+        started_at: 0,
+        cgroup,
+        process,
+        io: None,
+        exit_tx,
+    };
+    sup.blocking(move |sup| {
+        // The container enters the table before the gate opens, so the reaper knows its pid.
+        let mut hook_error = None;
+        let created = sup.executor.create_with(&req.bundle, &spec, stdio, |pid| {
+            join_cgroup(container.cgroup.as_ref(), pid, &mut hook_error)
+        });
+        let created = match (created, hook_error) {
+            (Ok(created), _) => created,
+            (Err(ExecError::Hook { .. }), Some(source)) => {
+                return Err(ContainerError::Cgroup { id, source });
+            }
+            (Err(source), _) => return Err(ContainerError::Exec { id, source }),
+        };
+        // Dropping `created` on failure ends the process and reaps it.
+        let io = pending
+            .start(&id)
+            .map_err(|source| io_error(&id, "start log forwarding", source))?;
+        let pid = created.pid;
+        container.pid = pid;
+        container.phase = Phase::Created(Box::new(created));
+        container.io = Some(io);
+        sup.table().insert(container);
+        tracing::info!(container_id = id, pid, "container created");
+        Ok(pid.unsigned_abs())
+    })
+    .await?
+}
+
+fn join_cgroup(
+    cgroup: Option<&Cgroup>,
+    pid: i32,
+    error: &mut Option<CgroupError>,
+) -> Result<(), ExecError> {
+    let Some(cgroup) = cgroup else {
+        return Ok(());
+    };
+    cgroup.add_process(pid).map_err(|e| {
+        let message = e.to_string();
+        *error = Some(e);
+        ExecError::Setup(message)
+    })
+}
+
+/// Lets a created container execute its program.
+pub(crate) async fn start(sup: &Arc<Supervisor>, id: &str) -> Result<(), ContainerError> {
+    let created = {
+        let mut table = sup.table();
+        if table.closing {
+            return Err(ContainerError::ShuttingDown);
+        }
+        let container = table.get_mut(id)?;
+        match std::mem::replace(&mut container.phase, Phase::Starting) {
+            Phase::Created(created) => created,
+            other => {
+                container.phase = other;
+                return Err(container.wrong_state("start"));
+            }
+        }
+    };
+    let owned_id = id.to_string();
+    let result = sup
+        .blocking(move |sup| {
+            let pid = created.pid;
+            let result = created.start();
+            let mut table = sup.table();
+            let Ok(container) = table.get_mut(&owned_id) else {
+                return result;
+            };
+            match &result {
+                Ok(()) if matches!(container.phase, Phase::Starting) => {
+                    container.phase = Phase::Running;
+                    container.started_at = unix_nanos_now();
+                }
+                Ok(()) => {}
+                // The executor reaped the process; record the start error as its exit.
+                Err(_) => {
+                    let exit = Exit {
+                        exit_code: START_ERROR_EXIT_CODE,
+                        signal: 0,
+                        finished_at: unix_nanos_now(),
+                        oom_killed: false,
+                        pid: pid.unsigned_abs(),
+                    };
+                    record_exit(sup, container, exit);
+                }
+            }
+            result
+        })
+        .await?;
+    result.map_err(|source| ContainerError::Exec {
+        id: id.to_string(),
+        source,
+    })?;
+    tracing::info!(container_id = id, "container started");
+    Ok(())
+}
+
+/// Sends `signal` to the container's init process, or with `all` to every process of its cgroup
+/// (the init only, when it has no cgroup). An exited container is not an error.
+pub(crate) async fn signal(
+    sup: &Supervisor,
+    id: &str,
+    signal: i32,
+    all: bool,
+) -> Result<(), ContainerError> {
+    let sig = match signal {
+        0 => None,
+        n => Some(Signal::try_from(n).map_err(|_| {
+            ContainerError::InvalidArgument(format!("signal {n} is not a valid signal number"))
+        })?),
+    };
+    let cgroup = {
+        // The reaper records exits under this lock, so a live pid here is still ours.
+        let table = sup.table();
+        let container = table.get(id)?;
+        if !container.phase.alive() {
+            return Ok(());
+        }
+        match (all, &container.cgroup, sig) {
+            (true, Some(cgroup), Some(sig)) => (cgroup.clone(), sig),
+            _ => {
+                return match kill(Pid::from_raw(container.pid), sig) {
+                    Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                    Err(source) => Err(ContainerError::Signal {
+                        id: id.to_string(),
+                        signal,
+                        pid: container.pid,
+                        source,
+                    }),
+                };
+            }
+        }
+    };
+    let (cgroup, sig) = cgroup;
+    // kill_all may freeze the cgroup for a while: not on the runtime thread.
+    tokio::task::spawn_blocking(move || cgroup.kill_all(sig))
+        .await
+        .map_err(|e| ContainerError::Internal(format!("signal task: {e}")))?
+        .map_err(|source| ContainerError::Cgroup {
+            id: id.to_string(),
+            source,
+        })
+}
+
+/// Forgets a container: SIGKILLs it and waits for the reaper when it is still alive, then closes
+/// its stdio (after logging what is left in the pipes).
+pub(crate) async fn delete(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+    {
+        let table = sup.table();
+        let container = table.get(id)?;
+        if matches!(container.phase, Phase::Starting) {
+            return Err(container.wrong_state("delete"));
+        }
+    }
+    kill_and_wait(sup, id).await?;
+    let container = sup.table().remove(id);
+    if let Some(io) = container.and_then(|c| c.io) {
+        io.close(LOG_DRAIN).await;
+    }
+    tracing::info!(container_id = id, "container deleted");
+    Ok(())
+}
+
+/// SIGKILLs a live container (every process of its cgroup too) and waits until it is reaped.
+pub(crate) async fn kill_and_wait(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+    let (mut exited, pid, cgroup) = {
+        let table = sup.table();
+        let container = table.get(id)?;
+        if !container.phase.alive() {
+            return Ok(());
+        }
+        match kill(Pid::from_raw(container.pid), Signal::SIGKILL) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(source) => {
+                return Err(ContainerError::Signal {
+                    id: id.to_string(),
+                    signal: Signal::SIGKILL as i32,
+                    pid: container.pid,
+                    source,
+                });
+            }
+        }
+        let exited = container.exit_tx.subscribe();
+        (exited, container.pid, container.cgroup.clone())
+    };
+    if let Some(cgroup) = cgroup {
+        let killed = tokio::task::spawn_blocking(move || cgroup.kill_all(Signal::SIGKILL)).await;
+        if let Ok(Err(e)) = killed {
+            tracing::warn!(container_id = id, "kill the container's cgroup: {e}");
+        }
+    }
+    let reaped = tokio::time::timeout(KILL_WAIT, exited.wait_for(Option::is_some)).await;
+    match reaped {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ContainerError::KillTimeout {
+            id: id.to_string(),
+            pid,
+            seconds: KILL_WAIT.as_secs(),
+        }),
+    }
+}
+
+/// Reopens the container's log file.
+pub(crate) fn reopen_log(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+    let log = {
+        let table = sup.table();
+        let container = table.get(id)?;
+        container.io.as_ref().map(|io| io.log.clone())
+    };
+    let Some(log) = log else {
+        return Ok(());
+    };
+    log.reopen().map_err(|source| {
+        let path = log
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        io_error(id, &format!("reopen log {path}"), source)
+    })
+}
+
+fn check_id(id: &str) -> Result<(), ContainerError> {
+    if id.is_empty() || id.contains('/') || id.chars().any(char::is_control) {
+        return Err(ContainerError::InvalidArgument(format!(
+            "invalid container id {id:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn io_error(id: &str, action: &str, source: std::io::Error) -> ContainerError {
+    ContainerError::Io {
+        id: id.to_string(),
+        action: action.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,194 @@
+//! The pod's namespaces. Network, IPC and UTS are created by unsharing them in the shim itself
+//! (it lives in them; there is no pause container); a pod-shared PID namespace gets a pause
+//! process as its init. Each is pinned by bind-mounting its nsfs file on `<pod dir>/ns/<kind>`,
+//! so it outlives the processes in it until the shim's Shutdown (or berthd) unmounts the pin.
+//!
+//! Creating the pins runs before the shim has any thread: `unshare(CLONE_NEWPID)` is refused to
+//! a multi-threaded process, and the PID namespace applies to the next child only.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::error::StartupError;
+use super::types::ShimOptions;
+
+/// The namespaces the shim unshares in itself, by pin name.
+const OWN_KINDS: [(&str, CloneFlags); 3] = [
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+];
+
+/// The pinned namespaces of a pod and its pause process.
+#[derive(Debug, Default)]
+pub(crate) struct Pins {
+    pinned: Vec<(&'static str, PathBuf)>,
+    pause: Option<i32>,
+}
+
+impl Pins {
+    /// Creates and pins the namespaces `opts` asks for under `<dir>/ns`. On failure whatever was
+    /// done is undone (the shim's own namespaces simply die with it).
+    pub fn create(dir: &Path, opts: &ShimOptions) -> Result<Pins, StartupError> {
+        let ns_dir = dir.join(super::NS_DIR);
+        for kind in requested(opts) {
+            let path = ns_dir.join(kind);
+            if path.symlink_metadata().is_ok() {
+                return Err(StartupError::StalePin { path });
+            }
+        }
+        let mut pins = Pins::default();
+        if let Err(e) = pins.create_all(&ns_dir, opts) {
+            if let Err(cleanup) = pins.remove() {
+                tracing::warn!("undo namespace pins after a failed start: {cleanup}");
+            }
+            if let Some(pid) = pins.pause {
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            }
+            return Err(e);
+        }
+        Ok(pins)
+    }
+
+    fn create_all(&mut self, ns_dir: &Path, opts: &ShimOptions) -> Result<(), StartupError> {
+        let wanted = |kind: &str| requested(opts).any(|k| k == kind);
+        let mut flags = CloneFlags::empty();
+        for (kind, flag) in OWN_KINDS {
+            if wanted(kind) {
+                flags |= flag;
+            }
+        }
+        if !flags.is_empty() {
+            nix::sched::unshare(flags)
+                .map_err(|e| StartupError::sys(format!("unshare namespaces {flags:?}"), e))?;
+        }
+        if let (true, Some(name)) = (opts.uts, &opts.hostname) {
+            nix::unistd::sethostname(name)
+                .map_err(|e| StartupError::sys(format!("set hostname {name:?}"), e))?;
+        }
+        std::fs::create_dir_all(ns_dir).map_err(StartupError::io("create", ns_dir))?;
+        for (kind, _) in OWN_KINDS {
+            if wanted(kind) {
+                self.pin(kind, &Path::new("/proc/self/ns").join(kind), ns_dir)?;
+            }
+        }
+        if opts.pid {
+            let pid = spawn_pause()?;
+            self.pause = Some(pid);
+            self.pin("pid", Path::new(&format!("/proc/{pid}/ns/pid")), ns_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Bind-mounts `source` (a namespace file) on a new empty file `<ns_dir>/<kind>`.
+    fn pin(
+        &mut self,
+        kind: &'static str,
+        source: &Path,
+        ns_dir: &Path,
+    ) -> Result<(), StartupError> {
+        let target = ns_dir.join(kind);
+        File::create(&target).map_err(StartupError::io("create pin file", &target))?;
+        let mounted = nix::mount::mount(
+            Some(source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        );
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_file(&target);
+            let action = format!("pin {} on {}", source.display(), target.display());
+            return Err(StartupError::sys(action, e));
+        }
+        self.pinned.push((kind, target));
+        Ok(())
+    }
+
+    /// Pin files by kind, for `Info`.
+    pub fn map(&self) -> BTreeMap<String, PathBuf> {
+        let pins = self.pinned.iter();
+        pins.map(|(kind, path)| (kind.to_string(), path.clone()))
+            .collect()
+    }
+
+    /// The pause process, init of the pod's PID namespace.
+    pub fn pause_pid(&self) -> Option<i32> {
+        self.pause
+    }
+
+    /// SIGKILLs the pause process (the caller reaps it) and unmounts (detached) and deletes every
+    /// pin. Goes on after a failure and reports the first one.
+    pub fn remove(&mut self) -> Result<(), StartupError> {
+        let mut first = None;
+        if let Some(pid) = self.pause {
+            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => {
+                    first.get_or_insert(StartupError::sys(format!("kill pause process {pid}"), e));
+                }
+            }
+        }
+        for (_, path) in self.pinned.drain(..) {
+            match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+                Err(e) => {
+                    let action = format!("unmount namespace pin {}", path.display());
+                    first.get_or_insert(StartupError::sys(action, e));
+                }
+            }
+            if let Err(e) = std::fs::remove_file(&path) {
+                first.get_or_insert(StartupError::Io {
+                    action: "remove namespace pin",
+                    path: path.clone(),
+                    source: e,
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// The pin names `opts` asks for.
+fn requested(opts: &ShimOptions) -> impl Iterator<Item = &'static str> {
+    [
+        (opts.net, "net"),
+        (opts.ipc, "ipc"),
+        (opts.uts, "uts"),
+        (opts.pid, "pid"),
+    ]
+    .into_iter()
+    .filter_map(|(on, kind)| on.then_some(kind))
+}
+
+/// Starts `berth-shim pause` as PID 1 of a new PID namespace. Only that child enters it: the
+/// shim's own later children (the executor's init helpers) stay in the host's namespace, from
+/// where they join the pod's by path.
+fn spawn_pause() -> Result<i32, StartupError> {
+    let own =
+        File::open("/proc/self/ns/pid").map_err(StartupError::io("open", "/proc/self/ns/pid"))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(|e| StartupError::sys("unshare pid namespace", e))?;
+    let child = std::process::Command::new("/proc/self/exe")
+        .arg("pause")
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let restored = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID);
+    let child = child.map_err(StartupError::io("spawn pause process", "/proc/self/exe"))?;
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    if let Err(e) = restored {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        return Err(StartupError::sys(
+            "return to the shim's own pid namespace",
+            e,
+        ));
+    }
+    Ok(pid)
+}
