@@ -3,25 +3,19 @@
 //! executor. They need root; a test that cannot set up what it needs fails.
 
 mod container_support;
+#[path = "shim/lifecycle.rs"]
+mod lifecycle;
+#[path = "shim/logs.rs"]
+mod logs;
 #[path = "shim/support.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use berth::error::{Classify, Kind};
-use berth::shim::{ContainerStatus, ShimClient, ShimError, ShimOptions, exit_file};
+use berth::shim::{ContainerStatus, ShimClient, exit_file};
 use container_support::Bundle;
-use support::{PidNs, Pod, inode, lines_of, next_exit, pod_spec, read_log};
-
-fn pod_options() -> ShimOptions {
-    ShimOptions {
-        net: true,
-        ipc: true,
-        uts: true,
-        pid: false,
-        hostname: Some("pod-host".into()),
-    }
-}
+use support::{PidNs, Pod, args, inode, lines_of, next_exit, pod_options, pod_spec, read_log};
 
 #[tokio::test]
 async fn namespaces_are_pinned_in_the_shim_itself() {
@@ -169,161 +163,4 @@ async fn exec_sync_signal_and_a_reconnecting_daemon() {
     let mut replay = pod.client.events().await.expect("Events");
     assert_eq!(next_exit(&mut replay, "sleeper").await, event);
     pod.shutdown(None).await;
-}
-
-#[tokio::test]
-async fn requests_that_do_not_fit_get_the_right_codes() {
-    let mut pod = Pod::spawn(pod_options()).await;
-    let bundle = Bundle::new();
-    let spec = pod_spec(&bundle, &pod, &["sleep", "300"], PidNs::New);
-    pod.create("c1", &bundle, &spec, None).await;
-    let kind = |r: Result<(), ShimError>| r.expect_err("must fail").kind();
-
-    let again = berth::shim::CreateContainer {
-        id: "c1".into(),
-        bundle: bundle.path().to_path_buf(),
-        ..Default::default()
-    };
-    assert_eq!(
-        pod.client.create(&again).await.unwrap_err().kind(),
-        Kind::AlreadyExists
-    );
-    assert_eq!(kind(pod.client.start("nope").await), Kind::NotFound);
-    assert_eq!(kind(pod.client.delete("nope").await), Kind::NotFound);
-    assert_eq!(kind(pod.client.reopen_log("nope").await), Kind::NotFound);
-    let exec = pod
-        .client
-        .exec_sync("c1", &args(&["true"]), Duration::ZERO)
-        .await;
-    assert_eq!(
-        exec.unwrap_err().kind(),
-        Kind::FailedPrecondition,
-        "exec in a created container"
-    );
-    let missing = berth::shim::CreateContainer {
-        id: "c2".into(),
-        bundle: pod.dir().join("no-bundle"),
-        ..Default::default()
-    };
-    assert_eq!(
-        pod.client.create(&missing).await.unwrap_err().kind(),
-        Kind::InvalidArgument
-    );
-
-    pod.client.start("c1").await.expect("start");
-    assert_eq!(kind(pod.client.start("c1").await), Kind::FailedPrecondition);
-    // Delete of a running container kills it first.
-    pod.client.delete("c1").await.expect("Delete running");
-    assert!(pod.client.state().await.unwrap().is_empty());
-    pod.shutdown(None).await;
-}
-
-#[tokio::test]
-async fn reopen_log_after_rotation_and_tty_output() {
-    let mut pod = Pod::spawn(pod_options()).await;
-    let bundle = Bundle::new();
-    let script = "echo before; while ! test -e /tmp/go; do sleep 1; done; echo after";
-    let spec = pod_spec(&bundle, &pod, &["sh", "-c", script], PidNs::New);
-    let log = pod.dir().join("logs/rotating.log");
-    let mut events = pod.client.events().await.expect("Events");
-    pod.run("rotating", &bundle, &spec, Some(&log)).await;
-    support::eventually("the first line in the log", || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before"))
-    })
-    .await;
-    let rotated = pod.dir().join("logs/rotating.log.1");
-    std::fs::rename(&log, &rotated).unwrap();
-    pod.client.reopen_log("rotating").await.expect("ReopenLog");
-    std::fs::write(bundle.rootfs().join("tmp/go"), "").unwrap();
-    next_exit(&mut events, "rotating").await;
-    pod.client.delete("rotating").await.expect("Delete");
-    assert_eq!(lines_of(&read_log(&rotated), "stdout"), ["before"]);
-    assert_eq!(lines_of(&read_log(&log), "stdout"), ["after"]);
-
-    // A terminal: one stream, logged as stdout, without the terminal's carriage returns.
-    let tty_bundle = Bundle::new();
-    let mut spec = pod_spec(
-        &tty_bundle,
-        &pod,
-        &["sh", "-c", "test -t 1 && echo on-a-tty"],
-        PidNs::New,
-    );
-    let mut process = spec.process().clone().unwrap();
-    process.set_terminal(Some(true));
-    spec.set_process(Some(process));
-    spec.save(tty_bundle.path().join("config.json")).unwrap();
-    let tty_log = pod.dir().join("logs/tty.log");
-    let request = berth::shim::CreateContainer {
-        id: "tty".into(),
-        bundle: tty_bundle.path().to_path_buf(),
-        log_path: Some(tty_log.clone()),
-        tty: true,
-        ..Default::default()
-    };
-    pod.client
-        .create(&request)
-        .await
-        .expect("create tty container");
-    pod.client.start("tty").await.expect("start tty container");
-    assert_eq!(next_exit(&mut events, "tty").await.exit.exit_code, 0);
-    pod.client.delete("tty").await.expect("Delete");
-    let records = read_log(&tty_log);
-    assert_eq!(lines_of(&records, "stdout"), ["on-a-tty"], "{records:?}");
-    pod.shutdown(None).await;
-}
-
-#[tokio::test]
-async fn pod_pid_namespace_is_shared_under_a_pause_process() {
-    let opts = ShimOptions {
-        pid: true,
-        ..pod_options()
-    };
-    let mut pod = Pod::spawn(opts).await;
-    let pid_pin = pod.ns("pid");
-    assert!(pid_pin.exists());
-    let bundle_a = Bundle::new();
-    let bundle_b = Bundle::new();
-    let spec_a = pod_spec(&bundle_a, &pod, &["sleep", "300"], PidNs::Pod(&pid_pin));
-    let spec_b = pod_spec(&bundle_b, &pod, &["sleep", "301"], PidNs::Pod(&pid_pin));
-    let pid_a = pod.run("a", &bundle_a, &spec_a, None).await;
-    pod.run("b", &bundle_b, &spec_b, None).await;
-    assert_eq!(inode(format!("/proc/{pid_a}/ns/pid")), inode(&pid_pin));
-
-    let ps = args(&["sh", "-c", "cat /proc/1/cmdline; echo; ps -o pid,args"]);
-    let out = pod
-        .client
-        .exec_sync("b", &ps, Duration::from_secs(10))
-        .await
-        .expect("ExecSync ps");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let first = text.lines().next().unwrap_or_default().replace('\0', " ");
-    assert!(
-        first.trim_end().ends_with("pause"),
-        "PID 1 is not the pause process: {text}"
-    );
-    assert!(
-        text.contains("sleep 300") && text.contains("sleep 301"),
-        "{text}"
-    );
-    let pause = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.ends_with(b"pause\0"))
-                && inode(format!("/proc/{pid}/ns/pid")) == inode(&pid_pin)
-        })
-        .expect("the pause process on the host");
-
-    // Not PID 1 of its namespace: SIGTERM kills it.
-    let mut events = pod.client.events().await.expect("Events");
-    pod.client
-        .signal("a", libc::SIGTERM, false)
-        .await
-        .expect("Signal");
-    assert_eq!(next_exit(&mut events, "a").await.exit.exit_code, 143);
-    pod.shutdown(Some(pause)).await;
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
 }

@@ -20,6 +20,22 @@ pub const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
 /// How long a test waits for an event or a state change.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// The options most tests use: the pod's own network, IPC and UTS namespaces.
+pub fn pod_options() -> ShimOptions {
+    ShimOptions {
+        net: true,
+        ipc: true,
+        uts: true,
+        pid: false,
+        hostname: Some("pod-host".into()),
+    }
+}
+
+/// Owned arguments.
+pub fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
 /// A running shim for one pod. On drop (a failed test) its process group and containers are
 /// SIGKILLed and its pins unmounted.
 pub struct Pod {
@@ -69,14 +85,24 @@ impl Pod {
         spec: &Spec,
         log: Option<&Path>,
     ) -> u32 {
-        spec.save(bundle.path().join("config.json"))
-            .expect("write config.json");
         let request = CreateContainer {
             id: id.to_string(),
-            bundle: bundle.path().to_path_buf(),
             log_path: log.map(Path::to_path_buf),
             ..CreateContainer::default()
         };
+        self.create_with(request, bundle, spec).await
+    }
+
+    /// Like `create`, with the request's other fields (the bundle is filled in).
+    pub async fn create_with(
+        &mut self,
+        mut request: CreateContainer,
+        bundle: &Bundle,
+        spec: &Spec,
+    ) -> u32 {
+        spec.save(bundle.path().join("config.json"))
+            .expect("write config.json");
+        request.bundle = bundle.path().to_path_buf();
         let pid = self
             .client
             .create(&request)
