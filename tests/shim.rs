@@ -134,6 +134,24 @@ async fn exec_sync_signal_and_a_reconnecting_daemon() {
         started.elapsed()
     );
 
+    // A caller that goes away takes its exec with it.
+    let pid_file = bundle.rootfs().join("tmp/exec.pid");
+    let gone_caller = args(&["sh", "-c", "echo $$ > /tmp/exec.pid; exec sleep 30"]);
+    let call = pod
+        .client
+        .exec_sync("sleeper", &gone_caller, Duration::ZERO);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), call)
+            .await
+            .is_err()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(support::gone(pid).await, "exec {pid} outlived its caller");
+
     let mut events = pod.client.events().await.expect("Events");
     pod.client
         .signal("sleeper", libc::SIGTERM, false)

@@ -90,10 +90,16 @@ async fn finish(
     status_rx: oneshot::Receiver<WaitStatus>,
     timeout: Duration,
 ) -> ExecOutput {
+    let mut guard = KillOnDrop {
+        sup,
+        pid,
+        armed: true,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stdout = tokio::spawn(collect(out, stop_rx.clone()));
     let stderr = tokio::spawn(collect(err, stop_rx));
     let (status, timed_out) = wait(sup, pid, status_rx, timeout).await;
+    guard.armed = false;
     let output = async {
         (
             stdout.await.unwrap_or_default(),
@@ -123,6 +129,29 @@ async fn finish(
     }
 }
 
+/// Kills the exec'd process when the RPC is dropped (the caller went away) before it exited.
+struct KillOnDrop<'a> {
+    sup: &'a Supervisor,
+    pid: i32,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_if_pending(self.sup, self.pid);
+        }
+    }
+}
+
+/// SIGKILLs an exec'd process, only while the reaper has not taken it: the pid is still ours.
+fn kill_if_pending(sup: &Supervisor, pid: i32) {
+    let table = sup.table();
+    if table.exec_pending(pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
 /// Waits for the reaper to hand over the exec's status; SIGKILLs the process once `timeout`
 /// (when not zero) passes. Returns the status and whether it timed out.
 async fn wait(
@@ -137,13 +166,7 @@ async fn wait(
     match tokio::time::timeout(timeout, &mut status).await {
         Ok(result) => (result.ok(), false),
         Err(_) => {
-            {
-                // Only while the reaper has not taken it: the pid is still ours.
-                let table = sup.table();
-                if table.exec_pending(pid) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
+            kill_if_pending(sup, pid);
             (status.await.ok(), true)
         }
     }
