@@ -134,23 +134,7 @@ async fn exec_sync_signal_and_a_reconnecting_daemon() {
         started.elapsed()
     );
 
-    // A caller that goes away takes its exec with it.
-    let pid_file = bundle.rootfs().join("tmp/exec.pid");
-    let gone_caller = args(&["sh", "-c", "echo $$ > /tmp/exec.pid; exec sleep 30"]);
-    let call = pod
-        .client
-        .exec_sync("sleeper", &gone_caller, Duration::ZERO);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), call)
-            .await
-            .is_err()
-    );
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(support::gone(pid).await, "exec {pid} outlived its caller");
+    exec_dies_with_its_caller(&pod, &bundle).await;
 
     let mut events = pod.client.events().await.expect("Events");
     pod.client
@@ -181,4 +165,16 @@ async fn exec_sync_signal_and_a_reconnecting_daemon() {
     let mut replay = pod.client.events().await.expect("Events");
     assert_eq!(next_exit(&mut replay, "sleeper").await, event);
     pod.shutdown(None).await;
+}
+
+/// An ExecSync whose caller goes away (here: a client-side timeout) takes its process with it.
+async fn exec_dies_with_its_caller(pod: &Pod, bundle: &Bundle) {
+    let pid_file = bundle.rootfs().join("tmp/exec.pid");
+    let script = args(&["sh", "-c", "echo $$ > /tmp/exec.pid; exec sleep 30"]);
+    let call = pod.client.exec_sync("sleeper", &script, Duration::ZERO);
+    let cancelled = tokio::time::timeout(Duration::from_millis(500), call).await;
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    let pid = std::fs::read_to_string(&pid_file).expect("exec.pid");
+    let pid: i32 = pid.trim().parse().expect("a pid");
+    assert!(support::gone(pid).await, "exec {pid} outlived its caller");
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -176,6 +177,7 @@ fn spawn_pause() -> Result<i32, StartupError> {
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| StartupError::sys("unshare pid namespace", e))?;
     let child = std::process::Command::new("/proc/self/exe")
+        .arg0("berth-shim")
         .arg("pause")
         .stdin(std::process::Stdio::null())
         .spawn();
