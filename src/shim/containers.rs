@@ -31,15 +31,30 @@ pub(crate) async fn create(
 ) -> Result<u32, ContainerError> {
     check_id(&req.id)?;
     sup.table().reserve(&req.id)?;
-    let id = req.id.clone();
-    let result = create_reserved(sup, req).await;
-    sup.table().release(&id);
-    result
+    let reservation = Reservation {
+        sup: sup.clone(),
+        id: req.id.clone(),
+    };
+    create_reserved(sup, req, reservation).await
+}
+
+/// An id reserved for a create in flight. Released when dropped: by the blocking task once it
+/// has inserted the container (or failed), even when the RPC itself was cancelled meanwhile.
+struct Reservation {
+    sup: Arc<Supervisor>,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.sup.table().release(&self.id);
+    }
 }
 
 async fn create_reserved(
     sup: &Arc<Supervisor>,
     req: CreateContainer,
+    reservation: Reservation,
 ) -> Result<u32, ContainerError> {
     let id = req.id.clone();
     let config = req.bundle.join("config.json");
@@ -96,6 +111,7 @@ async fn create_reserved(
         container.phase = Phase::Created(Box::new(created));
         container.io = Some(io);
         sup.table().insert(container);
+        drop(reservation);
         tracing::info!(container_id = id, pid, "container created");
         Ok(pid.unsigned_abs())
     })
