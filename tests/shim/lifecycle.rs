@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use berth::cgroup::{Cgroup, Hierarchy};
 use berth::error::{Classify, Kind};
-use berth::shim::{CreateContainer, ShimError, ShimOptions};
+use berth::shim::{CreateContainer, ShimClient, ShimError, ShimOptions};
 
 use crate::container_support::Bundle;
 use crate::support::{PidNs, Pod, args, eventually, inode, next_exit, pod_options, pod_spec};
@@ -163,4 +163,25 @@ async fn pod_pid_namespace_is_shared_under_a_pause_process() {
         .expect("Signal");
     assert_eq!(next_exit(&mut events, "a").await.exit.exit_code, 143);
     pod.shutdown(Some(pause)).await;
+}
+
+#[tokio::test]
+async fn a_dead_shim_is_unavailable() {
+    let pod = Pod::spawn(pod_options()).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pod.shim_pid),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    assert!(crate::support::gone(pod.shim_pid).await);
+    assert!(
+        pod.dir().join("shim.sock").exists(),
+        "a stale socket file stays"
+    );
+    let err = ShimClient::connect(pod.dir())
+        .await
+        .expect_err("connect to a dead shim");
+    assert_eq!(err.kind(), Kind::Unavailable, "{err}");
+    let err = pod.client.state().await.expect_err("call a dead shim");
+    assert_eq!(err.kind(), Kind::Unavailable, "{err}");
 }
