@@ -34,7 +34,13 @@ YAML
 
 stop_berthd() {
   if [[ -n "${BERTHD_PID:-}" ]] && kill -0 "$BERTHD_PID" 2>/dev/null; then
+    # Pods (and their shims) outlive berthd by design: remove them first.
+    for pod in $(crictl_b pods -q 2>/dev/null); do crictl_b rmp -f "$pod" >/dev/null 2>&1 || true; done
     kill -TERM "$BERTHD_PID"; wait "$BERTHD_PID" || true
+  fi
+  if [[ -n "${WORK:-}" ]]; then
+    awk -v w="$WORK" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   [[ -n "${WORK:-}" && "${KEEP_WORK:-0}" != 1 ]] && rm -rf "$WORK"
   return 0

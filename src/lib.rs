@@ -13,6 +13,8 @@ pub mod error;
 pub mod exec;
 pub mod image;
 pub mod logging;
+pub mod network;
+pub mod runtime;
 pub mod server;
 pub mod shim;
 pub mod snapshot;

@@ -12,6 +12,7 @@ use tracing::field::Empty;
 
 use crate::config::Config;
 use crate::cri::{Context, Cri};
+use crate::runtime::{Runtime, RuntimeSettings};
 use crate::store::Store;
 
 /// Runs berthd with a loaded, validated config until a shutdown signal arrives.
@@ -20,11 +21,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     let db = Arc::new(Store::open(&config.root_dir.join("meta.redb"))?);
-    let images = Arc::new(crate::image::open(&config, db).context("open the image store")?);
+    share_pin_dir(&config.state_dir.join("pods"))?;
+    let images = Arc::new(crate::image::open(&config, db.clone()).context("open the image store")?);
+    let runtime = Runtime::new(
+        RuntimeSettings {
+            root_dir: config.root_dir.clone(),
+            state_dir: config.state_dir.clone(),
+            handlers: config
+                .runtime
+                .handlers
+                .iter()
+                .map(|h| h.name.clone())
+                .collect(),
+        },
+        db.clone(),
+        images.clone(),
+        Arc::new(crate::shim::adapter::Launcher::new(shim_binary()?)),
+    );
+    {
+        let runtime = runtime.clone();
+        images.set_snapshot_users(Box::new(move || {
+            runtime.snapshots_in_use().unwrap_or_default()
+        }));
+    }
+    runtime
+        .recover()
+        .await
+        .context("recover pods after restart")?;
+    images
+        .sweep_leftovers()
+        .await
+        .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
     let listener = bind_socket(&config.grpc.socket)?;
     let socket = config.grpc.socket.clone();
-    let cri = Cri::new(Context { config, images });
+    let cri = Cri::new(Context {
+        config,
+        images,
+        runtime,
+    });
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
 
     let result = tonic::transport::Server::builder()
@@ -76,6 +111,47 @@ pub fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", path.display()))?;
     Ok(listener)
+}
+
+/// berth-shim: next to berthd's own executable (installed or built together), else on PATH.
+fn shim_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("find berthd's own path")?;
+    let beside = exe.with_file_name("berth-shim");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("berth-shim"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow::anyhow!("berth-shim not found beside {} or on PATH", exe.display()))
+}
+
+/// Makes the directory holding the pods' namespace pins a shared mount of its own, so pins
+/// bind-mounted inside it stay visible whatever later mounts happen around it (as `ip netns`
+/// does for /run/netns).
+fn share_pin_dir(dir: &Path) -> anyhow::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = dir.display().to_string();
+    let mounted = mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_str()));
+    if !mounted {
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .with_context(|| format!("bind {} on itself", dir.display()))?;
+    }
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .with_context(|| format!("make {} shared", dir.display()))?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -345,5 +345,8 @@ async fn image_fs_info_reports_real_usage() {
         used(&empty)
     );
     let inodes = full.image_filesystems[0].inodes_used.unwrap().value;
-    assert!(inodes > 267, "busybox has 267 applet links, got {inodes} inodes");
+    assert!(
+        inodes > 267,
+        "busybox has 267 applet links, got {inodes} inodes"
+    );
 }

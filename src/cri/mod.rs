@@ -3,12 +3,14 @@
 //! One file per RPC (or per small family of read-only RPCs). Errors become gRPC status codes only
 //! through [`crate::error::to_status`], and are logged once here, inside the RPC's span.
 
+mod container;
 mod image_pull;
 mod image_query;
 mod image_remove;
 mod image_service;
 mod runtime_config;
 mod runtime_service;
+mod sandbox;
 mod status;
 mod version;
 
@@ -20,6 +22,7 @@ use tonic::{Response, Status};
 use crate::config::Config;
 use crate::error::{Classify, NotImplemented, to_status};
 use crate::image::service::ImageService;
+use crate::runtime::Runtime;
 
 pub use k8s_cri::v1 as api;
 
@@ -33,6 +36,7 @@ pub struct Cri {
 pub struct Context {
     pub config: Config,
     pub images: Arc<ImageService>,
+    pub runtime: Arc<Runtime>,
 }
 
 impl Cri {
@@ -77,4 +81,12 @@ fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
 /// Records an ID on the current RPC span (declared empty by the server's trace function).
 fn record(field: &'static str, value: impl Display) {
     tracing::Span::current().record(field, tracing::field::display(value));
+}
+
+/// Whether every selector label is present with the same value.
+fn labels_match(
+    selector: &std::collections::HashMap<String, String>,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, unimplemented};
+use super::{Cri, api, container, reply, sandbox, unimplemented};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
@@ -30,79 +30,79 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _request: Request<api::RunPodSandboxRequest>,
+        request: Request<api::RunPodSandboxRequest>,
     ) -> Result<Response<api::RunPodSandboxResponse>, Status> {
-        unimplemented("RunPodSandbox")
+        reply(sandbox::run(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<api::StopPodSandboxRequest>,
+        request: Request<api::StopPodSandboxRequest>,
     ) -> Result<Response<api::StopPodSandboxResponse>, Status> {
-        unimplemented("StopPodSandbox")
+        reply(sandbox::stop(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<api::RemovePodSandboxRequest>,
+        request: Request<api::RemovePodSandboxRequest>,
     ) -> Result<Response<api::RemovePodSandboxResponse>, Status> {
-        unimplemented("RemovePodSandbox")
+        reply(sandbox::remove(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn pod_sandbox_status(
         &self,
-        _request: Request<api::PodSandboxStatusRequest>,
+        request: Request<api::PodSandboxStatusRequest>,
     ) -> Result<Response<api::PodSandboxStatusResponse>, Status> {
-        unimplemented("PodSandboxStatus")
+        reply(sandbox::status(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<api::ListPodSandboxRequest>,
+        request: Request<api::ListPodSandboxRequest>,
     ) -> Result<Response<api::ListPodSandboxResponse>, Status> {
-        unimplemented("ListPodSandbox")
+        reply(sandbox::list(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn create_container(
         &self,
-        _request: Request<api::CreateContainerRequest>,
+        request: Request<api::CreateContainerRequest>,
     ) -> Result<Response<api::CreateContainerResponse>, Status> {
-        unimplemented("CreateContainer")
+        reply(container::create(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn start_container(
         &self,
-        _request: Request<api::StartContainerRequest>,
+        request: Request<api::StartContainerRequest>,
     ) -> Result<Response<api::StartContainerResponse>, Status> {
-        unimplemented("StartContainer")
+        reply(container::start(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn stop_container(
         &self,
-        _request: Request<api::StopContainerRequest>,
+        request: Request<api::StopContainerRequest>,
     ) -> Result<Response<api::StopContainerResponse>, Status> {
-        unimplemented("StopContainer")
+        reply(container::stop(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn remove_container(
         &self,
-        _request: Request<api::RemoveContainerRequest>,
+        request: Request<api::RemoveContainerRequest>,
     ) -> Result<Response<api::RemoveContainerResponse>, Status> {
-        unimplemented("RemoveContainer")
+        reply(container::remove(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn list_containers(
         &self,
-        _request: Request<api::ListContainersRequest>,
+        request: Request<api::ListContainersRequest>,
     ) -> Result<Response<api::ListContainersResponse>, Status> {
-        unimplemented("ListContainers")
+        reply(container::list(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn container_status(
         &self,
-        _request: Request<api::ContainerStatusRequest>,
+        request: Request<api::ContainerStatusRequest>,
     ) -> Result<Response<api::ContainerStatusResponse>, Status> {
-        unimplemented("ContainerStatus")
+        reply(container::status(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn update_container_resources(
@@ -114,16 +114,16 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<api::ReopenContainerLogRequest>,
+        request: Request<api::ReopenContainerLogRequest>,
     ) -> Result<Response<api::ReopenContainerLogResponse>, Status> {
-        unimplemented("ReopenContainerLog")
+        reply(container::reopen_log(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn exec_sync(
         &self,
-        _request: Request<api::ExecSyncRequest>,
+        request: Request<api::ExecSyncRequest>,
     ) -> Result<Response<api::ExecSyncResponse>, Status> {
-        unimplemented("ExecSync")
+        reply(container::exec_sync(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn exec(

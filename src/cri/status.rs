@@ -39,28 +39,17 @@ pub fn status(config: &Config, verbose: bool) -> api::StatusResponse {
     }
 }
 
-/// The built-in handler (name "", kubelet's default) and every configured external runtime
-/// whose binary is present. No handler claims features berth does not implement yet.
-fn runtime_handlers(config: &Config) -> Vec<api::RuntimeHandler> {
-    let features = || {
-        Some(api::RuntimeHandlerFeatures {
+/// The built-in handler (name "", kubelet's default). Configured external runtimes are not
+/// listed until pods can run with them (RunPodSandbox refuses them as Unimplemented). No handler
+/// claims features berth does not implement yet.
+fn runtime_handlers(_config: &Config) -> Vec<api::RuntimeHandler> {
+    vec![api::RuntimeHandler {
+        name: String::new(),
+        features: Some(api::RuntimeHandlerFeatures {
             recursive_read_only_mounts: false,
             user_namespaces: false,
-        })
-    };
-    let mut handlers = vec![api::RuntimeHandler {
-        name: String::new(),
-        features: features(),
-    }];
-    for handler in &config.runtime.handlers {
-        if handler.path.is_file() {
-            handlers.push(api::RuntimeHandler {
-                name: handler.name.clone(),
-                features: features(),
-            });
-        }
-    }
-    handlers
+        }),
+    }]
 }
 
 /// The effective config for `crictl info`, with registry passwords replaced.
@@ -98,23 +87,17 @@ mod tests {
     }
 
     #[test]
-    fn handlers_list_default_and_present_binaries_only() {
+    fn only_the_built_in_handler_is_offered_until_external_ones_run_pods() {
         let mut config = Config::default();
-        config.runtime.handlers = vec![
-            HandlerConfig {
-                name: "present".into(),
-                path: "/bin/sh".into(),
-            },
-            HandlerConfig {
-                name: "absent".into(),
-                path: "/nonexistent/runc".into(),
-            },
-        ];
+        config.runtime.handlers = vec![HandlerConfig {
+            name: "present".into(),
+            path: "/bin/sh".into(),
+        }];
         let names: Vec<_> = runtime_handlers(&config)
             .into_iter()
             .map(|h| h.name)
             .collect();
-        assert_eq!(names, vec!["".to_string(), "present".to_string()]);
+        assert_eq!(names, vec!["".to_string()]);
     }
 
     #[test]

@@ -48,5 +48,5 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
             discard_compressed_layers: config.image.discard_compressed_layers,
         }),
     };
-    Ok(service::ImageService::new(puller)?)
+    Ok(service::ImageService::new(puller))
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, watch};
 
+use super::digest::Digest;
 use super::pull::{Progress, PullError, Puller};
 use super::reference::ImageRef;
 use super::registry::Credentials;
@@ -57,12 +58,38 @@ pub struct ImageService {
     /// sees a committed snapshot whose image record is not written yet.
     gc_lock: Arc<RwLock<()>>,
     flights: Flights,
+    snapshot_users: std::sync::OnceLock<SnapshotUsers>,
 }
 
+/// Reports the snapshot chain ids something outside the image store still uses.
+pub type SnapshotUsers = Box<dyn Fn() -> HashSet<Digest> + Send + Sync>;
+
 impl ImageService {
-    /// Wraps the store and sweeps leftovers of pulls interrupted by a crash.
-    pub fn new(puller: Puller) -> Result<ImageService, ImageError> {
-        let images = puller.images.clone();
+    pub fn new(puller: Puller) -> ImageService {
+        ImageService {
+            images: puller.images.clone(),
+            puller,
+            gc_lock: Arc::new(RwLock::new(())),
+            flights: Arc::default(),
+            snapshot_users: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tells the service who else holds snapshots (containers' rootfs), so garbage collection
+    /// keeps them. Set once, before the first sweep.
+    pub fn set_snapshot_users(&self, users: SnapshotUsers) {
+        let _ = self.snapshot_users.set(users);
+    }
+
+    fn in_use(&self) -> HashSet<Digest> {
+        self.snapshot_users.get().map(|f| f()).unwrap_or_default()
+    }
+
+    /// Removes leftovers of pulls interrupted by a crash, and content no image or container
+    /// uses. Call at startup, before any pull.
+    pub async fn sweep_leftovers(&self) -> Result<Swept, ImageError> {
+        let _exclusive = self.gc_lock.write().await;
+        let images = &self.images;
         let ingest = images
             .content
             .clear_ingest()
@@ -71,7 +98,7 @@ impl ImageService {
             .snapshots
             .sweep_orphans()
             .map_err(ImageStoreError::from)?;
-        let swept = images.collect_garbage(&HashSet::new())?;
+        let swept = images.collect_garbage(&self.in_use())?;
         if ingest + orphans + swept.blobs + swept.snapshots > 0 {
             tracing::info!(
                 ingest,
@@ -81,12 +108,7 @@ impl ImageService {
                 "removed leftovers of interrupted pulls"
             );
         }
-        Ok(ImageService {
-            puller,
-            images,
-            gc_lock: Arc::new(RwLock::new(())),
-            flights: Arc::default(),
-        })
+        Ok(swept)
     }
 
     pub fn store(&self) -> &ImageStore {
@@ -180,7 +202,7 @@ impl ImageService {
             return Ok(None);
         };
         self.images.remove(&record.id)?;
-        let swept = self.images.collect_garbage(&HashSet::new())?;
+        let swept = self.images.collect_garbage(&self.in_use())?;
         tracing::info!(image = %record.id, blobs = swept.blobs, snapshots = swept.snapshots, "image removed");
         Ok(Some(swept))
     }

@@ -9,6 +9,7 @@
 //!
 //! The daemon side is [`client::ShimClient`].
 
+pub mod adapter;
 mod args;
 pub mod client;
 mod containers;

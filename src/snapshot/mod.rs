@@ -5,6 +5,8 @@
 //! overlay mount) and its record is written to the metadata database. A snapshot is shared by
 //! every image whose layer stack has the same prefix (same chain id), and unpacked only once.
 
+pub mod mount;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

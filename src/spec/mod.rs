@@ -12,7 +12,7 @@
 //! | `process.cwd` | CRI working_dir, else image WorkingDir, else `/` (must be absolute) | same |
 //! | `process.user` | [`ResolvedUser`]; additional gids = primary gid + supplemental groups (+ image /etc/group memberships under policy Merge) | same |
 //! | `process.capabilities` | bounding = effective = permitted = [`DEFAULT_CAPS`] ± CRI add/drop (`ALL` allowed); inheritable, ambient empty | all of [`ALL_CAPS`] |
-//! | `process.rlimits` | `RLIMIT_NOFILE` soft = hard = [`NOFILE_LIMIT`] (1048576) | same |
+//! | `process.rlimits` | none: inherited from the shim, as under containerd's CRI plugin | same |
 //! | `process.noNewPrivileges` | security context `no_new_privs` | same |
 //! | `process.oomScoreAdj` | `linux.resources.oom_score_adj` when resources are given | same |
 //! | `process.terminal` | CRI `tty` | same |
@@ -50,7 +50,7 @@ use crate::image::manifest::ImageConfig;
 pub use caps::{ALL_CAPS, DEFAULT_CAPS};
 pub use error::SpecError;
 pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
-pub use process::{DEFAULT_PATH, NOFILE_LIMIT};
+pub use process::DEFAULT_PATH;
 pub use sandbox::{PinnedNamespaces, PodSysctls, SandboxPlan, sandbox_plan};
 pub use user::{ResolvedUser, resolve_user, user_string};
 

@@ -2,19 +2,13 @@
 //! directory, user, rlimits and OOM score. Capabilities come from [`super::caps`].
 
 use k8s_cri::v1::{ContainerConfig, KeyValue};
-use oci_spec::runtime::{
-    LinuxCapabilities, PosixRlimitBuilder, PosixRlimitType, Process, User as OciUser,
-};
+use oci_spec::runtime::{LinuxCapabilities, Process, User as OciUser};
 
 use super::{ContainerInputs, SpecError, user};
 use crate::image::manifest::ImageConfig;
 
 /// PATH when neither the image nor the CRI config sets one.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// RLIMIT_NOFILE (soft = hard) for every container: what containers saw under containerd 1.x
-/// and CRI-O's shipped units, and the kernel's default `fs.nr_open`.
-pub const NOFILE_LIMIT: u64 = 1_048_576;
 
 /// Builds `process` for the container; `caps` and the security context flags come from the caller.
 pub(super) fn process(
@@ -35,13 +29,6 @@ pub(super) fn process(
         .set_gid(inputs.user.gid)
         .set_additional_gids(Some(user::additional_gids(&inputs.user, container)?));
 
-    let nofile = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitNofile)
-        .soft(NOFILE_LIMIT)
-        .hard(NOFILE_LIMIT)
-        .build()
-        .map_err(|e| SpecError::Oci(e.to_string()))?;
-
     let oom_score_adj = match resources {
         Some(r) => Some(oom_score_adj(r.oom_score_adj)?),
         None => None,
@@ -60,7 +47,9 @@ pub(super) fn process(
         )))
         .set_cwd(cwd(container, inputs.image)?.into())
         .set_capabilities(Some(caps))
-        .set_rlimits(Some(vec![nofile]))
+        // Like containerd's CRI plugin: no rlimits, the container inherits the shim's. Raising
+        // a hard limit needs CAP_SYS_RESOURCE, which a node's runtime may not hold.
+        .set_rlimits(None)
         .set_no_new_privileges(Some(sc.is_some_and(|sc| sc.no_new_privs)))
         .set_apparmor_profile(None)
         .set_oom_score_adj(oom_score_adj)

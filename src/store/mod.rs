@@ -13,6 +13,8 @@
 //! | `image_names`  | `registry/repo:tag` or `registry/repo@sha256:..` | image id (JSON string)    |
 //! | `snapshots`    | chain id (`sha256:..`)                      | `snapshot::SnapshotRecord`     |
 //! | `counters`     | `"snapshot"`                                | next snapshot directory number |
+//! | `sandboxes`    | pod sandbox id (64 hex)                     | `runtime::records::SandboxRecord` |
+//! | `containers`   | container id (64 hex)                       | `runtime::records::ContainerRecord` |
 //!
 //! A name points at exactly one image; an image lists its names too (`repo_tags`,
 //! `repo_digests`), and both sides change in one transaction.
@@ -36,15 +38,19 @@ pub enum Table {
     ImageNames,
     Snapshots,
     Counters,
+    Sandboxes,
+    Containers,
 }
 
 impl Table {
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 7] = [
         Table::Meta,
         Table::Images,
         Table::ImageNames,
         Table::Snapshots,
         Table::Counters,
+        Table::Sandboxes,
+        Table::Containers,
     ];
 
     fn def(self) -> Raw {
@@ -54,6 +60,8 @@ impl Table {
             Table::ImageNames => "image_names",
             Table::Snapshots => "snapshots",
             Table::Counters => "counters",
+            Table::Sandboxes => "sandboxes",
+            Table::Containers => "containers",
         })
     }
 }
@@ -68,6 +76,8 @@ pub enum StoreError {
     Schema { found: u64 },
     #[error("metadata database: {0}")]
     Db(#[from] redb::Error),
+    #[error("metadata database: record {table:?}/{key} is missing")]
+    Missing { table: Table, key: String },
     #[error("metadata database: record {table:?}/{key}: {source}")]
     Decode {
         table: Table,

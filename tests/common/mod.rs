@@ -59,6 +59,52 @@ impl Daemon {
             .expect("connect to berthd")
     }
 
+    /// Kills berthd with SIGKILL: no cleanup at all, like a crash.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL berthd");
+        self.child.wait().expect("reap berthd");
+    }
+
+    /// Starts berthd again on the same config and dirs.
+    pub fn restart(&mut self) {
+        self.child = spawn_berthd(&self.config_path);
+        self.wait_for_socket();
+    }
+
+    /// Asks berthd (if it still answers) to remove every pod, so no container outlives the
+    /// test. Runs on its own thread: `Drop` may be called inside a tokio runtime.
+    fn remove_all_pods(&self) {
+        let socket = self.socket.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let work = async {
+                    let mut cri = berth::client::connect(&socket).await.ok()?;
+                    let req = berth::cri::api::ListPodSandboxRequest { filter: None };
+                    let pods = cri
+                        .runtime
+                        .list_pod_sandbox(req)
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .items;
+                    for pod in pods {
+                        let req = berth::cri::api::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod.id,
+                        };
+                        let _ = cri.runtime.remove_pod_sandbox(req).await;
+                    }
+                    Some(())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -69,9 +115,35 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        self.remove_all_pods();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Shims outlive berthd by design: stop those of this test's pods, then release every
+        // mount left under the temp dir (the pins' shared dir, and whatever a failed test left).
+        let pods = self.dir.path().join("state/pods");
+        for entry in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+            let pid = std::fs::read_to_string(entry.path().join("shim.pid"));
+            if let Some(pid) = pid.ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        for target in mounts_under(self.dir.path()).into_iter().rev() {
+            let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
     }
+}
+
+/// Mount points at or below `dir`, in mount order.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn berthd_path() -> &'static Path {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A busybox pod driven by crictl exactly as an operator would with containerd: runp, create,
+# start, ps, inspect, logs, exec -s, stop, rm, stopp, rmp.
+source "$(dirname "$0")/lib.sh"
+eval "$("$E2E_ROOT/hack/registry.sh" env)"
+REG=$BERTH_TEST_REGISTRY
+start_berthd "registries:
+  \"$REG\":
+    insecure: true"
+IMG=$REG/library/busybox:latest
+crictl_b pull "$IMG" >/dev/null || fail "pull $IMG"
+
+cat > "$WORK/pod.json" <<JSON
+{"metadata": {"name": "e2e-pod", "namespace": "default", "uid": "e2e-uid", "attempt": 0},
+ "hostname": "e2e-host", "log_directory": "$WORK/logs", "labels": {"suite": "e2e"}}
+JSON
+cat > "$WORK/ctr.json" <<JSON
+{"metadata": {"name": "app"}, "image": {"image": "$IMG"},
+ "command": ["sh", "-c", "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.2; done"],
+ "log_path": "app.log", "labels": {"role": "app"}}
+JSON
+
+POD=$(crictl_b runp "$WORK/pod.json") || fail "crictl runp"
+[[ $(crictl_b inspectp "$POD" | jq -r .status.state) == SANDBOX_READY ]] || fail "pod not ready"
+pass "crictl runp: pod $POD ready"
+
+CTR=$(crictl_b create "$POD" "$WORK/ctr.json" "$WORK/pod.json") || fail "crictl create"
+crictl_b start "$CTR" >/dev/null || fail "crictl start"
+[[ $(crictl_b inspect "$CTR" | jq -r .status.state) == CONTAINER_RUNNING ]] || fail "container not running"
+crictl_b ps -q | grep -qx "$CTR" || fail "crictl ps lacks $CTR"
+crictl_b ps --label role=app -q | grep -qx "$CTR" || fail "crictl ps --label"
+pass "crictl create/start/ps: $CTR running"
+
+for _ in $(seq 50); do crictl_b logs "$CTR" 2>/dev/null | grep -q started && break; sleep 0.1; done
+crictl_b logs "$CTR" | grep -qx started || fail "crictl logs: $(crictl_b logs "$CTR" 2>&1)"
+pass "crictl logs shows the container's output"
+
+[[ $(crictl_b exec -s "$CTR" hostname) == e2e-host ]] || fail "exec hostname"
+[[ $(crictl_b exec -s "$CTR" sh -c 'echo $((6*7))') == 42 ]] || fail "exec arithmetic"
+pass "crictl exec -s runs in the container"
+
+crictl_b stop -t 5 "$CTR" >/dev/null || fail "crictl stop"
+st=$(crictl_b inspect "$CTR")
+[[ $(jq -r .status.state <<<"$st") == CONTAINER_EXITED ]] || fail "not exited after stop"
+[[ $(jq -r .status.exitCode <<<"$st") == 0 ]] || fail "SIGTERM trap should exit 0: $(jq .status <<<"$st")"
+crictl_b logs "$CTR" | grep -qx bye || fail "the TERM trap did not run"
+pass "crictl stop delivers SIGTERM (exit 0 from the trap)"
+
+crictl_b rm "$CTR" >/dev/null || fail "crictl rm"
+[[ -z $(crictl_b ps -a -q) ]] || fail "container still listed"
+crictl_b stopp "$POD" >/dev/null || fail "crictl stopp"
+[[ $(crictl_b inspectp "$POD" | jq -r .status.state) == SANDBOX_NOTREADY ]] || fail "pod not NotReady"
+crictl_b rmp "$POD" >/dev/null || fail "crictl rmp"
+[[ -z $(crictl_b pods -q) ]] || fail "pod still listed"
+left=$(awk -v w="$WORK" '$5 ~ "^"w && $5 != w"/state/pods"' /proc/self/mountinfo)
+[[ -z $left ]] || fail "mounts left: $left"
+pass "crictl stop/rm/stopp/rmp clean up everything"

@@ -1,0 +1,518 @@
+//! CreateContainer, StartContainer, StopContainer and RemoveContainer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_cri::v1 as api;
+
+use super::records::{
+    ContainerRecord, ContainerState, Exit, SandboxRecord, SandboxState, new_id, now_ns,
+};
+use super::shim::CreateContainer;
+use super::undo::Undo;
+use super::{Result, Runtime, RuntimeError};
+use crate::cgroup::{Cgroup, Resources};
+use crate::image::manifest::ImageConfig;
+use crate::image::store::ImageRecord;
+use crate::snapshot::mount::{Overlay, mount_overlay, unmount_path};
+use crate::spec::{
+    ContainerInputs, EtcFiles, PodNamespaces, container_spec, resolve_user, user_string,
+};
+use crate::store::Table;
+
+fn container_name(meta: &api::ContainerMetadata) -> String {
+    format!("{}_{}", meta.name, meta.attempt)
+}
+
+impl Runtime {
+    /// Creates a container in a Ready sandbox: rootfs overlay, spec, cgroup, then the shim's
+    /// stopped process. Any failure unwinds every step already done.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        config: api::ContainerConfig,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String> {
+        let sandbox = self.sandbox(sandbox_id)?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let meta = config.metadata.clone().ok_or_else(|| {
+            RuntimeError::InvalidArgument("container config has no metadata".into())
+        })?;
+        let name = container_name(&meta);
+        let _reservation = self.reserve(format!("container {}/{name}", sandbox.id))?;
+        let duplicate = self
+            .containers()?
+            .into_iter()
+            .find(|c| c.sandbox_id == sandbox.id && container_name(&c.metadata()) == name);
+        if let Some(c) = duplicate {
+            return Err(RuntimeError::AlreadyExists(format!(
+                "container name {name} in pod {} is already used by {}",
+                sandbox.id, c.id
+            )));
+        }
+        let image_spec = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = self
+            .images
+            .status(&image_spec)?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "image",
+                id: image_spec.clone(),
+            })?;
+        let sandbox_config = sandbox_config.unwrap_or_else(|| sandbox.config.clone());
+        let id = new_id();
+        let mut undo = Undo::default();
+        let result = self
+            .build_container(
+                &id,
+                &sandbox,
+                &sandbox_config,
+                config,
+                &image,
+                &image_spec,
+                &mut undo,
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                undo.commit();
+                tracing::info!(container_id = %id, pod_id = %sandbox.id, "container created");
+                Ok(id)
+            }
+            Err(e) => Err(e.with_cleanup(undo.unwind().await)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_container(
+        &self,
+        id: &str,
+        sandbox: &SandboxRecord,
+        sandbox_config: &api::PodSandboxConfig,
+        config: api::ContainerConfig,
+        image: &ImageRecord,
+        image_spec: &str,
+        undo: &mut Undo,
+    ) -> Result<()> {
+        let bundle = self.settings.state_dir.join("containers").join(id);
+        let rw_dir = self.settings.root_dir.join("containers").join(id);
+        let rootfs = bundle.join("rootfs");
+        for dir in [rootfs.clone(), rw_dir.join("upper"), rw_dir.join("work")] {
+            std::fs::create_dir_all(&dir)
+                .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+        }
+        for dir in [bundle.clone(), rw_dir.clone()] {
+            undo.push("container directory", move || {
+                Box::pin(async move {
+                    std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+                })
+            });
+        }
+        let overlay = self.image_overlay(image, &rw_dir)?;
+        mount_overlay(&overlay, &rootfs)?;
+        {
+            let rootfs = rootfs.clone();
+            undo.push("rootfs mount", move || {
+                Box::pin(async move { unmount_path(&rootfs).map_err(|e| e.to_string()) })
+            });
+        }
+        let image_config = self.image_config(image)?;
+        let user = resolve_user(
+            &user_string(&config, &image_config)?,
+            &read_in_root(&rootfs, "etc/passwd"),
+            &read_in_root(&rootfs, "etc/group"),
+        )?;
+        let cgroup_path = cgroup_path(sandbox_config, id);
+        let spec = container_spec(&ContainerInputs {
+            container: &config,
+            sandbox: sandbox_config,
+            image: &image_config,
+            sandbox_id: &sandbox.id,
+            image_name: image_spec,
+            rootfs: rootfs.clone(),
+            namespaces: PodNamespaces {
+                net: sandbox.namespaces.net.clone(),
+                ipc: sandbox.namespaces.ipc.clone(),
+                uts: sandbox.namespaces.uts.clone(),
+                pid: sandbox.namespaces.pid.clone(),
+            },
+            cgroups_path: cgroup_path.clone(),
+            user,
+            etc: EtcFiles {
+                hosts: Some(sandbox.data_dir.join("hosts")),
+                resolv_conf: Some(sandbox.data_dir.join("resolv.conf")),
+                hostname: Some(sandbox.data_dir.join("hostname")),
+            },
+            shm: sandbox.shm.clone(),
+            devices: vec![],
+            seccomp: None,
+            host: &self.host,
+        })?;
+        let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
+        std::fs::write(bundle.join("config.json"), spec_json).map_err(RuntimeError::io(
+            format!("write {}/config.json", bundle.display()),
+        ))?;
+
+        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
+            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
+        })?;
+        let cgroup = Cgroup::create(hierarchy, &cgroup_path)?;
+        {
+            let cgroup = cgroup.clone();
+            undo.push("container cgroup", move || {
+                Box::pin(async move { cgroup.delete().map_err(|e| e.to_string()) })
+            });
+        }
+        if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            cgroup.apply(&Resources::from(resources))?;
+        }
+
+        let log_path = log_path(sandbox_config, &config);
+        if let Some(parent) = log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(RuntimeError::io(format!("create {}", parent.display())))?;
+        }
+        let shim = self.shim(&sandbox.id)?;
+        let request = CreateContainer {
+            id: id.to_string(),
+            bundle: bundle.clone(),
+            log_path: Some(log_path.clone()).filter(|p| !p.as_os_str().is_empty()),
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            tty: config.tty,
+            cgroup: Some(cgroup_path.clone()),
+        };
+        let pid = shim.create(&request).await?;
+        {
+            let shim = shim.clone();
+            let id = id.to_string();
+            undo.push("container process", move || {
+                Box::pin(async move { shim.delete(&id).await.map_err(|e| e.to_string()) })
+            });
+        }
+        let record = ContainerRecord {
+            id: id.to_string(),
+            sandbox_id: sandbox.id.clone(),
+            state: ContainerState::Created,
+            created_at: now_ns(),
+            started_at: 0,
+            exit: None,
+            pid,
+            config,
+            image_id: image.id.to_string(),
+            image_name: image_spec.to_string(),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.to_string()),
+            log_path,
+            bundle,
+            rw_dir,
+            chain_id: image
+                .chain_ids
+                .last()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            cgroup: cgroup_path,
+        };
+        self.db.write(|w| w.put(Table::Containers, id, &record))?;
+        Ok(())
+    }
+
+    /// The overlay of an image's snapshots (topmost first) under a container's writable layer.
+    fn image_overlay(&self, image: &ImageRecord, rw_dir: &Path) -> Result<Overlay> {
+        let snapshots = &self.images.store().snapshots;
+        let mut lowers = vec![];
+        for chain in image.chain_ids.iter().rev() {
+            let record = snapshots
+                .get(chain)
+                .map_err(|e| RuntimeError::FailedPrecondition(e.to_string()))?
+                .ok_or_else(|| RuntimeError::NotFound {
+                    what: "image snapshot",
+                    id: chain.to_string(),
+                })?;
+            lowers.push(snapshots.dir(&record));
+        }
+        if lowers.is_empty() {
+            // An image without layers still needs one (empty) lower directory.
+            let empty = rw_dir.join("empty");
+            std::fs::create_dir_all(&empty).map_err(RuntimeError::io("create empty lower"))?;
+            lowers.push(empty);
+        }
+        Ok(Overlay {
+            lowers,
+            upper: rw_dir.join("upper"),
+            work: rw_dir.join("work"),
+        })
+    }
+
+    fn image_config(&self, image: &ImageRecord) -> Result<ImageConfig> {
+        let bytes = self.images.store().content.read(&image.id).map_err(|e| {
+            RuntimeError::FailedPrecondition(format!("image {}: config: {e}", image.id))
+        })?;
+        ImageConfig::parse(&image.id, &bytes)
+            .map_err(|e| RuntimeError::FailedPrecondition(format!("image {}: {e}", image.id)))
+    }
+
+    /// Releases a created container's process. A start that fails leaves it Exited with reason
+    /// StartError, as kubelet expects.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let container = self.container(id)?;
+        if container.state != ContainerState::Created {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "container {} is {:?}, not Created",
+                container.id, container.state
+            )));
+        }
+        let shim = self.shim(&container.sandbox_id)?;
+        // Taken before the process is released, so it never comes after the exit time of a
+        // process that ends at once.
+        let started_at = now_ns();
+        match shim.start(&container.id).await {
+            Ok(()) => {
+                self.update_container(&container.id, |c| {
+                    if c.state == ContainerState::Created {
+                        c.state = ContainerState::Running;
+                    }
+                    c.started_at = started_at;
+                })?;
+                tracing::info!(container_id = %container.id, "container started");
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.update_container(&container.id, |c| {
+                    c.state = ContainerState::Exited;
+                    c.exit = Some(Exit {
+                        code: 128,
+                        finished_at: now_ns(),
+                        reason: "StartError".into(),
+                        message: message.clone(),
+                    });
+                })?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Sends the stop signal, waits up to `timeout` seconds, then kills. Stopping a stopped or
+    /// unknown container is not an error.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let container = match self.container(id) {
+            Ok(c) => c,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if container.state == ContainerState::Exited {
+            return Ok(());
+        }
+        let Ok(shim) = self.shim(&container.sandbox_id) else {
+            return Ok(()); // no shim: nothing runs (recovery marks it exited)
+        };
+        let mut exited = self.exited.subscribe();
+        if container.state == ContainerState::Running && timeout > 0 {
+            let signal = stop_signal(&self.image_stop_signal(&container));
+            shim.signal(&container.id, signal, false).await?;
+            if self
+                .wait_exit(
+                    &container.id,
+                    &mut exited,
+                    Duration::from_secs(timeout as u64),
+                )
+                .await
+            {
+                return Ok(());
+            }
+        }
+        shim.signal(&container.id, libc::SIGKILL, true).await?;
+        if !self
+            .wait_exit(&container.id, &mut exited, Duration::from_secs(10))
+            .await
+        {
+            return Err(RuntimeError::Timeout {
+                action: format!("stop container {}: SIGKILL", container.id),
+                seconds: 10,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the container's record says Exited; false on timeout.
+    async fn wait_exit(
+        &self,
+        id: &str,
+        exited: &mut tokio::sync::broadcast::Receiver<String>,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if matches!(self.container(id), Ok(c) if c.state == ContainerState::Exited) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, exited.recv()).await {
+                Err(_) => return false,
+                Ok(_) => continue, // an exit (or a lag): look at the record again
+            }
+        }
+    }
+
+    fn image_stop_signal(&self, container: &ContainerRecord) -> String {
+        self.images
+            .store()
+            .lookup(&container.image_id)
+            .ok()
+            .flatten()
+            .and_then(|image| self.image_config(&image).ok())
+            .map(|c| c.config.stop_signal)
+            .unwrap_or_default()
+    }
+
+    /// Kills the container if it runs, then removes its process, rootfs, cgroup, files and
+    /// record. Unknown containers are not an error.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let container = match self.container(id) {
+            Ok(c) => c,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_container(&container.id, 0).await?;
+        if let Ok(shim) = self.shim(&container.sandbox_id) {
+            shim.delete(&container.id).await?;
+        }
+        let rootfs = container.bundle.join("rootfs");
+        unmount_path(&rootfs).map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;
+        if let Some(hierarchy) = &self.cgroups
+            && let Ok(cgroup) = Cgroup::open(hierarchy, &container.cgroup)
+        {
+            cgroup.delete()?;
+        }
+        for dir in [&container.bundle, &container.rw_dir] {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RuntimeError::io(format!("remove {}", dir.display()))(e));
+                }
+                _ => {}
+            }
+        }
+        self.db
+            .write(|w| w.delete(Table::Containers, &container.id))?;
+        tracing::info!(container_id = %container.id, "container removed");
+        Ok(())
+    }
+}
+
+/// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree.
+fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> String {
+    let parent = sandbox
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.trim_end_matches('/'))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/berth");
+    format!("{parent}/{id}")
+}
+
+/// `log_directory/log_path`, or nothing when the pod has no log directory.
+fn log_path(sandbox: &api::PodSandboxConfig, container: &api::ContainerConfig) -> PathBuf {
+    if sandbox.log_directory.is_empty() || container.log_path.is_empty() {
+        return PathBuf::new();
+    }
+    Path::new(&sandbox.log_directory).join(&container.log_path)
+}
+
+/// A signal by name (`SIGQUIT`, `QUIT`) or number; SIGTERM when empty or unknown.
+fn stop_signal(name: &str) -> i32 {
+    if let Ok(n) = name.parse::<i32>() {
+        return n;
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .unwrap_or(libc::SIGTERM)
+}
+
+/// Reads a file of the container's rootfs without following symlinks out of it; missing or
+/// unreadable files read as empty (an image without /etc/passwd).
+fn read_in_root(rootfs: &Path, path: &str) -> String {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    let Ok(root) = std::fs::File::open(rootfs) else {
+        return String::new();
+    };
+    let fd = openat2(
+        &root,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    );
+    let Ok(fd) = fd else { return String::new() };
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_by_name_or_number() {
+        assert_eq!(stop_signal(""), libc::SIGTERM);
+        assert_eq!(stop_signal("SIGQUIT"), libc::SIGQUIT);
+        assert_eq!(stop_signal("quit"), libc::SIGQUIT);
+        assert_eq!(stop_signal("9"), 9);
+        assert_eq!(stop_signal("SIGBOGUS"), libc::SIGTERM);
+    }
+
+    #[test]
+    fn cgroup_paths_and_log_paths() {
+        let mut pod = api::PodSandboxConfig::default();
+        assert_eq!(cgroup_path(&pod, "abc"), "/berth/abc");
+        pod.linux = Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: "/kubepods/besteffort/pod123/".into(),
+            ..Default::default()
+        });
+        assert_eq!(cgroup_path(&pod, "abc"), "/kubepods/besteffort/pod123/abc");
+        let c = api::ContainerConfig {
+            log_path: "app/0.log".into(),
+            ..Default::default()
+        };
+        assert_eq!(log_path(&pod, &c), PathBuf::new());
+        pod.log_directory = "/var/log/pods/x".into();
+        assert_eq!(
+            log_path(&pod, &c),
+            PathBuf::from("/var/log/pods/x/app/0.log")
+        );
+    }
+
+    #[test]
+    fn files_are_read_inside_the_rootfs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(dir.path().join("secret"), "host").unwrap();
+        std::os::unix::fs::symlink("../../secret", root.join("etc/passwd")).unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+        assert_eq!(
+            read_in_root(&root, "etc/passwd"),
+            "",
+            "the symlink resolves inside the root"
+        );
+        assert_eq!(read_in_root(&root, "etc/group"), "root:x:0:\n");
+    }
+}

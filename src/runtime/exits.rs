@@ -1,0 +1,172 @@
+//! Container exits: following each shim's exit stream, recording exits, and recovering state
+//! after berthd restarts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::records::{ContainerRecord, ContainerState, Exit, SandboxState, now_ns};
+use super::shim::ExitEvent;
+use super::{Result, Runtime};
+
+impl Runtime {
+    /// Follows the exits of a sandbox's shim until its stream ends.
+    pub(super) fn watch_exits(self: &Arc<Self>, sandbox_id: String) {
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let Ok(shim) = runtime.shim(&sandbox_id) else {
+                return;
+            };
+            match shim.exits().await {
+                Ok(mut stream) => {
+                    while let Some(event) = stream.next().await {
+                        match event {
+                            Ok(event) => runtime.record_exit(&event),
+                            Err(e) => {
+                                tracing::debug!(pod_id = %sandbox_id, error = %e, "exit stream broke");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(pod_id = %sandbox_id, error = %e, "cannot follow exits"),
+            }
+            runtime.shim_gone(&sandbox_id);
+        });
+    }
+
+    /// Records a container's exit (once) and tells waiters.
+    pub(super) fn record_exit(&self, event: &ExitEvent) {
+        let exit = Exit {
+            code: event.exit.exit_code,
+            finished_at: event.exit.finished_at,
+            reason: Exit::reason_for(event.exit.exit_code, event.exit.oom_killed).to_string(),
+            message: String::new(),
+        };
+        let updated = self.update_container(&event.id, |c| {
+            if c.state != ContainerState::Exited {
+                c.state = ContainerState::Exited;
+                c.exit = Some(exit);
+            }
+        });
+        match updated {
+            Ok(c) => {
+                tracing::info!(container_id = %c.id, code = event.exit.exit_code, "container exited");
+                let _ = self.exited.send(c.id);
+            }
+            Err(e) => {
+                tracing::debug!(container_id = %event.id, error = %e, "exit of unknown container")
+            }
+        }
+    }
+
+    /// A shim's exit stream ended. If the pod was not being stopped, the shim died: the pod is
+    /// NotReady and its live containers exited (with their exit file's status when there is one).
+    fn shim_gone(&self, sandbox_id: &str) {
+        let Ok(sandbox) = self.sandbox(sandbox_id) else {
+            return;
+        };
+        let still_registered = self
+            .shims
+            .lock()
+            .expect("shims lock")
+            .remove(sandbox_id)
+            .is_some();
+        if !still_registered || sandbox.state != SandboxState::Ready {
+            return;
+        }
+        tracing::warn!(pod_id = %sandbox_id, "pod shim died");
+        let _ = self.update_sandbox(sandbox_id, |s| s.state = SandboxState::NotReady);
+        self.exit_orphans(sandbox_id);
+    }
+
+    /// Marks every not-exited container of a pod without a shim as exited.
+    fn exit_orphans(&self, sandbox_id: &str) {
+        let Ok(containers) = self.containers() else {
+            return;
+        };
+        for c in containers
+            .iter()
+            .filter(|c| c.sandbox_id == sandbox_id && c.state != ContainerState::Exited)
+        {
+            let event = exit_from_file(c).unwrap_or_else(|| lost_exit(c));
+            self.record_exit(&event);
+            if event.exit.exit_code == LOST_EXIT_CODE {
+                let _ = self.update_container(&c.id, |c| {
+                    if let Some(exit) = &mut c.exit {
+                        exit.reason = "Unknown".into();
+                        exit.message = "the pod's shim died; the exit status was lost".into();
+                    }
+                });
+            }
+        }
+    }
+
+    /// After a berthd restart: reconnects every Ready pod's shim (which replays exits that
+    /// happened meanwhile); a pod whose shim is gone becomes NotReady.
+    pub async fn recover(self: &Arc<Self>) -> Result<()> {
+        for sandbox in self.sandboxes()? {
+            if sandbox.state != SandboxState::Ready {
+                continue;
+            }
+            match self.launcher.connect(&sandbox.pod_dir).await {
+                Ok(shim) => {
+                    let known: Vec<String> = match shim.state().await {
+                        Ok(state) => state.into_iter().map(|c| c.id).collect(),
+                        Err(_) => vec![],
+                    };
+                    self.shims
+                        .lock()
+                        .expect("shims lock")
+                        .insert(sandbox.id.clone(), shim);
+                    // Containers the shim never heard of (created records whose shim call was
+                    // lost in a crash) cannot run.
+                    for c in self.containers()? {
+                        if c.sandbox_id == sandbox.id
+                            && c.state != ContainerState::Exited
+                            && !known.contains(&c.id)
+                        {
+                            self.record_exit(&exit_from_file(&c).unwrap_or_else(|| lost_exit(&c)));
+                        }
+                    }
+                    self.watch_exits(sandbox.id.clone());
+                    tracing::info!(pod_id = %sandbox.id, "reconnected to pod shim");
+                }
+                Err(e) => {
+                    tracing::warn!(pod_id = %sandbox.id, error = %e, "pod shim is gone");
+                    self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady)?;
+                    self.exit_orphans(&sandbox.id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The exit code of a container whose exit was never observed.
+const LOST_EXIT_CODE: i32 = 255;
+
+/// The exit the shim wrote to the container's bundle, if any.
+fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
+    let exit = crate::shim::exit_file::read(Path::new(&c.bundle))
+        .ok()
+        .flatten()?;
+    Some(ExitEvent {
+        id: c.id.clone(),
+        exit,
+    })
+}
+
+fn lost_exit(c: &ContainerRecord) -> ExitEvent {
+    ExitEvent {
+        id: c.id.clone(),
+        exit: crate::shim::Exit {
+            exit_code: LOST_EXIT_CODE,
+            signal: 0,
+            finished_at: now_ns(),
+            oom_killed: false,
+            pid: c.pid,
+        },
+    }
+}

@@ -1,0 +1,225 @@
+//! Pod sandboxes and containers: their records and state machines (`records`), the seam to each
+//! pod's shim (`shim`), and the operations kubelet drives. One file per family of operations.
+//!
+//! Restart assumptions (see `recover`): records in the database are the truth about what exists;
+//! a live shim is the truth about what runs; an exit file (`<bundle>/exit`) is the truth about
+//! an exit that happened while berthd was down, even if the shim is gone too.
+
+mod container;
+mod container_query;
+pub mod error;
+mod exits;
+pub mod records;
+mod sandbox;
+pub mod shim;
+mod undo;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::cgroup::Hierarchy;
+use crate::image::service::ImageService;
+use crate::store::{Store, Table};
+pub use error::RuntimeError;
+use records::{ContainerRecord, SandboxRecord};
+use shim::{PodShim, ShimLauncher};
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Where the runtime keeps things and what the node offers.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub root_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Configured external runtime handlers (names) beside the built-in one ("").
+    pub handlers: Vec<String>,
+}
+
+pub struct Runtime {
+    settings: RuntimeSettings,
+    db: Arc<Store>,
+    images: Arc<ImageService>,
+    launcher: Arc<dyn ShimLauncher>,
+    shims: Mutex<HashMap<String, Arc<dyn PodShim>>>,
+    cgroups: Option<Hierarchy>,
+    host: crate::spec::Host,
+    /// Container ids as their exits are recorded (StopContainer waits on it).
+    exited: broadcast::Sender<String>,
+    /// Sandbox and container names being created right now.
+    reserved: Mutex<HashSet<String>>,
+}
+
+impl Runtime {
+    pub fn new(
+        settings: RuntimeSettings,
+        db: Arc<Store>,
+        images: Arc<ImageService>,
+        launcher: Arc<dyn ShimLauncher>,
+    ) -> Arc<Runtime> {
+        let cgroups = match Hierarchy::detect() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "no cgroup hierarchy: containers cannot be created");
+                None
+            }
+        };
+        let host = crate::spec::Host {
+            cgroup_v2: cgroups
+                .as_ref()
+                .is_some_and(|h| h.mode() == crate::cgroup::Mode::V2),
+            swap_controller: false,
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        Arc::new(Runtime {
+            settings,
+            db,
+            images,
+            launcher,
+            shims: Mutex::default(),
+            cgroups,
+            host,
+            exited: broadcast::channel(1024).0,
+            reserved: Mutex::default(),
+        })
+    }
+
+    fn shim(&self, sandbox_id: &str) -> Result<Arc<dyn PodShim>> {
+        self.shims
+            .lock()
+            .expect("shims lock")
+            .get(sandbox_id)
+            .cloned()
+            .ok_or_else(|| {
+                RuntimeError::FailedPrecondition(format!(
+                    "pod sandbox {sandbox_id}: its shim is not running"
+                ))
+            })
+    }
+
+    /// Reserves a name for the duration of a creation; released when the guard drops.
+    fn reserve(&self, name: String) -> Result<Reservation<'_>> {
+        let mut reserved = self.reserved.lock().expect("reserved lock");
+        if !reserved.insert(name.clone()) {
+            return Err(RuntimeError::AlreadyExists(format!(
+                "{name} is being created by another request"
+            )));
+        }
+        Ok(Reservation {
+            runtime: self,
+            name,
+        })
+    }
+
+    fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        let rows: Vec<(String, SandboxRecord)> = self.db.read(|r| r.list(Table::Sandboxes))?;
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        let rows: Vec<(String, ContainerRecord)> = self.db.read(|r| r.list(Table::Containers))?;
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// A sandbox by full id or unique id prefix.
+    fn sandbox(&self, id: &str) -> Result<SandboxRecord> {
+        find(self.sandboxes()?, id, "pod sandbox", |s| &s.id)
+    }
+
+    /// A container by full id or unique id prefix.
+    fn container(&self, id: &str) -> Result<ContainerRecord> {
+        find(self.containers()?, id, "container", |c| &c.id)
+    }
+
+    /// Applies `f` to a stored sandbox record in one transaction.
+    fn update_sandbox(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut SandboxRecord),
+    ) -> Result<SandboxRecord> {
+        Ok(self.db.write(|w| {
+            let mut record: SandboxRecord =
+                w.get(Table::Sandboxes, id)?
+                    .ok_or_else(|| crate::store::StoreError::Missing {
+                        table: Table::Sandboxes,
+                        key: id.to_string(),
+                    })?;
+            f(&mut record);
+            w.put(Table::Sandboxes, id, &record)?;
+            Ok(record)
+        })?)
+    }
+
+    /// Applies `f` to a stored container record in one transaction.
+    fn update_container(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord> {
+        Ok(self.db.write(|w| {
+            let mut record: ContainerRecord =
+                w.get(Table::Containers, id)?
+                    .ok_or_else(|| crate::store::StoreError::Missing {
+                        table: Table::Containers,
+                        key: id.to_string(),
+                    })?;
+            f(&mut record);
+            w.put(Table::Containers, id, &record)?;
+            Ok(record)
+        })?)
+    }
+
+    /// Chain ids of every container's image: their snapshots must outlive image removal.
+    pub fn snapshots_in_use(&self) -> Result<HashSet<crate::image::Digest>> {
+        Ok(self
+            .containers()?
+            .iter()
+            .filter_map(|c| c.chain_id.parse().ok())
+            .collect())
+    }
+}
+
+/// Finds the one record whose id equals or starts with `id`.
+fn find<T>(items: Vec<T>, id: &str, what: &'static str, key: impl Fn(&T) -> &String) -> Result<T> {
+    if id.is_empty() {
+        return Err(RuntimeError::InvalidArgument(format!("{what} id is empty")));
+    }
+    let mut matches: Vec<T> = items
+        .into_iter()
+        .filter(|i| key(i).starts_with(id))
+        .collect();
+    if let Some(i) = matches.iter().position(|i| key(i) == id) {
+        return Ok(matches.swap_remove(i));
+    }
+    match matches.len() {
+        0 => Err(RuntimeError::NotFound {
+            what,
+            id: id.to_string(),
+        }),
+        1 => Ok(matches.remove(0)),
+        _ => Err(RuntimeError::Ambiguous {
+            what,
+            id: id.to_string(),
+        }),
+    }
+}
+
+/// A name reserved while its object is created.
+struct Reservation<'a> {
+    runtime: &'a Runtime,
+    name: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.runtime
+            .reserved
+            .lock()
+            .expect("reserved lock")
+            .remove(&self.name);
+    }
+}

@@ -1,0 +1,143 @@
+//! Durable records of pod sandboxes and containers, and their state machines.
+//!
+//! ```text
+//! sandbox:    (RunPodSandbox) ──> Ready ──(StopPodSandbox, or its shim died)──> NotReady
+//!                                                     (RemovePodSandbox) ──> gone
+//!
+//! container:  (CreateContainer) ──> Created ──(StartContainer)──> Running ──(exit)──> Exited
+//!                                      │                                       ▲
+//!                                      └──────(start failed / shim died)───────┘
+//!                                                     (RemoveContainer) ──> gone
+//! ```
+//!
+//! Records are stored as JSON in the `sandboxes` and `containers` tables (see `crate::store`).
+//! Every change goes through one write transaction, so a crash never leaves half a transition.
+
+use std::path::PathBuf;
+
+use k8s_cri::v1 as api;
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds since the Unix epoch, as CRI timestamps are.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh 64-hex-character id, like containerd's.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// Paths of the namespaces the pod's shim pinned; `None` = the host's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedPaths {
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+    pub pid: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub state: SandboxState,
+    pub created_at: i64,
+    /// The CRI config as kubelet sent it (metadata, labels, annotations, DNS, security, ...).
+    pub config: api::PodSandboxConfig,
+    pub runtime_handler: String,
+    /// `<state_dir>/pods/<id>`: the shim's socket, log and namespace pins.
+    pub pod_dir: PathBuf,
+    /// `<root_dir>/pods/<id>`: hosts, hostname and resolv.conf files.
+    pub data_dir: PathBuf,
+    pub namespaces: PinnedPaths,
+    /// The pod's /dev/shm tmpfs, when it has its own IPC namespace.
+    pub shm: Option<PathBuf>,
+    pub hostname: Option<String>,
+}
+
+impl SandboxRecord {
+    pub fn metadata(&self) -> api::PodSandboxMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+}
+
+impl ContainerState {
+    pub fn to_cri(self) -> api::ContainerState {
+        match self {
+            ContainerState::Created => api::ContainerState::ContainerCreated,
+            ContainerState::Running => api::ContainerState::ContainerRunning,
+            ContainerState::Exited => api::ContainerState::ContainerExited,
+        }
+    }
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: i32,
+    pub finished_at: i64,
+    /// `Completed`, `Error`, `OOMKilled`, `StartError` or `Unknown`.
+    pub reason: String,
+    pub message: String,
+}
+
+impl Exit {
+    /// The reason kubelet expects for an exit code.
+    pub fn reason_for(code: i32, oom_killed: bool) -> &'static str {
+        match (oom_killed, code) {
+            (true, _) => "OOMKilled",
+            (false, 0) => "Completed",
+            (false, _) => "Error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub state: ContainerState,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub exit: Option<Exit>,
+    pub pid: u32,
+    pub config: api::ContainerConfig,
+    /// The image id (config digest) the container runs.
+    pub image_id: String,
+    /// The image as kubelet named it in the request.
+    pub image_name: String,
+    /// A repo digest of the image, when it has one (ContainerStatus.image_ref).
+    pub image_ref: String,
+    /// Full path of the CRI log file; empty when the pod has no log directory.
+    pub log_path: PathBuf,
+    /// `<state_dir>/containers/<id>`: config.json, the mounted rootfs, the exit file.
+    pub bundle: PathBuf,
+    /// `<root_dir>/containers/<id>`: the writable layer (upper and work dirs).
+    pub rw_dir: PathBuf,
+    /// The image's top snapshot chain id (its rootfs), kept from garbage collection.
+    pub chain_id: String,
+    /// cgroupfs path of the container.
+    pub cgroup: String,
+}
+
+impl ContainerRecord {
+    pub fn metadata(&self) -> api::ContainerMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+}

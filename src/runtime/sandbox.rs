@@ -1,0 +1,272 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and ListPodSandbox.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_cri::v1 as api;
+
+use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
+use super::shim::ShimOptions;
+use super::undo::Undo;
+use super::{Result, Runtime, RuntimeError};
+use crate::network::dns;
+use crate::spec::sandbox_plan;
+use crate::store::Table;
+
+/// Size of a pod's /dev/shm, as containerd and kubelet default it.
+const SHM_SIZE: &str = "size=65536k";
+
+/// The name a pod is unique by (kubelet's naming: name, namespace, uid, attempt).
+fn sandbox_name(meta: &api::PodSandboxMetadata) -> String {
+    format!(
+        "{}_{}_{}_{}",
+        meta.name, meta.namespace, meta.uid, meta.attempt
+    )
+}
+
+impl Runtime {
+    /// Creates a pod sandbox: plan, pod files, shim with pinned namespaces, then the Ready record.
+    /// Any failure unwinds every step already done.
+    pub async fn run_sandbox(
+        self: &Arc<Self>,
+        config: api::PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String> {
+        let meta = config.metadata.clone().ok_or_else(|| {
+            RuntimeError::InvalidArgument("pod sandbox config has no metadata".into())
+        })?;
+        if meta.name.is_empty() {
+            return Err(RuntimeError::InvalidArgument(
+                "pod sandbox metadata has no name".into(),
+            ));
+        }
+        if !handler.is_empty() && handler != crate::DEFAULT_HANDLER {
+            // Configured external OCI runtimes (runc, crun) are not wired to the shim yet:
+            // refuse rather than silently run the pod with the built-in executor.
+            return Err(if self.settings.handlers.iter().any(|h| h == handler) {
+                RuntimeError::Unimplemented(format!("runtime handler {handler:?}"))
+            } else {
+                RuntimeError::InvalidArgument(format!(
+                    "runtime handler {handler:?} is not configured"
+                ))
+            });
+        }
+        let name = sandbox_name(&meta);
+        let _reservation = self.reserve(format!("pod {name}"))?;
+        if let Some(existing) = self
+            .sandboxes()?
+            .into_iter()
+            .find(|s| sandbox_name(&s.metadata()) == name)
+        {
+            return Err(RuntimeError::AlreadyExists(format!(
+                "pod sandbox name {name} is already used by {}",
+                existing.id
+            )));
+        }
+        let plan = sandbox_plan(&config)?;
+        let id = new_id();
+        let mut undo = Undo::default();
+        match self
+            .build_sandbox(&id, config, handler, &plan, &mut undo)
+            .await
+        {
+            Ok(record) => {
+                undo.commit();
+                tracing::info!(pod_id = %id, pod = %name, "pod sandbox ready");
+                self.watch_exits(record.id.clone());
+                Ok(record.id)
+            }
+            Err(e) => Err(e.with_cleanup(undo.unwind().await)),
+        }
+    }
+
+    async fn build_sandbox(
+        self: &Arc<Self>,
+        id: &str,
+        config: api::PodSandboxConfig,
+        handler: &str,
+        plan: &crate::spec::SandboxPlan,
+        undo: &mut Undo,
+    ) -> Result<SandboxRecord> {
+        let pod_dir = self.settings.state_dir.join("pods").join(id);
+        let data_dir = self.settings.root_dir.join("pods").join(id);
+        for dir in [&pod_dir, &data_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+            let dir = dir.clone();
+            undo.push("pod directory", move || {
+                Box::pin(async move { remove_dir(&dir) })
+            });
+        }
+        write_pod_files(&data_dir, &config, plan.hostname.as_deref())?;
+
+        let shm = if plan.pinned.ipc {
+            let shm = pod_dir.join("shm");
+            mount_shm(&shm)?;
+            let target = shm.clone();
+            undo.push("pod shm", move || {
+                Box::pin(async move {
+                    crate::snapshot::mount::unmount_path(&target).map_err(|e| e.to_string())
+                })
+            });
+            Some(shm)
+        } else {
+            None
+        };
+
+        let options = ShimOptions {
+            net: plan.pinned.net,
+            ipc: plan.pinned.ipc,
+            uts: plan.pinned.uts,
+            pid: plan.pinned.pid,
+            hostname: plan.hostname.clone(),
+        };
+        let shim = self.launcher.spawn(id, &pod_dir, &options).await?;
+        {
+            let shim = shim.clone();
+            undo.push("pod shim", move || {
+                Box::pin(async move { shim.shutdown().await.map_err(|e| e.to_string()) })
+            });
+        }
+        let mut namespaces = PinnedPaths::default();
+        for (kind, path) in shim.info().await?.namespaces {
+            match kind.as_str() {
+                "net" => namespaces.net = Some(path),
+                "ipc" => namespaces.ipc = Some(path),
+                "uts" => namespaces.uts = Some(path),
+                "pid" => namespaces.pid = Some(path),
+                _ => {}
+            }
+        }
+        let record = SandboxRecord {
+            id: id.to_string(),
+            state: SandboxState::Ready,
+            created_at: now_ns(),
+            config,
+            runtime_handler: handler.to_string(),
+            pod_dir,
+            data_dir,
+            namespaces,
+            shm,
+            hostname: plan.hostname.clone(),
+        };
+        self.db.write(|w| w.put(Table::Sandboxes, id, &record))?;
+        self.shims
+            .lock()
+            .expect("shims lock")
+            .insert(id.to_string(), shim);
+        Ok(record)
+    }
+
+    /// Stops every container of the pod and its shim (releasing the namespaces). Idempotent;
+    /// an unknown pod is not an error.
+    pub async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        let sandbox = match self.sandbox(id) {
+            Ok(s) => s,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for container in self
+            .containers()?
+            .iter()
+            .filter(|c| c.sandbox_id == sandbox.id)
+        {
+            self.stop_container(&container.id, 0).await?;
+        }
+        let shim = self.shims.lock().expect("shims lock").remove(&sandbox.id);
+        if let Some(shim) = shim {
+            shim.shutdown().await?;
+        }
+        // A shim that died cannot release its pins: do it here (idempotent).
+        let ns = &sandbox.namespaces;
+        for pin in [&ns.net, &ns.ipc, &ns.uts, &ns.pid].into_iter().flatten() {
+            crate::snapshot::mount::unmount_path(pin)
+                .map_err(RuntimeError::io(format!("unpin {}", pin.display())))?;
+        }
+        if let Some(shm) = &sandbox.shm {
+            crate::snapshot::mount::unmount_path(shm)
+                .map_err(RuntimeError::io(format!("unmount {}", shm.display())))?;
+        }
+        self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady)?;
+        tracing::info!(pod_id = %sandbox.id, "pod sandbox stopped");
+        Ok(())
+    }
+
+    /// Stops the pod if needed, removes its containers, its files and its record. Unknown pods
+    /// are not an error.
+    pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        let sandbox = match self.sandbox(id) {
+            Ok(s) => s,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_sandbox(&sandbox.id).await?;
+        for container in self
+            .containers()?
+            .iter()
+            .filter(|c| c.sandbox_id == sandbox.id)
+        {
+            self.remove_container(&container.id).await?;
+        }
+        remove_dir(&sandbox.pod_dir).map_err(RuntimeError::FailedPrecondition)?;
+        remove_dir(&sandbox.data_dir).map_err(RuntimeError::FailedPrecondition)?;
+        self.db.write(|w| w.delete(Table::Sandboxes, &sandbox.id))?;
+        tracing::info!(pod_id = %sandbox.id, "pod sandbox removed");
+        Ok(())
+    }
+
+    pub fn sandbox_status(&self, id: &str) -> Result<SandboxRecord> {
+        self.sandbox(id)
+    }
+
+    pub fn list_sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        self.sandboxes()
+    }
+}
+
+/// Writes the pod's hosts, hostname and (when the pod has a DNS config) resolv.conf; without
+/// one the host's resolv.conf is copied, as kubelet expects for host-network and default pods.
+fn write_pod_files(
+    dir: &Path,
+    config: &api::PodSandboxConfig,
+    hostname: Option<&str>,
+) -> Result<()> {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(RuntimeError::io(format!("write {}", path.display())))
+    };
+    let node = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    write("hostname", &format!("{}\n", hostname.unwrap_or(&node)))?;
+    write("hosts", &dns::hosts(hostname, &[]))?;
+    let resolv = match dns::resolv_conf(config.dns_config.as_ref()) {
+        Some(text) => text,
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    write("resolv.conf", &resolv)
+}
+
+fn mount_shm(target: &Path) -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    std::fs::create_dir_all(target)
+        .map_err(RuntimeError::io(format!("create {}", target.display())))?;
+    mount(
+        Some("shm"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
+    )
+    .map_err(|e| RuntimeError::io(format!("mount shm on {}", target.display()))(e.into()))
+}
+
+/// Removes a directory tree; missing is fine. Mounts inside must be gone first.
+fn remove_dir(dir: &Path) -> std::result::Result<(), String> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("remove {}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}

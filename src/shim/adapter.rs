@@ -1,0 +1,93 @@
+//! [`ShimClient`] as the runtime's shim seam (`runtime::shim::{PodShim, ShimLauncher}`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::client::{EventStream, ShimClient};
+use super::{ContainerState, CreateContainer, ExecOutput, ShimInfo, ShimOptions};
+use crate::runtime::shim::{PodShim, ShimLauncher, ShimResult};
+
+/// Starts `berth-shim serve` processes from one binary.
+pub struct Launcher {
+    binary: PathBuf,
+}
+
+impl Launcher {
+    pub fn new(binary: PathBuf) -> Launcher {
+        Launcher { binary }
+    }
+}
+
+impl ShimLauncher for Launcher {
+    fn spawn<'a>(
+        &'a self,
+        pod_id: &'a str,
+        pod_dir: &'a Path,
+        options: &'a ShimOptions,
+    ) -> BoxFuture<'a, ShimResult<Arc<dyn PodShim>>> {
+        Box::pin(async move {
+            let client = ShimClient::spawn(&self.binary, pod_id, pod_dir, options).await?;
+            Ok(Arc::new(client) as Arc<dyn PodShim>)
+        })
+    }
+
+    fn connect<'a>(&'a self, pod_dir: &'a Path) -> BoxFuture<'a, ShimResult<Arc<dyn PodShim>>> {
+        Box::pin(async move {
+            let client = ShimClient::connect(pod_dir).await?;
+            Ok(Arc::new(client) as Arc<dyn PodShim>)
+        })
+    }
+}
+
+impl PodShim for ShimClient {
+    fn info(&self) -> BoxFuture<'_, ShimResult<ShimInfo>> {
+        Box::pin(ShimClient::info(self))
+    }
+
+    fn create<'a>(&'a self, req: &'a CreateContainer) -> BoxFuture<'a, ShimResult<u32>> {
+        Box::pin(ShimClient::create(self, req))
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ShimResult<()>> {
+        Box::pin(ShimClient::start(self, id))
+    }
+
+    fn signal<'a>(&'a self, id: &'a str, signal: i32, all: bool) -> BoxFuture<'a, ShimResult<()>> {
+        Box::pin(ShimClient::signal(self, id, signal, all))
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ShimResult<()>> {
+        Box::pin(ShimClient::delete(self, id))
+    }
+
+    fn state(&self) -> BoxFuture<'_, ShimResult<Vec<ContainerState>>> {
+        Box::pin(ShimClient::state(self))
+    }
+
+    fn exits(&self) -> BoxFuture<'_, ShimResult<EventStream>> {
+        Box::pin(ShimClient::events(self))
+    }
+
+    fn exec_sync<'a>(
+        &'a self,
+        id: &'a str,
+        args: Vec<String>,
+        timeout_secs: i64,
+    ) -> BoxFuture<'a, ShimResult<ExecOutput>> {
+        Box::pin(async move {
+            let timeout = Duration::from_secs(timeout_secs.max(0) as u64);
+            ShimClient::exec_sync(self, id, &args, timeout).await
+        })
+    }
+
+    fn reopen_log<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ShimResult<()>> {
+        Box::pin(ShimClient::reopen_log(self, id))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ShimResult<()>> {
+        Box::pin(ShimClient::shutdown(self))
+    }
+}

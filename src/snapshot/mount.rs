@@ -1,0 +1,108 @@
+//! Mounting a container rootfs: an overlay of image snapshots (read-only lowers) and a writable
+//! layer. Uses the new mount API with one `lowerdir+` per layer, so a deep image never overflows
+//! the classic mount option string.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::CWD;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
+    fsconfig_set_string, fsmount, fsopen, move_mount, unmount,
+};
+
+/// An overlay mount described as data: what [`mount_overlay`] will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// Read-only layers, topmost first.
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("mount overlay on {target}: {step}: {source}")]
+pub struct MountError {
+    pub target: PathBuf,
+    pub step: &'static str,
+    pub source: std::io::Error,
+}
+
+/// Mounts `overlay` on `target` (which must exist).
+pub fn mount_overlay(overlay: &Overlay, target: &Path) -> Result<(), MountError> {
+    let err = |step| {
+        move |e: rustix::io::Errno| MountError {
+            target: target.to_path_buf(),
+            step,
+            source: e.into(),
+        }
+    };
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(err("fsopen"))?;
+    for lower in &overlay.lowers {
+        fsconfig_set_string(&fs, "lowerdir+", lower).map_err(err("lowerdir+"))?;
+    }
+    fsconfig_set_string(&fs, "upperdir", &overlay.upper).map_err(err("upperdir"))?;
+    fsconfig_set_string(&fs, "workdir", &overlay.work).map_err(err("workdir"))?;
+    fsconfig_create(&fs).map_err(err("create"))?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(err("fsmount"))?;
+    move_mount(
+        &mnt,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(err("move_mount"))?;
+    Ok(())
+}
+
+/// Lazily unmounts `target`; not mounted (or missing) is fine.
+pub fn unmount_path(target: &Path) -> std::io::Result<()> {
+    match unmount(target, UnmountFlags::DETACH) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_of_many_long_lowers_mounts_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(200);
+        let mut lowers = vec![];
+        for i in 0..40 {
+            let lower = dir.path().join(format!("{long}-{i}"));
+            std::fs::create_dir(&lower).unwrap();
+            std::fs::write(lower.join(format!("f{i}")), i.to_string()).unwrap();
+            std::fs::write(lower.join("top"), i.to_string()).unwrap();
+            lowers.insert(0, lower);
+        }
+        let (upper, work, target) = (
+            dir.path().join("u"),
+            dir.path().join("w"),
+            dir.path().join("t"),
+        );
+        for d in [&upper, &work, &target] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let overlay = Overlay {
+            lowers,
+            upper: upper.clone(),
+            work,
+        };
+        mount_overlay(&overlay, &target).expect("40 lowers of 200+ bytes each mount");
+        let read = |f: &str| std::fs::read_to_string(target.join(f));
+        assert_eq!(read("f0").unwrap(), "0");
+        assert_eq!(read("f39").unwrap(), "39");
+        assert_eq!(read("top").unwrap(), "39", "the topmost lower wins");
+        std::fs::write(target.join("new"), "w").unwrap();
+        unmount_path(&target).unwrap();
+        assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "w");
+        assert!(!target.join("f0").exists());
+        unmount_path(&target).unwrap();
+    }
+}

@@ -1,0 +1,454 @@
+//! Pods and containers through berthd's CRI RuntimeService, as kubelet drives them: real shims,
+//! real overlayfs rootfs, real cgroups, the busybox test image from the local registry. Root.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use berth::client::CriClient;
+use berth::cri::api;
+use common::Daemon;
+use common::registry::{Registries, registries};
+
+fn daemon(r: &Registries) -> Daemon {
+    Daemon::start(&format!(
+        "registries:\n  \"{}\":\n    insecure: true\n",
+        r.plain
+    ))
+}
+
+async fn pull(cri: &mut CriClient, image: &str) -> String {
+    let req = api::PullImageRequest {
+        image: Some(api::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        auth: None,
+        sandbox_config: None,
+    };
+    cri.image
+        .pull_image(req)
+        .await
+        .expect("pull")
+        .into_inner()
+        .image_ref
+}
+
+fn pod_config(name: &str, log_dir: &std::path::Path) -> api::PodSandboxConfig {
+    api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: format!("{name}-host"),
+        log_directory: log_dir.display().to_string(),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        annotations: HashMap::from([("note".to_string(), "kept".to_string())]),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, image: &str, args: &[&str]) -> api::ContainerConfig {
+    api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(api::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: args.iter().map(|a| a.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("c".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+struct Pod {
+    id: String,
+    config: api::PodSandboxConfig,
+}
+
+async fn run_pod(cri: &mut CriClient, config: api::PodSandboxConfig) -> Pod {
+    let req = api::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    };
+    let id = cri
+        .runtime
+        .run_pod_sandbox(req)
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    Pod { id, config }
+}
+
+async fn start_container(cri: &mut CriClient, pod: &Pod, config: api::ContainerConfig) -> String {
+    let req = api::CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(config),
+        sandbox_config: Some(pod.config.clone()),
+    };
+    let id = cri
+        .runtime
+        .create_container(req)
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    let req = api::StartContainerRequest {
+        container_id: id.clone(),
+    };
+    cri.runtime
+        .start_container(req)
+        .await
+        .expect("StartContainer");
+    id
+}
+
+async fn status(cri: &mut CriClient, id: &str) -> api::ContainerStatus {
+    let req = api::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    };
+    cri.runtime
+        .container_status(req)
+        .await
+        .expect("ContainerStatus")
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn wait_exited(cri: &mut CriClient, id: &str) -> api::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(cri, id).await;
+        if s.state == api::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn exec(
+    cri: &mut CriClient,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<api::ExecSyncResponse, tonic::Status> {
+    let req = api::ExecSyncRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|a| a.to_string()).collect(),
+        timeout,
+    };
+    Ok(cri.runtime.exec_sync(req).await?.into_inner())
+}
+
+/// Mounts berthd left under the test dir, besides the pins' own shared directory.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let pins = dir.join("state/pods").display().to_string();
+    common::mounts_under(dir)
+        .into_iter()
+        .filter(|m| *m != pins)
+        .collect()
+}
+
+#[tokio::test]
+async fn busybox_pod_lifecycle() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let logs = d.dir.path().join("logs");
+    let pod = run_pod(&mut cri, pod_config("web", &logs)).await;
+
+    let s = cri
+        .runtime
+        .pod_sandbox_status(api::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(s.state, api::PodSandboxState::SandboxReady as i32);
+    assert_eq!(s.labels["app"], "web");
+
+    let sleeper = start_container(
+        &mut cri,
+        &pod,
+        container_config(
+            "sleeper",
+            &image,
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; echo hello; echo oops >&2; while true; do sleep 1; done",
+            ],
+        ),
+    )
+    .await;
+    let st = status(&mut cri, &sleeper).await;
+    assert_eq!(
+        st.state,
+        api::ContainerState::ContainerRunning as i32,
+        "{st:?}"
+    );
+    assert!(st.started_at >= st.created_at && st.created_at > 0);
+    assert_eq!(st.labels["c"], "sleeper");
+
+    let out = exec(&mut cri, &sleeper, &["hostname"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web-host\n");
+    let out = exec(
+        &mut cri,
+        &sleeper,
+        &["sh", "-c", "id -u; echo $$ >/dev/null; exit 4"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (String::from_utf8_lossy(&out.stdout).as_ref(), out.exit_code),
+        ("0\n", 4)
+    );
+    let err = exec(&mut cri, &sleeper, &["sleep", "10"], 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+
+    // logs in CRI format
+    let log = std::fs::read_to_string(logs.join("sleeper/0.log")).unwrap();
+    assert!(log.lines().any(|l| l.ends_with(" stdout F hello")), "{log}");
+    assert!(log.lines().any(|l| l.ends_with(" stderr F oops")), "{log}");
+
+    // a container that exits by itself
+    let quitter = start_container(
+        &mut cri,
+        &pod,
+        container_config("quitter", &image, &["sh", "-c", "exit 3"]),
+    )
+    .await;
+    let st = wait_exited(&mut cri, &quitter).await;
+    assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
+    assert!(st.finished_at >= st.started_at);
+
+    // the container ignores SIGTERM: the stop timeout passes, then every process gets SIGKILL
+    let started = Instant::now();
+    cri.runtime
+        .stop_container(api::StopContainerRequest {
+            container_id: sleeper.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let st = status(&mut cri, &sleeper).await;
+    assert_eq!(st.state, api::ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, 137, "{st:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // idempotent stop, unknown ids
+    cri.runtime
+        .stop_container(api::StopContainerRequest {
+            container_id: sleeper.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .stop_container(api::StopContainerRequest {
+            container_id: "f".repeat(64),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let err = cri
+        .runtime
+        .container_status(api::ContainerStatusRequest {
+            container_id: "f".repeat(64),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let list = cri
+        .runtime
+        .list_containers(api::ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(list.len(), 2);
+    for id in [&sleeper, &quitter] {
+        cri.runtime
+            .remove_container(api::RemoveContainerRequest {
+                container_id: id.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    cri.runtime
+        .stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty());
+    assert_eq!(
+        mounts_under(d.dir.path()),
+        Vec::<String>::new(),
+        "no mount left behind"
+    );
+}
+
+#[tokio::test]
+async fn image_user_is_honoured() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/test/layered:gzip", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config("user", &d.dir.path().join("logs"))).await;
+    let id = start_container(
+        &mut cri,
+        &pod,
+        container_config("app", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let out = exec(&mut cri, &id, &["id"], 10).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("uid=1000(app) gid=1000(app)"), "{text}");
+    cri.runtime
+        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn kill9_of_berthd_loses_nothing() {
+    let r = registries();
+    let mut d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config("survivor", &d.dir.path().join("logs"))).await;
+    let runner = start_container(
+        &mut cri,
+        &pod,
+        container_config("runner", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let late = start_container(
+        &mut cri,
+        &pod,
+        container_config("late", &image, &["sh", "-c", "sleep 2; exit 7"]),
+    )
+    .await;
+    let before_pods = cri
+        .runtime
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    let before_runner = status(&mut cri, &runner).await;
+
+    d.kill9();
+    tokio::time::sleep(Duration::from_secs(3)).await; // `late` exits while berthd is down
+    d.restart();
+    let mut cri = d.client().await;
+    let after_pods = cri
+        .runtime
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(
+        before_pods, after_pods,
+        "same pods, states, labels, timestamps"
+    );
+    assert_eq!(
+        status(&mut cri, &runner).await,
+        before_runner,
+        "the running container is untouched"
+    );
+    let st = wait_exited(&mut cri, &late).await;
+    assert_eq!(
+        st.exit_code, 7,
+        "an exit during the restart is reported: {st:?}"
+    );
+    let out = exec(&mut cri, &runner, &["echo", "still here"], 10)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+    cri.runtime
+        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id,
+        })
+        .await
+        .unwrap();
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn external_handlers_are_refused_honestly() {
+    let d = Daemon::start("");
+    let mut cri = d.client().await;
+    for (handler, code) in [
+        ("runc", tonic::Code::Unimplemented),
+        ("nope", tonic::Code::InvalidArgument),
+    ] {
+        let req = api::RunPodSandboxRequest {
+            config: Some(pod_config(handler, &d.dir.path().join("logs"))),
+            runtime_handler: handler.into(),
+        };
+        let err = cri.runtime.run_pod_sandbox(req).await.unwrap_err();
+        assert_eq!(err.code(), code, "{handler}: {err:?}");
+    }
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap();
+    assert!(pods.into_inner().items.is_empty());
+}
