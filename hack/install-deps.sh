@@ -33,7 +33,6 @@ for svc in containerd docker-registry; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
 done
-pkill -x docker-registry 2>/dev/null || true
 
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
 GOBIN="${GOBIN:-$HOME/go/bin}"
