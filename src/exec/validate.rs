@@ -62,7 +62,7 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
         return Err(unsupported("OCI hooks"));
     }
     for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
-        let Some(kind) = sysctl_namespace(key) else {
+        let Some(kind) = crate::spec::sysctl_namespace(key) else {
             return Err(invalid(format!("sysctl {key} is not namespaced")));
         };
         if !has(kind) {
@@ -71,30 +71,6 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
         }
     }
     Ok(())
-}
-
-/// The namespace a sysctl belongs to; `None` for a sysctl that is not namespaced (writing it in a
-/// container would change the host).
-fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    if key.starts_with("net.") {
-        Some(LinuxNamespaceType::Network)
-    } else if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
-        Some(LinuxNamespaceType::Ipc)
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Some(LinuxNamespaceType::Uts)
-    } else {
-        None
-    }
 }
 
 /// Checks the process settings of a create or an exec.

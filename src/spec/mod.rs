@@ -51,7 +51,7 @@ pub use caps::{ALL_CAPS, DEFAULT_CAPS};
 pub use error::SpecError;
 pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 pub use process::DEFAULT_PATH;
-pub use sandbox::{PinnedNamespaces, PodSysctls, SandboxPlan, sandbox_plan};
+pub use sandbox::{PinnedNamespaces, PodSysctls, SandboxPlan, sandbox_plan, sysctl_namespace};
 pub use user::{ResolvedUser, resolve_user, user_string};
 
 /// The OCI runtime spec version berth's specs declare.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_cri::v1::{NamespaceMode, NamespaceOption, PodSandboxConfig};
+use oci_spec::runtime::LinuxNamespaceType;
 
 use super::SpecError;
 
@@ -60,11 +61,11 @@ pub fn sandbox_plan(sandbox: &PodSandboxConfig) -> Result<SandboxPlan, SpecError
     let mut sysctls = PodSysctls::default();
     for (name, value) in linux.map(|l| &l.sysctls).into_iter().flatten() {
         let dotted = dotted(name);
-        let (group, shared) = match namespace_of(&dotted) {
-            Some(SysctlNs::Net) => (&mut sysctls.net, pinned.net),
-            Some(SysctlNs::Ipc) => (&mut sysctls.ipc, pinned.ipc),
-            Some(SysctlNs::Uts) => (&mut sysctls.uts, pinned.uts),
-            None => return Err(sysctl_error(name, "not a namespaced sysctl")),
+        let (group, shared) = match sysctl_namespace(&dotted) {
+            Some(LinuxNamespaceType::Network) => (&mut sysctls.net, pinned.net),
+            Some(LinuxNamespaceType::Ipc) => (&mut sysctls.ipc, pinned.ipc),
+            Some(LinuxNamespaceType::Uts) => (&mut sysctls.uts, pinned.uts),
+            _ => return Err(sysctl_error(name, "not a namespaced sysctl")),
         };
         if !shared {
             return Err(sysctl_error(
@@ -113,14 +114,10 @@ pub(super) fn mode(namespace: &'static str, value: i32) -> Result<NamespaceMode,
     })
 }
 
-enum SysctlNs {
-    Net,
-    Ipc,
-    Uts,
-}
-
-/// The namespace a sysctl belongs to, as the kernel scopes them (and runc validates them).
-fn namespace_of(name: &str) -> Option<SysctlNs> {
+/// The namespace a sysctl belongs to, as the kernel scopes them (and runc validates them);
+/// `None` for a sysctl that is not namespaced (writing it in a container would change the host).
+/// The pod plan and the executor both check sysctls with it.
+pub fn sysctl_namespace(name: &str) -> Option<LinuxNamespaceType> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -132,11 +129,11 @@ fn namespace_of(name: &str) -> Option<SysctlNs> {
         "kernel.shm_rmid_forced",
     ];
     if name.starts_with("net.") {
-        Some(SysctlNs::Net)
+        Some(LinuxNamespaceType::Network)
     } else if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
-        Some(SysctlNs::Ipc)
+        Some(LinuxNamespaceType::Ipc)
     } else if name == "kernel.hostname" || name == "kernel.domainname" {
-        Some(SysctlNs::Uts)
+        Some(LinuxNamespaceType::Uts)
     } else {
         None
     }
