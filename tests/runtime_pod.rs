@@ -155,6 +155,26 @@ async fn exec(
 }
 
 /// Mounts berthd left under the test dir, besides the pins' own shared directory.
+async fn stop_pod(cri: &mut CriClient, id: &str) {
+    let req = api::StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    };
+    cri.runtime
+        .stop_pod_sandbox(req)
+        .await
+        .expect("StopPodSandbox");
+}
+
+async fn remove_pod(cri: &mut CriClient, id: &str) {
+    let req = api::RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    };
+    cri.runtime
+        .remove_pod_sandbox(req)
+        .await
+        .expect("RemovePodSandbox");
+}
+
 fn mounts_under(dir: &std::path::Path) -> Vec<String> {
     let pins = dir.join("state/pods").display().to_string();
     common::mounts_under(dir)
@@ -299,30 +319,10 @@ async fn busybox_pod_lifecycle() {
             .await
             .unwrap();
     }
-    cri.runtime
-        .stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut cri, &pod.id).await;
+    stop_pod(&mut cri, &pod.id).await;
+    remove_pod(&mut cri, &pod.id).await;
+    remove_pod(&mut cri, &pod.id).await;
     let pods = cri
         .runtime
         .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
@@ -355,12 +355,7 @@ async fn image_user_is_honoured() {
     let out = exec(&mut cri, &id, &["id"], 10).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("uid=1000(app) gid=1000(app)"), "{text}");
-    cri.runtime
-        .remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id,
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut cri, &pod.id).await;
 }
 
 #[tokio::test]
@@ -421,12 +416,7 @@ async fn kill9_of_berthd_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
-    cri.runtime
-        .remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id,
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut cri, &pod.id).await;
     assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
 }
 
