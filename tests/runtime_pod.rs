@@ -442,3 +442,60 @@ async fn external_handlers_are_refused_honestly() {
         .unwrap();
     assert!(pods.into_inner().items.is_empty());
 }
+
+#[tokio::test]
+async fn container_events_stream_the_lifecycle_in_order() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let mut events = cri
+        .runtime
+        .get_container_events(api::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let pod = run_pod(&mut cri, pod_config("evented", &d.dir.path().join("logs"))).await;
+    let id = start_container(&mut cri, &pod, container_config("once", &image, &["true"])).await;
+    wait_exited(&mut cri, &id).await;
+    let req = api::RemoveContainerRequest {
+        container_id: id.clone(),
+    };
+    cri.runtime.remove_container(req).await.unwrap();
+    remove_pod(&mut cri, &pod.id).await;
+
+    use api::ContainerEventType::*;
+    let want = [
+        (&pod.id, ContainerCreatedEvent),
+        (&pod.id, ContainerStartedEvent),
+        (&id, ContainerCreatedEvent),
+        (&id, ContainerStartedEvent),
+        (&id, ContainerStoppedEvent),
+        (&id, ContainerDeletedEvent),
+        (&pod.id, ContainerStoppedEvent),
+        (&pod.id, ContainerDeletedEvent),
+    ];
+    let mut got = vec![];
+    while got.len() < want.len() {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.message()).await;
+        let event = next
+            .unwrap_or_else(|_| panic!("an event within 10s; so far {got:?}"))
+            .unwrap()
+            .expect("stream open");
+        if event.container_id == id && event.container_event_type == ContainerStartedEvent as i32 {
+            let statuses = &event.containers_statuses;
+            assert!(
+                statuses.iter().any(|s| s.id == id),
+                "statuses come with the event"
+            );
+            assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod.id);
+        }
+        got.push((event.container_id, event.container_event_type));
+    }
+    let want: Vec<_> = want
+        .iter()
+        .map(|(i, k)| (i.to_string(), *k as i32))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -68,38 +68,43 @@ pub fn status(
         });
         info.insert("info".to_string(), detail.to_string());
     }
-    let exit = c.exit.clone().unwrap_or_default();
     Ok(api::ContainerStatusResponse {
-        status: Some(api::ContainerStatus {
-            id: c.id.clone(),
-            metadata: c.config.metadata.clone(),
-            state: c.state.to_cri() as i32,
-            created_at: c.created_at,
-            started_at: c.started_at,
-            finished_at: exit.finished_at,
-            exit_code: exit.code,
-            image: Some(image_spec(&c)),
-            image_ref: c.image_ref.clone(),
-            reason: exit.reason,
-            message: exit.message,
-            labels: c.config.labels.clone(),
-            annotations: c.config.annotations.clone(),
-            mounts: c.config.mounts.clone(),
-            log_path: c.log_path.display().to_string(),
-            resources: c
-                .config
-                .linux
-                .as_ref()
-                .and_then(|l| l.resources.clone())
-                .map(|r| api::ContainerResources {
-                    linux: Some(r),
-                    windows: None,
-                }),
-            image_id: c.image_id.clone(),
-            user: None,
-        }),
+        status: Some(to_status(&c)),
         info,
     })
+}
+
+/// The CRI status of a container record.
+pub fn to_status(c: &ContainerRecord) -> api::ContainerStatus {
+    let exit = c.exit.clone().unwrap_or_default();
+    api::ContainerStatus {
+        id: c.id.clone(),
+        metadata: c.config.metadata.clone(),
+        state: c.state.to_cri() as i32,
+        created_at: c.created_at,
+        started_at: c.started_at,
+        finished_at: exit.finished_at,
+        exit_code: exit.code,
+        image: Some(image_spec(c)),
+        image_ref: c.image_ref.clone(),
+        reason: exit.reason,
+        message: exit.message,
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+        mounts: c.config.mounts.clone(),
+        log_path: c.log_path.display().to_string(),
+        resources: c
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .map(|r| api::ContainerResources {
+                linux: Some(r),
+                windows: None,
+            }),
+        image_id: c.image_id.clone(),
+        user: None,
+    }
 }
 
 pub fn list(

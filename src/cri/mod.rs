@@ -4,6 +4,7 @@
 //! through [`crate::error::to_status`], and are logged once here, inside the RPC's span.
 
 mod container;
+mod events;
 mod image_pull;
 mod image_query;
 mod image_remove;

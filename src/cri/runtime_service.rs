@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, container, reply, sandbox, unimplemented};
+use super::{Cri, api, container, events, reply, sandbox, unimplemented};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
@@ -18,7 +18,9 @@ impl api::runtime_service_server::RuntimeService for Cri {
         &self,
         _request: Request<api::GetEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        unimplemented("GetContainerEvents")
+        Ok(Response::new(Box::pin(events::stream(
+            self.ctx.runtime.clone(),
+        ))))
     }
 
     async fn version(

@@ -54,32 +54,37 @@ pub fn status(
         });
         info.insert("info".to_string(), detail.to_string());
     }
+    Ok(api::PodSandboxStatusResponse {
+        status: Some(to_status(&record)),
+        info,
+        containers_statuses: vec![],
+        timestamp: crate::runtime::records::now_ns(),
+    })
+}
+
+/// The CRI status of a sandbox record.
+pub fn to_status(record: &SandboxRecord) -> api::PodSandboxStatus {
     let config = &record.config;
     let namespace_options = config
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.clone());
-    Ok(api::PodSandboxStatusResponse {
-        status: Some(api::PodSandboxStatus {
-            id: record.id.clone(),
-            metadata: config.metadata.clone(),
-            state: state(&record) as i32,
-            created_at: record.created_at,
-            network: Some(api::PodSandboxNetworkStatus::default()),
-            linux: Some(api::LinuxPodSandboxStatus {
-                namespaces: Some(api::Namespace {
-                    options: namespace_options,
-                }),
+    api::PodSandboxStatus {
+        id: record.id.clone(),
+        metadata: config.metadata.clone(),
+        state: state(record) as i32,
+        created_at: record.created_at,
+        network: Some(api::PodSandboxNetworkStatus::default()),
+        linux: Some(api::LinuxPodSandboxStatus {
+            namespaces: Some(api::Namespace {
+                options: namespace_options,
             }),
-            labels: config.labels.clone(),
-            annotations: config.annotations.clone(),
-            runtime_handler: record.runtime_handler.clone(),
         }),
-        info,
-        containers_statuses: vec![],
-        timestamp: crate::runtime::records::now_ns(),
-    })
+        labels: config.labels.clone(),
+        annotations: config.annotations.clone(),
+        runtime_handler: record.runtime_handler.clone(),
+    }
 }
 
 pub fn list(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_cri::v1 as api;
 
+use super::events::EventKind;
 use super::records::{
     ContainerRecord, ContainerState, Exit, SandboxRecord, SandboxState, new_id, now_ns,
 };
@@ -86,6 +87,7 @@ impl Runtime {
             Ok(()) => {
                 undo.commit();
                 tracing::info!(container_id = %id, pod_id = %sandbox.id, "container created");
+                self.emit(&id, &sandbox.id, EventKind::Created);
                 Ok(id)
             }
             Err(e) => Err(e.with_cleanup(undo.unwind().await)),
@@ -278,6 +280,9 @@ impl Runtime {
         // Taken before the process is released, so it never comes after the exit time of a
         // process that ends at once.
         let started_at = now_ns();
+        // Emitted before the release so that a process that exits at once cannot have its
+        // Stopped event overtake this one.
+        self.emit(&container.id, &container.sandbox_id, EventKind::Started);
         match shim.start(&container.id).await {
             Ok(()) => {
                 self.update_container(&container.id, |c| {
@@ -300,6 +305,7 @@ impl Runtime {
                         message: message.clone(),
                     });
                 })?;
+                self.emit(&container.id, &container.sandbox_id, EventKind::Stopped);
                 Err(e.into())
             }
         }
@@ -406,6 +412,7 @@ impl Runtime {
         }
         self.db
             .write(|w| w.delete(Table::Containers, &container.id))?;
+        self.emit(&container.id, &container.sandbox_id, EventKind::Deleted);
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use super::events::EventKind;
 use super::records::{ContainerRecord, ContainerState, Exit, SandboxState, now_ns};
 use super::shim::ExitEvent;
 use super::{Result, Runtime};
@@ -44,15 +45,20 @@ impl Runtime {
             reason: Exit::reason_for(event.exit.exit_code, event.exit.oom_killed).to_string(),
             message: String::new(),
         };
+        let mut changed = false;
         let updated = self.update_container(&event.id, |c| {
             if c.state != ContainerState::Exited {
                 c.state = ContainerState::Exited;
                 c.exit = Some(exit);
+                changed = true;
             }
         });
         match updated {
             Ok(c) => {
-                tracing::info!(container_id = %c.id, code = event.exit.exit_code, "container exited");
+                if changed {
+                    tracing::info!(container_id = %c.id, code = event.exit.exit_code, "container exited");
+                    self.emit(&c.id, &c.sandbox_id, EventKind::Stopped);
+                }
                 let _ = self.exited.send(c.id);
             }
             Err(e) => {

@@ -8,6 +8,7 @@
 mod container;
 mod container_query;
 pub mod error;
+pub mod events;
 mod exits;
 pub mod records;
 mod sandbox;
@@ -50,6 +51,7 @@ pub struct Runtime {
     exited: broadcast::Sender<String>,
     /// Sandbox and container names being created right now.
     reserved: Mutex<HashSet<String>>,
+    events: broadcast::Sender<events::Event>,
 }
 
 impl Runtime {
@@ -85,6 +87,7 @@ impl Runtime {
             host,
             exited: broadcast::channel(1024).0,
             reserved: Mutex::default(),
+            events: broadcast::channel(events::EVENT_BUFFER).0,
         })
     }
 

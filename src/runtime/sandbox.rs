@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use k8s_cri::v1 as api;
 
+use super::events::EventKind;
 use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
 use super::shim::ShimOptions;
 use super::undo::Undo;
@@ -73,6 +74,8 @@ impl Runtime {
             Ok(record) => {
                 undo.commit();
                 tracing::info!(pod_id = %id, pod = %name, "pod sandbox ready");
+                self.emit(&id, &id, EventKind::Created);
+                self.emit(&id, &id, EventKind::Started);
                 self.watch_exits(record.id.clone());
                 Ok(record.id)
             }
@@ -187,7 +190,11 @@ impl Runtime {
             crate::snapshot::mount::unmount_path(shm)
                 .map_err(RuntimeError::io(format!("unmount {}", shm.display())))?;
         }
-        self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady)?;
+        let was = self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady);
+        if sandbox.state == SandboxState::Ready {
+            self.emit(&sandbox.id, &sandbox.id, EventKind::Stopped);
+        }
+        was?;
         tracing::info!(pod_id = %sandbox.id, "pod sandbox stopped");
         Ok(())
     }
@@ -211,6 +218,7 @@ impl Runtime {
         remove_dir(&sandbox.pod_dir).map_err(RuntimeError::FailedPrecondition)?;
         remove_dir(&sandbox.data_dir).map_err(RuntimeError::FailedPrecondition)?;
         self.db.write(|w| w.delete(Table::Sandboxes, &sandbox.id))?;
+        self.emit(&sandbox.id, &sandbox.id, EventKind::Deleted);
         tracing::info!(pod_id = %sandbox.id, "pod sandbox removed");
         Ok(())
     }
