@@ -499,3 +499,71 @@ async fn container_events_stream_the_lifecycle_in_order() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn stats_come_from_cgroups_and_the_writable_layer() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config("busy", &d.dir.path().join("logs"))).await;
+    let script = "dd if=/dev/zero of=/blob bs=1M count=5 2>/dev/null; while true; do :; done";
+    let id = start_container(
+        &mut cri,
+        &pod,
+        container_config("spin", &image, &["sh", "-c", script]),
+    )
+    .await;
+    let sample = |mut cri: CriClient, id: String| async move {
+        let req = api::ContainerStatsRequest { container_id: id };
+        cri.runtime
+            .container_stats(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sample(cri.clone(), id.clone()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = sample(cri.clone(), id.clone()).await;
+    let cpu = s.cpu.unwrap();
+    assert!(
+        cpu.usage_core_nano_seconds.unwrap().value > 100_000_000,
+        "{cpu:?}"
+    );
+    assert!(
+        cpu.usage_nano_cores.unwrap().value > 200_000_000,
+        "a spinning shell: {cpu:?}"
+    );
+    assert!(s.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    let layer = s.writable_layer.unwrap();
+    assert!(layer.used_bytes.unwrap().value >= 5 << 20, "{layer:?}");
+
+    let req = api::ListContainerStatsRequest { filter: None };
+    let all = cri
+        .runtime
+        .list_container_stats(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(all.len(), 1);
+    let req = api::PodSandboxStatsRequest {
+        pod_sandbox_id: pod.id.clone(),
+    };
+    let p = cri
+        .runtime
+        .pod_sandbox_stats(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let linux = p.linux.unwrap();
+    assert_eq!(linux.containers.len(), 1);
+    assert!(linux.process.unwrap().process_count.unwrap().value >= 1);
+    remove_pod(&mut cri, &pod.id).await;
+}

@@ -12,6 +12,7 @@ mod image_service;
 mod runtime_config;
 mod runtime_service;
 mod sandbox;
+mod stats;
 mod status;
 mod version;
 

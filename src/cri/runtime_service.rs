@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, container, events, reply, sandbox, unimplemented};
+use super::{Cri, api, container, events, reply, sandbox, stats, unimplemented};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
@@ -151,30 +151,33 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _request: Request<api::ContainerStatsRequest>,
+        request: Request<api::ContainerStatsRequest>,
     ) -> Result<Response<api::ContainerStatsResponse>, Status> {
-        unimplemented("ContainerStats")
+        reply(stats::container(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<api::ListContainerStatsRequest>,
+        request: Request<api::ListContainerStatsRequest>,
     ) -> Result<Response<api::ListContainerStatsResponse>, Status> {
-        unimplemented("ListContainerStats")
+        reply(stats::list_containers(
+            &self.ctx.runtime,
+            request.into_inner(),
+        ))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<api::PodSandboxStatsRequest>,
+        request: Request<api::PodSandboxStatsRequest>,
     ) -> Result<Response<api::PodSandboxStatsResponse>, Status> {
-        unimplemented("PodSandboxStats")
+        reply(stats::pod(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<api::ListPodSandboxStatsRequest>,
+        request: Request<api::ListPodSandboxStatsRequest>,
     ) -> Result<Response<api::ListPodSandboxStatsResponse>, Status> {
-        unimplemented("ListPodSandboxStats")
+        reply(stats::list_pods(&self.ctx.runtime, request.into_inner()))
     }
 
     async fn update_runtime_config(

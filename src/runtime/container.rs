@@ -412,6 +412,7 @@ impl Runtime {
         }
         self.db
             .write(|w| w.delete(Table::Containers, &container.id))?;
+        self.cpu_samples.forget(&container.id);
         self.emit(&container.id, &container.sandbox_id, EventKind::Deleted);
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())

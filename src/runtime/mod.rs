@@ -13,6 +13,7 @@ mod exits;
 pub mod records;
 mod sandbox;
 pub mod shim;
+pub mod stats;
 mod undo;
 
 use std::collections::{HashMap, HashSet};
@@ -52,6 +53,7 @@ pub struct Runtime {
     /// Sandbox and container names being created right now.
     reserved: Mutex<HashSet<String>>,
     events: broadcast::Sender<events::Event>,
+    cpu_samples: stats::CpuSamples,
 }
 
 impl Runtime {
@@ -88,6 +90,7 @@ impl Runtime {
             exited: broadcast::channel(1024).0,
             reserved: Mutex::default(),
             events: broadcast::channel(events::EVENT_BUFFER).0,
+            cpu_samples: stats::CpuSamples::default(),
         })
     }
 

@@ -1,0 +1,169 @@
+//! ContainerStats, ListContainerStats, PodSandboxStats and ListPodSandboxStats, from the
+//! containers' cgroups and writable layers. A pod's usage is the sum of its containers'.
+
+use super::api;
+use crate::runtime::records::{ContainerRecord, SandboxRecord};
+use crate::runtime::stats::Usage;
+use crate::runtime::{Runtime, RuntimeError};
+
+fn u64v(value: u64) -> Option<api::UInt64Value> {
+    Some(api::UInt64Value { value })
+}
+
+pub fn container(
+    runtime: &Runtime,
+    req: api::ContainerStatsRequest,
+) -> Result<api::ContainerStatsResponse, RuntimeError> {
+    super::record("container_id", &req.container_id);
+    let c = runtime.container_status(&req.container_id)?;
+    Ok(api::ContainerStatsResponse {
+        stats: Some(to_cri(&c, &runtime.container_usage(&c)?)),
+    })
+}
+
+pub fn list_containers(
+    runtime: &Runtime,
+    req: api::ListContainerStatsRequest,
+) -> Result<api::ListContainerStatsResponse, RuntimeError> {
+    let filter = req.filter.unwrap_or_default();
+    let stats = running(runtime)?
+        .into_iter()
+        .filter(|c| filter.id.is_empty() || c.id.starts_with(&filter.id))
+        .filter(|c| {
+            filter.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&filter.pod_sandbox_id)
+        })
+        .filter(|c| super::labels_match(&filter.label_selector, &c.config.labels))
+        .filter_map(|c| Some(to_cri(&c, &runtime.container_usage(&c).ok()?)))
+        .collect();
+    Ok(api::ListContainerStatsResponse { stats })
+}
+
+pub fn pod(
+    runtime: &Runtime,
+    req: api::PodSandboxStatsRequest,
+) -> Result<api::PodSandboxStatsResponse, RuntimeError> {
+    super::record("pod_id", &req.pod_sandbox_id);
+    let sandbox = runtime.sandbox_status(&req.pod_sandbox_id)?;
+    Ok(api::PodSandboxStatsResponse {
+        stats: Some(pod_stats(runtime, &sandbox)?),
+    })
+}
+
+pub fn list_pods(
+    runtime: &Runtime,
+    req: api::ListPodSandboxStatsRequest,
+) -> Result<api::ListPodSandboxStatsResponse, RuntimeError> {
+    let filter = req.filter.unwrap_or_default();
+    let mut stats = vec![];
+    for sandbox in runtime.list_sandboxes()? {
+        if (filter.id.is_empty() || sandbox.id.starts_with(&filter.id))
+            && super::labels_match(&filter.label_selector, &sandbox.config.labels)
+        {
+            stats.push(pod_stats(runtime, &sandbox)?);
+        }
+    }
+    Ok(api::ListPodSandboxStatsResponse { stats })
+}
+
+/// Containers that have a process (created or running): exited ones have no usage.
+fn running(runtime: &Runtime) -> Result<Vec<ContainerRecord>, RuntimeError> {
+    use crate::runtime::records::ContainerState;
+    Ok(runtime
+        .list_containers()?
+        .into_iter()
+        .filter(|c| c.state != ContainerState::Exited)
+        .collect())
+}
+
+fn pod_stats(
+    runtime: &Runtime,
+    sandbox: &SandboxRecord,
+) -> Result<api::PodSandboxStats, RuntimeError> {
+    // One sample per container: a second one would skew the CPU rate.
+    let sampled: Vec<(ContainerRecord, Usage)> = running(runtime)?
+        .into_iter()
+        .filter(|c| c.sandbox_id == sandbox.id)
+        .filter_map(|c| {
+            let usage = runtime.container_usage(&c).ok()?;
+            Some((c, usage))
+        })
+        .collect();
+    let processes: u64 = sampled
+        .iter()
+        .filter_map(|(_, u)| u.cgroup.pids.map(|p| p.current))
+        .sum();
+    let containers: Vec<api::ContainerStats> = sampled.iter().map(|(c, u)| to_cri(c, u)).collect();
+    let at = crate::runtime::records::now_ns();
+    let sum = |f: &dyn Fn(&api::ContainerStats) -> Option<u64>| {
+        containers.iter().filter_map(f).sum::<u64>()
+    };
+    let cpu = api::CpuUsage {
+        timestamp: at,
+        usage_core_nano_seconds: u64v(sum(&|c| {
+            Some(c.cpu.as_ref()?.usage_core_nano_seconds?.value)
+        })),
+        usage_nano_cores: u64v(sum(&|c| Some(c.cpu.as_ref()?.usage_nano_cores?.value))),
+    };
+    let memory = api::MemoryUsage {
+        timestamp: at,
+        working_set_bytes: u64v(sum(&|c| Some(c.memory.as_ref()?.working_set_bytes?.value))),
+        available_bytes: None,
+        usage_bytes: u64v(sum(&|c| Some(c.memory.as_ref()?.usage_bytes?.value))),
+        rss_bytes: u64v(sum(&|c| Some(c.memory.as_ref()?.rss_bytes?.value))),
+        page_faults: u64v(sum(&|c| Some(c.memory.as_ref()?.page_faults?.value))),
+        major_page_faults: u64v(sum(&|c| Some(c.memory.as_ref()?.major_page_faults?.value))),
+    };
+    Ok(api::PodSandboxStats {
+        attributes: Some(api::PodSandboxAttributes {
+            id: sandbox.id.clone(),
+            metadata: sandbox.config.metadata.clone(),
+            labels: sandbox.config.labels.clone(),
+            annotations: sandbox.config.annotations.clone(),
+        }),
+        linux: Some(api::LinuxPodSandboxStats {
+            cpu: Some(cpu),
+            memory: Some(memory),
+            network: None,
+            process: Some(api::ProcessUsage {
+                timestamp: at,
+                process_count: u64v(processes),
+            }),
+            containers,
+        }),
+        windows: None,
+    })
+}
+
+fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
+    api::ContainerStats {
+        attributes: Some(api::ContainerAttributes {
+            id: c.id.clone(),
+            metadata: c.config.metadata.clone(),
+            labels: c.config.labels.clone(),
+            annotations: c.config.annotations.clone(),
+        }),
+        cpu: u.cgroup.cpu.map(|cpu| api::CpuUsage {
+            timestamp: u.at,
+            usage_core_nano_seconds: u64v(cpu.usage_ns),
+            usage_nano_cores: u.nano_cores.and_then(u64v),
+        }),
+        memory: u.cgroup.memory.map(|m| api::MemoryUsage {
+            timestamp: u.at,
+            working_set_bytes: u64v(m.working_set_bytes),
+            available_bytes: None,
+            usage_bytes: u64v(m.usage_bytes),
+            rss_bytes: u64v(m.rss_bytes),
+            page_faults: u64v(m.page_faults),
+            major_page_faults: u64v(m.major_page_faults),
+        }),
+        writable_layer: Some(api::FilesystemUsage {
+            timestamp: u.at,
+            fs_id: Some(api::FilesystemIdentifier {
+                mountpoint: c.rw_dir.display().to_string(),
+            }),
+            used_bytes: u64v(u.layer_bytes),
+            inodes_used: u64v(u.layer_inodes),
+        }),
+        swap: None,
+    }
+}
