@@ -567,3 +567,65 @@ async fn stats_come_from_cgroups_and_the_writable_layer() {
     assert!(linux.process.unwrap().process_count.unwrap().value >= 1);
     remove_pod(&mut cri, &pod.id).await;
 }
+
+#[tokio::test]
+async fn update_container_resources_changes_the_cgroup() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config("resized", &d.dir.path().join("logs"))).await;
+    let id = start_container(
+        &mut cri,
+        &pod,
+        container_config("app", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let limit = 96 * 1024 * 1024;
+    let req = api::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(api::LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            ..Default::default()
+        }),
+        windows: None,
+        annotations: Default::default(),
+    };
+    cri.runtime
+        .update_container_resources(req)
+        .await
+        .expect("update");
+    let req = api::ContainerStatusRequest {
+        container_id: id.clone(),
+        verbose: true,
+    };
+    let info = cri
+        .runtime
+        .container_status(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = info["cgroup"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    let h = berth::cgroup::Hierarchy::detect().unwrap();
+    let file = match h.mode() {
+        berth::cgroup::Mode::V1 => h
+            .mount_of("memory")
+            .unwrap()
+            .join(&cgroup)
+            .join("memory.limit_in_bytes"),
+        berth::cgroup::Mode::V2 => h.root().join(&cgroup).join("memory.max"),
+    };
+    let value = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(value.trim(), limit.to_string(), "{}", file.display());
+    let st = status(&mut cri, &id).await;
+    let mem = st.resources.unwrap().linux.unwrap().memory_limit_in_bytes;
+    assert_eq!(mem, limit, "the status reports the new limit");
+    remove_pod(&mut cri, &pod.id).await;
+}

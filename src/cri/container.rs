@@ -176,3 +176,15 @@ fn image_spec(c: &ContainerRecord) -> api::ImageSpec {
     }
     spec
 }
+
+pub fn update_resources(
+    runtime: &Runtime,
+    req: api::UpdateContainerResourcesRequest,
+) -> Result<api::UpdateContainerResourcesResponse, RuntimeError> {
+    super::record("container_id", &req.container_id);
+    let linux = req.linux.ok_or_else(|| {
+        RuntimeError::InvalidArgument("UpdateContainerResources: no linux resources".into())
+    })?;
+    runtime.update_resources(&req.container_id, linux)?;
+    Ok(api::UpdateContainerResourcesResponse {})
+}

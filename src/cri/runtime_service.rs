@@ -109,9 +109,12 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn update_container_resources(
         &self,
-        _request: Request<api::UpdateContainerResourcesRequest>,
+        request: Request<api::UpdateContainerResourcesRequest>,
     ) -> Result<Response<api::UpdateContainerResourcesResponse>, Status> {
-        unimplemented("UpdateContainerResources")
+        reply(container::update_resources(
+            &self.ctx.runtime,
+            request.into_inner(),
+        ))
     }
 
     async fn reopen_container_log(

@@ -53,3 +53,33 @@ impl Runtime {
         Ok(container)
     }
 }
+
+impl Runtime {
+    /// Applies new resources to a created or running container's cgroup and records them.
+    pub fn update_resources(
+        &self,
+        id: &str,
+        resources: k8s_cri::v1::LinuxContainerResources,
+    ) -> Result<()> {
+        let container = self.container(id)?;
+        if container.state == ContainerState::Exited {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "container {} has exited",
+                container.id
+            )));
+        }
+        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
+            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
+        })?;
+        let oci = crate::spec::container_resources(&resources, &self.host)?;
+        crate::cgroup::Cgroup::open(hierarchy, &container.cgroup)?
+            .apply(&crate::cgroup::Resources::from(&oci))?;
+        self.update_container(&container.id, |c| {
+            c.config
+                .linux
+                .get_or_insert_with(Default::default)
+                .resources = Some(resources);
+        })?;
+        Ok(())
+    }
+}

@@ -132,6 +132,14 @@ pub struct Host {
     pub hostname: String,
 }
 
+/// The cgroup resources of CRI container resources (for UpdateContainerResources).
+pub fn container_resources(
+    cri: &k8s_cri::v1::LinuxContainerResources,
+    host: &Host,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    linux::resources(Some(cri), &[], false, host.swap_controller)
+}
+
 /// Builds the OCI runtime spec of a container. Pure: same inputs, same spec.
 pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
     let container = inputs.container;
