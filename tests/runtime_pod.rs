@@ -629,3 +629,30 @@ async fn update_container_resources_changes_the_cgroup() {
     assert_eq!(mem, limit, "the status reports the new limit");
     remove_pod(&mut cri, &pod.id).await;
 }
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed_and_reported() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config("hungry", &d.dir.path().join("logs"))).await;
+    let hog = "x=$(dd if=/dev/zero bs=1M count=256 2>/dev/null | tr '\\0' a); echo survived";
+    let mut config = container_config("hog", &image, &["sh", "-c", hog]);
+    config.linux = Some(api::LinuxContainerConfig {
+        resources: Some(api::LinuxContainerResources {
+            memory_limit_in_bytes: 32 * 1024 * 1024,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = start_container(&mut cri, &pod, config).await;
+    let st = wait_exited(&mut cri, &id).await;
+    assert_eq!(
+        (st.reason.as_str(), st.exit_code),
+        ("OOMKilled", 137),
+        "{st:?}"
+    );
+    remove_pod(&mut cri, &pod.id).await;
+}
