@@ -244,6 +244,11 @@ async fn busybox_pod_lifecycle() {
         (String::from_utf8_lossy(&out.stdout).as_ref(), out.exit_code),
         ("0\n", 4)
     );
+    // the pod's own network namespace has its loopback up (IFF_UP | IFF_LOOPBACK)
+    let out = exec(&mut cri, &sleeper, &["cat", "/sys/class/net/lo/flags"], 10)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0x9\n");
     let err = exec(&mut cri, &sleeper, &["sleep", "10"], 1)
         .await
         .unwrap_err();

@@ -69,6 +69,11 @@ impl Pins {
             nix::sched::unshare(flags)
                 .map_err(|e| StartupError::sys(format!("unshare namespaces {flags:?}"), e))?;
         }
+        if opts.net {
+            // Pods always have a working loopback, CNI or not.
+            crate::sys::net::set_loopback_up()
+                .map_err(|e| StartupError::sys("bring up lo in the pod network namespace", e))?;
+        }
         if let (true, Some(name)) = (opts.uts, &opts.hostname) {
             nix::unistd::sethostname(name)
                 .map_err(|e| StartupError::sys(format!("set hostname {name:?}"), e))?;

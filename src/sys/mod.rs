@@ -6,6 +6,7 @@ pub mod caps;
 pub mod fd;
 pub mod fork;
 pub mod mount;
+pub mod net;
 pub mod scm;
 pub mod signal;
 pub mod tty;
