@@ -36,3 +36,16 @@ pass "crictl rmi removes it and frees its snapshots"
 if crictl_b pull "Not/A:Valid:Ref" 2>"$WORK/err"; then fail "bad reference accepted"; fi
 grep -q "InvalidArgument" "$WORK/err" || fail "bad reference error: $(cat "$WORK/err")"
 pass "a malformed reference is InvalidArgument"
+
+# berth's own CLI on the same socket
+BERTH="$E2E_ROOT/target/debug/berth"
+layered=$REG/test/layered:gzip
+out=$("$BERTH" --socket "$SOCK" pull "$layered" 2>&1) || fail "berth pull: $out"
+grep -q "^$layered: pulled sha256:" <<<"$out" || fail "berth pull said: $out"
+"$BERTH" --socket "$SOCK" images | grep -q "^$REG/test/layered *gzip" || fail "berth images"
+[[ $("$BERTH" --socket "$SOCK" history "$layered" | wc -l) -gt 5 ]] || fail "berth history"
+"$BERTH" --socket "$SOCK" inspect "$layered" | jq -e '.imageSpec.config.User == "1000:1000"' >/dev/null \
+  || fail "berth inspect"
+"$BERTH" --socket "$SOCK" rmi "$layered" | grep -q "^Deleted: sha256:" || fail "berth rmi"
+[[ -z $(crictl_b images -q) ]] || fail "image still there after berth rmi"
+pass "berth pull/images/history/inspect/rmi"
