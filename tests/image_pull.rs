@@ -350,3 +350,20 @@ async fn image_fs_info_reports_real_usage() {
         "busybox has 267 applet links, got {inodes} inodes"
     );
 }
+
+#[tokio::test]
+async fn discarding_compressed_layers_keeps_only_manifest_and_config() {
+    let r = registries();
+    let d = daemon(&r, "image:\n  discard_compressed_layers: true\n");
+    let image = format!("{}/library/debian:bookworm", r.plain);
+    pull(&d, &image, None).await.expect("pull");
+    let blobs = std::fs::read_dir(d.dir.path().join("root/content/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 2, "manifest and config only, no layer blobs");
+    let (_, info) = status(&d, &image).await.unwrap();
+    assert_eq!(info["snapshotDirs"].as_array().unwrap().len(), 3);
+    // a second pull still transfers nothing: the snapshots are what counts
+    pull(&d, &image, None).await.expect("second pull");
+    assert!(leftovers(&d).is_empty());
+}
