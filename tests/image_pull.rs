@@ -367,3 +367,31 @@ async fn discarding_compressed_layers_keeps_only_manifest_and_config() {
     pull(&d, &image, None).await.expect("second pull");
     assert!(leftovers(&d).is_empty());
 }
+
+#[tokio::test]
+async fn mirrors_serve_first_and_fall_back_to_the_registry() {
+    let r = registries();
+    // The "upstream" cannot be resolved: only its mirror (the local registry) can serve it.
+    let d = Daemon::start(&format!(
+        "registries:\n  \"{plain}\":\n    insecure: true\n    mirrors: [\"http://127.0.0.1:9\"]\n  \"upstream.invalid\":\n    mirrors: [\"http://127.0.0.1:9\", \"http://{plain}\"]\n",
+        plain = r.plain,
+    ));
+    let via_mirror = "upstream.invalid/library/busybox:latest";
+    let id = pull(&d, via_mirror, None)
+        .await
+        .expect("pulled from the second mirror");
+    let img = status(&d, via_mirror).await.unwrap().0;
+    assert_eq!(
+        img.repo_tags,
+        [via_mirror.to_string()],
+        "named as asked, not as the mirror"
+    );
+    // a dead mirror in front of a live registry only costs a fallback
+    let direct = format!("{}/library/busybox:latest", r.plain);
+    assert_eq!(
+        pull(&d, &direct, None)
+            .await
+            .expect("fallback to the registry"),
+        id
+    );
+}
