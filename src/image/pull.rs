@@ -25,8 +25,10 @@ use crate::snapshot::{SnapshotError, chain_ids};
 
 /// Largest image config accepted, in bytes.
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
-/// Chunks buffered between a layer's download and its unpacker.
+/// Pieces buffered between a layer's download and its unpacker, and the largest piece: at most
+/// 4 MiB of a layer waits in memory, whatever size of reads the HTTP client makes.
 const CHUNKS_IN_FLIGHT: usize = 64;
+const MAX_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -363,9 +365,14 @@ impl Puller {
         let mut download_error = None;
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(chunk) => {
+                Ok(mut chunk) => {
                     progress.update(job.index, |l| l.done += chunk.len() as u64);
-                    if tx.send(chunk).await.is_err() {
+                    let mut unpacker_gone = false;
+                    while !chunk.is_empty() && !unpacker_gone {
+                        let piece = chunk.split_to(chunk.len().min(MAX_CHUNK));
+                        unpacker_gone = tx.send(piece).await.is_err();
+                    }
+                    if unpacker_gone {
                         break; // the unpacker failed; its error is the one to report
                     }
                 }
