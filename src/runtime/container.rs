@@ -57,6 +57,7 @@ impl Runtime {
                 sandbox.id, c.id
             )));
         }
+        refuse_unenforced_security(&config)?;
         let image_spec = config
             .image
             .as_ref()
@@ -417,6 +418,41 @@ impl Runtime {
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())
     }
+}
+
+/// Seccomp and AppArmor confinement is not applied yet: a container that asks for it is refused
+/// rather than run less confined than it asked. (Privileged containers are never confined, and
+/// AppArmor requests are moot on a host without AppArmor, as with containerd.)
+#[allow(deprecated)] // older kubelets still send the string forms of the profiles
+fn refuse_unenforced_security(config: &api::ContainerConfig) -> Result<()> {
+    let Some(sc) = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+    else {
+        return Ok(());
+    };
+    if sc.privileged {
+        return Ok(());
+    }
+    let unconfined = api::security_profile::ProfileType::Unconfined as i32;
+    let seccomp = match &sc.seccomp {
+        Some(profile) => profile.profile_type != unconfined,
+        None => !matches!(sc.seccomp_profile_path.as_str(), "" | "unconfined"),
+    };
+    if seccomp {
+        return Err(RuntimeError::Unimplemented("seccomp confinement".into()));
+    }
+    let apparmor = match &sc.apparmor {
+        Some(profile) => profile.profile_type != unconfined,
+        None => !matches!(sc.apparmor_profile.as_str(), "" | "unconfined"),
+    };
+    let host_has_apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y");
+    if apparmor && host_has_apparmor {
+        return Err(RuntimeError::Unimplemented("AppArmor confinement".into()));
+    }
+    Ok(())
 }
 
 /// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree.

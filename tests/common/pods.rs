@@ -1,0 +1,176 @@
+//! Helpers to drive pods and containers through the CRI client, as kubelet does.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use berth::client::CriClient;
+use berth::cri::api;
+
+pub async fn pull(cri: &mut CriClient, image: &str) -> String {
+    let req = api::PullImageRequest {
+        image: Some(api::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        auth: None,
+        sandbox_config: None,
+    };
+    cri.image
+        .pull_image(req)
+        .await
+        .expect("pull")
+        .into_inner()
+        .image_ref
+}
+
+pub fn pod_config(name: &str, log_dir: &std::path::Path) -> api::PodSandboxConfig {
+    api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: format!("{name}-host"),
+        log_directory: log_dir.display().to_string(),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        annotations: HashMap::from([("note".to_string(), "kept".to_string())]),
+        ..Default::default()
+    }
+}
+
+pub fn container_config(name: &str, image: &str, args: &[&str]) -> api::ContainerConfig {
+    api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(api::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: args.iter().map(|a| a.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("c".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+pub struct Pod {
+    pub id: String,
+    pub config: api::PodSandboxConfig,
+}
+
+pub async fn run_pod(cri: &mut CriClient, config: api::PodSandboxConfig) -> Pod {
+    let req = api::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    };
+    let id = cri
+        .runtime
+        .run_pod_sandbox(req)
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    Pod { id, config }
+}
+
+pub async fn start_container(
+    cri: &mut CriClient,
+    pod: &Pod,
+    config: api::ContainerConfig,
+) -> String {
+    let req = api::CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(config),
+        sandbox_config: Some(pod.config.clone()),
+    };
+    let id = cri
+        .runtime
+        .create_container(req)
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    let req = api::StartContainerRequest {
+        container_id: id.clone(),
+    };
+    cri.runtime
+        .start_container(req)
+        .await
+        .expect("StartContainer");
+    id
+}
+
+pub async fn status(cri: &mut CriClient, id: &str) -> api::ContainerStatus {
+    let req = api::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    };
+    cri.runtime
+        .container_status(req)
+        .await
+        .expect("ContainerStatus")
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+pub async fn wait_exited(cri: &mut CriClient, id: &str) -> api::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(cri, id).await;
+        if s.state == api::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn exec(
+    cri: &mut CriClient,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<api::ExecSyncResponse, tonic::Status> {
+    let req = api::ExecSyncRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|a| a.to_string()).collect(),
+        timeout,
+    };
+    Ok(cri.runtime.exec_sync(req).await?.into_inner())
+}
+
+/// Mounts berthd left under the test dir, besides the pins' own shared directory.
+pub async fn stop_pod(cri: &mut CriClient, id: &str) {
+    let req = api::StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    };
+    cri.runtime
+        .stop_pod_sandbox(req)
+        .await
+        .expect("StopPodSandbox");
+}
+
+pub async fn remove_pod(cri: &mut CriClient, id: &str) {
+    let req = api::RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    };
+    cri.runtime
+        .remove_pod_sandbox(req)
+        .await
+        .expect("RemovePodSandbox");
+}
+
+pub fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let pins = dir.join("state/pods").display().to_string();
+    super::mounts_under(dir)
+        .into_iter()
+        .filter(|m| *m != pins)
+        .collect()
+}
