@@ -180,12 +180,12 @@ async fn busybox_pod_lifecycle() {
 
 #[tokio::test]
 async fn image_user_is_honoured() {
-    let r = registries();
-    let d = daemon(&r);
-    let mut cri = d.client().await;
-    let image = format!("{}/test/layered:gzip", r.plain);
-    pull(&mut cri, &image).await;
-    let pod = run_pod(&mut cri, pod_config("user", &d.dir.path().join("logs"))).await;
+    let Fixture {
+        daemon: _d,
+        mut cri,
+        pod,
+        image,
+    } = fixture("user", "test/layered:gzip").await;
     let id = start_container(
         &mut cri,
         &pod,
@@ -342,12 +342,12 @@ async fn container_events_stream_the_lifecycle_in_order() {
 
 #[tokio::test]
 async fn stats_come_from_cgroups_and_the_writable_layer() {
-    let r = registries();
-    let d = daemon(&r);
-    let mut cri = d.client().await;
-    let image = format!("{}/library/busybox:latest", r.plain);
-    pull(&mut cri, &image).await;
-    let pod = run_pod(&mut cri, pod_config("busy", &d.dir.path().join("logs"))).await;
+    let Fixture {
+        daemon: _d,
+        mut cri,
+        pod,
+        image,
+    } = fixture("busy", "library/busybox:latest").await;
     let script = "dd if=/dev/zero of=/blob bs=1M count=5 2>/dev/null; while true; do :; done";
     let id = start_container(
         &mut cri,
@@ -410,12 +410,12 @@ async fn stats_come_from_cgroups_and_the_writable_layer() {
 
 #[tokio::test]
 async fn update_container_resources_changes_the_cgroup() {
-    let r = registries();
-    let d = daemon(&r);
-    let mut cri = d.client().await;
-    let image = format!("{}/library/busybox:latest", r.plain);
-    pull(&mut cri, &image).await;
-    let pod = run_pod(&mut cri, pod_config("resized", &d.dir.path().join("logs"))).await;
+    let Fixture {
+        daemon: _d,
+        mut cri,
+        pod,
+        image,
+    } = fixture("resized", "library/busybox:latest").await;
     let id = start_container(
         &mut cri,
         &pod,
@@ -472,12 +472,12 @@ async fn update_container_resources_changes_the_cgroup() {
 
 #[tokio::test]
 async fn a_memory_hog_is_oom_killed_and_reported() {
-    let r = registries();
-    let d = daemon(&r);
-    let mut cri = d.client().await;
-    let image = format!("{}/library/busybox:latest", r.plain);
-    pull(&mut cri, &image).await;
-    let pod = run_pod(&mut cri, pod_config("hungry", &d.dir.path().join("logs"))).await;
+    let Fixture {
+        daemon: _d,
+        mut cri,
+        pod,
+        image,
+    } = fixture("hungry", "library/busybox:latest").await;
     let hog = "x=$(dd if=/dev/zero bs=1M count=256 2>/dev/null | tr '\\0' a); echo survived";
     let mut config = container_config("hog", &image, &["sh", "-c", hog]);
     config.linux = Some(api::LinuxContainerConfig {

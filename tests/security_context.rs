@@ -4,36 +4,8 @@
 
 mod common;
 
-use berth::client::CriClient;
 use berth::cri::api;
-use common::Daemon;
 use common::pods::*;
-use common::registry::registries;
-
-struct Fixture {
-    _daemon: Daemon,
-    cri: CriClient,
-    pod: Pod,
-    image: String,
-}
-
-async fn fixture(name: &str) -> Fixture {
-    let r = registries();
-    let daemon = Daemon::start(&format!(
-        "registries:\n  \"{}\":\n    insecure: true\n",
-        r.plain
-    ));
-    let mut cri = daemon.client().await;
-    let image = format!("{}/library/busybox:latest", r.plain);
-    pull(&mut cri, &image).await;
-    let pod = run_pod(&mut cri, pod_config(name, &daemon.dir.path().join("logs"))).await;
-    Fixture {
-        _daemon: daemon,
-        cri,
-        pod,
-        image,
-    }
-}
 
 /// Runs `sleep` with the security context and returns `sh -c script`'s stdout and exit code.
 async fn run_with(
@@ -68,7 +40,7 @@ fn status_field(status: &str, key: &str) -> String {
 
 #[tokio::test]
 async fn users_groups_and_supplemental_groups() {
-    let mut f = fixture("ids").await;
+    let mut f = fixture("ids", "library/busybox:latest").await;
     let sc = api::LinuxContainerSecurityContext {
         run_as_user: Some(api::Int64Value { value: 1234 }),
         run_as_group: Some(api::Int64Value { value: 5678 }),
@@ -96,7 +68,7 @@ async fn users_groups_and_supplemental_groups() {
 
 #[tokio::test]
 async fn readonly_rootfs_capabilities_and_no_new_privs() {
-    let mut f = fixture("locked").await;
+    let mut f = fixture("locked", "library/busybox:latest").await;
     let sc = api::LinuxContainerSecurityContext {
         readonly_rootfs: true,
         no_new_privs: true,
@@ -140,7 +112,7 @@ async fn readonly_rootfs_capabilities_and_no_new_privs() {
 
 #[tokio::test]
 async fn seccomp_confinement_is_refused_not_dropped() {
-    let mut f = fixture("confined").await;
+    let mut f = fixture("confined", "library/busybox:latest").await;
     let mut config = container_config("confined", &f.image, &["true"]);
     config.linux = Some(api::LinuxContainerConfig {
         security_context: Some(api::LinuxContainerSecurityContext {

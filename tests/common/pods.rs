@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use berth::client::CriClient;
 use berth::cri::api;
 
+use super::Daemon;
+use super::registry::registries;
+
 pub async fn pull(cri: &mut CriClient, image: &str) -> String {
     let req = api::PullImageRequest {
         image: Some(api::ImageSpec {
@@ -173,4 +176,32 @@ pub fn mounts_under(dir: &std::path::Path) -> Vec<String> {
         .into_iter()
         .filter(|m| *m != pins)
         .collect()
+}
+
+/// A berthd configured for the plain test registry, an image pulled from it, and a Ready pod.
+pub struct Fixture {
+    pub daemon: Daemon,
+    pub cri: CriClient,
+    pub pod: Pod,
+    /// The pulled image's full name.
+    pub image: String,
+}
+
+/// Starts berthd, pulls `image_path` (e.g. `library/busybox:latest`) and runs pod `name`.
+pub async fn fixture(name: &str, image_path: &str) -> Fixture {
+    let r = registries();
+    let daemon = Daemon::start(&format!(
+        "registries:\n  \"{}\":\n    insecure: true\n",
+        r.plain
+    ));
+    let mut cri = daemon.client().await;
+    let image = format!("{}/{image_path}", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config(name, &daemon.dir.path().join("logs"))).await;
+    Fixture {
+        daemon,
+        cri,
+        pod,
+        image,
+    }
 }
