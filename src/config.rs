@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest path a unix socket can be bound at (sun_path is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// Where berthd looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.yaml";
 
@@ -272,6 +275,20 @@ impl Config {
                 return invalid(key, &format!("{} is not an absolute path", dir.display()));
             }
         }
+        // A pod's shim listens on <state_dir>/pods/<64-hex id>/shim.sock, and a unix socket path
+        // holds at most 107 bytes.
+        let longest_pod_socket =
+            self.state_dir.as_os_str().len() + "/pods/".len() + 64 + "/shim.sock".len();
+        if longest_pod_socket > MAX_SOCKET_PATH {
+            return invalid(
+                "state_dir",
+                &format!(
+                    "{} is too long: pod sockets under it would exceed {MAX_SOCKET_PATH} bytes (keep it under {} bytes)",
+                    self.state_dir.display(),
+                    MAX_SOCKET_PATH - (longest_pod_socket - self.state_dir.as_os_str().len()) + 1
+                ),
+            );
+        }
         if self.grpc.max_message_bytes < 4 * 1024 * 1024 {
             return invalid("grpc.max_message_bytes", "must be at least 4194304 (4 MiB)");
         }
@@ -362,6 +379,7 @@ mod tests {
     fn bad_values_name_the_key() {
         let cases = [
             ("root_dir: relative/path\n", "root_dir"),
+            (&format!("state_dir: /{}\n", "s".repeat(40)), "state_dir"),
             (
                 "image:\n  max_concurrent_downloads: 0\n",
                 "image.max_concurrent_downloads",
