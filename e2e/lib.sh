@@ -12,7 +12,7 @@ pass() { echo "ok: $*"; }
 # start_berthd [extra yaml]: berthd on a fresh temp dir; sets WORK, SOCK, BERTHD_PID.
 start_berthd() {
   [[ -x "$BERTHD" ]] || fail "berthd not built at $BERTHD (run cargo build)"
-  WORK=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+  WORK=$(mktemp -d /tmp/be2e.XXXXXX)  # short: pod sockets live under it
   SOCK="$WORK/state/berth.sock"
   cat > "$WORK/config.yaml" <<YAML
 root_dir: $WORK/root
