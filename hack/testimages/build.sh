@@ -6,8 +6,9 @@
 #
 # An image whose tags all resolve in the registry already is skipped unless --force is given. UNITs
 # (busybox, debian, layered-gzip, layered-zstd, multiarch, multiarch-arm-only, hostile-<tag>) limit the
-# run to those images. Needs root (debootstrap) and the Debian mirror of /etc/apt; the downloaded .debs
-# and the debootstrap result are cached in $BERTH_TEST_DIR/cache, so later runs need neither.
+# run to those images. The critest-* units (the images critest pulls, for e2e/critest/run.sh) are built
+# only when named; `critest` names them all. Needs root (debootstrap, chroot) and the Debian mirror of
+# /etc/apt; downloads, builds and the debootstrap result are cached in $BERTH_TEST_DIR/cache.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +29,7 @@ ONLY=()
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     -*) die "unknown flag $arg" ;;
     *) ONLY+=("$arg") ;;
   esac
@@ -38,11 +39,12 @@ done
 # Sources: busybox-static .debs for amd64 and arm64, a debootstrap'd Debian. Each is prepared once per
 # run and only when an image that needs it is built.
 
-# Prints the cached .deb of $1 for architecture $2, downloading it with apt on first use.
+# Prints the cached .deb of $1 for architecture $2 (or of an Architecture: all package), downloading it
+# with apt on first use.
 fetch_deb() {
   local pkg=$1 arch=$2 deb
   mkdir -p "$CACHE/debs"
-  deb=$(find "$CACHE/debs" -name "${pkg}_*_${arch}.deb" | sort | tail -n 1)
+  deb=$(find "$CACHE/debs" \( -name "${pkg}_*_${arch}.deb" -o -name "${pkg}_*_all.deb" \) | sort | tail -n 1)
   if [[ -z $deb ]]; then
     if [[ $arch != "$(dpkg --print-architecture)" ]] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
       log "adding dpkg architecture $arch"
@@ -54,7 +56,7 @@ fetch_deb() {
       apt-get update -qq
       (cd "$CACHE/debs" && apt-get download -qq "$pkg:$arch") || die "apt-get download $pkg:$arch failed"
     fi
-    deb=$(find "$CACHE/debs" -name "${pkg}_*_${arch}.deb" | sort | tail -n 1)
+    deb=$(find "$CACHE/debs" \( -name "${pkg}_*_${arch}.deb" -o -name "${pkg}_*_all.deb" \) | sort | tail -n 1)
     [[ -n $deb ]] || die "apt-get download $pkg:$arch left no .deb in $CACHE/debs"
   fi
   echo "$deb"
@@ -141,6 +143,153 @@ prepare_debian() {
 }
 
 # ---------------------------------------------------------------------------------------------------
+# Sources of the critest images (docs/test-fixtures.md, "The critest images").
+
+# Sets APT_SRC_OPTS: apt-get options for a private deb-src list of the Debian mirror kept in $1 (the
+# host's apt sources stay untouched).
+apt_src_opts() {
+  local dir=$1
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+  printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: %s\n' \
+    "$(debian_mirror)" /usr/share/keyrings/debian-archive-keyring.gpg >"$dir/debian-src.sources"
+  APT_SRC_OPTS=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$dir" -o "Dir::State::Lists=$dir/lists"
+    -o "Dir::Cache=$dir/cache" -o Debug::NoLocking=1)
+}
+
+# Builds busybox from Debian's source package with upstream's default configuration, statically (Debian's
+# busybox packages lack applets the busybox image has and critest runs: ipcs, pgrep, adduser ...), once
+# (cached in $CACHE/busybox-src); stages the busybox image's layout (every applet hard-linked in /bin, the
+# usual users) and exports BUSYBOX_SRC_ROOTFS.
+prepare_busybox_src() {
+  [[ -n ${BUSYBOX_SRC_ROOTFS:-} ]] && return 0
+  local src=$CACHE/busybox-src root applet tool
+  if [[ ! -x $src/busybox ]]; then
+    for tool in dpkg-source make gcc; do
+      command -v "$tool" >/dev/null || die "$tool is missing; run hack/install-deps.sh"
+    done
+    log "building busybox from Debian's source package (about a minute; cached afterwards)"
+    rm -rf "$src"
+    mkdir -p "$src/dl"
+    apt_src_opts "$src/apt"
+    apt-get "${APT_SRC_OPTS[@]}" update -qq || die "apt-get update of the deb-src list failed"
+    (cd "$src/dl" && apt-get "${APT_SRC_OPTS[@]}" source --download-only -qq busybox 2>/dev/null) ||
+      die "apt-get source busybox failed"
+    dpkg-source -x "$src"/dl/busybox_*.dsc "$src/tree" >/dev/null || die "dpkg-source -x busybox failed"
+    (
+      cd "$src/tree"
+      export SOURCE_DATE_EPOCH=1704067200 # the build time busybox prints: fixed, like the layers'
+      make defconfig >/dev/null
+      sed -i 's/^# CONFIG_STATIC is not set$/CONFIG_STATIC=y/' .config
+      grep -qx CONFIG_STATIC=y .config
+      make -j"$(nproc)"
+    ) >"$src/build.log" 2>&1 || die "busybox build failed; see $src/build.log"
+    [[ $(elf_machine "$src/tree/busybox") == 62 ]] || die "$src/tree/busybox is not an amd64 binary"
+    install -m 0755 "$src/tree/busybox" "$src/busybox.tmp"
+    mv "$src/busybox.tmp" "$src/busybox"
+    rm -rf "$src/tree" "$src/apt"
+  fi
+  root=$BUILD/busybox-src/rootfs
+  rm -rf "$BUILD/busybox-src"
+  mkdir -p "$root"
+  (
+    cd "$root"
+    umask 022
+    mkdir -p bin dev etc home root tmp usr/sbin var/spool/mail var/www
+    chmod 0700 root
+    chmod 1777 tmp
+    install -m 0755 "$src/busybox" bin/busybox
+    for applet in $(bin/busybox --list); do
+      [[ $applet == busybox || $applet == linuxrc ]] || ln bin/busybox "bin/$applet"
+    done
+    install -m 0644 "$CRITEST_FILES/busybox/etc/passwd" "$CRITEST_FILES/busybox/etc/group" etc/
+    install -m 0640 "$CRITEST_FILES/busybox/etc/shadow" etc/
+  )
+  export BUSYBOX_SRC_ROOTFS=$root
+}
+
+# Compiles the programs of files/critest/bin (pause, nnp) statically; exports CRITEST_BIN.
+prepare_critest_bin() {
+  [[ -n ${CRITEST_BIN:-} ]] && return 0
+  local out=$BUILD/critest-bin prog
+  mkdir -p "$out"
+  for prog in pause nnp; do
+    gcc -static -Os -Wall -Wextra -Werror -o "$out/$prog" "$CRITEST_FILES/bin/$prog.c" || die "gcc $prog.c failed"
+    strip "$out/$prog"
+  done
+  export CRITEST_BIN=$out
+}
+
+# prepare_debian_extract NAME BINARY PKG...: the files of the Debian packages PKG, unpacked with dpkg-deb -x
+# (no maintainer scripts) into $BUILD/extract-NAME, for an image whose userland is the busybox layer, as in
+# the alpine-based images critest uses; checks that BINARY finds all its shared libraries among them;
+# exports EXTRACT_<NAME>_ROOT.
+prepare_debian_extract() {
+  local name=$1 binary=$2 var root pkg libs
+  shift 2
+  var="EXTRACT_${name^^}_ROOT"
+  [[ -n ${!var:-} ]] && return 0
+  root=$BUILD/extract-$name
+  rm -rf "$root"
+  mkdir -p "$root"
+  for pkg in "$@"; do
+    dpkg-deb -x "$(fetch_deb "$pkg" amd64)" "$root" || die "dpkg-deb -x $pkg failed"
+  done
+  libs=$(chroot "$root" /lib64/ld-linux-x86-64.so.2 --list "$binary" 2>&1) && ! grep -q 'not found' <<<"$libs" ||
+    die "$name: $binary lacks libraries among $*: $libs"
+  export "$var=$root"
+}
+
+# prepare_debian_pkgs NAME PKG...: installs PKGs (and what they need, no recommends) with dpkg on top of
+# the debootstrap rootfs in an overlay mount, keeps the overlay's upper dir (what the install added or
+# changed: one image layer) in $CACHE/debian-NAME, and exports DEBIAN_<NAME>_UPPER. Redone when the
+# package versions apt would install (or the debootstrap rootfs) change.
+prepare_debian_pkgs() {
+  local name=$1 var dir plan apt_opts m
+  shift
+  var="DEBIAN_${name^^}_UPPER"
+  [[ -n ${!var:-} ]] && return 0
+  prepare_debian
+  dir=$CACHE/debian-$name
+  apt_opts=(-o "Dir::State::status=$DEBIAN_ROOTFS/var/lib/dpkg/status" -o Debug::NoLocking=1 --no-install-recommends)
+  plan=$(stat -c 'debootstrap %Y' "$CACHE/debian-bookworm/complete" &&
+    apt-get install -s -qq "${apt_opts[@]}" "$@" | grep '^Inst ') || die "apt-get cannot plan installing $*"
+  if [[ ! -e $dir/complete || $(cat "$dir/complete") != "$plan" ]]; then
+    [[ $EUID -eq 0 ]] || die "installing $* into the Debian rootfs needs root"
+    log "$name: installing $* into the Debian rootfs (cached afterwards)"
+    rm -rf "$dir"
+    mkdir -p "$dir/debs/partial" "$dir/upper" "$dir/work" "$dir/merged"
+    apt-get install -d -y -qq "${apt_opts[@]}" -o "Dir::Cache::archives=$dir/debs" "$@" >/dev/null ||
+      die "apt-get could not download $* and its dependencies"
+    m=$dir/merged
+    (
+      set -e
+      trap 'umount "$m/proc" "$m/dev" "$m" 2>/dev/null || true' EXIT
+      mount -t overlay overlay -o "lowerdir=$DEBIAN_ROOTFS,upperdir=$dir/upper,workdir=$dir/work" "$m"
+      mount --bind /dev "$m/dev"
+      mount -t proc proc "$m/proc"
+      mkdir "$m/tmp/berth-debs"
+      cp "$dir"/debs/*.deb "$m/tmp/berth-debs/"
+      printf '#!/bin/sh\nexit 101\n' >"$m/usr/sbin/policy-rc.d" # no service starts in the chroot
+      chmod 0755 "$m/usr/sbin/policy-rc.d"
+      chroot "$m" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+        sh -c 'dpkg -i /tmp/berth-debs/*.deb' >"$dir/dpkg.log" 2>&1
+      # What the image does not carry, as for library/debian: the packages, logs, backups.
+      rm -rf "$m/tmp/berth-debs" "$m/usr/sbin/policy-rc.d" "$m/var/log/dpkg.log" "$m/var/log/alternatives.log"
+      find "$m/var/log/apt" -type f -delete
+      rm -f "$m"/var/cache/debconf/*-old "$m"/var/lib/dpkg/*-old
+    ) || die "installing $* failed; see $dir/dpkg.log"
+    # A file the install deleted from the rootfs would be an overlay whiteout here (a 0:0 device),
+    # which a layer cannot carry as is.
+    if [[ -n $(find "$dir/upper" \( -type c -o -type b \) -print -quit) ]]; then
+      die "installing $* deleted files of the Debian rootfs: $(find "$dir/upper" \( -type c -o -type b \) | head -n 5)"
+    fi
+    rm -rf "$dir/work" "$dir/merged" "$dir/debs"
+    echo "$plan" >"$dir/complete"
+  fi
+  export "$var=$dir/upper"
+}
+
+# ---------------------------------------------------------------------------------------------------
 # Images
 
 BUILT=()   # repo:tag of every image of this run, built or skipped, for the table at the end
@@ -149,10 +298,13 @@ tag_exists() {
   curl -sf -o /dev/null -I -H "Accept: $ACCEPT" "http://$REGISTRY/v2/$1/manifests/$2"
 }
 
+# Without UNIT arguments every unit but the critest-* ones; `critest` names all of those.
 wanted() {
-  ((${#ONLY[@]} == 0)) && return 0
   local u
-  for u in "${ONLY[@]}"; do [[ $u == "$1" ]] && return 0; done
+  if ((${#ONLY[@]} == 0)); then [[ $1 != critest-* ]]; return; fi
+  for u in "${ONLY[@]}"; do
+    [[ $u == "$1" || ($u == critest && $1 == critest-*) ]] && return 0
+  done
   return 1
 }
 
@@ -172,11 +324,27 @@ image() {
   grep -q '\$BUSYBOX_AMD64_ROOTFS' "$spec" && prepare_busybox amd64
   grep -q '\$BUSYBOX_ARM64_ROOTFS' "$spec" && prepare_busybox arm64
   grep -q '\$DEBIAN_ROOTFS' "$spec" && prepare_debian
+  grep -q '\$BUSYBOX_SRC_ROOTFS' "$spec" && prepare_busybox_src
+  grep -q '\$CRITEST_BIN' "$spec" && prepare_critest_bin
+  grep -q '\$EXTRACT_NGINX_ROOT' "$spec" &&
+    prepare_debian_extract nginx /usr/sbin/nginx nginx nginx-common libc6 libgcc-s1 libcrypt1 libpcre2-8-0 libssl3 zlib1g
+  grep -q '\$DEBIAN_APACHE2_UPPER' "$spec" && prepare_debian_pkgs apache2 apache2
   log "$unit: building $(basename "$spec")"
   local tag_args=()
   for tag in $tags; do tag_args+=(--tag "$tag"); done
   "$PYTHON" "$HERE/mkimage.py" "$spec" "$IMAGES/$unit" "${tag_args[@]}" "$@" >/dev/null
   "$PYTHON" "$HERE/push.py" --registry "http://$REGISTRY" "$IMAGES/$unit" "$repo"
+}
+
+# added_file_image UNIT FILE REPO "TAG...": critest-test-image.json, whose second layer is the one empty
+# file /FILE (cri-tools' images/image-test: ADD FILE FILE).
+added_file_image() {
+  wanted "$1" || return 0
+  export CRITEST_ADD_DIR=$BUILD/critest-add/$2
+  rm -rf "$CRITEST_ADD_DIR"
+  mkdir -p "$CRITEST_ADD_DIR"
+  install -m 0644 /dev/null "$CRITEST_ADD_DIR/$2"
+  image "$1" critest-test-image.json "$3" "$4"
 }
 
 main() {
@@ -187,6 +355,7 @@ main() {
   eval "$("$HACK/registry.sh" env)"
   REGISTRY=$BERTH_TEST_REGISTRY
   mkdir -p "$CACHE" "$BUILD" "$IMAGES"
+  export CRITEST_FILES=$HERE/files/critest
 
   image busybox busybox.json library/busybox "latest 1.36"
   image debian debian.json library/debian bookworm
@@ -198,6 +367,26 @@ main() {
   for hostile in dotdot absolute symlink-escape hardlink-escape symlink-parent bomb bad-diffid bad-size; do
     image "hostile-$hostile" "hostile-$hostile.json" test/hostile "$hostile"
   done
+
+  # The images critest v1.37.0 pulls, under their repository paths (e2e/critest/run.sh maps
+  # registry.k8s.io, gcr.io and k8s.gcr.io here). Only amd64 ones, like the rest.
+  local e2e=e2e-test-images cri=k8s-staging-cri-tools n
+  image critest-busybox critest-busybox.json $e2e/busybox 1.29-2
+  image critest-nginx critest-nginx.json $e2e/nginx 1.14-2
+  image critest-httpd critest-httpd.json $e2e/httpd 2.4.39-4
+  image critest-nonewprivs critest-nonewprivs.json $e2e/nonewprivs 1.3
+  image critest-hostnet-nginx critest-hostnet-nginx.json $cri/hostnet-nginx-amd64 latest
+  image critest-pause critest-pause.json pause 3.9
+  for n in 1 2 3 latest digest; do
+    added_file_image "critest-test-image-$n" "test-image-$n" "$cri/test-image-$n" latest
+  done
+  added_file_image critest-test-image-tags same-image $cri/test-image-tags "1 2 3"
+  added_file_image critest-test-image-tag-test test $cri/test-image-tag test
+  added_file_image critest-test-image-tag-all all $cri/test-image-tag all
+  for n in uid username uid-group username-group; do
+    image "critest-user-$n" "critest-user-$n.json" "$cri/test-image-user-$n" latest
+  done
+  image critest-predefined-group critest-predefined-group.json $cri/test-image-predefined-group latest
   ((${#BUILT[@]})) || die "no unit named ${ONLY[*]}"
 
   # The table, also kept as $DIR/images.tsv (image, manifest digest, media type) for tests.
