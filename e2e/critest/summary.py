@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Prints one line per critest spec that ran, from ginkgo's JSON report: its state and full name, and
+under a failure or a skip the first line of its message (and the gRPC error in it); then the counts.
+
+    summary.py REPORT.json [--all]
+
+Specs left out by -ginkgo.focus/-ginkgo.skip (or critest's own benchmark filter) count as "notrun"
+and are listed only with --all.
+"""
+
+import argparse
+import json
+from collections import Counter
+
+
+def specs(report_path):
+    with open(report_path) as f:
+        reports = json.load(f)
+    for report in reports:
+        for spec in report.get("SpecReports") or []:
+            # A failing BeforeSuite/AfterSuite (or a failing AfterEach reported on its own) matters
+            # too: it explains the specs around it.
+            if spec.get("LeafNodeType") == "It" or spec.get("State") not in (None, "passed"):
+                yield spec
+
+
+def state(spec):
+    if spec.get("State") == "skipped" and not spec.get("NumAttempts"):
+        return "notrun"
+    return spec.get("State", "?")
+
+
+def name(spec):
+    parts = list(spec.get("ContainerHierarchyTexts") or [])
+    parts.append(spec.get("LeafNodeText") or spec.get("LeafNodeType"))
+    return " ".join(p for p in parts if p)
+
+
+def why(spec):
+    """The first line of the failure or skip message, and the gRPC error in it if there is one."""
+    message = ((spec.get("Failure") or {}).get("Message") or "").strip()
+    if not message:
+        return ""
+    lines = [line.strip() for line in message.splitlines()]
+    grpc = next((line for line in lines[1:] if line.startswith("rpc error:")), None)
+    return lines[0] + (f" | {grpc[:300]}" if grpc else "")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("report")
+    parser.add_argument("--all", action="store_true", help="list the specs that did not run too")
+    args = parser.parse_args()
+    counts = Counter()
+    rows = []
+    for spec in specs(args.report):
+        st = state(spec)
+        counts[st] += 1
+        if st != "notrun" or args.all:
+            rows.append((name(spec), st, why(spec)))
+    for text, st, reason in sorted(rows):
+        print(f"{st:8} {text}" + (f"\n         -> {reason}" if reason else ""))
+    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    main()
