@@ -41,15 +41,31 @@ pub fn status(config: &Config, verbose: bool) -> api::StatusResponse {
 
 /// The built-in handler (name "", kubelet's default). Configured external runtimes are not
 /// listed until pods can run with them (RunPodSandbox refuses them as Unimplemented). No handler
-/// claims features berth does not implement yet.
+/// claims features berth does not implement: recursive read-only mounts need `mount_setattr`
+/// (Linux 5.12); user namespaces are not supported yet.
 fn runtime_handlers(_config: &Config) -> Vec<api::RuntimeHandler> {
     vec![api::RuntimeHandler {
         name: String::new(),
         features: Some(api::RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
+            recursive_read_only_mounts: kernel_at_least(5, 12),
             user_namespaces: false,
         }),
     }]
+}
+
+/// Whether the running kernel's release is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(uts) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    release_at_least(&uts.release().to_string_lossy(), major, minor)
+}
+
+fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let have_major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let have_minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (have_major, have_minor) >= (major, minor)
 }
 
 /// The effective config for `crictl info`, with registry passwords replaced.
@@ -98,6 +114,14 @@ mod tests {
             .map(|h| h.name)
             .collect();
         assert_eq!(names, vec!["".to_string()]);
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(release_at_least("6.18.44-fc-v669", 5, 12));
+        assert!(release_at_least("5.12.0", 5, 12));
+        assert!(!release_at_least("5.10.209-1", 5, 12));
+        assert!(!release_at_least("garbage", 5, 12));
     }
 
     #[test]

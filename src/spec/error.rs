@@ -56,6 +56,9 @@ pub enum SpecError {
     UserNamespace,
 
     /// A CRI mount with uid/gid mappings (id-mapped mounts need user namespaces).
+    /// A CRI mount of an image (image volume): not supported yet.
+    #[error("mount {0:?}: image volumes are not supported yet")]
+    ImageVolume(String),
     #[error("mount {0:?}: id-mapped mounts are not supported yet")]
     IdMappedMount(String),
 
@@ -95,7 +98,9 @@ impl Classify for SpecError {
     fn kind(&self) -> Kind {
         match self {
             SpecError::MissingNamespace(_) | SpecError::Oci(_) => Kind::Internal,
-            SpecError::UserNamespace | SpecError::IdMappedMount(_) => Kind::Unimplemented,
+            SpecError::UserNamespace | SpecError::IdMappedMount(_) | SpecError::ImageVolume(_) => {
+                Kind::Unimplemented
+            }
             _ => Kind::InvalidArgument,
         }
     }

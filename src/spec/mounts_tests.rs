@@ -333,3 +333,20 @@ fn cleans_paths_lexically() {
         assert_eq!(clean(input), want, "{input}");
     }
 }
+
+#[test]
+fn image_volumes_are_unimplemented_not_invalid() {
+    let mut m = cri("/mnt/image-volume", "");
+    m.image = Some(k8s_cri::v1::ImageSpec {
+        image: "registry.example/data:1".into(),
+        ..Default::default()
+    });
+    let Err(err) = cri_bind(&m) else {
+        panic!("an image volume was accepted");
+    };
+    assert!(matches!(err, SpecError::ImageVolume(_)), "{err}");
+    assert_eq!(
+        crate::error::Classify::kind(&err),
+        crate::error::Kind::Unimplemented
+    );
+}
