@@ -496,3 +496,41 @@ async fn a_memory_hog_is_oom_killed_and_reported() {
     );
     remove_pod(&mut cri, &pod.id).await;
 }
+
+#[tokio::test]
+async fn a_host_pid_pod_runs_default_containers_in_the_host_pid_namespace() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let mut config = pod_config("hostpid", &d.dir.path().join("logs"));
+    config.linux = Some(api::LinuxPodSandboxConfig {
+        security_context: Some(api::LinuxSandboxSecurityContext {
+            namespace_options: Some(api::NamespaceOption {
+                pid: api::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut cri, config).await;
+    // no namespace options on the container: CRI's default PID mode, POD
+    let id = start_container(
+        &mut cri,
+        &pod,
+        container_config("c", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let out = exec(&mut cri, &id, &["cat", "/proc/1/comm"], 10)
+        .await
+        .unwrap();
+    let host_init = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        host_init,
+        "PID 1 is the host's init"
+    );
+    remove_pod(&mut cri, &pod.id).await;
+}

@@ -59,6 +59,7 @@ pub(super) fn namespaces(
     sc: Option<&LinuxContainerSecurityContext>,
     given: &PodNamespaces,
     cgroupns: bool,
+    pod_host_pid: bool,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let options = sc.and_then(|sc| sc.namespace_options.as_ref());
     if let Some(userns) = options.and_then(|o| o.userns_options.as_ref())
@@ -72,6 +73,13 @@ pub(super) fn namespaces(
     match pid_mode {
         NamespaceMode::Container => out.push(namespace(LinuxNamespaceType::Pid, None)),
         NamespaceMode::Node => {}
+        // "The pod's" PID namespace when the pod has none of its own: the host's for a host-PID
+        // pod, else the container gets its own (under containerd it would share the pause
+        // container's, which holds nothing else).
+        NamespaceMode::Pod if given.pid.is_none() && pod_host_pid => {}
+        NamespaceMode::Pod if given.pid.is_none() && !pinned.pid => {
+            out.push(namespace(LinuxNamespaceType::Pid, None));
+        }
         NamespaceMode::Pod | NamespaceMode::Target => {
             out.push(join(LinuxNamespaceType::Pid, "pid", given.pid.as_ref())?);
         }

@@ -97,7 +97,7 @@ fn namespaces_by_pod_plan_and_pid_mode() {
         ),
     ];
     for (pinned, pid, cgroupns, want) in cases {
-        let got = namespaces(pinned, Some(&pid_mode(pid)), &given(), cgroupns).unwrap();
+        let got = namespaces(pinned, Some(&pid_mode(pid)), &given(), cgroupns, false).unwrap();
         let want: Vec<_> = want.into_iter().map(|(t, p)| (t.to_string(), p)).collect();
         assert_eq!(summary(&got), want, "{pinned:?} {pid:?}");
     }
@@ -105,7 +105,7 @@ fn namespaces_by_pod_plan_and_pid_mode() {
 
 #[test]
 fn no_security_context_means_pid_mode_pod() {
-    let got = namespaces(PinnedNamespaces::default(), None, &given(), false).unwrap();
+    let got = namespaces(PinnedNamespaces::default(), None, &given(), false, false).unwrap();
     assert_eq!(
         summary(&got)[0],
         ("pid".into(), Some("/run/berth/ns/pid".into()))
@@ -124,7 +124,7 @@ fn a_pinned_namespace_without_a_path_is_an_error() {
     };
     let sc = pid_mode(NamespaceMode::Container);
     assert_eq!(
-        namespaces(pinned, Some(&sc), &missing, false),
+        namespaces(pinned, Some(&sc), &missing, false, false),
         Err(SpecError::MissingNamespace("network"))
     );
     let no_pid = PodNamespaces {
@@ -132,10 +132,30 @@ fn a_pinned_namespace_without_a_path_is_an_error() {
         ..given()
     };
     let sc = pid_mode(NamespaceMode::Pod);
+    let shared_pid = PinnedNamespaces {
+        pid: true,
+        ..Default::default()
+    };
     assert_eq!(
-        namespaces(PinnedNamespaces::default(), Some(&sc), &no_pid, false),
+        namespaces(shared_pid, Some(&sc), &no_pid, false, false),
         Err(SpecError::MissingNamespace("pid"))
     );
+}
+
+#[test]
+fn pid_mode_pod_follows_a_pod_without_a_shared_pid_namespace() {
+    let no_pid = PodNamespaces {
+        pid: None,
+        ..given()
+    };
+    let sc = pid_mode(NamespaceMode::Pod);
+    let none = PinnedNamespaces::default();
+    // a host-PID pod: the container is in the host's PID namespace too
+    let got = namespaces(none, Some(&sc), &no_pid, false, true).unwrap();
+    assert!(summary(&got).iter().all(|(t, _)| t != "pid"), "{got:?}");
+    // a pod whose containers each have their own: a new one
+    let got = namespaces(none, Some(&sc), &no_pid, false, false).unwrap();
+    assert_eq!(summary(&got)[0], ("pid".into(), None));
 }
 
 #[test]
@@ -151,7 +171,13 @@ fn container_user_namespaces_are_rejected() {
         }),
         ..Default::default()
     };
-    let got = namespaces(PinnedNamespaces::default(), Some(&sc), &given(), false);
+    let got = namespaces(
+        PinnedNamespaces::default(),
+        Some(&sc),
+        &given(),
+        false,
+        false,
+    );
     assert_eq!(got, Err(SpecError::UserNamespace));
 }
 

@@ -199,7 +199,15 @@ fn linux_section(
         inputs.host.swap_controller,
     )?;
     let cgroupns = inputs.host.cgroup_v2 && !privileged;
-    let namespaces = linux::namespaces(plan.pinned, sc, &inputs.namespaces, cgroupns)?;
+    let pod_host_pid = inputs
+        .sandbox
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|sc| sc.namespace_options.as_ref())
+        .is_some_and(|o| o.pid == k8s_cri::v1::NamespaceMode::Node as i32);
+    let namespaces =
+        linux::namespaces(plan.pinned, sc, &inputs.namespaces, cgroupns, pod_host_pid)?;
     let (masked, readonly) = linux::protected_paths(sc, privileged);
     let sysctl: HashMap<String, String> = plan
         .sysctls
