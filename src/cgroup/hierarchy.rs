@@ -183,7 +183,7 @@ fn parse_mountinfo_line(line: &str) -> Option<(PathBuf, &str, &str)> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -33,6 +33,6 @@ mod v2_tests;
 
 pub use error::CgroupError;
 pub use group::Cgroup;
-pub use hierarchy::{Hierarchy, Mode};
+pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};
 pub use resources::{Resources, shares_to_weight};
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};

@@ -30,9 +30,11 @@ fn propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>), StepError> {
         "private" => (MsFlags::MS_PRIVATE, None),
         "rslave" => (rec | MsFlags::MS_SLAVE, None),
         "slave" => (MsFlags::MS_SLAVE, None),
-        // Shared propagation is set after pivot_root: pivot_root refuses shared mounts.
-        "rshared" => (rec | MsFlags::MS_SLAVE, Some(rec | MsFlags::MS_SHARED)),
-        "shared" => (rec | MsFlags::MS_SLAVE, Some(MsFlags::MS_SHARED)),
+        // Shared from the start, so host mounts keep their peer groups and Bidirectional
+        // mounts propagate back to the host (a slave made shared again would get a new group of
+        // its own). pivot_root's refusal of a shared parent is handled by `private_parent`.
+        "rshared" => (rec | MsFlags::MS_SHARED, None),
+        "shared" => (MsFlags::MS_SHARED, None),
         "runbindable" => (rec | MsFlags::MS_SLAVE, Some(rec | MsFlags::MS_UNBINDABLE)),
         "unbindable" => (rec | MsFlags::MS_SLAVE, Some(MsFlags::MS_UNBINDABLE)),
         other => {
@@ -60,6 +62,9 @@ pub(crate) fn prepare(
     let (during, after) = propagation(spec)?;
     mount(None::<&str>, "/", None::<&str>, during, None::<&str>)
         .ctx(|| format!("set propagation {during:?} on /"))?;
+    if during.contains(MsFlags::MS_SHARED) {
+        private_parent(rootfs)?;
+    }
     mount(
         Some(rootfs),
         rootfs,
@@ -91,6 +96,27 @@ pub(crate) fn prepare(
             .ctx(|| format!("set propagation {flags:?} on /"))?;
     }
     Ok(())
+}
+
+/// Makes the mount that holds `rootfs` private (that mount only), as pivot_root refuses a new
+/// root whose parent mount is shared. The rootfs bind made next then sits on a private parent.
+fn private_parent(rootfs: &Path) -> Result<(), StepError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+    let parent = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(crate::cgroup::unescape_mountinfo)
+        .filter(|m| rootfs.starts_with(m))
+        .max_by_key(|m| m.len())
+        .unwrap_or_else(|| "/".to_string());
+    mount(
+        None::<&str>,
+        parent.as_str(),
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx(|| format!("make the rootfs's parent mount {parent} private"))
 }
 
 /// Bind-mounts the terminal on descriptor 0 onto `/dev/console`. The bind goes by the terminal's
