@@ -64,6 +64,11 @@ async fn busybox_pod_lifecycle() {
     );
     assert!(st.started_at >= st.created_at && st.created_at > 0);
     assert_eq!(st.labels["c"], "sleeper");
+    assert_eq!(
+        status(&mut cri, &sleeper[..12]).await.id,
+        sleeper,
+        "a unique prefix finds it"
+    );
 
     let out = exec(&mut cri, &sleeper, &["hostname"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "web-host\n");

@@ -133,12 +133,45 @@ impl Runtime {
 
     /// A sandbox by full id or unique id prefix.
     fn sandbox(&self, id: &str) -> Result<SandboxRecord> {
-        find(self.sandboxes()?, id, "pod sandbox", |s| &s.id)
+        self.find(Table::Sandboxes, id, "pod sandbox")
     }
 
     /// A container by full id or unique id prefix.
     fn container(&self, id: &str) -> Result<ContainerRecord> {
-        find(self.containers()?, id, "container", |c| &c.id)
+        self.find(Table::Containers, id, "container")
+    }
+
+    /// The one record of `table` whose id is `id`, or else starts with it. The exact id, as
+    /// kubelet always sends it, is one lookup; only a prefix (crictl) scans the table.
+    fn find<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        id: &str,
+        what: &'static str,
+    ) -> Result<T> {
+        if id.is_empty() {
+            return Err(RuntimeError::InvalidArgument(format!("{what} id is empty")));
+        }
+        if let Some(record) = self.db.read(|r| r.get(table, id))? {
+            return Ok(record);
+        }
+        let rows: Vec<(String, T)> = self.db.read(|r| r.list(table))?;
+        let mut matches: Vec<T> = rows
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(id))
+            .map(|(_, record)| record)
+            .collect();
+        match matches.len() {
+            0 => Err(RuntimeError::NotFound {
+                what,
+                id: id.to_string(),
+            }),
+            1 => Ok(matches.remove(0)),
+            _ => Err(RuntimeError::Ambiguous {
+                what,
+                id: id.to_string(),
+            }),
+        }
     }
 
     /// Applies `f` to a stored sandbox record in one transaction.
@@ -186,31 +219,6 @@ impl Runtime {
             .iter()
             .filter_map(|c| c.chain_id.parse().ok())
             .collect())
-    }
-}
-
-/// Finds the one record whose id equals or starts with `id`.
-fn find<T>(items: Vec<T>, id: &str, what: &'static str, key: impl Fn(&T) -> &String) -> Result<T> {
-    if id.is_empty() {
-        return Err(RuntimeError::InvalidArgument(format!("{what} id is empty")));
-    }
-    let mut matches: Vec<T> = items
-        .into_iter()
-        .filter(|i| key(i).starts_with(id))
-        .collect();
-    if let Some(i) = matches.iter().position(|i| key(i) == id) {
-        return Ok(matches.swap_remove(i));
-    }
-    match matches.len() {
-        0 => Err(RuntimeError::NotFound {
-            what,
-            id: id.to_string(),
-        }),
-        1 => Ok(matches.remove(0)),
-        _ => Err(RuntimeError::Ambiguous {
-            what,
-            id: id.to_string(),
-        }),
     }
 }
 
