@@ -23,6 +23,8 @@ shopt -s inherit_errexit
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/../.." && pwd)
 BERTHD=${BERTHD:-$ROOT/target/release/berthd}
+# shellcheck source=e2e/bench/lib.sh
+source "$BENCH/lib.sh" # die, log, now_ms, stop_pid, mounts_under, wait_socket, median, ratio, ...
 OUT=${BENCH_OUT:-/tmp/berth-bench}
 RUNS=${BENCH_RUNS:-5}
 FS_MODE=${BENCH_FS:-loop}
@@ -42,9 +44,6 @@ while (($#)); do
   esac
 done
 
-die() { echo "pull.sh: $*" >&2; exit 1; }
-log() { echo "--- $*" >&2; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 [[ $EUID -eq 0 ]] || die "needs root (overlay snapshots, two runtimes)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive number, got $RUNS"
@@ -63,22 +62,7 @@ BERTHD_PID=""
 CTD_PID=""
 SAMPLER_PID=""
 
-stop_pid() { # stop_pid PID NAME: SIGTERM, 15 s grace, then SIGKILL
-  local pid=$1 name=$2
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "pull.sh: $name ($pid) ignored SIGTERM; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
-# Mount points at or below $1, deepest first.
-mounts_under() {
-  findmnt -rn -o TARGET | awk -v d="$1" 'index($0, d "/") == 1 || $0 == d' | sort -r
-}
 
 cleanup() {
   local rc=$? m
@@ -219,14 +203,6 @@ crictl_b() { crictl --config "$WORK/crictl-berth.yaml" "$@"; }
 crictl_c() { crictl --config "$WORK/crictl-containerd.yaml" "$@"; }
 ctr_c() { ctr --address "$C/state/containerd.sock" --namespace k8s.io "$@"; }
 
-wait_socket() { # wait_socket SOCK PID NAME LOG
-  for _ in $(seq 300); do
-    [[ -S $1 ]] && return 0
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$4" >&2; die "$3 exited at start; log: $4"; }
-    sleep 0.1
-  done
-  die "$3 did not create $1 within 30 s"
-}
 
 start_berthd() {
   "$BERTHD" --config "$B/config.yaml" >>"$B/berthd.log" 2>&1 &
@@ -328,8 +304,6 @@ limit_all_once() {
   echo $((t1 - t0))
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-minimum() { printf '%s\n' "$@" | sort -n | head -n 1; }
 
 BERTH=() BERTH_LOGGED=() BERTH_CPU=() CTD=() CTD_CPU=() LIMIT=() LIMIT_ALL=()
 log "warm-up: one pull each (not counted), so the registry's files are in the page cache"
@@ -390,20 +364,11 @@ fi
 # Report
 
 BM=$(median "${BERTH[@]}") CM=$(median "${CTD[@]}") LM=$(median "${LIMIT[@]}") AM=$(median "${LIMIT_ALL[@]}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 BMIN=$(minimum "${BERTH[@]}") CMIN=$(minimum "${CTD[@]}") LMIN=$(minimum "${LIMIT[@]}")
 CB=$(ratio "$CM" "$BM")
 BL=$(ratio "$BM" "$LM")
 verdict() { awk -v r="$1" -v t="$2" -v op="$3" 'BEGIN {print ((op == ">=" && r >= t) || (op == "<=" && r <= t)) ? "met" : "MISSED"}'; }
 # Which berthd was measured: the checkout's commit if it is this checkout's build.
-berthd_build() {
-  local at="$BERTHD, built $(date -u -r "$BERTHD" '+%Y-%m-%d %H:%M UTC')"
-  if [[ $(realpath "$BERTHD") == "$ROOT"/target/* ]] && git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
-    at+=", checkout at $(git -C "$ROOT" rev-parse --short HEAD)"
-    git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || at+=" with uncommitted changes to src/ or Cargo.*"
-  fi
-  echo "$at"
-}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULT=$OUT/pull-$STAMP.txt
 {
@@ -411,7 +376,7 @@ RESULT=$OUT/pull-$STAMP.txt
   echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "filesystem: $FS_DESC"
   echo "load average: at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
-  echo "berthd: $(berthd_build)"
+  echo "berthd: $(berthd_build "$ROOT")"
   echo "containerd: $(containerd --version | awk '{print $3}'), overlayfs snapshotter, max_concurrent_downloads 3 (both)"
   echo "image: $IMAGE, $(jq '.layers | length' <<<"$MANIFEST") layers, $IMAGE_BYTES bytes compressed; largest layer $LARGEST ($LARGEST_SIZE bytes)"
   echo "runs: $RUNS cold pulls each, after one warm-up pull each"
