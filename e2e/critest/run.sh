@@ -14,7 +14,9 @@
 #    report.json (ginkgo's JSON report), critest.log (its output), berthd.log and summary.txt (one line
 #    per test: state, name, first line of the failure; by e2e/critest/summary.py).
 # On exit berthd, its pods and its temp dir are removed (KEEP_WORK=1 keeps the dir). The exit status is
-# critest's.
+# that of the check against e2e/critest/EXPECTED_SKIPS.md (summary.py --expect): 0 when every spec
+# that ran passed or failed/skipped as listed there. With -benchmark, critest's benchmarks run instead
+# and their data goes to $CRITEST_OUT/benchmark; the exit status is critest's.
 #
 # CRITEST_REGISTRY_MODE=prefix runs critest with -registry-prefix 127.0.0.1:5000 (and the default
 # container and web server images renamed to match) instead of the mirrors, for comparison only: in
@@ -95,15 +97,28 @@ YAML
   ARGS+=(-registry-prefix "$REG" -test-images-file "$CRITEST_OUT/test-images.yaml")
 fi
 
+benchmark=false
+for arg in "$@"; do [[ $arg == -benchmark || $arg == --benchmark ]] && benchmark=true; done
+if $benchmark; then
+  mkdir -p "$CRITEST_OUT/benchmark"
+  ARGS+=(-benchmarking-output-dir "$CRITEST_OUT/benchmark")
+fi
+
 echo "=== critest ${ARGS[*]} $*"
 set +e
 (cd "$CRITEST_OUT" && critest "${ARGS[@]}" "$@") 2>&1 | tee "$CRITEST_OUT/critest.log"
 status=${PIPESTATUS[0]}
 set -e
-if [[ -s $CRITEST_OUT/report.json ]]; then
-  python3 "$HERE/summary.py" "$CRITEST_OUT/report.json" >"$CRITEST_OUT/summary.txt"
-  echo
-  tail -n 1 "$CRITEST_OUT/summary.txt"
-fi
 echo "critest exit status $status; reports in $CRITEST_OUT"
-exit "$status"
+if $benchmark; then
+  exit "$status"
+fi
+[[ -s $CRITEST_OUT/report.json ]] || { echo "critest/run.sh: critest wrote no report" >&2; exit 1; }
+set +e
+python3 "$HERE/summary.py" "$CRITEST_OUT/report.json" --expect "$HERE/EXPECTED_SKIPS.md" >"$CRITEST_OUT/summary.txt"
+check=$?
+set -e
+echo
+grep -E -A1 '^UNEXPECTED' "$CRITEST_OUT/summary.txt" | grep -v '^--$' || true
+grep -E '^[0-9]+ [a-z]+(, |$)|^check:' "$CRITEST_OUT/summary.txt"
+exit "$check"

@@ -2,7 +2,11 @@
 """Prints one line per critest spec that ran, from ginkgo's JSON report: its state and full name, and
 under a failure or a skip the first line of its message (and the gRPC error in it); then the counts.
 
-    summary.py REPORT.json [--all]
+    summary.py REPORT.json [--all] [--expect EXPECTED_SKIPS.md]
+
+With --expect, also checks the run against the ```expect block of that file (lines "STATE REGEX":
+the specs allowed to end in STATE, matched against the full name) and exits 1 when a spec failed or
+was skipped without such a line. Specs that did not run (focus, benchmarks) are not checked.
 
 Specs left out by -ginkgo.focus/-ginkgo.skip (or critest's own benchmark filter) count as "notrun"
 and are listed only with --all.
@@ -10,6 +14,8 @@ and are listed only with --all.
 
 import argparse
 import json
+import re
+import sys
 from collections import Counter
 
 
@@ -46,10 +52,45 @@ def why(spec):
     return lines[0] + (f" | {grpc[:300]}" if grpc else "")
 
 
+def expectations(path):
+    """The (state, compiled regex) pairs of the ```expect block in a markdown file."""
+    with open(path) as f:
+        text = f.read()
+    block = re.search(r"^```expect\n(.*?)^```", text, re.M | re.S)
+    if not block:
+        sys.exit(f"summary.py: {path} has no ```expect block")
+    pairs = []
+    for line in block.group(1).splitlines():
+        if line.strip() and not line.startswith("#"):
+            st, regex = line.split(None, 1)
+            pairs.append((st, re.compile(regex.strip())))
+    return pairs
+
+
+def check(rows, pairs):
+    """Prints each spec that failed or was skipped unexpectedly; returns how many there were."""
+    unexpected = 0
+    used = set()
+    for text, st, reason in sorted(rows):
+        if st in ("passed", "notrun"):
+            continue
+        match = next((i for i, (s, r) in enumerate(pairs) if s == st and r.search(text)), None)
+        if match is None:
+            unexpected += 1
+            print(f"UNEXPECTED {st}: {text}" + (f"\n    -> {reason}" if reason else ""))
+        else:
+            used.add(match)
+    for i, (st, regex) in enumerate(pairs):
+        if i not in used:
+            print(f"note: no spec was {st} for expectation {regex.pattern!r}")
+    return unexpected
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report")
     parser.add_argument("--all", action="store_true", help="list the specs that did not run too")
+    parser.add_argument("--expect", help="check against the ```expect block of this file")
     args = parser.parse_args()
     counts = Counter()
     rows = []
@@ -61,6 +102,10 @@ def main():
     for text, st, reason in sorted(rows):
         print(f"{st:8} {text}" + (f"\n         -> {reason}" if reason else ""))
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if args.expect:
+        unexpected = check(rows, expectations(args.expect))
+        print(f"check: {unexpected} unexpected" if unexpected else "check: every failure and skip is expected")
+        sys.exit(1 if unexpected else 0)
 
 
 if __name__ == "__main__":
