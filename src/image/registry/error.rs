@@ -142,6 +142,32 @@ pub enum RegistryError {
         digest: Digest,
         size: u64,
     },
+    /// The registry itself failed after every mirror had failed too: its error decides the kind,
+    /// the mirrors' errors say why they were not used.
+    #[error("{source} (after its mirrors failed: {mirrors})")]
+    AfterMirrors {
+        #[source]
+        source: Box<RegistryError>,
+        mirrors: String,
+    },
+}
+
+impl RegistryError {
+    /// This error (the registry's own), with what went wrong at each mirror tried before it.
+    pub(crate) fn after_mirrors(self, mirror_errors: &[(String, RegistryError)]) -> RegistryError {
+        if mirror_errors.is_empty() {
+            return self;
+        }
+        let mirrors = mirror_errors
+            .iter()
+            .map(|(host, e)| format!("mirror {host}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        RegistryError::AfterMirrors {
+            source: Box::new(self),
+            mirrors,
+        }
+    }
 }
 
 impl Classify for RegistryError {
@@ -170,6 +196,7 @@ impl Classify for RegistryError {
                 Kind::InvalidArgument
             }
             RegistryError::ManifestTooLarge { .. } => Kind::ResourceExhausted,
+            RegistryError::AfterMirrors { source, .. } => source.kind(),
             RegistryError::BadResponse { .. }
             | RegistryError::DigestMismatch { .. }
             | RegistryError::BlobTooLarge { .. } => Kind::Internal,

@@ -153,6 +153,7 @@ impl Registry for RegistryClient {
             let endpoints = self.endpoints(image.registry());
             let (name, repository) = (image.name(), image.repository());
             manifest::pinned_digest(&name, reference)?;
+            let mut mirror_errors = Vec::new();
             for mirror in &endpoints.mirrors {
                 let credentials = mirror.credentials(creds);
                 let fetched = manifest::fetch(
@@ -167,7 +168,8 @@ impl Registry for RegistryClient {
                 match fetched {
                     Ok(manifest) => return Ok(manifest),
                     Err(e) => {
-                        warn!(mirror = %mirror.host, error = %e, "mirror failed, trying the next")
+                        warn!(mirror = %mirror.host, error = %e, "mirror failed, trying the next");
+                        mirror_errors.push((mirror.host.clone(), e));
                     }
                 }
             }
@@ -182,6 +184,7 @@ impl Registry for RegistryClient {
                 credentials,
             )
             .await
+            .map_err(|e| e.after_mirrors(&mirror_errors))
         })
     }
 
@@ -203,15 +206,18 @@ impl Registry for RegistryClient {
                 digest: digest.clone(),
                 size,
             };
+            let mut mirror_errors = Vec::new();
             for mirror in &endpoints.mirrors {
                 match source(mirror).open().await {
                     Ok(stream) => return Ok(stream),
                     Err(e) => {
-                        warn!(mirror = %mirror.host, error = %e, "mirror failed, trying the next")
+                        warn!(mirror = %mirror.host, error = %e, "mirror failed, trying the next");
+                        mirror_errors.push((mirror.host.clone(), e));
                     }
                 }
             }
-            source(&endpoints.upstream).open().await
+            let opened = source(&endpoints.upstream).open().await;
+            opened.map_err(|e| e.after_mirrors(&mirror_errors))
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use super::server::{Reply, TestServer};
 use super::*;
+use crate::error::{Classify, Kind};
 use crate::image::registry::Registry;
 
 /// A registry serving the test manifest and a 1000-byte blob to anyone.
@@ -58,6 +59,41 @@ async fn failing_mirrors_fall_back_to_the_registry() {
         "two attempts each for manifest and blob"
     );
     assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn when_all_fail_the_error_is_the_registrys_and_names_each_mirror() {
+    let upstream = TestServer::start(|_, _| Reply::status(503)).await;
+    let empty = TestServer::start(|_, _| Reply::status(404)).await;
+    let client = with_mirrors(&upstream.host(), &[format!("http://{}", empty.host())]);
+
+    let err = client
+        .fetch_manifest(&image(&upstream.host()), "v1", None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        Kind::Unavailable,
+        "the registry's own failure decides"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&upstream.host()), "{text}");
+    assert!(text.contains(&format!("mirror {}", empty.host())), "{text}");
+    assert!(text.contains("not found"), "{text}");
+
+    let digest = Digest::of(&blob(1000));
+    let img = image(&upstream.host());
+    let err = client
+        .fetch_blob(&img, &digest, 1000, None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), Kind::Unavailable);
+    assert!(
+        err.to_string()
+            .contains(&format!("mirror {}", empty.host())),
+        "{err}"
+    );
 }
 
 #[tokio::test]
