@@ -3,6 +3,7 @@
 
 pub mod content;
 pub mod digest;
+mod layer_stream;
 pub mod manifest;
 pub mod pull;
 pub mod reference;

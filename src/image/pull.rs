@@ -3,15 +3,16 @@
 //! downloads, layers in parallel, and commit each only once its digests check out. The image
 //! record is written last, so a failed pull leaves no half-image visible.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
-use super::content::{BlobWriter, ContentError};
-use super::digest::{Digest, Hasher};
+use super::content::ContentError;
+use super::digest::Digest;
+use super::layer_stream::{Streamed, unpack_stream};
 use super::manifest::{
     Compression, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, Manifest,
     ManifestError, OCI_INDEX, OCI_MANIFEST, Platform,
@@ -441,120 +442,5 @@ impl LayerJob {
             return mismatch("diff id", self.diff_id.to_string(), s.diff_id.to_string());
         }
         Ok(())
-    }
-}
-
-/// What the unpacker measured of one layer stream.
-struct Streamed {
-    digest: Digest,
-    compressed_size: u64,
-    diff_id: Digest,
-    unpacked: unpack::Unpacked,
-    blob: Option<BlobWriter>,
-}
-
-/// The blocking half of a layer: reads compressed chunks from the channel, hashes (and
-/// optionally stores) them, decompresses, hashes the tar stream and unpacks it.
-fn unpack_stream(
-    rx: mpsc::Receiver<Bytes>,
-    blob: Option<BlobWriter>,
-    compression: Compression,
-    target: &std::path::Path,
-    limits: &unpack::Limits,
-    layer: &Digest,
-) -> Result<Streamed, PullError> {
-    let mut compressed = ChannelReader {
-        rx,
-        chunk: Bytes::new(),
-        hasher: Hasher::default(),
-        count: 0,
-        blob,
-        blob_error: None,
-    };
-    let decompress_err = |source| PullError::Decompress {
-        layer: layer.clone(),
-        source,
-    };
-    let (diff_id, unpacked) = {
-        let decoder: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(&mut compressed),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(&mut compressed).map_err(decompress_err)?)
-            }
-        };
-        let mut tar = HashingReader {
-            inner: decoder,
-            hasher: Hasher::default(),
-        };
-        let unpacked =
-            unpack::unpack_layer(&mut tar, target, limits).map_err(|source| PullError::Unpack {
-                layer: layer.clone(),
-                source,
-            })?;
-        // Whatever follows the archive's end still counts towards the diff id (and the limit).
-        let mut tail = (&mut tar).take(limits.max_bytes);
-        io::copy(&mut tail, &mut io::sink()).map_err(decompress_err)?;
-        (tar.hasher.finish(), unpacked)
-    };
-    // Bytes after the compressed stream's end still count towards the blob digest.
-    io::copy(&mut compressed, &mut io::sink()).map_err(decompress_err)?;
-    if let Some(e) = compressed.blob_error.take() {
-        return Err(e.into());
-    }
-    Ok(Streamed {
-        digest: compressed.hasher.finish(),
-        compressed_size: compressed.count,
-        diff_id,
-        unpacked,
-        blob: compressed.blob,
-    })
-}
-
-/// Reads the download channel as a byte stream, hashing and optionally storing what passes.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    chunk: Bytes,
-    hasher: Hasher,
-    count: u64,
-    blob: Option<BlobWriter>,
-    blob_error: Option<ContentError>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => {
-                    self.hasher.update(&chunk);
-                    self.count += chunk.len() as u64;
-                    if let Some(blob) = &mut self.blob
-                        && self.blob_error.is_none()
-                        && let Err(e) = blob.write(&chunk)
-                    {
-                        self.blob_error = Some(e);
-                    }
-                    self.chunk = chunk;
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
-        Ok(n)
-    }
-}
-
-/// Hashes everything read through it (the uncompressed tar stream: the diff id).
-struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }

@@ -26,7 +26,7 @@ mod overlay_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod testtar;
+pub(crate) mod testtar;
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};

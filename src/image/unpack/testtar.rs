@@ -11,11 +11,11 @@ use tar::{EntryType, Header};
 use super::{Limits, UnpackError, Unpacked, unpack_layer};
 
 /// The mtime entries get unless a test sets one.
-pub(super) const MTIME: u64 = 1_600_000_000;
+pub(crate) const MTIME: u64 = 1_600_000_000;
 
 /// One archive entry, written as (optional PAX header +) ustar header + data.
 #[derive(Debug, Clone)]
-pub(super) struct E {
+pub(crate) struct E {
     path: Vec<u8>,
     kind: EntryType,
     mode: u32,
@@ -44,57 +44,57 @@ impl E {
         }
     }
 
-    pub(super) fn file(path: &str, data: &[u8]) -> Self {
+    pub(crate) fn file(path: &str, data: &[u8]) -> Self {
         let mut e = Self::new(path, EntryType::Regular, 0o644);
         e.data = data.to_vec();
         e
     }
 
-    pub(super) fn dir(path: &str) -> Self {
+    pub(crate) fn dir(path: &str) -> Self {
         Self::new(path, EntryType::Directory, 0o755)
     }
 
-    pub(super) fn symlink(path: &str, target: &str) -> Self {
+    pub(crate) fn symlink(path: &str, target: &str) -> Self {
         let mut e = Self::new(path, EntryType::Symlink, 0o777);
         e.link = target.as_bytes().to_vec();
         e
     }
 
-    pub(super) fn hardlink(path: &str, target: &str) -> Self {
+    pub(crate) fn hardlink(path: &str, target: &str) -> Self {
         let mut e = Self::new(path, EntryType::Link, 0o644);
         e.link = target.as_bytes().to_vec();
         e
     }
 
-    pub(super) fn node(path: &str, kind: EntryType, major: u32, minor: u32) -> Self {
+    pub(crate) fn node(path: &str, kind: EntryType, major: u32, minor: u32) -> Self {
         let mut e = Self::new(path, kind, 0o600);
         e.dev = (major, minor);
         e
     }
 
     /// An entry of any type byte, for types berth must refuse.
-    pub(super) fn typed(path: &str, kind: EntryType) -> Self {
+    pub(crate) fn typed(path: &str, kind: EntryType) -> Self {
         Self::new(path, kind, 0o644)
     }
 
-    pub(super) fn mode(mut self, mode: u32) -> Self {
+    pub(crate) fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
     }
 
-    pub(super) fn owner(mut self, uid: u64, gid: u64) -> Self {
+    pub(crate) fn owner(mut self, uid: u64, gid: u64) -> Self {
         self.uid = uid;
         self.gid = gid;
         self
     }
 
-    pub(super) fn mtime(mut self, mtime: u64) -> Self {
+    pub(crate) fn mtime(mut self, mtime: u64) -> Self {
         self.mtime = mtime;
         self
     }
 
     /// Adds a PAX record (`path`, `linkpath`, `mtime`, `SCHILY.xattr.*`, ...).
-    pub(super) fn pax(mut self, key: &str, value: &[u8]) -> Self {
+    pub(crate) fn pax(mut self, key: &str, value: &[u8]) -> Self {
         self.pax.push((key.to_string(), value.to_vec()));
         self
     }
@@ -143,7 +143,7 @@ impl E {
 }
 
 /// One `LEN key=value\n` PAX record; LEN counts the whole record, its own digits included.
-pub(super) fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+pub(crate) fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let base = key.len() + value.len() + 3;
     let mut len = base + 1;
     while len != base + len.to_string().len() {
@@ -163,7 +163,7 @@ fn block(out: &mut Vec<u8>, header: &[u8; 512], data: &[u8]) {
 }
 
 /// A whole archive: the entries, then the two zero blocks that end it.
-pub(super) fn tar(entries: &[E]) -> Vec<u8> {
+pub(crate) fn tar(entries: &[E]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
         e.write(&mut out);
@@ -174,15 +174,15 @@ pub(super) fn tar(entries: &[E]) -> Vec<u8> {
 
 /// A temp dir holding `root/` (the layer directory) and `outside/secret`, a file that hostile
 /// layers aim at.
-pub(super) struct Sandbox {
-    pub(super) tmp: tempfile::TempDir,
+pub(crate) struct Sandbox {
+    pub(crate) tmp: tempfile::TempDir,
 }
 
-pub(super) const SECRET: &[u8] = b"host secret\n";
+pub(crate) const SECRET: &[u8] = b"host secret\n";
 const SECRET_MODE: u32 = 0o640;
 
 impl Sandbox {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("root")).unwrap();
         fs::create_dir(tmp.path().join("outside")).unwrap();
@@ -192,26 +192,26 @@ impl Sandbox {
         Self { tmp }
     }
 
-    pub(super) fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.tmp.path().join("root")
     }
 
-    pub(super) fn outside(&self) -> PathBuf {
+    pub(crate) fn outside(&self) -> PathBuf {
         self.tmp.path().join("outside")
     }
 
     /// Unpacks into `root/` with a generous limit.
-    pub(super) fn unpack(&self, tar: &[u8]) -> Result<Unpacked, UnpackError> {
+    pub(crate) fn unpack(&self, tar: &[u8]) -> Result<Unpacked, UnpackError> {
         self.unpack_limited(tar, 1 << 30)
     }
 
-    pub(super) fn unpack_limited(&self, tar: &[u8], max: u64) -> Result<Unpacked, UnpackError> {
+    pub(crate) fn unpack_limited(&self, tar: &[u8], max: u64) -> Result<Unpacked, UnpackError> {
         unpack_layer(tar, &self.root(), &Limits { max_bytes: max })
     }
 
     /// Asserts nothing outside `root/` changed: the temp dir holds only `root` and `outside`,
     /// `outside` only `secret`, with its content, a single link and no xattrs.
-    pub(super) fn assert_contained(&self) {
+    pub(crate) fn assert_contained(&self) {
         assert_eq!(names(self.tmp.path()), ["outside", "root"]);
         assert_eq!(names(&self.outside()), ["secret"]);
         let secret = self.outside().join("secret");
@@ -232,7 +232,7 @@ impl Sandbox {
 }
 
 /// Sorted names in a directory.
-pub(super) fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -242,7 +242,7 @@ pub(super) fn names(dir: &Path) -> Vec<String> {
 }
 
 /// An extended attribute of `path` itself (not following a symlink), if set.
-pub(super) fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
         Ok(n) => Some(buf[..n].to_vec()),
@@ -253,9 +253,9 @@ pub(super) fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 /// A reader that counts what it yields, to check the stream is read to its end (or not far past
 /// a limit).
-pub(super) struct Counting<R> {
-    pub(super) inner: R,
-    pub(super) count: std::rc::Rc<std::cell::Cell<u64>>,
+pub(crate) struct Counting<R> {
+    pub(crate) inner: R,
+    pub(crate) count: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl<R: Read> Read for Counting<R> {
