@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use super::error::{ExecError, ProtocolError};
 use super::protocol::{Channel, Command, Job, Level, Report, Request, StdioShape};
@@ -74,16 +74,17 @@ impl Executor {
     }
 
     /// Runs `process` in the namespaces (all of them, mount and pid included) of the running
-    /// container whose process is `container_pid`. Returns the new process's pid once it has
-    /// executed its program; the caller reaps it. It stays in the caller's cgroup: use
-    /// [`Executor::exec_with`] to place it in the container's.
+    /// container whose process is `container_pid`, under the container's `seccomp` profile.
+    /// Returns the new process's pid once it has executed its program; the caller reaps it. It
+    /// stays in the caller's cgroup: use [`Executor::exec_with`] to place it in the container's.
     pub fn exec(
         &self,
         container_pid: i32,
         process: &Process,
+        seccomp: Option<&LinuxSeccomp>,
         stdio: Stdio,
     ) -> Result<i32, ExecError> {
-        self.exec_with(container_pid, process, stdio, |_| Ok(()))
+        self.exec_with(container_pid, process, seccomp, stdio, |_| Ok(()))
     }
 
     /// Like [`Executor::exec`], with a hook called with the pid before the process runs anything.
@@ -91,14 +92,19 @@ impl Executor {
         &self,
         container_pid: i32,
         process: &Process,
+        seccomp: Option<&LinuxSeccomp>,
         stdio: Stdio,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<i32, ExecError> {
         validate::process(process, stdio.is_tty())?;
+        if let Some(profile) = seccomp {
+            super::seccomp::compile(profile).map_err(|e| ExecError::InvalidSpec(e.to_string()))?;
+        }
         require_subreaper()?;
         let job = Job::Exec {
             container_pid,
             process: Box::new(process.clone()),
+            seccomp: seccomp.map(|s| Box::new(s.clone())),
         };
         let created = self.launch(job, stdio, on_pid)?;
         let pid = created.pid;

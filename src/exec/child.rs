@@ -12,7 +12,7 @@ use super::error::{Context, StepError};
 use super::namespaces::NsPlan;
 use super::protocol::{Channel, Command, Job, Report};
 use super::stdio::ChildStdio;
-use super::{paths, process, rootfs};
+use super::{paths, process, rootfs, seccomp};
 
 /// Runs the container process to its `execve`. Never returns.
 pub(crate) fn main(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> ! {
@@ -35,6 +35,11 @@ fn run(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> Result<
     let tty = stdio.is_tty();
     stdio.install()?;
     umask(Mode::empty());
+    let profile = match &job {
+        Job::Create { spec, .. } => spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+        Job::Exec { seccomp, .. } => seccomp.as_deref(),
+    };
+    let filter = profile.map(seccomp::compile).transpose()?;
     let process = match &job {
         Job::Create {
             bundle,
@@ -48,17 +53,20 @@ fn run(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> Result<
         }
         Job::Exec { process, .. } => process.as_ref(),
     };
-    prepare_process(channel, process)?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while the process
+    // still holds it, before the credentials change (as runc does). With no_new_privs, load it
+    // as late as possible, so that fewer of the executor's own calls run under it.
+    let nnp = process.no_new_privileges() == Some(true);
+    let (early, late) = if nnp { (None, filter) } else { (filter, None) };
+    prepare_process(channel, process, early.as_ref())?;
     channel.send(&Report::Ready).ctx(|| "report ready")?;
     if !wait_for(channel, "start")? {
         return Ok(());
     }
-    let seccomp = match &job {
-        Job::Create { spec, .. } => spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
-        Job::Exec { .. } => None,
-    };
     crate::sys::signal::reset_dispositions().ctx(|| "reset signal dispositions")?;
-    apply_seccomp(seccomp)?;
+    if let Some(filter) = late {
+        filter.load()?;
+    }
     Err(process::exec(process))
 }
 
@@ -117,9 +125,17 @@ fn create_container(
     Ok(())
 }
 
-/// Per-process settings shared by create and exec: cwd, credentials, no_new_privs, umask.
-fn prepare_process(channel: &Channel, process: &Process) -> Result<(), StepError> {
+/// Per-process settings shared by create and exec: cwd, `filter` (loaded before the
+/// credentials change), credentials, no_new_privs, umask.
+fn prepare_process(
+    channel: &Channel,
+    process: &Process,
+    filter: Option<&seccomp::Filter>,
+) -> Result<(), StepError> {
     process::enter_cwd(process)?;
+    if let Some(filter) = filter {
+        filter.load()?;
+    }
     process::set_credentials(channel, process)?;
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs")?;
@@ -129,15 +145,4 @@ fn prepare_process(channel: &Channel, process: &Process) -> Result<(), StepError
     umask(mask);
     crate::sys::fd::set_cloexec_from(3).ctx(|| "mark inherited descriptors close-on-exec")?;
     Ok(())
-}
-
-/// The seccomp hook. Filters must be loaded last, right before `execve` (with no_new_privs set,
-/// or while the process still has CAP_SYS_ADMIN, which is not the case here). Until the seccomp
-/// task lands, a spec that asks for a filter is refused by validation before anything runs;
-/// this check keeps the container from running unfiltered should validation ever let one by.
-fn apply_seccomp(seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<(), StepError> {
-    match seccomp {
-        None => Ok(()),
-        Some(_) => Err(StepError::new("seccomp", "filters are not implemented yet")),
-    }
 }

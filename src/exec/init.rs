@@ -67,6 +67,7 @@ fn prepare_and_fork(
         Job::Exec {
             container_pid,
             process,
+            ..
         } => (NsPlan::for_exec(*container_pid)?, process.as_ref()),
     };
     // Inherited through fork and exec; done here, in the caller's mount namespace, where

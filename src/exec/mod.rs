@@ -22,6 +22,7 @@ mod process;
 mod protocol;
 mod resolve;
 mod rootfs;
+mod seccomp;
 mod stdio;
 mod validate;
 

@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,8 @@ pub(crate) enum Job {
         container_pid: i32,
         /// The process to run.
         process: Box<Process>,
+        /// The container's seccomp profile, which the process gets too.
+        seccomp: Option<Box<LinuxSeccomp>>,
     },
 }
 

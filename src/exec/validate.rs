@@ -1,5 +1,5 @@
 //! Checks on the spec before anything is spawned: refuse what berth cannot honour (user
-//! namespaces, seccomp, AppArmor, SELinux, hooks) instead of silently running without it.
+//! namespaces, seccomp agents, AppArmor, SELinux, hooks) instead of silently running without it.
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
@@ -44,8 +44,8 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
     if uid_maps || gid_maps {
         return Err(unsupported("uid/gid mappings (user namespaces)"));
     }
-    if linux.seccomp().is_some() {
-        return Err(unsupported("seccomp (linux.seccomp)"));
+    if let Some(profile) = linux.seccomp() {
+        super::seccomp::compile(profile).map_err(|e| invalid(e.to_string()))?;
     }
     if linux
         .mount_label()
@@ -116,10 +116,12 @@ mod tests {
     fn refuses_what_it_cannot_honour() {
         let mut spec = Spec::default();
         let mut linux = spec.linux().clone().unwrap();
-        linux.set_seccomp(Some(Default::default()));
+        let mut seccomp = oci_spec::runtime::LinuxSeccomp::default();
+        seccomp.set_listener_path(Some("/run/agent.sock".into()));
+        linux.set_seccomp(Some(seccomp));
         spec.set_linux(Some(linux));
         let err = create(&spec, false).unwrap_err().to_string();
-        assert!(err.contains("seccomp"), "{err}");
+        assert!(err.contains("seccomp agent"), "{err}");
 
         let mut spec = Spec::default();
         let mut process = spec.process().clone().unwrap();

@@ -86,6 +86,7 @@ async fn create_reserved(
         started_at: 0,
         cgroup,
         process,
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         io: None,
         exit_tx,
     };

@@ -34,7 +34,7 @@ pub(crate) async fn exec_sync(
         let message = "exec: no command given".to_string();
         return Err(ContainerError::InvalidArgument(message));
     }
-    let (container_pid, mut process, cgroup) = {
+    let (container_pid, mut process, seccomp, cgroup) = {
         let table = sup.table();
         if table.closing {
             return Err(ContainerError::ShuttingDown);
@@ -44,7 +44,8 @@ pub(crate) async fn exec_sync(
             return Err(container.wrong_state("exec in"));
         }
         let process = container.process.clone();
-        (container.pid, process, container.cgroup.clone())
+        let seccomp = container.seccomp.clone();
+        (container.pid, process, seccomp, container.cgroup.clone())
     };
     process.set_args(Some(args));
     process.set_terminal(Some(false));
@@ -63,13 +64,17 @@ pub(crate) async fn exec_sync(
     let (status_tx, status_rx) = oneshot::channel();
     let pid = sup
         .blocking(move |sup| {
-            let pid = sup
-                .executor
-                .exec_with(container_pid, &process, stdio, |pid| {
+            let pid = sup.executor.exec_with(
+                container_pid,
+                &process,
+                seccomp.as_ref(),
+                stdio,
+                |pid| {
                     let Some(cgroup) = &cgroup else { return Ok(()) };
                     let joined = cgroup.add_process(pid);
                     joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
-                })?;
+                },
+            )?;
             // Registered before the gate opens: the reaper routes its status here.
             sup.table().await_exec(pid, status_tx);
             Ok(pid)

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use nix::sys::wait::WaitStatus;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 use tokio::sync::{oneshot, watch};
 
 use super::error::ContainerError;
@@ -63,6 +63,8 @@ pub(crate) struct Container {
     pub cgroup: Option<Cgroup>,
     /// `process` of its config.json, the template of its execs.
     pub process: Process,
+    /// `linux.seccomp` of its config.json: its execs run under the same filter.
+    pub seccomp: Option<LinuxSeccomp>,
     pub io: Option<ContainerIo>,
     /// Becomes `Some` when the reaper records its exit.
     pub exit_tx: watch::Sender<Option<Exit>>,

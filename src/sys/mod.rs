@@ -8,5 +8,6 @@ pub mod fork;
 pub mod mount;
 pub mod net;
 pub mod scm;
+pub mod seccomp;
 pub mod signal;
 pub mod tty;

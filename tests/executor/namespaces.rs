@@ -50,7 +50,7 @@ fn exec_runs_in_the_container_namespaces() {
     let (stdio, out, err) = stdio_pipes();
     let pid = bundle
         .executor()
-        .exec(container.pid, &process, stdio)
+        .exec(container.pid, &process, None, stdio)
         .expect("exec");
     let out = output(pid, out, err);
     assert_eq!(out.code, 0, "{out:?}");
@@ -65,7 +65,7 @@ fn exec_runs_in_the_container_namespaces() {
     let (stdio, _out, _err) = stdio_pipes();
     let err = bundle
         .executor()
-        .exec(container.pid, &process, stdio)
+        .exec(container.pid, &process, None, stdio)
         .expect_err("exec must fail");
     assert!(err.to_string().contains("no-such-tool"), "{err}");
 }
