@@ -1,6 +1,6 @@
 //! What a pod's securityContext asks for is enforced, observed from inside real containers:
-//! users and groups, read-only rootfs, capabilities, no_new_privs; confinement berth cannot
-//! apply yet (seccomp) is refused instead of silently dropped. Root; local registry.
+//! users and groups, read-only rootfs, capabilities, no_new_privs, seccomp (berth's default
+//! profile and Localhost profiles). Root; local registry.
 
 mod common;
 
@@ -110,27 +110,133 @@ async fn readonly_rootfs_capabilities_and_no_new_privs() {
     remove_pod(&mut f.cri, &f.pod.id).await;
 }
 
+fn seccomp(
+    profile_type: api::security_profile::ProfileType,
+    path: &str,
+) -> Option<api::SecurityProfile> {
+    Some(api::SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref: path.to_string(),
+    })
+}
+
 #[tokio::test]
-async fn seccomp_confinement_is_refused_not_dropped() {
-    let mut f = fixture("confined", "library/busybox:latest").await;
-    let mut config = container_config("confined", &f.image, &["true"]);
-    config.linux = Some(api::LinuxContainerConfig {
-        security_context: Some(api::LinuxContainerSecurityContext {
-            seccomp: Some(api::SecurityProfile {
-                profile_type: api::security_profile::ProfileType::RuntimeDefault as i32,
-                localhost_ref: String::new(),
-            }),
+async fn seccomp_runtime_default_filters_the_container_and_its_execs() {
+    use api::security_profile::ProfileType;
+    let mut f = fixture("seccomp", "library/busybox:latest").await;
+    // The container's own process and an exec'd one are both filtered; unshare is denied by
+    // the profile (the kernel alone would let root create a user namespace).
+    let script = "grep Seccomp: /proc/$(pidof sleep)/status; grep Seccomp: /proc/self/status; \
+                  unshare -U true 2>&1; echo rc=$?";
+    let confined = api::LinuxContainerSecurityContext {
+        seccomp: seccomp(ProfileType::RuntimeDefault, ""),
+        ..Default::default()
+    };
+    let (out, _) = run_with(&mut f, "default", confined, script).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].split_whitespace().nth(1), Some("2"), "{out}");
+    assert_eq!(lines[1].split_whitespace().nth(1), Some("2"), "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(!out.ends_with("rc=0"), "{out}");
+
+    let unconfined = api::LinuxContainerSecurityContext {
+        seccomp: seccomp(ProfileType::Unconfined, ""),
+        ..Default::default()
+    };
+    let (out, _) = run_with(&mut f, "unconfined", unconfined, script).await;
+    assert!(out.starts_with("Seccomp:\t0"), "{out}");
+    assert!(
+        out.ends_with("rc=0"),
+        "without the filter unshare works: {out}"
+    );
+
+    // With no_new_privs the filter is loaded last, after the credentials change.
+    let nnp = api::LinuxContainerSecurityContext {
+        seccomp: seccomp(ProfileType::RuntimeDefault, ""),
+        no_new_privs: true,
+        run_as_user: Some(api::Int64Value { value: 1000 }),
+        ..Default::default()
+    };
+    let script = "cat /proc/self/status; unshare -U true 2>&1; echo rc=$?";
+    let (out, _) = run_with(&mut f, "nnp", nnp, script).await;
+    assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1", "{out}");
+    assert_eq!(
+        status_field(&out, "Uid").split_whitespace().next(),
+        Some("1000")
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    remove_pod(&mut f.cri, &f.pod.id).await;
+}
+
+#[tokio::test]
+async fn seccomp_localhost_profiles() {
+    use api::security_profile::ProfileType;
+    let mut f = fixture("localhost", "library/busybox:latest").await;
+    let dir = tempfile::tempdir().unwrap();
+    let block_chmod = dir.path().join("block-chmod.json");
+    std::fs::write(
+        &block_chmod,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let sc = api::LinuxContainerSecurityContext {
+        seccomp: seccomp(ProfileType::Localhost, block_chmod.to_str().unwrap()),
+        ..Default::default()
+    };
+    let (out, _) = run_with(&mut f, "chmod", sc, "chmod 400 / 2>&1; echo rc=$?").await;
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(!out.ends_with("rc=0"), "{out}");
+
+    // A profile can deny what a capability allows: sethostname with CAP_SYS_ADMIN.
+    let block_hostname = dir.path().join("block-hostname.json");
+    std::fs::write(
+        &block_hostname,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let with_admin = |profile| api::LinuxContainerSecurityContext {
+        seccomp: profile,
+        capabilities: Some(api::Capability {
+            add_capabilities: vec!["SYS_ADMIN".into()],
             ..Default::default()
         }),
         ..Default::default()
-    });
-    let req = api::CreateContainerRequest {
-        pod_sandbox_id: f.pod.id.clone(),
-        config: Some(config),
-        sandbox_config: Some(f.pod.config.clone()),
     };
-    let err = f.cri.runtime.create_container(req).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
-    assert!(err.message().contains("seccomp"), "{err:?}");
+    let script = "hostname renamed 2>&1; echo rc=$?";
+    let profile = seccomp(ProfileType::Localhost, block_hostname.to_str().unwrap());
+    let (out, _) = run_with(&mut f, "blocked", with_admin(profile), script).await;
+    assert!(out.contains("rc=1"), "{out}");
+    let (out, _) = run_with(&mut f, "allowed", with_admin(None), script).await;
+    assert_eq!(out, "rc=0");
+
+    // A missing, relative or malformed profile is the caller's error, named.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"defaultAction\": 1}").unwrap();
+    let missing = dir.path().join("missing.json");
+    for (path, says) in [
+        (missing.to_str().unwrap(), "missing.json"),
+        ("relative.json", "not an absolute path"),
+        (bad.to_str().unwrap(), "bad.json"),
+    ] {
+        let mut config = container_config("bad-profile", &f.image, &["true"]);
+        config.linux = Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                seccomp: seccomp(ProfileType::Localhost, path),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let req = api::CreateContainerRequest {
+            pod_sandbox_id: f.pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(f.pod.config.clone()),
+        };
+        let err = f.cri.runtime.create_container(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(says), "{err:?}");
+    }
     remove_pod(&mut f.cri, &f.pod.id).await;
 }

@@ -10,6 +10,7 @@ use super::events::EventKind;
 use super::records::{
     ContainerRecord, ContainerState, Exit, SandboxRecord, SandboxState, new_id, now_ns,
 };
+use super::security;
 use super::shim::CreateContainer;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
@@ -57,7 +58,8 @@ impl Runtime {
                 sandbox.id, c.id
             )));
         }
-        refuse_unenforced_security(&config)?;
+        security::check_apparmor(&config)?;
+        let seccomp = security::seccomp_choice(&config)?;
         let image_spec = config
             .image
             .as_ref()
@@ -81,6 +83,7 @@ impl Runtime {
                 config,
                 &image,
                 &image_spec,
+                seccomp,
                 &mut undo,
             )
             .await;
@@ -104,6 +107,7 @@ impl Runtime {
         config: api::ContainerConfig,
         image: &ImageRecord,
         image_spec: &str,
+        seccomp: crate::spec::SeccompChoice,
         undo: &mut Undo,
     ) -> Result<()> {
         let bundle = self.settings.state_dir.join("containers").join(id);
@@ -157,7 +161,7 @@ impl Runtime {
             },
             shm: sandbox.shm.clone(),
             devices: vec![],
-            seccomp: None,
+            seccomp,
             host: &self.host,
         })?;
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
@@ -418,41 +422,6 @@ impl Runtime {
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())
     }
-}
-
-/// Seccomp and AppArmor confinement is not applied yet: a container that asks for it is refused
-/// rather than run less confined than it asked. (Privileged containers are never confined, and
-/// AppArmor requests are moot on a host without AppArmor, as with containerd.)
-#[allow(deprecated)] // older kubelets still send the string forms of the profiles
-fn refuse_unenforced_security(config: &api::ContainerConfig) -> Result<()> {
-    let Some(sc) = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-    else {
-        return Ok(());
-    };
-    if sc.privileged {
-        return Ok(());
-    }
-    let unconfined = api::security_profile::ProfileType::Unconfined as i32;
-    let seccomp = match &sc.seccomp {
-        Some(profile) => profile.profile_type != unconfined,
-        None => !matches!(sc.seccomp_profile_path.as_str(), "" | "unconfined"),
-    };
-    if seccomp {
-        return Err(RuntimeError::Unimplemented("seccomp confinement".into()));
-    }
-    let apparmor = match &sc.apparmor {
-        Some(profile) => profile.profile_type != unconfined,
-        None => !matches!(sc.apparmor_profile.as_str(), "" | "unconfined"),
-    };
-    let host_has_apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|v| v.trim() == "Y");
-    if apparmor && host_has_apparmor {
-        return Err(RuntimeError::Unimplemented("AppArmor confinement".into()));
-    }
-    Ok(())
 }
 
 /// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree.

@@ -12,6 +12,7 @@ pub mod events;
 mod exits;
 pub mod records;
 mod sandbox;
+mod security;
 pub mod shim;
 pub mod stats;
 mod undo;

@@ -51,6 +51,10 @@ pub enum SpecError {
     #[error("the pod's {0} namespace should be joined but no namespace path was given")]
     MissingNamespace(&'static str),
 
+    /// A seccomp profile that is unknown, unreadable or malformed.
+    #[error("seccomp: {0}")]
+    Seccomp(String),
+
     /// User namespaces (`userns_options` with mode POD) are not implemented yet.
     #[error("user namespaces are not supported yet")]
     UserNamespace,

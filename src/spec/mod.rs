@@ -16,7 +16,8 @@
 //! | `process.noNewPrivileges` | security context `no_new_privs` | same |
 //! | `process.oomScoreAdj` | `linux.resources.oom_score_adj` when resources are given | same |
 //! | `process.terminal` | CRI `tty` | same |
-//! | apparmor, selinux, `linux.seccomp` | set by the caller (`seccomp` input is copied as given) | same |
+//! | apparmor, selinux | unset | same |
+//! | `linux.seccomp` | none for Unconfined; berth's default profile for RuntimeDefault, the given profile for Localhost, each resolved for the bounding capabilities and the node's architecture | none |
 //! | `root` | `rootfs` input, read-only if `readonly_rootfs` | same |
 //! | `hostname` | the pod hostname when the pod has its own UTS namespace, else unset | same |
 //! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
@@ -37,13 +38,14 @@ mod linux;
 mod mounts;
 mod process;
 mod sandbox;
+mod seccomp;
 mod user;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
-use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxSeccomp, Root, Spec};
+use oci_spec::runtime::{Linux, LinuxCapabilities, LinuxDeviceType, Root, Spec};
 
 use crate::image::manifest::ImageConfig;
 
@@ -52,6 +54,7 @@ pub use error::SpecError;
 pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 pub use process::DEFAULT_PATH;
 pub use sandbox::{PinnedNamespaces, PodSysctls, SandboxPlan, sandbox_plan, sysctl_namespace};
+pub use seccomp::{SeccompChoice, SeccompProfile, SeccompSource, node_arch, seccomp_source};
 pub use user::{ResolvedUser, resolve_user, user_string};
 
 /// The OCI runtime spec version berth's specs declare.
@@ -82,8 +85,8 @@ pub struct ContainerInputs<'a> {
     /// Device nodes to create and allow: the CRI `devices` (and for privileged containers the
     /// host's), stat-ed by the caller.
     pub devices: Vec<DeviceNode>,
-    /// `linux.seccomp`, chosen by the caller from the CRI profile (`None` = unconfined).
-    pub seccomp: Option<LinuxSeccomp>,
+    /// The seccomp confinement from [`seccomp_source`], a Localhost profile read by the caller.
+    pub seccomp: SeccompChoice,
     pub host: &'a Host,
 }
 
@@ -154,7 +157,9 @@ pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
     }
     let plan = sandbox_plan(inputs.sandbox)?;
     let hostname = plan.hostname.as_deref().unwrap_or(&inputs.host.hostname);
-    let process = process::process(inputs, hostname, caps::capabilities(sc)?)?;
+    let caps = caps::capabilities(sc)?;
+    let seccomp = seccomp::section(&inputs.seccomp, privileged, &bounding_names(&caps));
+    let process = process::process(inputs, hostname, caps)?;
 
     let readonly_rootfs = sc.is_some_and(|sc| sc.readonly_rootfs);
     let mut root = Root::default();
@@ -169,6 +174,7 @@ pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
         readonly_rootfs,
     )?;
     let mut linux = linux_section(inputs, &plan, privileged)?;
+    linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(mount_plan.rootfs_propagation);
 
     let mut spec = Spec::default();
@@ -225,9 +231,16 @@ fn linux_section(
         .set_devices((!devices.is_empty()).then_some(devices))
         .set_sysctl((!sysctl.is_empty()).then_some(sysctl))
         .set_masked_paths(Some(masked))
-        .set_readonly_paths(Some(readonly))
-        .set_seccomp(inputs.seccomp.clone());
+        .set_readonly_paths(Some(readonly));
     Ok(linux)
+}
+
+fn bounding_names(caps: &LinuxCapabilities) -> Vec<String> {
+    caps.bounding()
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// The CRI annotations, then berth's debugging keys (named like containerd's, which tools such

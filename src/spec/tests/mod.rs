@@ -125,7 +125,7 @@ impl Fixture {
             },
             shm: Some("/run/berth/sb-1/shm".into()),
             devices: vec![],
-            seccomp: None,
+            seccomp: SeccompChoice::Unconfined,
             host: &self.host,
         })
     }
@@ -184,7 +184,7 @@ fn inputs_without_paths(f: &Fixture) -> ContainerInputs<'_> {
         etc: EtcFiles::default(),
         shm: None,
         devices: vec![],
-        seccomp: None,
+        seccomp: SeccompChoice::Unconfined,
         host: &f.host,
     }
 }
