@@ -240,3 +240,43 @@ async fn seccomp_localhost_profiles() {
     }
     remove_pod(&mut f.cri, &f.pod.id).await;
 }
+
+#[tokio::test]
+async fn supplemental_groups_policy_and_the_reported_user() {
+    let mut f = fixture("groups", "library/busybox:latest").await;
+    let runtime_status = f.cri.runtime.status(api::StatusRequest::default()).await;
+    let features = runtime_status.unwrap().into_inner().features.unwrap();
+    assert!(features.supplemental_groups_policy);
+    // The image's user `app` (1000) is a member of `users` (100) in its /etc/group.
+    for (policy, want) in [
+        (api::SupplementalGroupsPolicy::Merge, vec![100, 1000, 4000]),
+        (api::SupplementalGroupsPolicy::Strict, vec![1000, 4000]),
+    ] {
+        let name = format!("groups-{}", policy.as_str_name().to_lowercase());
+        let mut config = container_config(&name, &f.image, &["sleep", "1000"]);
+        config.linux = Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                run_as_user: Some(api::Int64Value { value: 1000 }),
+                supplemental_groups: vec![4000],
+                supplemental_groups_policy: policy as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = start_container(&mut f.cri, &f.pod, config).await;
+        let out = exec(&mut f.cri, &id, &["id", "-G"], 10).await.unwrap();
+        let mut got: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{policy:?}: id -G inside");
+        let user = status(&mut f.cri, &id).await.user.unwrap().linux.unwrap();
+        assert_eq!((user.uid, user.gid), (1000, 1000), "{policy:?}");
+        assert_eq!(
+            user.supplemental_groups, want,
+            "{policy:?}: ContainerStatus.user"
+        );
+    }
+    remove_pod(&mut f.cri, &f.pod.id).await;
+}

@@ -103,7 +103,17 @@ pub fn to_status(c: &ContainerRecord) -> api::ContainerStatus {
                 windows: None,
             }),
         image_id: c.image_id.clone(),
-        user: None,
+        user: c.user.as_ref().map(|u| api::ContainerUser {
+            linux: Some(api::LinuxContainerUser {
+                uid: i64::from(u.uid),
+                gid: i64::from(u.gid),
+                supplemental_groups: u
+                    .supplemental_groups
+                    .iter()
+                    .map(|&g| i64::from(g))
+                    .collect(),
+            }),
+        }),
     }
 }
 

@@ -34,7 +34,9 @@ pub fn status(config: &Config, verbose: bool) -> api::StatusResponse {
         info,
         runtime_handlers: runtime_handlers(config),
         features: Some(api::RuntimeFeatures {
-            supplemental_groups_policy: false,
+            // Merge and Strict are applied by the spec builder; ContainerStatus.user reports
+            // the identity actually given to the process.
+            supplemental_groups_policy: true,
         }),
     }
 }

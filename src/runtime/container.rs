@@ -8,7 +8,7 @@ use k8s_cri::v1 as api;
 
 use super::events::EventKind;
 use super::records::{
-    ContainerRecord, ContainerState, Exit, SandboxRecord, SandboxState, new_id, now_ns,
+    ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
 };
 use super::security;
 use super::shim::CreateContainer;
@@ -231,6 +231,11 @@ impl Runtime {
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
             cgroup: cgroup_path,
+            user: spec.process().as_ref().map(|p| ProcessUser {
+                uid: p.user().uid(),
+                gid: p.user().gid(),
+                supplemental_groups: p.user().additional_gids().clone().unwrap_or_default(),
+            }),
         };
         self.db.write(|w| w.put(Table::Containers, id, &record))?;
         Ok(())

@@ -134,6 +134,18 @@ pub struct ContainerRecord {
     pub chain_id: String,
     /// cgroupfs path of the container.
     pub cgroup: String,
+    /// The identity its process runs with, from its spec (ContainerStatus.user); `None` in
+    /// records written before berth kept it.
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// A container process's uid, gid and supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub supplemental_groups: Vec<u32>,
 }
 
 impl ContainerRecord {
