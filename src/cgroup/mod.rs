@@ -13,6 +13,7 @@
 //! nothing is created in the unified mount there.
 //! Only the cgroupfs driver exists; a systemd driver is future work.
 
+mod detail;
 mod error;
 mod fs;
 mod group;
@@ -31,6 +32,7 @@ mod v1_tests;
 #[cfg(test)]
 mod v2_tests;
 
+pub use detail::DetailedStats;
 pub use error::CgroupError;
 pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};

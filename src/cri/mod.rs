@@ -9,6 +9,7 @@ mod image_pull;
 mod image_query;
 mod image_remove;
 mod image_service;
+mod metrics;
 mod runtime_config;
 mod runtime_service;
 mod sandbox;

@@ -212,14 +212,14 @@ impl api::runtime_service_server::RuntimeService for Cri {
         &self,
         _request: Request<api::ListMetricDescriptorsRequest>,
     ) -> Result<Response<api::ListMetricDescriptorsResponse>, Status> {
-        unimplemented("ListMetricDescriptors")
+        Ok(Response::new(super::metrics::descriptors()))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _request: Request<api::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<api::ListPodSandboxMetricsResponse>, Status> {
-        unimplemented("ListPodSandboxMetrics")
+        reply(super::metrics::list(&self.ctx.runtime))
     }
 
     async fn runtime_config(

@@ -10,6 +10,7 @@ mod container_query;
 pub mod error;
 pub mod events;
 mod exits;
+pub mod metrics;
 pub mod records;
 mod sandbox;
 mod security;
