@@ -117,7 +117,6 @@ async fn pod_metrics_come_from_the_running_pod() {
         let m = metrics.iter().find(|m| m.name == name);
         m.unwrap_or_else(|| panic!("{name} has a value"))
             .value
-            .clone()
             .unwrap()
             .value
     };

@@ -154,16 +154,13 @@ impl Runtime {
         };
         s.push(with_device("container_fs_usage_bytes", usage.layer_bytes));
         if let Some(fs) = fs {
-            let fragment = fs.fragment_size() as u64;
+            let fragment = fs.fragment_size();
             s.push(with_device(
                 "container_fs_limit_bytes",
-                fs.blocks() as u64 * fragment,
+                fs.blocks() * fragment,
             ));
-            s.push(with_device("container_fs_inodes_total", fs.files() as u64));
-            s.push(with_device(
-                "container_fs_inodes_free",
-                fs.files_free() as u64,
-            ));
+            s.push(with_device("container_fs_inodes_total", fs.files()));
+            s.push(with_device("container_fs_inodes_free", fs.files_free()));
         }
 
         let resources = c.config.linux.as_ref().and_then(|l| l.resources.as_ref());

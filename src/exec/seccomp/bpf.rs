@@ -42,6 +42,11 @@ pub(super) struct Cond {
     pub value_two: u64,
 }
 
+/// A rule: its conditions (all must hold) and the return value when they do.
+pub(super) type Rule = (Vec<Cond>, u32);
+/// A syscall number and its rules, in order.
+pub(super) type Group = (u32, Vec<Rule>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Label(usize);
 
@@ -80,7 +85,7 @@ impl Program {
         arch: u32,
         foreign_from: Option<u32>,
         foreign: u32,
-        groups: &[(u32, Vec<(Vec<Cond>, u32)>)],
+        groups: &[Group],
         default: u32,
     ) -> Result<Vec<libc::sock_filter>, String> {
         let mut p = Program::default();
@@ -112,7 +117,7 @@ impl Program {
         self.code.push(Ins::Jump { op, k, t, f });
     }
 
-    fn syscall(&mut self, nr: u32, rules: &[(Vec<Cond>, u32)], default: u32) {
+    fn syscall(&mut self, nr: u32, rules: &[Rule], default: u32) {
         if let Some((conds, action)) = rules.first()
             && conds.is_empty()
         {

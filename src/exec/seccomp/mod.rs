@@ -16,7 +16,7 @@ use oci_spec::runtime::{
 };
 
 use super::error::{Context, StepError};
-use bpf::{Cond, Program};
+use bpf::{Cond, Group, Program};
 
 /// The kernel's `SECCOMP_RET_*` action values.
 const RET_KILL_THREAD: u32 = 0x0000_0000;
@@ -137,7 +137,7 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter, StepError> {
     }
     let default = ret_value(profile.default_action(), profile.default_errno_ret())?;
     // (syscall number, rules in order: conditions, action).
-    let mut groups: Vec<(u32, Vec<(Vec<Cond>, u32)>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for entry in profile.syscalls().iter().flatten() {
         let action = ret_value(entry.action(), entry.errno_ret())?;
         let rules = entry_rules(entry.args().as_deref().unwrap_or_default())?;

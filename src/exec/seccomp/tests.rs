@@ -115,7 +115,8 @@ fn errno_ret_and_default_allow() {
 #[test]
 fn argument_conditions_compare_64_bits() {
     let big = 0x1_0000_0005u64;
-    let cases: [(Op, u64, &[(u64, bool)]); 6] = [
+    type Probes<'a> = &'a [(u64, bool)];
+    let cases: [(Op, u64, Probes); 6] = [
         (
             Op::ScmpCmpEq,
             big,
