@@ -110,7 +110,7 @@ async fn readonly_rootfs_capabilities_and_no_new_privs() {
     remove_pod(&mut f.cri, &f.pod.id).await;
 }
 
-fn seccomp(
+fn security_profile(
     profile_type: api::security_profile::ProfileType,
     path: &str,
 ) -> Option<api::SecurityProfile> {
@@ -129,7 +129,7 @@ async fn seccomp_runtime_default_filters_the_container_and_its_execs() {
     let script = "grep Seccomp: /proc/$(pidof sleep)/status; grep Seccomp: /proc/self/status; \
                   unshare -U true 2>&1; echo rc=$?";
     let confined = api::LinuxContainerSecurityContext {
-        seccomp: seccomp(ProfileType::RuntimeDefault, ""),
+        seccomp: security_profile(ProfileType::RuntimeDefault, ""),
         ..Default::default()
     };
     let (out, _) = run_with(&mut f, "default", confined, script).await;
@@ -140,7 +140,7 @@ async fn seccomp_runtime_default_filters_the_container_and_its_execs() {
     assert!(!out.ends_with("rc=0"), "{out}");
 
     let unconfined = api::LinuxContainerSecurityContext {
-        seccomp: seccomp(ProfileType::Unconfined, ""),
+        seccomp: security_profile(ProfileType::Unconfined, ""),
         ..Default::default()
     };
     let (out, _) = run_with(&mut f, "unconfined", unconfined, script).await;
@@ -152,7 +152,7 @@ async fn seccomp_runtime_default_filters_the_container_and_its_execs() {
 
     // With no_new_privs the filter is loaded last, after the credentials change.
     let nnp = api::LinuxContainerSecurityContext {
-        seccomp: seccomp(ProfileType::RuntimeDefault, ""),
+        seccomp: security_profile(ProfileType::RuntimeDefault, ""),
         no_new_privs: true,
         run_as_user: Some(api::Int64Value { value: 1000 }),
         ..Default::default()
@@ -182,7 +182,7 @@ async fn seccomp_localhost_profiles() {
     )
     .unwrap();
     let sc = api::LinuxContainerSecurityContext {
-        seccomp: seccomp(ProfileType::Localhost, block_chmod.to_str().unwrap()),
+        seccomp: security_profile(ProfileType::Localhost, block_chmod.to_str().unwrap()),
         ..Default::default()
     };
     let (out, _) = run_with(&mut f, "chmod", sc, "chmod 400 / 2>&1; echo rc=$?").await;
@@ -206,7 +206,7 @@ async fn seccomp_localhost_profiles() {
         ..Default::default()
     };
     let script = "hostname renamed 2>&1; echo rc=$?";
-    let profile = seccomp(ProfileType::Localhost, block_hostname.to_str().unwrap());
+    let profile = security_profile(ProfileType::Localhost, block_hostname.to_str().unwrap());
     let (out, _) = run_with(&mut f, "blocked", with_admin(profile), script).await;
     assert!(out.contains("rc=1"), "{out}");
     let (out, _) = run_with(&mut f, "allowed", with_admin(None), script).await;
@@ -224,7 +224,7 @@ async fn seccomp_localhost_profiles() {
         let mut config = container_config("bad-profile", &f.image, &["true"]);
         config.linux = Some(api::LinuxContainerConfig {
             security_context: Some(api::LinuxContainerSecurityContext {
-                seccomp: seccomp(ProfileType::Localhost, path),
+                seccomp: security_profile(ProfileType::Localhost, path),
                 ..Default::default()
             }),
             ..Default::default()
@@ -277,6 +277,44 @@ async fn supplemental_groups_policy_and_the_reported_user() {
             user.supplemental_groups, want,
             "{policy:?}: ContainerStatus.user"
         );
+    }
+    remove_pod(&mut f.cri, &f.pod.id).await;
+}
+
+#[tokio::test]
+async fn apparmor_profiles_follow_the_host() {
+    use api::security_profile::ProfileType;
+    let mut f = fixture("apparmor", "library/busybox:latest").await;
+    let host_has_apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y");
+    let create = |profile_type: ProfileType, name: &str| {
+        let mut config = container_config(name, &f.image, &["true"]);
+        config.linux = Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                apparmor: security_profile(profile_type, "localhost/berth-test"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        api::CreateContainerRequest {
+            pod_sandbox_id: f.pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(f.pod.config.clone()),
+        }
+    };
+    let localhost = create(ProfileType::Localhost, "aa-localhost");
+    let default = create(ProfileType::RuntimeDefault, "aa-default");
+    let err = f.cri.runtime.create_container(localhost).await.unwrap_err();
+    let default = f.cri.runtime.create_container(default).await;
+    if host_has_apparmor {
+        // Not applied yet: refused rather than run unconfined.
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+        assert_eq!(default.unwrap_err().code(), tonic::Code::Unimplemented);
+    } else {
+        // Nothing to apply a profile with: a named profile is an error, the default is moot.
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("AppArmor is not enabled"), "{err:?}");
+        default.unwrap();
     }
     remove_pod(&mut f.cri, &f.pod.id).await;
 }
