@@ -4,11 +4,13 @@
 //! ```text
 //!   ld arch; jeq NATIVE ? +1 : next; ret FOREIGN
 //!   ld nr;  [jge FOREIGN_FROM ? next : +1; ret FOREIGN]
-//!   per syscall:  jeq NR ? body : skip   (unconditional: jeq NR ? next : +1; ret ACTION)
-//!     body: per rule: conditions (each failing to the next rule); ret ACTION
-//!           ret DEFAULT
-//!     skip:
-//!   ret DEFAULT
+//!   binary search on nr (jge MID ? next : +1; ja RIGHT; LEFT...; RIGHT...) down to leaves of a
+//!   few syscalls; a leaf:
+//!     per syscall:  jeq NR ? body : skip   (unconditional: jeq NR ? next : +1; ret ACTION)
+//!       body: per rule: conditions (each failing to the next rule); ret ACTION
+//!             ret DEFAULT
+//!       skip:
+//!     ret DEFAULT
 //! ```
 //!
 //! Arguments are 64-bit, compared as a high and a low 32-bit word (little-endian layout of
@@ -28,6 +30,9 @@ const BPF_JGT: u16 = 0x20;
 const BPF_JGE: u16 = 0x30;
 const BPF_K: u16 = 0x00;
 const BPF_RET: u16 = 0x06;
+
+/// Syscalls compared one after the other at a leaf of the search tree.
+const LEAF_GROUPS: usize = 4;
 
 /// The kernel's limit on a filter's length.
 const MAX_INSTRUCTIONS: usize = 4096;
@@ -101,10 +106,10 @@ impl Program {
             p.code.push(Ins::Ret(foreign));
             p.code.push(Ins::Mark(same_abi));
         }
-        for (nr, rules) in groups {
-            p.syscall(*nr, rules, default);
-        }
-        p.code.push(Ins::Ret(default));
+        // Each syscall number has one group, so their order does not matter: search them.
+        let mut sorted: Vec<&Group> = groups.iter().collect();
+        sorted.sort_by_key(|(nr, _)| *nr);
+        p.tree(&sorted, default);
         p.resolve()
     }
 
@@ -115,6 +120,26 @@ impl Program {
 
     fn jump(&mut self, op: u16, k: u32, t: Target, f: Target) {
         self.code.push(Ins::Jump { op, k, t, f });
+    }
+
+    /// A binary search over the sorted `groups` (the accumulator holds the syscall number), with
+    /// short linear runs at the leaves, each ending in the default action.
+    fn tree(&mut self, groups: &[&Group], default: u32) {
+        if groups.len() <= LEAF_GROUPS {
+            for (nr, rules) in groups {
+                self.syscall(*nr, rules, default);
+            }
+            self.code.push(Ins::Ret(default));
+            return;
+        }
+        let (low, high) = groups.split_at(groups.len() / 2);
+        let (left, right) = (self.label(), self.label());
+        self.jump(BPF_JGE, high[0].0, Target::Next, Target::At(left));
+        self.code.push(Ins::Always(right));
+        self.code.push(Ins::Mark(left));
+        self.tree(low, default);
+        self.code.push(Ins::Mark(right));
+        self.tree(high, default);
     }
 
     fn syscall(&mut self, nr: u32, rules: &[Rule], default: u32) {

@@ -233,11 +233,34 @@ fn a_large_allow_list_fits() {
         vec![syscall(&names, Act::ScmpActAllow, vec![])],
     );
     let prog = compile(&p).unwrap().program;
+    let arch = NATIVE.audit_arch;
     for (name, nr) in NATIVE.table {
-        assert_eq!(
-            run(&prog, *nr, NATIVE.audit_arch, [0; 6]),
-            RET_ALLOW,
-            "{name}"
-        );
+        assert_eq!(run(&prog, *nr, arch, [0; 6]), RET_ALLOW, "{name}");
+        assert_eq!(run(&prog, nr + 1000, arch, [0; 6]), EPERM, "{name} + 1000");
+    }
+}
+
+#[test]
+fn rules_keep_their_syscall_across_the_search_tree() {
+    let others: Vec<&(&str, u32)> = NATIVE
+        .table
+        .iter()
+        .filter(|(n, _)| !["personality", "clone3"].contains(n))
+        .collect();
+    let names: Vec<&str> = others.iter().map(|(n, _)| *n).collect();
+    let mut entries = vec![syscall(&names, Act::ScmpActAllow, vec![])];
+    let eight = vec![arg(0, Op::ScmpCmpEq, 8, 0)];
+    entries.push(syscall(&["personality"], Act::ScmpActAllow, eight));
+    entries.push(syscall(&["clone3"], Act::ScmpActTrap, vec![]));
+    let prog = compile(&profile(Act::ScmpActErrno, entries))
+        .unwrap()
+        .program;
+    let arch = NATIVE.audit_arch;
+    let personality = |a0| run(&prog, nr("personality"), arch, [a0, 0, 0, 0, 0, 0]);
+    assert_eq!(personality(8), RET_ALLOW);
+    assert_eq!(personality(9), EPERM);
+    assert_eq!(run(&prog, nr("clone3"), arch, [0; 6]), RET_TRAP);
+    for (name, nr) in others {
+        assert_eq!(run(&prog, *nr, arch, [0; 6]), RET_ALLOW, "{name}");
     }
 }
