@@ -318,3 +318,22 @@ async fn apparmor_profiles_follow_the_host() {
     }
     remove_pod(&mut f.cri, &f.pod.id).await;
 }
+
+#[tokio::test]
+async fn the_default_seccomp_profile_runs_a_glibc_userland() {
+    use api::security_profile::ProfileType;
+    let mut f = fixture("glibc", "library/debian:bookworm").await;
+    let sc = api::LinuxContainerSecurityContext {
+        seccomp: security_profile(ProfileType::RuntimeDefault, ""),
+        ..Default::default()
+    };
+    // Threads (sort --parallel: glibc tries clone3 first and falls back to clone on ENOSYS),
+    // process creation, file and user database calls.
+    let script = "grep Seccomp: /proc/self/status; \
+                  seq 1 300000 | sort -n -r --parallel=4 -S 2M | head -1; \
+                  id -un; ls / >/dev/null && date +%Y >/dev/null && echo done";
+    let (out, code) = run_with(&mut f, "debian", sc, script).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "Seccomp:\t2\n300000\nroot\ndone");
+    remove_pod(&mut f.cri, &f.pod.id).await;
+}
