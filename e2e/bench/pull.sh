@@ -61,6 +61,7 @@ LOOP=""
 BERTHD_PID=""
 CTD_PID=""
 SAMPLER_PID=""
+RUN=""
 
 
 
@@ -81,6 +82,10 @@ cleanup() {
     else
       rm -rf "$WORK"
     fi
+  fi
+  if [[ -n $RUN ]]; then
+    for m in $(mounts_under "$RUN"); do umount "$m" 2>/dev/null || umount -l "$m"; done
+    rm -rf "$RUN"
   fi
   exit "$rc"
 }
@@ -146,75 +151,25 @@ ensure_big() {
 
 B=$FS/berth
 C=$FS/containerd
-mkdir -p "$B" "$C"/{tmp,opt,cni-bin,cni-conf,"certs.d/$REG"}
-
-cat >"$B/config.yaml" <<YAML
-root_dir: $B/root
-state_dir: $B/state
-grpc:
-  socket: $B/state/berth.sock
-log:
-  format: json
-registries:
-  "$REG":
-    insecure: true
-YAML
-
-# containerd 1.6: registry.config_path (hosts.toml) is honoured, and is the non-deprecated way to
-# say "plain HTTP"; it cannot be combined with registry.mirrors.
-cat >"$C/certs.d/$REG/hosts.toml" <<TOML
-server = "http://$REG"
-[host."http://$REG"]
-  capabilities = ["pull", "resolve"]
-TOML
-cat >"$C/config.toml" <<TOML
-version = 2
-root = "$C/root"
-state = "$C/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
-[grpc]
-  address = "$C/state/containerd.sock"
-[ttrpc]
-  address = "$C/state/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$C/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$C/cni-bin"
-    conf_dir = "$C/cni-conf"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$C/certs.d"
-TOML
+# State dirs (sockets, and berth's pod sockets beneath) stay short, on a tmpfs as on a node.
+RUN=$(mktemp -d /run/bpl.XXXXXX)
+berthd_config "$B" "$REG" "$RUN/b"
+containerd_config "$C" "$REG" "" "$RUN/c"
+SOCK_B=$(berthd_socket "$B")
+SOCK_C=$(containerd_socket "$C")
 
 for who in berth containerd; do
-  sock=$B/state/berth.sock
-  [[ $who == containerd ]] && sock=$C/state/containerd.sock
+  sock=$SOCK_B
+  [[ $who == containerd ]] && sock=$SOCK_C
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 600\n' "$sock" "$sock" \
     >"$WORK/crictl-$who.yaml"
 done
 crictl_b() { crictl --config "$WORK/crictl-berth.yaml" "$@"; }
 crictl_c() { crictl --config "$WORK/crictl-containerd.yaml" "$@"; }
-ctr_c() { ctr --address "$C/state/containerd.sock" --namespace k8s.io "$@"; }
+ctr_c() { ctr --address "$SOCK_C" --namespace k8s.io "$@"; }
 
-
-start_berthd() {
-  "$BERTHD" --config "$B/config.yaml" >>"$B/berthd.log" 2>&1 &
-  BERTHD_PID=$!
-  wait_socket "$B/state/berth.sock" "$BERTHD_PID" berthd "$B/berthd.log"
-}
-
-# containerd's applier mounts the first layer of an image under $TMPDIR: keep that under $FS.
-TMPDIR=$C/tmp containerd --config "$C/config.toml" >"$C/containerd.log" 2>&1 &
-CTD_PID=$!
-start_berthd
-wait_socket "$C/state/containerd.sock" "$CTD_PID" containerd "$C/containerd.log"
+containerd_start "$C"
+berthd_start "$B"
 crictl_c version >/dev/null || die "containerd's CRI does not answer; see $C/containerd.log"
 crictl_b version >/dev/null || die "berthd does not answer; see $B/berthd.log"
 
@@ -330,7 +285,7 @@ if ((BIG)); then
   ensure_big
   stop_pid "$BERTHD_PID" berthd
   BERTHD_PID=""
-  start_berthd
+  berthd_start "$B"
   BIG_SIZE=$(manifest "$BIG_PATH" | jq '[.layers[].size] | add')
   status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$BERTHD_PID/status"; }
   IDLE_KIB=$(status_kib VmRSS)
