@@ -49,6 +49,7 @@ pub struct Config {
     pub cgroup: CgroupConfig,
     pub runtime: RuntimeConfig,
     pub image: ImageConfig,
+    pub network: NetworkConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -63,6 +64,7 @@ impl Default for Config {
             cgroup: CgroupConfig::default(),
             runtime: RuntimeConfig::default(),
             image: ImageConfig::default(),
+            network: NetworkConfig::default(),
             registries: BTreeMap::new(),
         }
     }
@@ -190,6 +192,25 @@ impl Default for ImageConfig {
     }
 }
 
+/// Pod networking through CNI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Where network configs are read (the first valid file in name order is used).
+    pub conf_dir: PathBuf,
+    /// Where plugin binaries are looked for, in order (also `CNI_PATH`).
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -270,6 +291,7 @@ impl Config {
             ("root_dir", &self.root_dir),
             ("state_dir", &self.state_dir),
             ("grpc.socket", &self.grpc.socket),
+            ("network.conf_dir", &self.network.conf_dir),
         ] {
             if !dir.is_absolute() {
                 return invalid(key, &format!("{} is not an absolute path", dir.display()));
@@ -308,6 +330,15 @@ impl Config {
             return invalid(
                 "image.platform",
                 "must look like os/arch or os/arch/variant",
+            );
+        }
+        if self.network.bin_dirs.is_empty() {
+            return invalid("network.bin_dirs", "must name at least one directory");
+        }
+        if let Some(dir) = self.network.bin_dirs.iter().find(|d| !d.is_absolute()) {
+            return invalid(
+                "network.bin_dirs",
+                &format!("{} is not an absolute path", dir.display()),
             );
         }
         let mut names = std::collections::BTreeSet::new();
@@ -398,6 +429,9 @@ mod tests {
                 "registries:\n  r.io:\n    username: u\n",
                 "registries.username",
             ),
+            ("network:\n  conf_dir: net.d\n", "network.conf_dir"),
+            ("network:\n  bin_dirs: []\n", "network.bin_dirs"),
+            ("network:\n  bin_dirs: [cni]\n", "network.bin_dirs"),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();

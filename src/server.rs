@@ -37,6 +37,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         db.clone(),
         images.clone(),
         Arc::new(crate::shim::adapter::Launcher::new(shim_binary()?)),
+        Arc::new(crate::network::cni::Cni::new(
+            crate::network::cni::CniSettings {
+                conf_dir: config.network.conf_dir.clone(),
+                bin_dirs: config.network.bin_dirs.clone(),
+                cache_dir: config.root_dir.join("network"),
+            },
+        )),
     );
     {
         let runtime = runtime.clone();

@@ -197,6 +197,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
         let verbose = request.into_inner().verbose;
         Ok(Response::new(super::status::status(
             &self.ctx.config,
+            &self.ctx.runtime.network_readiness(),
             verbose,
         )))
     }

@@ -51,6 +51,7 @@ pub fn status(
             "podDir": record.pod_dir,
             "namespaces": record.namespaces,
             "hostname": record.hostname,
+            "ips": record.ips,
         });
         info.insert("info".to_string(), detail.to_string());
     }
@@ -75,7 +76,15 @@ pub fn to_status(record: &SandboxRecord) -> api::PodSandboxStatus {
         metadata: config.metadata.clone(),
         state: state(record) as i32,
         created_at: record.created_at,
-        network: Some(api::PodSandboxNetworkStatus::default()),
+        network: Some(api::PodSandboxNetworkStatus {
+            ip: record.ips.first().cloned().unwrap_or_default(),
+            additional_ips: record
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| api::PodIp { ip: ip.clone() })
+                .collect(),
+        }),
         linux: Some(api::LinuxPodSandboxStatus {
             namespaces: Some(api::Namespace {
                 options: namespace_options,

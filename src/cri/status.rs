@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use super::api;
 use crate::config::Config;
+use crate::network::Readiness;
 
 const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
-pub fn status(config: &Config, verbose: bool) -> api::StatusResponse {
+pub fn status(config: &Config, network: &Readiness, verbose: bool) -> api::StatusResponse {
     let conditions = vec![
         api::RuntimeCondition {
             r#type: RUNTIME_READY.into(),
@@ -17,12 +18,16 @@ pub fn status(config: &Config, verbose: bool) -> api::StatusResponse {
             reason: String::new(),
             message: String::new(),
         },
-        // Pod networking (CNI) has not landed yet: say so instead of pretending.
+        // Ready once a valid CNI network config is loaded (kubelet waits for it).
         api::RuntimeCondition {
             r#type: NETWORK_READY.into(),
-            status: false,
-            reason: "NetworkPluginNotReady".into(),
-            message: "berth: CNI pod networking is not implemented yet".into(),
+            status: network.ready,
+            reason: if network.ready {
+                String::new()
+            } else {
+                "NetworkPluginNotReady".into()
+            },
+            message: network.message.clone(),
         },
     ];
     let mut info = HashMap::new();
@@ -86,9 +91,16 @@ mod tests {
     use super::*;
     use crate::config::{HandlerConfig, RegistryConfig};
 
+    fn not_ready() -> Readiness {
+        Readiness {
+            ready: false,
+            message: "berth: CNI: no network config found in /etc/cni/net.d".into(),
+        }
+    }
+
     #[test]
     fn network_is_reported_not_ready_with_a_reason() {
-        let s = status(&Config::default(), false);
+        let s = status(&Config::default(), &not_ready(), false);
         let conditions = s.status.unwrap().conditions;
         let runtime = conditions
             .iter()
@@ -102,6 +114,13 @@ mod tests {
         assert!(!network.status);
         assert!(!network.reason.is_empty() && !network.message.is_empty());
         assert!(s.info.is_empty(), "info only when verbose");
+        let ready = Readiness {
+            ready: true,
+            message: String::new(),
+        };
+        let s = status(&Config::default(), &ready, false);
+        let network = s.status.unwrap().conditions.remove(1);
+        assert!(network.status && network.reason.is_empty());
     }
 
     #[test]
@@ -137,7 +156,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let s = status(&config, true);
+        let s = status(&config, &not_ready(), true);
         let shown = &s.info["config"];
         assert!(
             shown.contains("r.example") && !shown.contains("hunter2"),

@@ -3,6 +3,7 @@
 use crate::cgroup::CgroupError;
 use crate::error::{Classify, Kind};
 use crate::image::service::ImageError;
+use crate::network::NetworkError;
 use crate::snapshot::mount::MountError;
 use crate::spec::SpecError;
 use crate::store::StoreError;
@@ -40,6 +41,8 @@ pub enum RuntimeError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("{action}: deadline of {seconds}s exceeded")]
     Timeout { action: String, seconds: i64 },
     /// A failed creation whose unwinding also failed: both are reported.
@@ -85,6 +88,7 @@ impl Classify for RuntimeError {
             RuntimeError::Store(e) => e.kind(),
             RuntimeError::Image(e) => e.kind(),
             RuntimeError::Cgroup(e) => e.kind(),
+            RuntimeError::Network(e) => e.kind(),
             RuntimeError::Timeout { .. } => Kind::DeadlineExceeded,
             RuntimeError::Unwound { cause, .. } => cause.kind(),
         }

@@ -146,7 +146,7 @@ impl Runtime {
                 }
             }
         }
-        Ok(())
+        self.collect_networks().await
     }
 }
 

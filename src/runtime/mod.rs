@@ -13,6 +13,7 @@ mod exits;
 pub mod metrics;
 pub mod records;
 mod sandbox;
+mod sandbox_network;
 mod security;
 pub mod shim;
 pub mod stats;
@@ -26,6 +27,7 @@ use tokio::sync::broadcast;
 
 use crate::cgroup::Hierarchy;
 use crate::image::service::ImageService;
+use crate::network::PodNetwork;
 use crate::store::{Store, Table};
 pub use error::RuntimeError;
 use records::{ContainerRecord, SandboxRecord};
@@ -47,6 +49,8 @@ pub struct Runtime {
     db: Arc<Store>,
     images: Arc<ImageService>,
     launcher: Arc<dyn ShimLauncher>,
+    /// The pod network (CNI) seam.
+    network: Arc<dyn PodNetwork>,
     shims: Mutex<HashMap<String, Arc<dyn PodShim>>>,
     cgroups: Option<Hierarchy>,
     host: crate::spec::Host,
@@ -64,6 +68,7 @@ impl Runtime {
         db: Arc<Store>,
         images: Arc<ImageService>,
         launcher: Arc<dyn ShimLauncher>,
+        network: Arc<dyn PodNetwork>,
     ) -> Arc<Runtime> {
         let cgroups = match Hierarchy::detect() {
             Ok(h) => Some(h),
@@ -86,6 +91,7 @@ impl Runtime {
             db,
             images,
             launcher,
+            network,
             shims: Mutex::default(),
             cgroups,
             host,
@@ -94,6 +100,11 @@ impl Runtime {
             events: broadcast::channel(events::EVENT_BUFFER).0,
             cpu_samples: stats::CpuSamples::default(),
         })
+    }
+
+    /// Whether pods can be networked (`Status` NetworkReady).
+    pub fn network_readiness(&self) -> crate::network::Readiness {
+        self.network.readiness()
     }
 
     fn shim(&self, sandbox_id: &str) -> Result<Arc<dyn PodShim>> {

@@ -62,6 +62,9 @@ pub struct SandboxRecord {
     /// The pod's /dev/shm tmpfs, when it has its own IPC namespace.
     pub shm: Option<PathBuf>,
     pub hostname: Option<String>,
+    /// The pod's IPs from CNI, the primary one first; empty with host networking.
+    #[serde(default)]
+    pub ips: Vec<String>,
 }
 
 impl SandboxRecord {

@@ -101,7 +101,7 @@ impl Runtime {
                 Box::pin(async move { remove_dir(&dir) })
             });
         }
-        write_pod_files(&data_dir, &config, plan.hostname.as_deref())?;
+        write_pod_files(&data_dir, &config, plan)?;
 
         let shm = if plan.pinned.ipc {
             let shm = pod_dir.join("shm");
@@ -141,6 +141,14 @@ impl Runtime {
                 _ => {}
             }
         }
+        let ips = match &namespaces.net {
+            Some(netns) if plan.pinned.net => {
+                let ips = self.attach_network(id, &config, netns, undo).await?;
+                super::sandbox_network::write_hosts(&data_dir, plan.hostname.as_deref(), &ips.0)?;
+                ips.0
+            }
+            _ => vec![],
+        };
         let record = SandboxRecord {
             id: id.to_string(),
             state: SandboxState::Ready,
@@ -152,6 +160,7 @@ impl Runtime {
             namespaces,
             shm,
             hostname: plan.hostname.clone(),
+            ips,
         };
         self.db.write(|w| w.put(Table::Sandboxes, id, &record))?;
         self.shims
@@ -176,6 +185,8 @@ impl Runtime {
         {
             self.stop_container(&container.id, 0).await?;
         }
+        // While the namespace is still pinned, so plugins can clean inside it too.
+        self.detach_network(&sandbox.id).await?;
         let shim = self.shims.lock().expect("shims lock").remove(&sandbox.id);
         if let Some(shim) = shim {
             shim.shutdown().await?;
@@ -232,13 +243,15 @@ impl Runtime {
     }
 }
 
-/// Writes the pod's hosts, hostname and (when the pod has a DNS config) resolv.conf; without
-/// one the host's resolv.conf is copied, as kubelet expects for host-network and default pods.
+/// Writes the pod's hosts (its IPs are added once CNI gave them; the node's own file with host
+/// networking), hostname and (when the pod has a DNS config) resolv.conf; without one the
+/// host's resolv.conf is copied, as kubelet expects for host-network and default pods.
 fn write_pod_files(
     dir: &Path,
     config: &api::PodSandboxConfig,
-    hostname: Option<&str>,
+    plan: &crate::spec::SandboxPlan,
 ) -> Result<()> {
+    let hostname = plan.hostname.as_deref();
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(RuntimeError::io(format!("write {}", path.display())))
@@ -247,7 +260,13 @@ fn write_pod_files(
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
     write("hostname", &format!("{}\n", hostname.unwrap_or(&node)))?;
-    write("hosts", &dns::hosts(hostname, &[]))?;
+    if plan.pinned.net {
+        write("hosts", &dns::hosts(hostname, &[]))?;
+    } else {
+        // Host network: the node's own hosts file, as kubelet expects.
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| dns::hosts(None, &[]));
+        write("hosts", &hosts)?;
+    }
     let resolv = match dns::resolv_conf(config.dns_config.as_ref()) {
         Some(text) => text,
         None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
