@@ -10,6 +10,7 @@ step() { echo; echo "=== $* ($(date +%T))"; }
 
 step "dependencies"
 hack/install-deps.sh
+hack/cni-config.sh
 
 step "test registries and images"
 hack/registry.sh start
