@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod network;
 pub mod pods;
 pub mod registry;
 
@@ -25,6 +26,19 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("state/berth.sock");
         let config_path = dir.path().join("config.yaml");
+        // Pods need a network: unless the test brings its own, the shared test network.
+        let mut extra_yaml = extra_yaml.to_string();
+        if !extra_yaml.starts_with("network:") && !extra_yaml.contains("\nnetwork:") {
+            let conf_dir = dir.path().join("net.d");
+            std::fs::create_dir_all(&conf_dir).expect("create net.d");
+            std::fs::write(conf_dir.join("10-test.conflist"), network::SHARED_CONFLIST)
+                .expect("write the test network");
+            extra_yaml.push_str(&format!(
+                "network:\n  conf_dir: {}\n  bin_dirs: [{}]\n",
+                conf_dir.display(),
+                network::PLUGIN_DIR
+            ));
+        }
         let config = format!(
             "root_dir: {root}\nstate_dir: {state}\ngrpc:\n  socket: {socket}\nlog:\n  level: \"info,berth=debug\"\n{extra_yaml}",
             root = dir.path().join("root").display(),
