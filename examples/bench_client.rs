@@ -8,7 +8,8 @@
 //! bench_client --socket S clean [--prefix P]
 //! ```
 //!
-//! `pods` starts N host-network pods one after the other, each with one `sleep 3600` container,
+//! `pods` starts N host-network pods (with `--pod-network`, pods on the runtime's CNI network)
+//! one after the other, each with one `sleep 3600` container,
 //! and prints one JSON line per pod with the milliseconds RunPodSandbox, CreateContainer and
 //! StartContainer took; without `--keep` each pod is stopped and removed (also timed) before the
 //! next one starts. `exec` starts one such pod and prints the milliseconds of each ExecSync
@@ -74,6 +75,9 @@ struct PodArgs {
     /// Pod log directories are `<log-dir>/<pod name>`; none when empty.
     #[arg(long, default_value = "")]
     log_dir: String,
+    /// Give pods their own network namespace (the runtime's CNI network) instead of the host's.
+    #[arg(long)]
+    pod_network: bool,
 }
 
 type Runtime = api::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
@@ -121,9 +125,13 @@ fn unique_name(prefix: &str, n: usize) -> String {
     format!("{prefix}-{}-{n}", now.as_micros())
 }
 
-fn namespaces() -> api::NamespaceOption {
+fn namespaces(args: &PodArgs) -> api::NamespaceOption {
     api::NamespaceOption {
-        network: api::NamespaceMode::Node as i32,
+        network: if args.pod_network {
+            api::NamespaceMode::Pod as i32
+        } else {
+            api::NamespaceMode::Node as i32
+        },
         pid: api::NamespaceMode::Container as i32,
         ipc: api::NamespaceMode::Pod as i32,
         ..Default::default()
@@ -152,7 +160,7 @@ fn pod_config(args: &PodArgs, name: &str) -> api::PodSandboxConfig {
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent,
             security_context: Some(api::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces()),
+                namespace_options: Some(namespaces(args)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -179,7 +187,7 @@ fn container_config(args: &PodArgs) -> api::ContainerConfig {
         },
         linux: Some(api::LinuxContainerConfig {
             security_context: Some(api::LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
+                namespace_options: Some(namespaces(args)),
                 ..Default::default()
             }),
             ..Default::default()

@@ -22,6 +22,9 @@
 # BENCH_FS: `loop` (default) puts both daemons' roots on a fresh journaled ext4 on a loop device of
 # BENCH_FS_SIZE (default 2G) as e2e/bench/pull.sh does; `host` uses the filesystem of $TMPDIR. Both
 # daemons' state dirs are on a tmpfs either way (/run/berth and /run/containerd are, on a node).
+# BENCH_NETWORK: `host` (default) runs host-network pods; `bridge` gives every pod its own network
+# namespace on a CNI bridge network (bridge + host-local + portmap, the plugins of /usr/lib/cni),
+# the same conflist in both runtimes' conf dirs, so pod start includes the CNI ADD.
 # containerd needs a sandbox ("pause") image: e2e/bench/pause.c, built with gcc -static and pushed as
 # bench/pause:<hash of its sources> the first time. Needs root and what hack/install-deps.sh installs
 # (plus gcc and libc6-dev); starts the test registry if it is down. Everything it starts is stopped,
@@ -40,6 +43,7 @@ EXECS=${BENCH_EXECS:-100}
 PODS=${BENCH_PODS:-30}
 FS_MODE=${BENCH_FS:-loop}
 FS_SIZE=${BENCH_FS_SIZE:-2G}
+NETWORK=${BENCH_NETWORK:-host}
 
 while (($#)); do
   case $1 in
@@ -58,6 +62,7 @@ for n in "$RUNS" "$EXECS" "$PODS"; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "counts m
 [[ -x $(dirname "$BERTHD")/berth-shim ]] || die "no berth-shim beside $BERTHD: cargo build --release --bins"
 [[ -x $CLIENT ]] || die "no bench client at $CLIENT: cargo build --release --example bench_client"
 [[ $FS_MODE == loop || $FS_MODE == host ]] || die "BENCH_FS is loop or host, not $FS_MODE"
+[[ $NETWORK == host || $NETWORK == bridge ]] || die "BENCH_NETWORK is host or bridge, not $NETWORK"
 for tool in crictl containerd containerd-shim-runc-v2 runc gcc jq curl python3 findmnt losetup mkfs.ext4 sha256sum; do
   command -v "$tool" >/dev/null || die "$tool is missing: run hack/install-deps.sh (and apt-get install gcc libc6-dev)"
 done
@@ -172,6 +177,7 @@ cleanup() {
     fi
   fi
   remove_cgroups || rc=1
+  [[ ${NETWORK:-host} == bridge ]] && ip link del bbench0 2>/dev/null
   exit "$rc"
 }
 trap cleanup EXIT
@@ -244,6 +250,18 @@ B=$FS/berth
 C=$FS/containerd
 berthd_config "$B" "$REG" "$RUN/b"
 containerd_config "$C" "$REG" "$PAUSE" "$RUN/c"
+if [[ $NETWORK == bridge ]]; then
+  # One network for both runtimes (host-local locks its lease dir); containerd reads plugins from
+  # its own bin dir, so the node's plugins are linked there.
+  cat >"$C/cni-conf/10-bench.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "berth-bench", "plugins": [
+  {"type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "dataDir": "$WORK/ipam", "ranges": [[{"subnet": "10.98.0.0/16"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+  ln -s /usr/lib/cni/* "$C/cni-bin/"
+  printf 'network:\n  conf_dir: %s\n  bin_dirs: [/usr/lib/cni]\n' "$C/cni-conf" >>"$B/config.yaml"
+fi
 SOCK_B=$(berthd_socket "$B")
 SOCK_C=$(containerd_socket "$C")
 mkdir -p "$FS/logs/berth" "$FS/logs/containerd"
@@ -263,6 +281,7 @@ client() { # client berth|containerd ARGS...: the bench client against that runt
 }
 pod_args() { # the pod arguments of the bench client for runtime $1
   echo --image "$IMAGE" --cgroup-parent "/$CGROUP/$1" --log-dir "$FS/logs/$1"
+  [[ $NETWORK == host ]] || echo --pod-network
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -449,7 +468,7 @@ RESULT=$OUT/pods-$STAMP.txt
   echo "load average: at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
   echo "berthd: $BERTHD_DESC (measured from a copy)"
   echo "containerd: $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR == 1 {print $3}'), CRI plugin, overlayfs, cgroupfs; sandbox image $PAUSE"
-  echo "image: $IMAGE; pods: host network, pid CONTAINER, ipc POD, cgroup parent /$CGROUP/<runtime>/<pod>, one container 'sleep 3600' logging to a file"
+  echo "image: $IMAGE; pods: $([[ $NETWORK == host ]] && echo "host network" || echo "own network namespace on a CNI bridge (bridge + host-local + portmap)"), pid CONTAINER, ipc POD, cgroup parent /$CGROUP/<runtime>/<pod>, one container 'sleep 3600' logging to a file"
   echo "client: examples/bench_client (one gRPC connection, client-side time per RPC); crictl's own start-up here: ${CRICTL_MEDIAN} ms per call (median of 5 'crictl version')"
   echo
   echo "(1) pod start, median of $RUNS runs each, ms (after one warm-up pod each)"
@@ -471,7 +490,7 @@ RESULT=$OUT/pods-$STAMP.txt
   echo "  berth $EXEC_B (min $(minimum $(cat "$WORK/exec-berth.txt"))), containerd $EXEC_C (min $(minimum $(cat "$WORK/exec-containerd.txt")))"
   echo "  berth/containerd = $EXEC_RATIO (target <= 0.25: $(verdict "$EXEC_RATIO" 0.25))"
   echo
-  echo "(3) memory per pod, $PODS pods running at once (host network, one sleep container each)"
+  echo "(3) memory per pod, $PODS pods running at once ($NETWORK network, one sleep container each)"
   echo "  berth:      PSS $(per_pod_mib "$MB_PSS") MiB/pod ($PSS_B_POD_KIB KiB), RSS $(per_pod_mib "$MB_RSS") MiB/pod ($MB_N processes: $MB_NAMES)"
   echo "  containerd: PSS $(per_pod_mib "$MC_PSS") MiB/pod, RSS $(per_pod_mib "$MC_RSS") MiB/pod ($MC_N processes: $MC_NAMES)"
   echo "  berth/containerd PSS = $(ratio "$MB_PSS" "$MC_PSS"); berth target <= 1 MiB/pod: $(verdict "$PSS_B_POD_KIB" 1024)"
