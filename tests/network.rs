@@ -139,7 +139,7 @@ async fn pods_get_distinct_ips_reach_each_other_and_the_host_reaches_them() {
         !net.lease(&b_ip).exists(),
         "StopPodSandbox left the lease of {b_ip}"
     );
-    assert_eq!(net.leases(), [a_ip.clone()]);
+    assert_eq!(net.leases(), vec![a_ip.clone()]);
     let out = exec(&mut cri, &a_ctr, &["ping", "-c", "1", "-W", "1", &b_ip], 10)
         .await
         .unwrap();

@@ -85,7 +85,7 @@ impl RuntimeConfig {
             }
         };
         let (ingress, egress) = (rate(INGRESS_ANNOTATION)?, rate(EGRESS_ANNOTATION)?);
-        let bandwidth = (ingress > 0 || egress > 0).then(|| Bandwidth {
+        let bandwidth = (ingress > 0 || egress > 0).then_some(Bandwidth {
             ingress_rate: ingress,
             ingress_burst: if ingress > 0 { UNLIMITED_BURST } else { 0 },
             egress_rate: egress,

@@ -247,8 +247,8 @@ fn plugin_config(
 
 /// Whether `path` is a mounted network namespace (an nsfs file), not a leftover mount point.
 fn is_netns(path: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
 #[cfg(test)]
