@@ -400,3 +400,45 @@ async fn host_network_pods_skip_cni_and_report_node_mode() {
     );
     stop_pod(&mut cri, &pod.id).await;
 }
+
+#[tokio::test]
+async fn a_dual_stack_pod_reports_its_ipv4_first_and_its_ipv6_as_additional() {
+    let net = TestNet::new("dual", 7);
+    let mut bridge = net.bridge_plugin();
+    bridge["ipam"]["ranges"] = serde_json::json!([
+        [{"subnet": net.subnet, "gateway": net.gateway}],
+        [{"subnet": "fd99:7::/64", "gateway": "fd99:7::1"}]
+    ]);
+    net.write_conflist("10-test.conflist", vec![bridge]);
+    let daemon = daemon(&net);
+    let mut cri = daemon.client().await;
+    pull(&mut cri, &busybox()).await;
+    let pod = run_pod(
+        &mut cri,
+        pod_config("dual", &daemon.dir.path().join("logs")),
+    )
+    .await;
+    let network = pod_status(&mut cri, &pod.id).await.network.unwrap();
+    assert!(network.ip.starts_with("10.99.7."), "{network:?}");
+    let v6: Vec<_> = network
+        .additional_ips
+        .iter()
+        .map(|ip| ip.ip.as_str())
+        .collect();
+    assert!(
+        v6.len() == 1 && v6[0].starts_with("fd99:7::"),
+        "{network:?}"
+    );
+    let ctr = start_container(
+        &mut cri,
+        &pod,
+        container_config("c", &busybox(), &["sleep", "60"]),
+    )
+    .await;
+    let addrs = exec(&mut cri, &ctr, &["ip", "addr", "show", "eth0"], 10)
+        .await
+        .unwrap();
+    assert!(stdout(&addrs).contains(v6[0]), "{}", stdout(&addrs));
+    stop_pod(&mut cri, &pod.id).await;
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+}
