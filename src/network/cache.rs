@@ -4,7 +4,11 @@
 //!
 //! The entry is written before the first plugin runs (with no result) and again with the result
 //! after the last one: a crash in the middle still leaves enough to DEL. It is removed only
-//! when DEL succeeded. Files are written atomically (temp file, fsync, rename, fsync dir).
+//! when DEL succeeded. Files are written atomically (temp file, rename); the fsync of the file
+//! and the directory runs on a thread of its own, off the pod's start path (an fsync costs more
+//! here than the whole plugin chain). A crash of berthd cannot lose an entry (the page cache
+//! survives it); a power loss in the few milliseconds before the fsync can, and then also took
+//! the pod's namespace and interfaces with it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,10 +62,18 @@ impl Cache {
         let text = serde_json::to_vec_pretty(entry).expect("a cache entry serialises");
         let mut file = std::fs::File::create(&tmp).map_err(NetworkError::io(action()))?;
         file.write_all(&text)
-            .and_then(|_| file.sync_all())
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .and_then(|_| std::fs::File::open(&self.dir)?.sync_all())
-            .map_err(NetworkError::io(action()))
+            .map_err(NetworkError::io(action()))?;
+        let dir = self.dir.clone();
+        std::thread::spawn(move || {
+            let synced = file
+                .sync_all()
+                .and_then(|_| std::fs::File::open(&dir)?.sync_all());
+            if let Err(e) = synced {
+                tracing::warn!(path = %path.display(), error = %e, "fsync cached network attachment");
+            }
+        });
+        Ok(())
     }
 
     /// The entry of a pod, `None` when it has none.
