@@ -3,6 +3,14 @@
 //! the machine) never share addresses.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use berth::client::CriClient;
+use berth::cri::api;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Daemon;
+use super::registry::registries;
 
 /// Where Debian's containernetworking-plugins are installed (hack/install-deps.sh).
 pub const PLUGIN_DIR: &str = "/usr/lib/cni";
@@ -115,4 +123,71 @@ impl Drop for TestNet {
             .stderr(std::process::Stdio::null())
             .status();
     }
+}
+
+// Driving networked pods.
+
+pub fn daemon(net: &TestNet) -> Daemon {
+    Daemon::start(&format!(
+        "registries:\n  \"{}\":\n    insecure: true\n{}",
+        registries().plain,
+        net.yaml()
+    ))
+}
+
+pub fn busybox() -> String {
+    format!("{}/library/busybox:latest", registries().plain)
+}
+
+pub async fn pod_status(cri: &mut CriClient, id: &str) -> api::PodSandboxStatus {
+    cri.runtime
+        .pod_sandbox_status(api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+pub async fn pod_ip(cri: &mut CriClient, id: &str) -> String {
+    pod_status(cri, id).await.network.unwrap().ip
+}
+
+/// GET `path` from `addr` over plain HTTP/1.0; the body, or `None` when nothing answers.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.").then(|| body.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(3), work)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Polls `http_get` until it answers (a server in a fresh container needs a moment).
+pub async fn http_get_eventually(addr: &str, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(body) = http_get(addr, path).await {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing served http://{addr}{path}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn stdout(out: &api::ExecSyncResponse) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
