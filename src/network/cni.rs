@@ -95,13 +95,15 @@ impl Cni {
             let config = plugin_config(&network, plugin, prev.take(), &entry.runtime_config);
             let out = self.run("ADD", &entry, &netns, plugin, &config).await?;
             if out.is_null() {
-                return Err(self.bad_result("ADD", &entry, plugin, "no result".into()));
+                let kind = NetworkList::plugin_type(plugin);
+                return Err(self.bad_result("ADD", &entry, kind, "no result".into()));
             }
             prev = Some(out);
         }
         let result = prev.unwrap_or(Value::Null);
-        let ips = super::result::pod_ips(&result)
-            .map_err(|e| self.bad_result("ADD", &entry, network.plugins.last().unwrap(), e))?;
+        let last = network.plugins.last().map_or("", NetworkList::plugin_type);
+        let ips =
+            super::result::pod_ips(&result).map_err(|e| self.bad_result("ADD", &entry, last, e))?;
         entry.result = Some(result);
         self.cache.write(&entry)?;
         Ok(ips)
@@ -175,13 +177,13 @@ impl Cni {
         &self,
         command: &'static str,
         entry: &CachedAttachment,
-        plugin: &Map<String, Value>,
+        plugin: &str,
         message: String,
     ) -> NetworkError {
         NetworkError::BadResult {
             command,
             sandbox_id: entry.sandbox_id.clone(),
-            plugin: NetworkList::plugin_type(plugin).to_string(),
+            plugin: plugin.to_string(),
             message,
         }
     }

@@ -141,13 +141,17 @@ impl Runtime {
                 _ => {}
             }
         }
-        let ips = match &namespaces.net {
-            Some(netns) if plan.pinned.net => {
-                let ips = self.attach_network(id, &config, netns, undo).await?;
-                super::sandbox_network::write_hosts(&data_dir, plan.hostname.as_deref(), &ips.0)?;
-                ips.0
-            }
-            _ => vec![],
+        let ips = if plan.pinned.net {
+            let netns = namespaces.net.as_deref().ok_or_else(|| {
+                RuntimeError::FailedPrecondition(format!(
+                    "pod sandbox {id}: its shim pinned no network namespace"
+                ))
+            })?;
+            let ips = self.attach_network(id, &config, netns, undo).await?;
+            super::sandbox_network::write_hosts(&data_dir, plan.hostname.as_deref(), &ips.0)?;
+            ips.0
+        } else {
+            vec![]
         };
         let record = SandboxRecord {
             id: id.to_string(),
