@@ -225,3 +225,46 @@ async fn host_network_pods_skip_cni_and_report_node_mode() {
     );
     stop_pod(&mut cri, &pod.id).await;
 }
+
+#[tokio::test]
+async fn stop_releases_the_ip_when_the_network_namespace_is_gone() {
+    let net = TestNet::new("gone", 8);
+    net.write_default();
+    let mut daemon = daemon(&net);
+    let mut cri = daemon.client().await;
+    let pod = run_pod(
+        &mut cri,
+        pod_config("gone", &daemon.dir.path().join("logs")),
+    )
+    .await;
+    let ip = pod_ip(&mut cri, &pod.id).await;
+    assert!(net.lease(&ip).exists());
+
+    // As after a reboot: berthd, the shim and the namespace pins all gone, the lease still on disk.
+    daemon.kill9();
+    let pod_dir = daemon.dir.path().join("state/pods").join(&pod.id);
+    let pid: i32 = std::fs::read_to_string(pod_dir.join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for pin in std::fs::read_dir(pod_dir.join("ns")).unwrap().flatten() {
+        nix::mount::umount2(&pin.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    daemon.restart();
+    let mut cri = daemon.client().await;
+    let status = pod_status(&mut cri, &pod.id).await;
+    assert_eq!(status.state, api::PodSandboxState::SandboxNotready as i32);
+    assert!(
+        net.lease(&ip).exists(),
+        "the lease lives until the pod is stopped"
+    );
+
+    stop_pod(&mut cri, &pod.id).await;
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+}
