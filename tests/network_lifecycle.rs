@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use berth::cri::api;
+use common::Daemon;
 use common::network::{TestNet, busybox, daemon, pod_ip, pod_status, stdout};
 use common::pods::{container_config, exec, pod_config, pull, run_pod, start_container, stop_pod};
 
@@ -248,13 +251,32 @@ async fn stop_releases_the_ip_when_the_network_namespace_is_gone() {
         .trim()
         .parse()
         .unwrap();
-    nix::sys::signal::kill(
+    // The shim and its pause process (one process group); with the pins gone nothing holds
+    // the namespace any more, and the kernel destroys it with the pod's end of the veth.
+    nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     for pin in std::fs::read_dir(pod_dir.join("ns")).unwrap().flatten() {
         nix::mount::umount2(&pin.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    let veths = || {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path().join("master")).is_ok_and(|m| m.ends_with(&net.bridge))
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while veths() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pod's veth outlived its namespace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     daemon.restart();
     let mut cri = daemon.client().await;
@@ -267,4 +289,78 @@ async fn stop_releases_the_ip_when_the_network_namespace_is_gone() {
 
     stop_pod(&mut cri, &pod.id).await;
     assert!(net.leases().is_empty(), "{:?}", net.leases());
+}
+
+#[tokio::test]
+async fn a_pod_whose_caller_gave_up_is_still_finished_and_removable_without_leaks() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = TestNet::new("slow", 9);
+    // A plugin that takes its time (real exec of a script, as of any plugin): it passes the
+    // bridge's result on after a second, past the caller's deadline.
+    let bin = net.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let slow = bin.join("slow");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nsleep 1\nif [ \"$CNI_COMMAND\" = ADD ]; then exec jq -c .prevResult; fi\ncat >/dev/null\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    net.write_conflist(
+        "10-test.conflist",
+        vec![net.bridge_plugin(), serde_json::json!({"type": "slow"})],
+    );
+    let daemon = Daemon::start(&format!(
+        "network:\n  conf_dir: {}\n  bin_dirs: [{}, {}]\n",
+        net.conf_dir().display(),
+        bin.display(),
+        common::network::PLUGIN_DIR
+    ));
+    let mut cri = daemon.client().await;
+    let mut req = tonic::Request::new(api::RunPodSandboxRequest {
+        config: Some(pod_config("slow", &daemon.dir.path().join("logs"))),
+        runtime_handler: String::new(),
+    });
+    req.set_timeout(Duration::from_millis(300));
+    let call = cri.runtime.run_pod_sandbox(req);
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), call).await;
+    assert!(
+        !matches!(gave_up, Ok(Ok(_))),
+        "RunPodSandbox beat a 1 s plugin: {gave_up:?}"
+    );
+
+    // The creation finishes anyway: kubelet's next ListPodSandbox finds a Ready pod with its IP.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let pod = loop {
+        let pods = cri
+            .runtime
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        if let Some(pod) = pods.into_iter().next() {
+            break pod;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned RunPodSandbox never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(pod.state, api::PodSandboxState::SandboxReady as i32);
+    let ip = pod_ip(&mut cri, &pod.id).await;
+    assert_eq!(net.leases(), vec![ip]);
+
+    cri.runtime
+        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+    let shims = std::fs::read_dir(daemon.dir.path().join("state/pods"))
+        .unwrap()
+        .count();
+    assert_eq!(shims, 0, "pod state left behind");
 }

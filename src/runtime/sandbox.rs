@@ -26,9 +26,30 @@ fn sandbox_name(meta: &api::PodSandboxMetadata) -> String {
 }
 
 impl Runtime {
-    /// Creates a pod sandbox: plan, pod files, shim with pinned namespaces, then the Ready record.
-    /// Any failure unwinds every step already done.
+    /// Creates a pod sandbox: plan, pod files, shim with pinned namespaces, its network, then the
+    /// Ready record. Any failure unwinds every step already done.
+    ///
+    /// The work runs in a task of its own: when the caller stops waiting (kubelet's deadline, a
+    /// dropped connection) the creation still finishes, or unwinds, instead of stopping halfway
+    /// with a shim, a namespace or an IP lease that nothing owns. A finished pod is then found
+    /// by kubelet's next ListPodSandbox.
     pub async fn run_sandbox(
+        self: &Arc<Self>,
+        config: api::PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String> {
+        use tracing::Instrument;
+        let runtime = self.clone();
+        let handler = handler.to_string();
+        let work = async move { runtime.create_sandbox(config, &handler).await };
+        match tokio::spawn(work.instrument(tracing::Span::current())).await {
+            Ok(result) => result,
+            // Nothing aborts the task: it can only have panicked; the panic goes on here.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    async fn create_sandbox(
         self: &Arc<Self>,
         config: api::PodSandboxConfig,
         handler: &str,

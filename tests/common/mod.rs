@@ -140,6 +140,10 @@ impl Drop for Daemon {
             let pid = std::fs::read_to_string(entry.path().join("shim.pid"));
             if let Some(pid) = pid.ok().and_then(|p| p.trim().parse::<i32>().ok()) {
                 let pid = nix::unistd::Pid::from_raw(pid);
+                // Its process group holds its pause process too (a pod-shared PID namespace),
+                // which would otherwise outlive it and keep the pod's namespaces (and a CNI
+                // veth) alive.
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
         }
