@@ -15,6 +15,9 @@
 #                                     for REGISTRY, runc's state in DIR/runc, empty CNI dirs (host
 #                                     network pods only), sandbox_image SANDBOX_IMAGE when given
 #   containerd_start DIR              starts containerd on it; sets CTD_PID
+#   bridge_network BERTH_DIR CONTAINERD_DIR IPAM_DIR
+#                                     one CNI bridge network (bridge + host-local + portmap of
+#                                     /usr/lib/cni) for both, before they start
 #   containerd_socket DIR             its socket (read from DIR/config.toml)
 #   containerd_shims DIR              pids of the containerd-shim-runc-v2 processes of that containerd
 #   stop_pid PID NAME                 SIGTERM, 15 s grace, SIGKILL
@@ -143,6 +146,19 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$dir/certs.d"
 TOML
+}
+
+# One network for both runtimes (host-local locks its lease dir); containerd reads plugins from its
+# own bin dir, so the node's plugins are linked there.
+bridge_network() { # bridge_network BERTH_DIR CONTAINERD_DIR IPAM_DIR
+  cat >"$2/cni-conf/10-bench.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "berth-bench", "plugins": [
+  {"type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "dataDir": "$3", "ranges": [[{"subnet": "10.98.0.0/16"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+  ln -s /usr/lib/cni/* "$2/cni-bin/"
+  printf 'network:\n  conf_dir: %s\n  bin_dirs: [/usr/lib/cni]\n' "$2/cni-conf" >>"$1/config.yaml"
 }
 
 containerd_start() { # containerd_start DIR: sets CTD_PID

@@ -250,18 +250,7 @@ B=$FS/berth
 C=$FS/containerd
 berthd_config "$B" "$REG" "$RUN/b"
 containerd_config "$C" "$REG" "$PAUSE" "$RUN/c"
-if [[ $NETWORK == bridge ]]; then
-  # One network for both runtimes (host-local locks its lease dir); containerd reads plugins from
-  # its own bin dir, so the node's plugins are linked there.
-  cat >"$C/cni-conf/10-bench.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "berth-bench", "plugins": [
-  {"type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": true,
-   "ipam": {"type": "host-local", "dataDir": "$WORK/ipam", "ranges": [[{"subnet": "10.98.0.0/16"}]]}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-JSON
-  ln -s /usr/lib/cni/* "$C/cni-bin/"
-  printf 'network:\n  conf_dir: %s\n  bin_dirs: [/usr/lib/cni]\n' "$C/cni-conf" >>"$B/config.yaml"
-fi
+[[ $NETWORK == bridge ]] && bridge_network "$B" "$C" "$WORK/ipam"
 SOCK_B=$(berthd_socket "$B")
 SOCK_C=$(containerd_socket "$C")
 mkdir -p "$FS/logs/berth" "$FS/logs/containerd"
