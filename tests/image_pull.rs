@@ -314,6 +314,16 @@ async fn remove_frees_what_no_other_image_uses() {
         .unwrap()
         .count();
     assert_eq!(blobs, 0, "all blobs freed");
+    // The removed snapshots' files go too, soon after, from the trash.
+    let trash = d.dir.path().join("root/trash");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(&trash).unwrap().count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trash was not emptied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -265,6 +265,7 @@ impl Runtime {
             lowers,
             upper: rw_dir.join("upper"),
             work: rw_dir.join("work"),
+            volatile: true,
         })
     }
 

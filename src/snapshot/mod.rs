@@ -4,6 +4,8 @@
 //! directory is renamed to a short numeric name (`<root>/<n>`, short so many lowerdirs fit an
 //! overlay mount) and its record is written to the metadata database. A snapshot is shared by
 //! every image whose layer stack has the same prefix (same chain id), and unpacked only once.
+//! A removed snapshot's directory is renamed into `<root>/../trash` at once and deleted there by a
+//! background thread, so removing an image does not wait for thousands of unlinks.
 
 pub mod mount;
 
@@ -78,14 +80,26 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 /// The snapshot store.
 pub struct Snapshotter {
     root: PathBuf,
+    /// Where removed snapshot directories wait for deletion (same filesystem as `root`).
+    trash: PathBuf,
     store: Arc<Store>,
 }
 
 impl Snapshotter {
+    /// Opens the store at `root`; what an earlier run left in the trash is deleted in the
+    /// background.
     pub fn open(root: &Path, store: Arc<Store>) -> Result<Snapshotter, SnapshotError> {
         fs::create_dir_all(root).map_err(io_err(root))?;
+        let trash = root.with_file_name("trash");
+        fs::create_dir_all(&trash).map_err(io_err(&trash))?;
+        let leftovers: Vec<PathBuf> = fs::read_dir(&trash)
+            .map_err(io_err(&trash))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        delete_in_background(leftovers);
         Ok(Snapshotter {
             root: root.to_path_buf(),
+            trash,
             store,
         })
     }
@@ -173,7 +187,8 @@ impl Snapshotter {
         }
     }
 
-    /// Deletes a snapshot's record, then its directory.
+    /// Deletes a snapshot's record, then moves its directory to the trash, where a background
+    /// thread deletes it.
     pub fn remove(&self, chain_id: &Digest) -> Result<(), SnapshotError> {
         let record: Option<SnapshotRecord> = self.store.write(|w| {
             let record = w.get(Table::Snapshots, chain_id.as_str())?;
@@ -182,7 +197,14 @@ impl Snapshotter {
         })?;
         if let Some(record) = record {
             let dir = self.dir(&record);
-            remove_tree(&dir)?;
+            let trashed = self
+                .trash
+                .join(format!("{}-{:016x}", record.id, rand::random::<u64>()));
+            match fs::rename(&dir, &trashed) {
+                Ok(()) => delete_in_background(vec![trashed]),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&dir)(e)),
+            }
         }
         Ok(())
     }
@@ -213,6 +235,25 @@ impl Snapshotter {
             .list()?
             .iter()
             .fold((0, 0), |(b, i), (_, r)| (b + r.size, i + r.inodes)))
+    }
+}
+
+/// Deletes the given trees on a thread of their own; a failure is logged (the next start retries).
+fn delete_in_background(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-trash".into())
+        .spawn(move || {
+            for path in paths {
+                if let Err(e) = remove_tree(&path) {
+                    tracing::warn!(error = %e, "delete removed snapshot");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "start the snapshot trash thread");
     }
 }
 
@@ -287,6 +328,43 @@ mod tests {
         snaps.remove(&d("c1")).unwrap();
         assert!(!snaps.dir(&rec).exists());
         assert_eq!(fs::read_dir(snaps.root()).unwrap().count(), 0);
+    }
+
+    /// Waits until `dir` is empty; the trash thread deletes asynchronously.
+    fn wait_empty(dir: &Path) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_dir(dir).unwrap().count() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} not emptied",
+                dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn removed_snapshots_go_through_the_trash_and_leftovers_are_emptied_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("meta.redb")).unwrap());
+        let trash = dir.path().join("trash");
+        fs::create_dir_all(trash.join("7-dead/deep/er")).unwrap();
+        fs::write(trash.join("7-dead/deep/er/file"), b"x").unwrap();
+        let snaps = Snapshotter::open(&dir.path().join("snapshots"), store).unwrap();
+        wait_empty(&trash);
+
+        let staging = snaps.staging().unwrap();
+        for i in 0..200 {
+            fs::write(staging.path().join(i.to_string()), b"x").unwrap();
+        }
+        let rec = snaps
+            .commit(staging, &d("c1"), None, &d("c1"), 1, 1)
+            .unwrap();
+        snaps.remove(&d("c1")).unwrap();
+        assert!(!snaps.dir(&rec).exists(), "gone from the store at once");
+        assert_eq!(snaps.get(&d("c1")).unwrap(), None);
+        wait_empty(&trash);
+        snaps.remove(&d("c1")).unwrap();
     }
 
     #[test]

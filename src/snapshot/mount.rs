@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::CWD;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
-    fsconfig_set_string, fsmount, fsopen, move_mount, unmount,
+    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, unmount,
 };
 
 /// An overlay mount described as data: what [`mount_overlay`] will do.
@@ -17,6 +17,10 @@ pub struct Overlay {
     pub lowers: Vec<PathBuf>,
     pub upper: PathBuf,
     pub work: PathBuf,
+    /// Mount with `volatile`: no sync ever reaches the upper layer, so neither an unmount nor a
+    /// container's fsync waits for the disk. For a container's writable layer, which is discarded
+    /// with the container and never outlives the node, nothing is lost that would have been kept.
+    pub volatile: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,9 @@ pub fn mount_overlay(overlay: &Overlay, target: &Path) -> Result<(), MountError>
     }
     fsconfig_set_string(&fs, "upperdir", &overlay.upper).map_err(err("upperdir"))?;
     fsconfig_set_string(&fs, "workdir", &overlay.work).map_err(err("workdir"))?;
+    if overlay.volatile {
+        fsconfig_set_flag(&fs, "volatile").map_err(err("volatile"))?;
+    }
     fsconfig_create(&fs).map_err(err("create"))?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(err("fsmount"))?;
@@ -93,8 +100,15 @@ mod tests {
             lowers,
             upper: upper.clone(),
             work,
+            volatile: true,
         };
         mount_overlay(&overlay, &target).expect("40 lowers of 200+ bytes each mount");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = mountinfo
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(target.to_str().unwrap()))
+            .expect("the overlay is in mountinfo");
+        assert!(line.contains("volatile"), "{line}");
         let read = |f: &str| std::fs::read_to_string(target.join(f));
         assert_eq!(read("f0").unwrap(), "0");
         assert_eq!(read("f39").unwrap(), "39");
