@@ -2,12 +2,19 @@
 //! re-parents to it and exits on SIGTERM or SIGINT (its exit makes the kernel kill everything
 //! left in the namespace). PID 1 only receives signals it handles, so it blocks the ones it
 //! wants and takes them with `sigwait` instead: a blocked signal is queued, not discarded.
+//! It dies with the shim that started it (parent-death signal SIGKILL): a shim that was killed
+//! leaves no pod PID namespace behind, with whatever still ran in it.
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 /// Entry point of `berth-shim pause`; never returns.
 pub fn pause_main() -> ! {
+    // The shim forked it from its main thread, which lives as long as the shim does.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln!("berth-shim pause: set the parent-death signal: {e}");
+        std::process::exit(1);
+    }
     let mut set = SigSet::empty();
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
         set.add(sig);

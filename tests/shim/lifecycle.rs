@@ -166,6 +166,42 @@ async fn pod_pid_namespace_is_shared_under_a_pause_process() {
 }
 
 #[tokio::test]
+async fn a_killed_shim_takes_its_pause_process_and_pod_pid_namespace_along() {
+    let opts = ShimOptions {
+        pid: true,
+        ..pod_options()
+    };
+    let mut pod = Pod::spawn(opts).await;
+    let pid_pin = pod.ns("pid");
+    let bundle = Bundle::new();
+    let spec = pod_spec(&bundle, &pod, &["sleep", "300"], PidNs::Pod(&pid_pin));
+    let sleeper = pod.run("a", &bundle, &spec, None).await as i32;
+    let pause = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.ends_with(b"pause\0"))
+                && inode(format!("/proc/{pid}/ns/pid")) == inode(&pid_pin)
+        })
+        .expect("the pause process on the host");
+    // Only the shim itself, not its process group.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pod.shim_pid),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    assert!(crate::support::gone(pod.shim_pid).await);
+    assert!(
+        crate::support::gone(pause).await,
+        "the pause process outlived its shim"
+    );
+    assert!(
+        crate::support::gone(sleeper).await,
+        "a process of the pod's PID namespace outlived its init"
+    );
+}
+
+#[tokio::test]
 async fn a_dead_shim_is_unavailable() {
     let pod = Pod::spawn(pod_options()).await;
     nix::sys::signal::kill(
