@@ -31,6 +31,9 @@ const OWN_KINDS: [(&str, CloneFlags); 3] = [
 pub(crate) struct Pins {
     pinned: Vec<(&'static str, PathBuf)>,
     pause: Option<i32>,
+    /// The write end of the pause process's lifeline (its stdin): held for the shim's whole life,
+    /// closed by the kernel when the shim dies, which ends the pause process.
+    lifeline: Option<std::os::fd::OwnedFd>,
 }
 
 impl Pins {
@@ -85,8 +88,9 @@ impl Pins {
             }
         }
         if opts.pid {
-            let pid = spawn_pause()?;
+            let (pid, lifeline) = spawn_pause()?;
             self.pause = Some(pid);
+            self.lifeline = Some(lifeline);
             self.pin("pid", Path::new(&format!("/proc/{pid}/ns/pid")), ns_dir)?;
         }
         Ok(())
@@ -175,8 +179,11 @@ fn requested(opts: &ShimOptions) -> impl Iterator<Item = &'static str> {
 
 /// Starts `berth-shim pause` as PID 1 of a new PID namespace. Only that child enters it: the
 /// shim's own later children (the executor's init helpers) stay in the host's namespace, from
-/// where they join the pod's by path.
-fn spawn_pause() -> Result<i32, StartupError> {
+/// where they join the pod's by path. Its stdin is the read end of a pipe whose write end (close
+/// on exec, so no container inherits it) is returned: the pause process exits when it closes.
+fn spawn_pause() -> Result<(i32, std::os::fd::OwnedFd), StartupError> {
+    let (lifeline_r, lifeline_w) =
+        std::io::pipe().map_err(StartupError::io("create the pause lifeline", "pipe"))?;
     let own =
         File::open("/proc/self/ns/pid").map_err(StartupError::io("open", "/proc/self/ns/pid"))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)
@@ -184,7 +191,7 @@ fn spawn_pause() -> Result<i32, StartupError> {
     let child = std::process::Command::new("/proc/self/exe")
         .arg0("berth-shim")
         .arg("pause")
-        .stdin(std::process::Stdio::null())
+        .stdin(lifeline_r)
         .spawn();
     let restored = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID);
     let child = child.map_err(StartupError::io("spawn pause process", "/proc/self/exe"))?;
@@ -197,5 +204,5 @@ fn spawn_pause() -> Result<i32, StartupError> {
             e,
         ));
     }
-    Ok(pid)
+    Ok((pid, lifeline_w.into()))
 }

@@ -191,13 +191,15 @@ async fn a_killed_shim_takes_its_pause_process_and_pod_pid_namespace_along() {
     )
     .expect("kill the shim");
     assert!(crate::support::gone(pod.shim_pid).await);
-    assert!(
-        crate::support::gone(pause).await,
-        "the pause process outlived its shim"
-    );
+    // The namespace's other processes first: the pause process's exit waits until they are
+    // reaped, and this test process, a subreaper, is where they are re-parented.
     assert!(
         crate::support::gone(sleeper).await,
         "a process of the pod's PID namespace outlived its init"
+    );
+    assert!(
+        crate::support::gone(pause).await,
+        "the pause process outlived its shim"
     );
 }
 
