@@ -187,7 +187,7 @@ fn image_spec(c: &ContainerRecord) -> api::ImageSpec {
     spec
 }
 
-pub fn update_resources(
+pub async fn update_resources(
     runtime: &Runtime,
     req: api::UpdateContainerResourcesRequest,
 ) -> Result<api::UpdateContainerResourcesResponse, RuntimeError> {
@@ -195,6 +195,6 @@ pub fn update_resources(
     let linux = req.linux.ok_or_else(|| {
         RuntimeError::InvalidArgument("UpdateContainerResources: no linux resources".into())
     })?;
-    runtime.update_resources(&req.container_id, linux)?;
+    runtime.update_resources(&req.container_id, linux).await?;
     Ok(api::UpdateContainerResourcesResponse {})
 }

@@ -10,6 +10,7 @@ mod container_query;
 pub mod error;
 pub mod events;
 mod exits;
+pub mod handlers;
 pub mod metrics;
 pub mod records;
 mod sandbox;
@@ -40,8 +41,8 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 pub struct RuntimeSettings {
     pub root_dir: PathBuf,
     pub state_dir: PathBuf,
-    /// Configured external runtime handlers (names) beside the built-in one ("").
-    pub handlers: Vec<String>,
+    /// Configured external runtime handlers beside the built-in one (""), checked.
+    pub handlers: Vec<handlers::Handler>,
 }
 
 pub struct Runtime {

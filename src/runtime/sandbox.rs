@@ -62,17 +62,7 @@ impl Runtime {
                 "pod sandbox metadata has no name".into(),
             ));
         }
-        if !handler.is_empty() && handler != crate::DEFAULT_HANDLER {
-            // Configured external OCI runtimes (runc, crun) are not wired to the shim yet:
-            // refuse rather than silently run the pod with the built-in executor.
-            return Err(if self.settings.handlers.iter().any(|h| h == handler) {
-                RuntimeError::Unimplemented(format!("runtime handler {handler:?}"))
-            } else {
-                RuntimeError::InvalidArgument(format!(
-                    "runtime handler {handler:?} is not configured"
-                ))
-            });
-        }
+        self.handler_for_new_pod(handler)?;
         let name = sandbox_name(&meta);
         let _reservation = self.reserve(format!("pod {name}"))?;
         if let Some(existing) = self

@@ -115,6 +115,14 @@ pub enum ContainerError {
         /// Its error.
         source: ExecError,
     },
+    /// The external OCI runtime (runc, crun) failed; its message names the container.
+    #[error("{source}")]
+    Runtime {
+        /// The container.
+        id: String,
+        /// The runtime's error, with its own message.
+        source: crate::oci::OciError,
+    },
     /// Joining, reading or signalling the container's cgroup failed.
     #[error("container {id}: {source}")]
     Cgroup {
@@ -178,6 +186,7 @@ impl Classify for ContainerError {
             ContainerError::Spec { .. } => Kind::InvalidArgument,
             ContainerError::Exec { source, .. } => exec_kind(source),
             ContainerError::Cgroup { source, .. } => source.kind(),
+            ContainerError::Runtime { source, .. } => source.kind(),
             ContainerError::KillTimeout { .. } => Kind::DeadlineExceeded,
             ContainerError::Io { .. }
             | ContainerError::Signal { .. }
@@ -227,5 +236,14 @@ mod tests {
             source: ExecError::Unsupported("seccomp".into()),
         };
         assert_eq!(code(unsupported), tonic::Code::Unimplemented);
+    }
+}
+
+impl From<crate::oci::OciError> for ContainerError {
+    fn from(source: crate::oci::OciError) -> ContainerError {
+        ContainerError::Runtime {
+            id: source.id.clone(),
+            source,
+        }
     }
 }

@@ -23,6 +23,7 @@ mod logs;
 mod pause;
 mod pins;
 mod reaper;
+mod runner;
 mod serve;
 mod service;
 mod shutdown;
