@@ -342,3 +342,62 @@ async fn crun_is_refused_clearly_or_works() {
     }
     assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
 }
+
+/// A pod sharing one PID namespace: runc joins the namespace the shim pinned, whose PID 1 is the
+/// shim's pause process, so containers see each other. A terminal is refused clearly.
+#[tokio::test]
+async fn runc_containers_join_a_shared_pid_namespace() {
+    let (d, mut cri, image) = daemon_with_busybox().await;
+    let mut config = pod_config("shared", &d.dir.path().join("logs"));
+    config.linux = Some(api::LinuxPodSandboxConfig {
+        security_context: Some(api::LinuxSandboxSecurityContext {
+            namespace_options: Some(api::NamespaceOption {
+                pid: api::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod_with(&mut cri, config, "runc").await.unwrap();
+    let mut shared = |name: &str, args: &[&str]| {
+        let mut c = container_config(name, &image, args);
+        c.linux = Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(api::NamespaceOption {
+                    pid: api::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let a = start_container(&mut cri, &pod, shared("a", &["sleep", "1001"])).await;
+    start_container(&mut cri, &pod, shared("b", &["sleep", "1002"])).await;
+    let out = exec(&mut cri, &a, &["ps", "-o", "pid,args"], 10)
+        .await
+        .unwrap();
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        ps.contains("sleep 1001") && ps.contains("sleep 1002"),
+        "{ps}"
+    );
+    let pin = ns_inode(&d.dir.path().join(format!("state/pods/{}/ns/pid", pod.id)));
+    let pid = info_of(&mut cri, &a).await["pid"].as_u64().unwrap();
+    assert_eq!(ns_inode(Path::new(&format!("/proc/{pid}/ns/pid"))), pin);
+
+    let mut tty = shared("tty", &["sh"]);
+    tty.tty = true;
+    let req = api::CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(tty),
+        sandbox_config: Some(pod.config.clone()),
+    };
+    let err = cri.runtime.create_container(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("terminal"), "{err:?}");
+    remove_pod(&mut cri, &pod.id).await;
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+}

@@ -196,6 +196,15 @@ impl Classify for ContainerError {
     }
 }
 
+impl From<crate::oci::OciError> for ContainerError {
+    fn from(source: crate::oci::OciError) -> ContainerError {
+        ContainerError::Runtime {
+            id: source.id.clone(),
+            source,
+        }
+    }
+}
+
 /// The executor's errors by what the caller can do about them.
 fn exec_kind(e: &ExecError) -> Kind {
     match e {
@@ -236,14 +245,5 @@ mod tests {
             source: ExecError::Unsupported("seccomp".into()),
         };
         assert_eq!(code(unsupported), tonic::Code::Unimplemented);
-    }
-}
-
-impl From<crate::oci::OciError> for ContainerError {
-    fn from(source: crate::oci::OciError) -> ContainerError {
-        ContainerError::Runtime {
-            id: source.id.clone(),
-            source,
-        }
     }
 }
