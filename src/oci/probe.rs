@@ -30,7 +30,8 @@ pub fn check(runtime: &OciRuntime, name: &str, scratch: &Path) -> Result<Feature
     }
     std::fs::create_dir_all(scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
     let id = format!("berth-probe-{name}");
-    let cgroup = format!("/berth/probe-{name}");
+    // berthd's pid in the name: test daemons run side by side.
+    let cgroup = format!("/berth/probe-{name}-{}", std::process::id());
     let result = run_probe(runtime, &id, &cgroup, scratch);
     let _ = runtime.delete(&id);
     remove_cgroup(&cgroup);

@@ -219,17 +219,23 @@ pub(crate) async fn delete(sup: &Supervisor, id: &str) -> Result<(), ContainerEr
         }
     }
     kill_and_wait(sup, id).await?;
-    let runner = sup.table().get(id)?.runner.clone();
-    let owned_id = id.to_string();
-    tokio::task::spawn_blocking(move || runner.delete(&owned_id))
-        .await
-        .map_err(|e| ContainerError::Internal(format!("delete task: {e}")))??;
+    delete_in_runner(sup, id).await?;
     let container = sup.table().remove(id);
     if let Some(io) = container.and_then(|c| c.io) {
         io.close(LOG_DRAIN).await;
     }
     tracing::info!(container_id = id, "container deleted");
     Ok(())
+}
+
+/// Lets the container's runner forget it (an external runtime's state and cgroup); its process
+/// must be gone.
+pub(crate) async fn delete_in_runner(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+    let runner = sup.table().get(id)?.runner.clone();
+    let owned_id = id.to_string();
+    tokio::task::spawn_blocking(move || runner.delete(&owned_id))
+        .await
+        .map_err(|e| ContainerError::Internal(format!("delete task: {e}")))?
 }
 
 /// SIGKILLs a live container (every process of its cgroup too) and waits until it is reaped.
