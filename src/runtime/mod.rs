@@ -86,6 +86,7 @@ impl Runtime {
             hostname: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            capabilities: bounding_capabilities(),
         };
         Arc::new(Runtime {
             settings,
@@ -250,4 +251,19 @@ impl Drop for Reservation<'_> {
             .expect("reserved lock")
             .remove(&self.name);
     }
+}
+
+/// The capabilities in berthd's bounding set (`CapBnd` of `/proc/self/status`); `None` when it
+/// cannot be read.
+fn bounding_capabilities() -> Option<oci_spec::runtime::Capabilities> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
+    let mask = u64::from_str_radix(hex, 16).ok()?;
+    let held = crate::spec::ALL_CAPS
+        .into_iter()
+        .filter(|c| mask & (1u64 << crate::spec::capability_number(*c)) != 0);
+    Some(held.collect())
 }

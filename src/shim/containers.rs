@@ -210,7 +210,7 @@ pub(crate) async fn signal(
 
 /// Forgets a container: SIGKILLs it and waits for the reaper when it is still alive, then closes
 /// its stdio (after logging what is left in the pipes).
-pub(crate) async fn delete(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+pub(crate) async fn delete(sup: &Arc<Supervisor>, id: &str) -> Result<(), ContainerError> {
     {
         let table = sup.table();
         let container = table.get(id)?;
@@ -229,13 +229,14 @@ pub(crate) async fn delete(sup: &Supervisor, id: &str) -> Result<(), ContainerEr
 }
 
 /// Lets the container's runner forget it (an external runtime's state and cgroup); its process
-/// must be gone.
-pub(crate) async fn delete_in_runner(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+/// must be gone. Under the reaper's gate: the runtime's CLI is a child the shim waits for.
+pub(crate) async fn delete_in_runner(
+    sup: &Arc<Supervisor>,
+    id: &str,
+) -> Result<(), ContainerError> {
     let runner = sup.table().get(id)?.runner.clone();
     let owned_id = id.to_string();
-    tokio::task::spawn_blocking(move || runner.delete(&owned_id))
-        .await
-        .map_err(|e| ContainerError::Internal(format!("delete task: {e}")))?
+    sup.blocking(move |_| runner.delete(&owned_id)).await?
 }
 
 /// SIGKILLs a live container (every process of its cgroup too) and waits until it is reaped.

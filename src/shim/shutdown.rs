@@ -3,6 +3,7 @@
 //! and delete the namespace pins, then let the serving loop stop (after the reply went out) and
 //! the process exit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::containers::{delete_in_runner, kill_and_wait};
@@ -14,7 +15,7 @@ const PAUSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Takes the pod down. New work is refused from the start; the process exits even when a step
 /// failed (the first failure is returned, the pins are removed regardless).
-pub(crate) async fn shutdown(sup: &Supervisor) -> Result<(), ContainerError> {
+pub(crate) async fn shutdown(sup: &Arc<Supervisor>) -> Result<(), ContainerError> {
     let ids = {
         let mut table = sup.table();
         table.closing = true;
