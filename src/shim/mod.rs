@@ -22,6 +22,7 @@ mod io;
 mod logs;
 mod pause;
 mod pins;
+mod placement;
 mod reaper;
 mod runner;
 mod serve;
@@ -36,6 +37,7 @@ pub use client::{ShimClient, ShimError};
 pub use daemon::serve_main;
 pub use error::{ContainerError, StartupError};
 pub use pause::pause_main;
+pub use placement::SHIM_CGROUP;
 pub use types::{
     ContainerState, ContainerStatus, CreateContainer, EXEC_OUTPUT_LIMIT, EXEC_TIMEOUT_EXIT_CODE,
     ExecOutput, Exit, ExitEvent, START_ERROR_EXIT_CODE, ShimInfo, ShimOptions,
