@@ -137,6 +137,7 @@ async fn lifecycle(handler: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "web-host\n");
     let pod_dir = state.join("pods").join(&pod.id);
     let info = info_of(&mut cri, &id).await;
+    assert_eq!(info["runtimeHandler"], handler);
     let pid = info["pid"].as_u64().unwrap();
     for kind in ["net", "ipc", "uts"] {
         let pin = ns_inode(&pod_dir.join("ns").join(kind));
