@@ -1,7 +1,7 @@
 //! The OCI runtime command line (`runc`, `crun`): berth's external runtime handlers run a
 //! container's bundle through it instead of the built-in executor. One [`OciRuntime`] is a binary
 //! and its state directory (`--root`); each method is one CLI call (`create`, `start`, `exec`,
-//! `kill`, `delete`, `update`), run synchronously, with the runtime's own error message (from its
+//! `delete`, `update`), run synchronously, with the runtime's own error message (from its
 //! JSON log, or its stderr) in the error.
 //!
 //! Containers are created detached with pass-through stdio: the caller's descriptors become the
@@ -118,17 +118,6 @@ impl OciRuntime {
         let _ = std::fs::remove_file(&process_file);
         let _ = std::fs::remove_file(&pid_file);
         pid
-    }
-
-    /// Sends `signal` to the container's init process, or with `all` to all its processes.
-    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), OciError> {
-        let mut cmd = self.command(None);
-        cmd.arg("kill");
-        if all {
-            cmd.arg("--all");
-        }
-        cmd.arg(id).arg(signal.to_string());
-        self.run_captured("kill", id, None, cmd, None)
     }
 
     /// Forgets the container (killing it first if it still runs) and removes its state and its
