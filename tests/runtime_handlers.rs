@@ -300,7 +300,7 @@ async fn crun_is_refused_clearly_or_works() {
     let (d, mut cri, image) = daemon_with_busybox().await;
     let s = runtime_status(&mut cri).await;
     let listed = s.runtime_handlers.iter().any(|h| h.name == "crun");
-    let report: serde_json::Value = serde_json::from_str(&s.info["runtimeHandlers"]).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&s.info["handlerChecks"]).unwrap();
     let crun = report
         .as_array()
         .unwrap()

@@ -39,7 +39,7 @@ pub fn status(
     let mut info = HashMap::new();
     if verbose {
         info.insert("config".to_string(), redacted_config_json(config));
-        info.insert("runtimeHandlers".to_string(), handler_report(handlers));
+        info.insert("handlerChecks".to_string(), handler_report(handlers));
     }
     api::StatusResponse {
         status: Some(api::RuntimeStatus { conditions }),
@@ -55,7 +55,7 @@ pub fn status(
 
 /// The built-in handler (name "", kubelet's default), then each configured OCI runtime that
 /// passed its startup check (one that cannot run containers here is left out; the verbose
-/// `runtimeHandlers` info says why). No handler claims features berth does not implement:
+/// `handlerChecks` info says why). No handler claims features berth does not implement:
 /// recursive read-only mounts need `mount_setattr` (Linux 5.12), and for an external runtime its
 /// knowing the `rro` option; user namespaces are not supported yet.
 fn runtime_handlers(handlers: &[Handler]) -> Vec<api::RuntimeHandler> {
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(features.recursive_read_only_mounts, kernel_at_least(5, 12));
         assert!(!features.user_namespaces);
         let s = status(&Config::default(), &not_ready(), &handlers, true);
-        let report: serde_json::Value = serde_json::from_str(&s.info["runtimeHandlers"]).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&s.info["handlerChecks"]).unwrap();
         assert_eq!(report[1]["ready"], false);
         assert_eq!(report[1]["reason"], "cgroups in hybrid mode not supported");
     }
