@@ -361,7 +361,7 @@ async fn runc_containers_join_a_shared_pid_namespace() {
         ..Default::default()
     });
     let pod = run_pod_with(&mut cri, config, "runc").await.unwrap();
-    let mut shared = |name: &str, args: &[&str]| {
+    let shared = |name: &str, args: &[&str]| {
         let mut c = container_config(name, &image, args);
         c.linux = Some(api::LinuxContainerConfig {
             security_context: Some(api::LinuxContainerSecurityContext {
