@@ -402,3 +402,74 @@ async fn runc_containers_join_a_shared_pid_namespace() {
     remove_pod(&mut cri, &pod.id).await;
     assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
 }
+
+/// When a runc pod's shim dies its containers keep running (re-parented to PID 1) and runc keeps
+/// their state: removing the pod has berthd run `runc delete --force` itself, which kills them and
+/// removes runc's state and cgroups.
+#[tokio::test]
+async fn removing_a_runc_pod_whose_shim_died_kills_and_forgets_its_containers() {
+    let (d, mut cri, image) = daemon_with_busybox().await;
+    let state = d.dir.path().join("state");
+    let pod = run_pod_with(
+        &mut cri,
+        pod_config("orphan", &d.dir.path().join("logs")),
+        "runc",
+    )
+    .await
+    .unwrap();
+    let id = start_container(
+        &mut cri,
+        &pod,
+        container_config("app", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let info = info_of(&mut cri, &id).await;
+    let pid = info["pid"].as_u64().unwrap();
+    let cgroup = info["cgroup"].as_str().unwrap().to_string();
+    let shim_pid: i32 = std::fs::read_to_string(state.join(format!("pods/{}/shim.pid", pod.id)))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let req = api::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.id.clone(),
+            verbose: false,
+        };
+        let s = cri.runtime.pod_sandbox_status(req).await.unwrap();
+        if s.into_inner().status.unwrap().state == api::PodSandboxState::SandboxNotready as i32 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "pod still Ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the container outlives its shim"
+    );
+    remove_pod(&mut cri, &pod.id).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container {pid} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !state.join("runc").join(&id).exists(),
+        "runc's state is gone"
+    );
+    assert_eq!(
+        cgroup_dirs(&cgroup),
+        Vec::<PathBuf>::new(),
+        "no cgroup left"
+    );
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+}
