@@ -345,9 +345,10 @@ async fn crun_is_refused_clearly_or_works() {
 }
 
 /// A pod sharing one PID namespace: runc joins the namespace the shim pinned, whose PID 1 is the
-/// shim's pause process, so containers see each other. A terminal is refused clearly.
+/// shim's pause process, so containers see each other. A container with a terminal logs
+/// through it.
 #[tokio::test]
-async fn runc_containers_join_a_shared_pid_namespace() {
+async fn runc_containers_join_a_shared_pid_namespace_and_get_terminals() {
     let (d, mut cri, image) = daemon_with_busybox().await;
     let mut config = pod_config("shared", &d.dir.path().join("logs"));
     config.linux = Some(api::LinuxPodSandboxConfig {
@@ -389,16 +390,25 @@ async fn runc_containers_join_a_shared_pid_namespace() {
     let pid = info_of(&mut cri, &a).await["pid"].as_u64().unwrap();
     assert_eq!(ns_inode(Path::new(&format!("/proc/{pid}/ns/pid"))), pin);
 
-    let mut tty = shared("tty", &["sh"]);
+    // a terminal: runc makes it in the container and hands the shim its master side
+    let script = "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; tty; sleep 100";
+    let mut tty = shared("tty", &["sh", "-c", script]);
     tty.tty = true;
-    let req = api::CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(tty),
-        sandbox_config: Some(pod.config.clone()),
-    };
-    let err = cri.runtime.create_container(req).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
-    assert!(err.message().contains("terminal"), "{err:?}");
+    tty.stdin = true;
+    start_container(&mut cri, &pod, tty).await;
+    let log = d.dir.path().join("logs/tty/0.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<_> = text.lines().collect();
+        if lines.iter().any(|l| l.ends_with(" stdout F on-a-tty"))
+            && lines.iter().any(|l| l.contains(" stdout F /dev/pts/"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tty log: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     remove_pod(&mut cri, &pod.id).await;
     assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
 }

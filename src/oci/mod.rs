@@ -12,7 +12,8 @@
 pub mod probe;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +79,54 @@ impl OciRuntime {
             .arg(id);
         self.run_with_stdio("create", id, bundle, cmd, stdio)?;
         self.read_pid("create", id, &pid_file)
+    }
+
+    /// Creates container `id` whose `process.terminal` is true: the runtime makes the terminal
+    /// inside the container and hands its master side back over a `--console-socket`, which is
+    /// returned with the pid. (The runtime's own stdio is not the container's then.)
+    pub fn create_with_terminal(
+        &self,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<(i32, OwnedFd), OciError> {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let fail = |message: String| self.error("create", id, message);
+        // A short path: a socket's path holds at most 107 bytes; the bundle's may be longer.
+        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let socket =
+            std::env::temp_dir().join(format!("berth-console-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| fail(format!("listen on {}: {e}", socket.display())))?;
+        let removed = RemoveOnDrop(socket.clone());
+        let pid_file = bundle.join(PID_FILE);
+        let mut cmd = self.command(Some(bundle));
+        cmd.arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--console-socket")
+            .arg(&socket)
+            .arg(id);
+        self.run_captured("create", id, Some(bundle), cmd, None)?;
+        let pid = self.read_pid("create", id, &pid_file)?;
+        // The runtime has connected and sent the master before `create` returned.
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| fail(format!("console socket: {e}")))?;
+        let (conn, _) = listener
+            .accept()
+            .map_err(|e| fail(format!("the runtime sent no terminal: {e}")))?;
+        conn.set_nonblocking(false)
+            .map_err(|e| fail(format!("console socket: {e}")))?;
+        let received = crate::sys::scm::recv_fds(conn.as_fd())
+            .map_err(|e| fail(format!("receive the terminal: {e}")))?;
+        drop(removed);
+        match received.map(|(_, fds)| fds.into_iter().next()) {
+            Some(Some(master)) => Ok((pid, master)),
+            _ => Err(fail("the runtime sent no terminal".into())),
+        }
     }
 
     /// Lets a created container execute its program.
@@ -246,6 +295,15 @@ impl OciRuntime {
             id: id.to_string(),
             message,
         }
+    }
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

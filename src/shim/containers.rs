@@ -74,7 +74,7 @@ async fn create_reserved(
         })?),
         None => None,
     };
-    let (stdio, pending) = io::prepare(req.log_path.as_deref(), req.stdin, req.tty)
+    let (stdio, mut pending) = io::prepare(req.log_path.as_deref(), req.stdin, req.tty)
         .map_err(|source| io_error(&id, "set up stdio and log", source))?;
     let (exit_tx, _) = watch::channel(None);
     let runner = runner::for_request(&sup.executor, req.runtime.clone());
@@ -93,7 +93,13 @@ async fn create_reserved(
     };
     sup.blocking(move |sup| {
         // The container enters the table before the gate opens, so the reaper knows its pid.
-        let created = runner.create(&id, &req.bundle, &spec, stdio, container.cgroup.as_ref())?;
+        let mut created =
+            runner.create(&id, &req.bundle, &spec, stdio, container.cgroup.as_ref())?;
+        if let Some(master) = created.take_terminal() {
+            pending
+                .use_terminal(master)
+                .map_err(|source| io_error(&id, "take the runtime's terminal", source))?;
+        }
         // Dropping `created` on failure ends the process.
         let io = pending
             .start(&id)

@@ -5,6 +5,7 @@
 //! reads the cgroup. Every container remembers its runner; execs go through
 //! [`Runner::exec`], the one place a process is spawned in a running container.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -61,6 +62,11 @@ pub(crate) trait Launched: Send {
     fn start(self: Box<Self>) -> Result<(), ContainerError>;
     /// Forgets a process the reaper has already reaped (it was killed before start).
     fn reaped(self: Box<Self>);
+    /// The master side of a terminal the runtime made for the container, when it made one
+    /// (instead of using the one the shim passed).
+    fn take_terminal(&mut self) -> Option<OwnedFd> {
+        None
+    }
 }
 
 /// The runner a container asks for: an external OCI runtime, or the shim's built-in executor.
@@ -165,13 +171,20 @@ impl Runner for OciRuntime {
         stdio: Stdio,
         _cgroup: Option<&Cgroup>,
     ) -> Result<Box<dyn Launched>, ContainerError> {
-        let stdio = pass_through(id, &self.path, stdio)?;
-        let pid = OciRuntime::create(self, id, bundle, stdio)?;
+        let (pid, terminal) = if stdio.is_tty() {
+            // The runtime makes the terminal in the container; the shim's pty goes unused.
+            let (pid, master) = self.create_with_terminal(id, bundle)?;
+            (pid, Some(master))
+        } else {
+            let stdio = pass_through(id, &self.path, stdio)?;
+            (OciRuntime::create(self, id, bundle, stdio)?, None)
+        };
         Ok(Box::new(OciCreated {
             runtime: self.clone(),
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
             pid,
+            terminal,
             settled: false,
         }))
     }
@@ -198,10 +211,11 @@ impl Runner for OciRuntime {
     }
 }
 
-/// A terminal needs the runtime's `--console-socket` protocol, which the shim does not speak yet.
+/// An exec with a terminal would need the runtime's `--console-socket` too; nothing asks for one
+/// yet (ExecSync has none).
 fn pass_through(id: &str, runtime: &Path, stdio: Stdio) -> Result<PassThrough, ContainerError> {
     if stdio.is_tty() {
-        let what = format!("a terminal with runtime {}", runtime.display());
+        let what = format!("an exec with a terminal with runtime {}", runtime.display());
         return Err(exec_error(id, ExecError::Unsupported(what)));
     }
     Ok(PassThrough {
@@ -216,6 +230,7 @@ struct OciCreated {
     id: String,
     bundle: std::path::PathBuf,
     pid: i32,
+    terminal: Option<OwnedFd>,
     /// Started or reaped: nothing left to clean up on drop.
     settled: bool,
 }
@@ -240,6 +255,10 @@ impl Launched for OciCreated {
 
     fn reaped(mut self: Box<Self>) {
         self.settled = true;
+    }
+
+    fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
     }
 }
 
