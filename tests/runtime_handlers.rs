@@ -483,3 +483,33 @@ async fn removing_a_runc_pod_whose_shim_died_kills_and_forgets_its_containers() 
     );
     assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
 }
+
+/// runc applies the memory limit of the spec to the cgroup berth reads: an OOM kill is reported.
+#[tokio::test]
+async fn a_runc_memory_hog_is_oom_killed_and_reported() {
+    let (d, mut cri, image) = daemon_with_busybox().await;
+    let pod = run_pod_with(
+        &mut cri,
+        pod_config("hungry", &d.dir.path().join("logs")),
+        "runc",
+    )
+    .await
+    .unwrap();
+    let hog = "x=$(dd if=/dev/zero bs=1M count=256 2>/dev/null | tr '\\0' a); echo survived";
+    let mut config = container_config("hog", &image, &["sh", "-c", hog]);
+    config.linux = Some(api::LinuxContainerConfig {
+        resources: Some(api::LinuxContainerResources {
+            memory_limit_in_bytes: 32 * 1024 * 1024,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = start_container(&mut cri, &pod, config).await;
+    let st = wait_exited(&mut cri, &id).await;
+    assert_eq!(
+        (st.reason.as_str(), st.exit_code),
+        ("OOMKilled", 137),
+        "{st:?}"
+    );
+    remove_pod(&mut cri, &pod.id).await;
+}
