@@ -30,8 +30,10 @@ pub(crate) trait Runner: Send + Sync {
         cgroup: Option<&Cgroup>,
     ) -> Result<Box<dyn Launched>, ContainerError>;
 
-    /// Runs `process` in the running container `id` (init pid `container_pid`) and its cgroup;
-    /// returns the new process's pid once it runs. The caller reaps it.
+    /// Runs `process` in the running container `id` (`container`: where it is) and its cgroup;
+    /// returns the new process's pid once it runs. The caller reaps it. `stdio` must be pipes
+    /// for an external runtime (a terminal there would need its `--console-socket`, as `create`
+    /// uses; no caller asks for one yet).
     fn exec(
         &self,
         id: &str,
