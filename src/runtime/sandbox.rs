@@ -142,8 +142,10 @@ impl Runtime {
                 Box::pin(async move { shim.shutdown().await.map_err(|e| e.to_string()) })
             });
         }
+        let info = shim.info().await?;
+        self.place_shim(id, info.pid);
         let mut namespaces = PinnedPaths::default();
-        for (kind, path) in shim.info().await?.namespaces {
+        for (kind, path) in info.namespaces {
             match kind.as_str() {
                 "net" => namespaces.net = Some(path),
                 "ipc" => namespaces.ipc = Some(path),
@@ -183,6 +185,19 @@ impl Runtime {
             .expect("shims lock")
             .insert(id.to_string(), shim);
         Ok(record)
+    }
+
+    /// Moves the pod's new shim out of berthd's cgroup (`shim::placement`), on a spare thread.
+    fn place_shim(&self, pod_id: &str, shim_pid: u32) {
+        let (Some(hierarchy), Ok(pid)) = (self.cgroups.clone(), i32::try_from(shim_pid)) else {
+            return;
+        };
+        let pod_id = pod_id.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::shim::placement::move_shim(&hierarchy, pid) {
+                tracing::warn!(pod_id, "move the shim out of berthd's cgroup: {e}");
+            }
+        });
     }
 
     /// Stops every container of the pod and its shim (releasing the namespaces). Idempotent;

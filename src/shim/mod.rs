@@ -22,7 +22,7 @@ mod io;
 mod logs;
 mod pause;
 mod pins;
-mod placement;
+pub mod placement;
 mod reaper;
 mod runner;
 mod serve;
@@ -37,7 +37,6 @@ pub use client::{ShimClient, ShimError};
 pub use daemon::serve_main;
 pub use error::{ContainerError, StartupError};
 pub use pause::pause_main;
-pub use placement::SHIM_CGROUP;
 pub use types::{
     ContainerState, ContainerStatus, CreateContainer, EXEC_OUTPUT_LIMIT, EXEC_TIMEOUT_EXIT_CODE,
     ExecOutput, Exit, ExitEvent, START_ERROR_EXIT_CODE, ShimInfo, ShimOptions,

@@ -65,13 +65,6 @@ async fn serve(args: ServeArgs, prepared: Prepared, ready: Ready) -> ExitCode {
     let sup = Arc::new(Supervisor::new(args.id, executor, pins));
     tokio::spawn(reaper::run(sup.clone(), sigchld));
     ready.ok();
-    let mut ours = vec![nix::unistd::getpid().as_raw()];
-    ours.extend(sup.pause_pid());
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = super::placement::move_to_shim_cgroup(&ours) {
-            tracing::warn!("leave berthd's cgroup: {e}");
-        }
-    });
     tracing::info!(
         pod_id = sup.pod_id,
         socket = %socket.display(),
