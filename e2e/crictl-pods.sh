@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A busybox pod driven by crictl exactly as an operator would with containerd: runp, create,
-# start, ps, inspect, logs, exec -s, stop, rm, stopp, rmp.
+# start, ps, inspect, logs, exec -s, stop, rm, stopp, rmp. RUNTIME_HANDLER (default "", the built-in
+# executor) picks the pod's runtime handler: e2e/crictl-pods-runc.sh runs the same with runc.
 source "$(dirname "$0")/lib.sh"
 eval "$("$E2E_ROOT/hack/registry.sh" env)"
 REG=$BERTH_TEST_REGISTRY
@@ -20,9 +21,11 @@ cat > "$WORK/ctr.json" <<JSON
  "log_path": "app.log", "labels": {"role": "app"}}
 JSON
 
-POD=$(crictl_b runp "$WORK/pod.json") || fail "crictl runp"
+HANDLER=${RUNTIME_HANDLER:-}
+POD=$(crictl_b runp --runtime "$HANDLER" "$WORK/pod.json") || fail "crictl runp"
 [[ $(crictl_b inspectp "$POD" | jq -r .status.state) == SANDBOX_READY ]] || fail "pod not ready"
-pass "crictl runp: pod $POD ready"
+[[ $(crictl_b inspectp "$POD" | jq -r .status.runtimeHandler) == "$HANDLER" ]] || fail "pod's runtime handler is not '$HANDLER'"
+pass "crictl runp: pod $POD ready (runtime handler '$HANDLER')"
 
 CTR=$(crictl_b create "$POD" "$WORK/ctr.json" "$WORK/pod.json") || fail "crictl create"
 crictl_b start "$CTR" >/dev/null || fail "crictl start"
@@ -54,4 +57,7 @@ crictl_b rmp "$POD" >/dev/null || fail "crictl rmp"
 [[ -z $(crictl_b pods -q) ]] || fail "pod still listed"
 left=$(awk -v w="$WORK" '$5 ~ "^"w && $5 != w"/state/pods"' /proc/self/mountinfo)
 [[ -z $left ]] || fail "mounts left: $left"
+if [[ -n $HANDLER ]]; then
+  [[ -z $(ls -A "$WORK/state/$HANDLER" 2>/dev/null) ]] || fail "$HANDLER state left: $(ls "$WORK/state/$HANDLER")"
+fi
 pass "crictl stop/rm/stopp/rmp clean up everything"

@@ -355,6 +355,26 @@ impl Config {
                     &format!("{:?} appears twice", handler.name),
                 );
             }
+            // A RuntimeClass handler is a DNS label; berth also names a directory after it.
+            let label = handler.name.len() <= 63
+                && handler
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !handler.name.starts_with('-')
+                && !handler.name.ends_with('-');
+            if !label {
+                return invalid(
+                    "runtime.handlers.name",
+                    &format!("{:?} is not a DNS label (a-z, 0-9, -)", handler.name),
+                );
+            }
+            if !handler.path.is_absolute() {
+                return invalid(
+                    "runtime.handlers.path",
+                    &format!("{}: must be an absolute path", handler.path.display()),
+                );
+            }
         }
         for (host, registry) in &self.registries {
             if host.is_empty() || host.contains('/') {
@@ -424,6 +444,14 @@ mod tests {
             (
                 "runtime:\n  handlers:\n  - name: berth\n    path: /x\n",
                 "runtime.handlers.name",
+            ),
+            (
+                "runtime:\n  handlers:\n  - name: ../up\n    path: /x\n",
+                "runtime.handlers.name",
+            ),
+            (
+                "runtime:\n  handlers:\n  - name: runc\n    path: runc\n",
+                "runtime.handlers.path",
             ),
             (
                 "registries:\n  r.io:\n    username: u\n",

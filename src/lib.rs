@@ -14,6 +14,7 @@ pub mod exec;
 pub mod image;
 pub mod logging;
 pub mod network;
+pub mod oci;
 pub mod runtime;
 pub mod server;
 pub mod shim;

@@ -27,12 +27,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         RuntimeSettings {
             root_dir: config.root_dir.clone(),
             state_dir: config.state_dir.clone(),
-            handlers: config
-                .runtime
-                .handlers
-                .iter()
-                .map(|h| h.name.clone())
-                .collect(),
+            handlers: crate::runtime::handlers::check(
+                &config
+                    .runtime
+                    .handlers
+                    .iter()
+                    .map(|h| (h.name.clone(), h.path.clone()))
+                    .collect::<Vec<_>>(),
+                &config.state_dir,
+            ),
         },
         db.clone(),
         images.clone(),

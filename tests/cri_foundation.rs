@@ -38,7 +38,11 @@ async fn status_reports_runtime_ready_and_handlers() {
     // the harness gives every berthd a CNI network (tests/network.rs covers the not-ready case)
     assert_eq!(ready("NetworkReady"), Some(true));
     let names: Vec<_> = s.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
-    assert_eq!(names, [""], "external handlers are not offered yet");
+    assert_eq!(
+        names,
+        [""],
+        "a handler that cannot run a container is not offered"
+    );
     let config: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
     assert_eq!(
         config["grpc"]["socket"],

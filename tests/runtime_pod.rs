@@ -266,13 +266,10 @@ async fn kill9_of_berthd_loses_nothing() {
 }
 
 #[tokio::test]
-async fn external_handlers_are_refused_honestly() {
+async fn unconfigured_handlers_are_refused() {
     let d = Daemon::start("");
     let mut cri = d.client().await;
-    for (handler, code) in [
-        ("runc", tonic::Code::Unimplemented),
-        ("nope", tonic::Code::InvalidArgument),
-    ] {
+    for (handler, code) in [("nope", tonic::Code::InvalidArgument)] {
         let req = api::RunPodSandboxRequest {
             config: Some(pod_config(handler, &d.dir.path().join("logs"))),
             runtime_handler: handler.into(),
@@ -537,5 +534,50 @@ async fn a_host_pid_pod_runs_default_containers_in_the_host_pid_namespace() {
         host_init,
         "PID 1 is the host's init"
     );
+    remove_pod(&mut cri, &pod.id).await;
+}
+
+/// berthd moves each pod's shim, and its pause process, out of its own cgroup (a service
+/// manager stopping berthd would take them along) into the shims' cgroup, in every hierarchy.
+#[tokio::test]
+async fn shims_leave_berthds_cgroup() {
+    let r = registries();
+    let d = daemon(&r);
+    let mut cri = d.client().await;
+    let mut config = pod_config("placed", &d.dir.path().join("logs"));
+    config.linux = Some(api::LinuxPodSandboxConfig {
+        security_context: Some(api::LinuxSandboxSecurityContext {
+            namespace_options: Some(api::NamespaceOption {
+                pid: api::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut cri, config).await;
+    let pod_dir = d.dir.path().join("state/pods").join(&pod.id);
+    let shim: i32 = std::fs::read_to_string(pod_dir.join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children")).unwrap();
+    let pause: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    for pid in [shim, pause] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            let in_shims = |l: &str| l.ends_with(berth::shim::placement::SHIM_CGROUP);
+            // every hierarchy berth uses; the root ones are those of hierarchies it skips
+            let placed = groups.lines().any(in_shims)
+                && groups.lines().filter(|l| !l.ends_with(":/")).all(in_shims);
+            if placed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{pid}: {groups}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     remove_pod(&mut cri, &pod.id).await;
 }

@@ -4,6 +4,7 @@
 # registry.
 #
 #   e2e/critest/run.sh [critest args...]        e.g. -ginkgo.focus='Image Manager'
+#   e2e/critest/run.sh -runtime-handler runc ...  the same through runc (a handler in berthd's default config)
 #
 # 1. hack/install-deps.sh (critest, crictl, packages), then `cargo build --bins` unless BERTHD is set;
 # 2. hack/testimages/build.sh critest: builds and pushes the images (cached; about 3 minutes the first

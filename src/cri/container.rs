@@ -59,9 +59,15 @@ pub fn status(
     let c = runtime.container_status(&req.container_id)?;
     let mut info = HashMap::new();
     if req.verbose {
+        // The pod's handler: its containers all run with it ("" = the built-in executor).
+        let handler = runtime
+            .sandbox_status(&c.sandbox_id)
+            .map(|s| s.runtime_handler)
+            .unwrap_or_default();
         let detail = serde_json::json!({
             "pid": c.pid,
             "sandboxID": c.sandbox_id,
+            "runtimeHandler": handler,
             "bundle": c.bundle,
             "cgroup": c.cgroup,
             "config": c.config,
@@ -187,7 +193,7 @@ fn image_spec(c: &ContainerRecord) -> api::ImageSpec {
     spec
 }
 
-pub fn update_resources(
+pub async fn update_resources(
     runtime: &Runtime,
     req: api::UpdateContainerResourcesRequest,
 ) -> Result<api::UpdateContainerResourcesResponse, RuntimeError> {
@@ -195,6 +201,6 @@ pub fn update_resources(
     let linux = req.linux.ok_or_else(|| {
         RuntimeError::InvalidArgument("UpdateContainerResources: no linux resources".into())
     })?;
-    runtime.update_resources(&req.container_id, linux)?;
+    runtime.update_resources(&req.container_id, linux).await?;
     Ok(api::UpdateContainerResourcesResponse {})
 }

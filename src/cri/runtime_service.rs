@@ -111,10 +111,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
         &self,
         request: Request<api::UpdateContainerResourcesRequest>,
     ) -> Result<Response<api::UpdateContainerResourcesResponse>, Status> {
-        reply(container::update_resources(
-            &self.ctx.runtime,
-            request.into_inner(),
-        ))
+        reply(container::update_resources(&self.ctx.runtime, request.into_inner()).await)
     }
 
     async fn reopen_container_log(
@@ -198,6 +195,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
         Ok(Response::new(super::status::status(
             &self.ctx.config,
             &self.ctx.runtime.network_readiness(),
+            self.ctx.runtime.handlers(),
             verbose,
         )))
     }

@@ -6,11 +6,17 @@ use std::collections::HashMap;
 use super::api;
 use crate::config::Config;
 use crate::network::Readiness;
+use crate::runtime::handlers::Handler;
 
 const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
-pub fn status(config: &Config, network: &Readiness, verbose: bool) -> api::StatusResponse {
+pub fn status(
+    config: &Config,
+    network: &Readiness,
+    handlers: &[Handler],
+    verbose: bool,
+) -> api::StatusResponse {
     let conditions = vec![
         api::RuntimeCondition {
             r#type: RUNTIME_READY.into(),
@@ -33,11 +39,12 @@ pub fn status(config: &Config, network: &Readiness, verbose: bool) -> api::Statu
     let mut info = HashMap::new();
     if verbose {
         info.insert("config".to_string(), redacted_config_json(config));
+        info.insert("handlerChecks".to_string(), handler_report(handlers));
     }
     api::StatusResponse {
         status: Some(api::RuntimeStatus { conditions }),
         info,
-        runtime_handlers: runtime_handlers(config),
+        runtime_handlers: runtime_handlers(handlers),
         features: Some(api::RuntimeFeatures {
             // Merge and Strict are applied by the spec builder; ContainerStatus.user reports
             // the identity actually given to the process.
@@ -46,18 +53,48 @@ pub fn status(config: &Config, network: &Readiness, verbose: bool) -> api::Statu
     }
 }
 
-/// The built-in handler (name "", kubelet's default). Configured external runtimes are not
-/// listed until pods can run with them (RunPodSandbox refuses them as Unimplemented). No handler
-/// claims features berth does not implement: recursive read-only mounts need `mount_setattr`
-/// (Linux 5.12); user namespaces are not supported yet.
-fn runtime_handlers(_config: &Config) -> Vec<api::RuntimeHandler> {
-    vec![api::RuntimeHandler {
+/// The built-in handler (name "", kubelet's default), then each configured OCI runtime that
+/// passed its startup check (one that cannot run containers here is left out; the verbose
+/// `handlerChecks` info says why). No handler claims features berth does not implement:
+/// recursive read-only mounts need `mount_setattr` (Linux 5.12), and for an external runtime its
+/// knowing the `rro` option; user namespaces are not supported yet.
+fn runtime_handlers(handlers: &[Handler]) -> Vec<api::RuntimeHandler> {
+    let rro_kernel = kernel_at_least(5, 12);
+    let built_in = api::RuntimeHandler {
         name: String::new(),
         features: Some(api::RuntimeHandlerFeatures {
-            recursive_read_only_mounts: kernel_at_least(5, 12),
+            recursive_read_only_mounts: rro_kernel,
             user_namespaces: false,
         }),
-    }]
+    };
+    let external = handlers.iter().filter_map(|h| {
+        let features = h.check.as_ref().ok()?;
+        Some(api::RuntimeHandler {
+            name: h.name.clone(),
+            features: Some(api::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: rro_kernel && features.recursive_read_only_mounts,
+                user_namespaces: false,
+            }),
+        })
+    });
+    std::iter::once(built_in).chain(external).collect()
+}
+
+/// Each configured handler, its binary and whether it works (with the reason when not), as JSON.
+fn handler_report(handlers: &[Handler]) -> String {
+    let report: Vec<_> = handlers
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "name": h.name,
+                "path": h.runtime.path,
+                "root": h.runtime.root,
+                "ready": h.check.is_ok(),
+                "reason": h.check.as_ref().err(),
+            })
+        })
+        .collect();
+    serde_json::Value::from(report).to_string()
 }
 
 /// Whether the running kernel's release is at least `major.minor`.
@@ -89,7 +126,9 @@ fn redacted_config_json(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HandlerConfig, RegistryConfig};
+    use crate::config::RegistryConfig;
+    use crate::oci::OciRuntime;
+    use crate::oci::probe::Features;
 
     fn not_ready() -> Readiness {
         Readiness {
@@ -100,7 +139,7 @@ mod tests {
 
     #[test]
     fn network_is_reported_not_ready_with_a_reason() {
-        let s = status(&Config::default(), &not_ready(), false);
+        let s = status(&Config::default(), &not_ready(), &[], false);
         let conditions = s.status.unwrap().conditions;
         let runtime = conditions
             .iter()
@@ -118,23 +157,41 @@ mod tests {
             ready: true,
             message: String::new(),
         };
-        let s = status(&Config::default(), &ready, false);
+        let s = status(&Config::default(), &ready, &[], false);
         let network = s.status.unwrap().conditions.remove(1);
         assert!(network.status && network.reason.is_empty());
     }
 
+    fn handler(name: &str, check: Result<Features, String>) -> Handler {
+        Handler {
+            name: name.into(),
+            runtime: OciRuntime {
+                path: format!("/usr/bin/{name}").into(),
+                root: format!("/run/berth/{name}").into(),
+            },
+            check,
+        }
+    }
+
     #[test]
-    fn only_the_built_in_handler_is_offered_until_external_ones_run_pods() {
-        let mut config = Config::default();
-        config.runtime.handlers = vec![HandlerConfig {
-            name: "present".into(),
-            path: "/bin/sh".into(),
-        }];
-        let names: Vec<_> = runtime_handlers(&config)
-            .into_iter()
-            .map(|h| h.name)
-            .collect();
-        assert_eq!(names, vec!["".to_string()]);
+    fn only_handlers_that_passed_their_check_are_offered() {
+        let rro = Features {
+            recursive_read_only_mounts: true,
+        };
+        let handlers = [
+            handler("runc", Ok(rro)),
+            handler("crun", Err("cgroups in hybrid mode not supported".into())),
+        ];
+        let offered = runtime_handlers(&handlers);
+        let names: Vec<_> = offered.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["", "runc"]);
+        let features = offered[1].features.unwrap();
+        assert_eq!(features.recursive_read_only_mounts, kernel_at_least(5, 12));
+        assert!(!features.user_namespaces);
+        let s = status(&Config::default(), &not_ready(), &handlers, true);
+        let report: serde_json::Value = serde_json::from_str(&s.info["handlerChecks"]).unwrap();
+        assert_eq!(report[1]["ready"], false);
+        assert_eq!(report[1]["reason"], "cgroups in hybrid mode not supported");
     }
 
     #[test]
@@ -156,7 +213,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let s = status(&config, &not_ready(), true);
+        let s = status(&config, &not_ready(), &[], true);
         let shown = &s.info["config"];
         assert!(
             shown.contains("r.example") && !shown.contains("hunter2"),

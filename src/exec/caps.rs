@@ -3,59 +3,13 @@
 
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-use oci_spec::runtime::{Capabilities, Capability, Process};
+use oci_spec::runtime::{Capabilities, Process};
 
 use super::error::{Context, StepError};
 use super::protocol::{Channel, Level};
 use crate::sys::caps::{self as syscaps, CapSets};
 
-/// The kernel's number of a capability (`<linux/capability.h>`).
-pub(crate) fn number(cap: Capability) -> u32 {
-    use Capability::*;
-    match cap {
-        Chown => 0,
-        DacOverride => 1,
-        DacReadSearch => 2,
-        Fowner => 3,
-        Fsetid => 4,
-        Kill => 5,
-        Setgid => 6,
-        Setuid => 7,
-        Setpcap => 8,
-        LinuxImmutable => 9,
-        NetBindService => 10,
-        NetBroadcast => 11,
-        NetAdmin => 12,
-        NetRaw => 13,
-        IpcLock => 14,
-        IpcOwner => 15,
-        SysModule => 16,
-        SysRawio => 17,
-        SysChroot => 18,
-        SysPtrace => 19,
-        SysPacct => 20,
-        SysAdmin => 21,
-        SysBoot => 22,
-        SysNice => 23,
-        SysResource => 24,
-        SysTime => 25,
-        SysTtyConfig => 26,
-        Mknod => 27,
-        Lease => 28,
-        AuditWrite => 29,
-        AuditControl => 30,
-        Setfcap => 31,
-        MacOverride => 32,
-        MacAdmin => 33,
-        Syslog => 34,
-        WakeAlarm => 35,
-        BlockSuspend => 36,
-        AuditRead => 37,
-        Perfmon => 38,
-        Bpf => 39,
-        CheckpointRestore => 40,
-    }
-}
+pub(crate) use crate::spec::capability_number as number;
 
 /// A capability set as a bit mask.
 pub(crate) fn mask(set: Option<&Capabilities>) -> u64 {
@@ -157,6 +111,7 @@ fn set_user(process: &Process) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::runtime::Capability;
 
     #[test]
     fn masks_use_kernel_numbers() {

@@ -189,6 +189,7 @@ impl Runtime {
                 .map_err(RuntimeError::io(format!("create {}", parent.display())))?;
         }
         let shim = self.shim(&sandbox.id)?;
+        let runtime = self.pod_runtime(&sandbox.runtime_handler)?;
         let request = CreateContainer {
             id: id.to_string(),
             bundle: bundle.clone(),
@@ -197,6 +198,7 @@ impl Runtime {
             stdin_once: config.stdin_once,
             tty: config.tty,
             cgroup: Some(cgroup_path.clone()),
+            runtime,
         };
         let pid = shim.create(&request).await?;
         {
@@ -364,6 +366,26 @@ impl Runtime {
         Ok(())
     }
 
+    /// With the pod's shim gone, removes what an external runtime still keeps of the container
+    /// (its state directory and cgroup), killing what is left of it.
+    async fn forget_in_runtime(&self, container: &ContainerRecord) -> Result<()> {
+        let handler = self
+            .sandbox(&container.sandbox_id)
+            .map(|s| s.runtime_handler)
+            .unwrap_or_default();
+        let Ok(Some(runtime)) = self.pod_runtime(&handler) else {
+            return Ok(());
+        };
+        if !runtime.knows(&container.id) {
+            return Ok(());
+        }
+        let id = container.id.clone();
+        tokio::task::spawn_blocking(move || runtime.delete(&id))
+            .await
+            .map_err(|_| RuntimeError::Task(format!("delete container {}", container.id)))?
+            .map_err(RuntimeError::from)
+    }
+
     /// Waits until the container's record says Exited; false on timeout.
     async fn wait_exit(
         &self,
@@ -405,6 +427,8 @@ impl Runtime {
         self.stop_container(&container.id, 0).await?;
         if let Ok(shim) = self.shim(&container.sandbox_id) {
             shim.delete(&container.id).await?;
+        } else {
+            self.forget_in_runtime(&container).await?;
         }
         let rootfs = container.bundle.join("rootfs");
         unmount_path(&rootfs).map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;

@@ -56,7 +56,7 @@ impl Runtime {
 
 impl Runtime {
     /// Applies new resources to a created or running container's cgroup and records them.
-    pub fn update_resources(
+    pub async fn update_resources(
         &self,
         id: &str,
         resources: k8s_cri::v1::LinuxContainerResources,
@@ -72,8 +72,20 @@ impl Runtime {
             RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
         })?;
         let oci = crate::spec::container_resources(&resources, &self.host)?;
-        crate::cgroup::Cgroup::open(hierarchy, &container.cgroup)?
-            .apply(&crate::cgroup::Resources::from(&oci))?;
+        let handler = self.sandbox(&container.sandbox_id)?.runtime_handler;
+        match self.pod_runtime(&handler)? {
+            // An external runtime keeps the limits in its own state too: let it write them.
+            Some(runtime) => {
+                let id = container.id.clone();
+                tokio::task::spawn_blocking(move || runtime.update(&id, &oci))
+                    .await
+                    .map_err(|_| {
+                        RuntimeError::Task(format!("update container {}", container.id))
+                    })??;
+            }
+            None => crate::cgroup::Cgroup::open(hierarchy, &container.cgroup)?
+                .apply(&crate::cgroup::Resources::from(&oci))?,
+        }
         self.update_container(&container.id, |c| {
             c.config
                 .linux

@@ -43,6 +43,12 @@ pub enum RuntimeError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// An external OCI runtime (runc, crun) failed.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
+    /// A blocking task died.
+    #[error("{0}: task failed")]
+    Task(String),
     #[error("{action}: deadline of {seconds}s exceeded")]
     Timeout { action: String, seconds: i64 },
     /// A failed creation whose unwinding also failed: both are reported.
@@ -89,6 +95,8 @@ impl Classify for RuntimeError {
             RuntimeError::Image(e) => e.kind(),
             RuntimeError::Cgroup(e) => e.kind(),
             RuntimeError::Network(e) => e.kind(),
+            RuntimeError::Oci(e) => e.kind(),
+            RuntimeError::Task(_) => Kind::Internal,
             RuntimeError::Timeout { .. } => Kind::DeadlineExceeded,
             RuntimeError::Unwound { cause, .. } => cause.kind(),
         }

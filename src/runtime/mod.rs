@@ -10,6 +10,7 @@ mod container_query;
 pub mod error;
 pub mod events;
 mod exits;
+pub mod handlers;
 pub mod metrics;
 pub mod records;
 mod sandbox;
@@ -40,8 +41,8 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 pub struct RuntimeSettings {
     pub root_dir: PathBuf,
     pub state_dir: PathBuf,
-    /// Configured external runtime handlers (names) beside the built-in one ("").
-    pub handlers: Vec<String>,
+    /// Configured external runtime handlers beside the built-in one (""), checked.
+    pub handlers: Vec<handlers::Handler>,
 }
 
 pub struct Runtime {
@@ -85,6 +86,7 @@ impl Runtime {
             hostname: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            capabilities: bounding_capabilities(),
         };
         Arc::new(Runtime {
             settings,
@@ -249,4 +251,19 @@ impl Drop for Reservation<'_> {
             .expect("reserved lock")
             .remove(&self.name);
     }
+}
+
+/// The capabilities in berthd's bounding set (`CapBnd` of `/proc/self/status`); `None` when it
+/// cannot be read.
+fn bounding_capabilities() -> Option<oci_spec::runtime::Capabilities> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
+    let mask = u64::from_str_radix(hex, 16).ok()?;
+    let held = crate::spec::ALL_CAPS
+        .into_iter()
+        .filter(|c| mask & (1u64 << crate::spec::capability_number(*c)) != 0);
+    Some(held.collect())
 }

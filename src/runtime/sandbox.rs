@@ -62,17 +62,7 @@ impl Runtime {
                 "pod sandbox metadata has no name".into(),
             ));
         }
-        if !handler.is_empty() && handler != crate::DEFAULT_HANDLER {
-            // Configured external OCI runtimes (runc, crun) are not wired to the shim yet:
-            // refuse rather than silently run the pod with the built-in executor.
-            return Err(if self.settings.handlers.iter().any(|h| h == handler) {
-                RuntimeError::Unimplemented(format!("runtime handler {handler:?}"))
-            } else {
-                RuntimeError::InvalidArgument(format!(
-                    "runtime handler {handler:?} is not configured"
-                ))
-            });
-        }
+        self.handler_for_new_pod(handler)?;
         let name = sandbox_name(&meta);
         let _reservation = self.reserve(format!("pod {name}"))?;
         if let Some(existing) = self
@@ -152,8 +142,10 @@ impl Runtime {
                 Box::pin(async move { shim.shutdown().await.map_err(|e| e.to_string()) })
             });
         }
+        let info = shim.info().await?;
+        self.place_shim(id, info.pid);
         let mut namespaces = PinnedPaths::default();
-        for (kind, path) in shim.info().await?.namespaces {
+        for (kind, path) in info.namespaces {
             match kind.as_str() {
                 "net" => namespaces.net = Some(path),
                 "ipc" => namespaces.ipc = Some(path),
@@ -193,6 +185,19 @@ impl Runtime {
             .expect("shims lock")
             .insert(id.to_string(), shim);
         Ok(record)
+    }
+
+    /// Moves the pod's new shim out of berthd's cgroup (`shim::placement`), on a spare thread.
+    fn place_shim(&self, pod_id: &str, shim_pid: u32) {
+        let (Some(hierarchy), Ok(pid)) = (self.cgroups.clone(), i32::try_from(shim_pid)) else {
+            return;
+        };
+        let pod_id = pod_id.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::shim::placement::move_shim(&hierarchy, pid) {
+                tracing::warn!(pod_id, "move the shim out of berthd's cgroup: {e}");
+            }
+        });
     }
 
     /// Stops every container of the pod and its shim (releasing the namespaces). Idempotent;

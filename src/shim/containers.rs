@@ -13,11 +13,10 @@ use tokio::sync::watch;
 use super::error::ContainerError;
 use super::io;
 use super::reaper::record_exit;
+use super::runner;
 use super::state::{Container, Phase};
 use super::supervisor::Supervisor;
 use super::types::{CreateContainer, Exit, START_ERROR_EXIT_CODE, unix_nanos_now};
-use crate::cgroup::{Cgroup, CgroupError};
-use crate::exec::ExecError;
 
 /// How long a SIGKILLed container may take to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -75,9 +74,10 @@ async fn create_reserved(
         })?),
         None => None,
     };
-    let (stdio, pending) = io::prepare(req.log_path.as_deref(), req.stdin, req.tty)
+    let (stdio, mut pending) = io::prepare(req.log_path.as_deref(), req.stdin, req.tty)
         .map_err(|source| io_error(&id, "set up stdio and log", source))?;
     let (exit_tx, _) = watch::channel(None);
+    let runner = runner::for_request(&sup.executor, req.runtime.clone());
     let mut container = Container {
         id: id.clone(),
         bundle: req.bundle.clone(),
@@ -89,27 +89,24 @@ async fn create_reserved(
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         io: None,
         exit_tx,
+        runner: runner.clone(),
     };
     sup.blocking(move |sup| {
         // The container enters the table before the gate opens, so the reaper knows its pid.
-        let mut hook_error = None;
-        let created = sup.executor.create_with(&req.bundle, &spec, stdio, |pid| {
-            join_cgroup(container.cgroup.as_ref(), pid, &mut hook_error)
-        });
-        let created = match (created, hook_error) {
-            (Ok(created), _) => created,
-            (Err(ExecError::Hook { .. }), Some(source)) => {
-                return Err(ContainerError::Cgroup { id, source });
-            }
-            (Err(source), _) => return Err(ContainerError::Exec { id, source }),
-        };
-        // Dropping `created` on failure ends the process and reaps it.
+        let mut created =
+            runner.create(&id, &req.bundle, &spec, stdio, container.cgroup.as_ref())?;
+        if let Some(master) = created.take_terminal() {
+            pending
+                .use_terminal(master)
+                .map_err(|source| io_error(&id, "take the runtime's terminal", source))?;
+        }
+        // Dropping `created` on failure ends the process.
         let io = pending
             .start(&id)
             .map_err(|source| io_error(&id, "start log forwarding", source))?;
-        let pid = created.pid;
+        let pid = created.pid();
         container.pid = pid;
-        container.phase = Phase::Created(Box::new(created));
+        container.phase = Phase::Created(created);
         container.io = Some(io);
         sup.table().insert(container);
         drop(reservation);
@@ -117,21 +114,6 @@ async fn create_reserved(
         Ok(pid.unsigned_abs())
     })
     .await?
-}
-
-fn join_cgroup(
-    cgroup: Option<&Cgroup>,
-    pid: i32,
-    error: &mut Option<CgroupError>,
-) -> Result<(), ExecError> {
-    let Some(cgroup) = cgroup else {
-        return Ok(());
-    };
-    cgroup.add_process(pid).map_err(|e| {
-        let message = e.to_string();
-        *error = Some(e);
-        ExecError::Setup(message)
-    })
 }
 
 /// Lets a created container execute its program.
@@ -153,7 +135,7 @@ pub(crate) async fn start(sup: &Arc<Supervisor>, id: &str) -> Result<(), Contain
     let owned_id = id.to_string();
     let result = sup
         .blocking(move |sup| {
-            let pid = created.pid;
+            let pid = created.pid();
             let result = created.start();
             let mut table = sup.table();
             let Ok(container) = table.get_mut(&owned_id) else {
@@ -180,10 +162,7 @@ pub(crate) async fn start(sup: &Arc<Supervisor>, id: &str) -> Result<(), Contain
             result
         })
         .await?;
-    result.map_err(|source| ContainerError::Exec {
-        id: id.to_string(),
-        source,
-    })?;
+    result?;
     tracing::info!(container_id = id, "container started");
     Ok(())
 }
@@ -237,7 +216,7 @@ pub(crate) async fn signal(
 
 /// Forgets a container: SIGKILLs it and waits for the reaper when it is still alive, then closes
 /// its stdio (after logging what is left in the pipes).
-pub(crate) async fn delete(sup: &Supervisor, id: &str) -> Result<(), ContainerError> {
+pub(crate) async fn delete(sup: &Arc<Supervisor>, id: &str) -> Result<(), ContainerError> {
     {
         let table = sup.table();
         let container = table.get(id)?;
@@ -246,12 +225,24 @@ pub(crate) async fn delete(sup: &Supervisor, id: &str) -> Result<(), ContainerEr
         }
     }
     kill_and_wait(sup, id).await?;
+    delete_in_runner(sup, id).await?;
     let container = sup.table().remove(id);
     if let Some(io) = container.and_then(|c| c.io) {
         io.close(LOG_DRAIN).await;
     }
     tracing::info!(container_id = id, "container deleted");
     Ok(())
+}
+
+/// Lets the container's runner forget it (an external runtime's state and cgroup); its process
+/// must be gone. Under the reaper's gate: the runtime's CLI is a child the shim waits for.
+pub(crate) async fn delete_in_runner(
+    sup: &Arc<Supervisor>,
+    id: &str,
+) -> Result<(), ContainerError> {
+    let runner = sup.table().get(id)?.runner.clone();
+    let owned_id = id.to_string();
+    sup.blocking(move |_| runner.delete(&owned_id)).await?
 }
 
 /// SIGKILLs a live container (every process of its cgroup too) and waits until it is reaped.

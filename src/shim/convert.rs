@@ -77,6 +77,10 @@ impl From<proto::ContainerState> for ContainerState {
 }
 
 /// An empty string means "none" on the wire.
+fn path_text(p: PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
 fn optional(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
 }
@@ -91,6 +95,10 @@ impl From<proto::CreateContainerRequest> for CreateContainer {
             stdin_once: r.stdin_once,
             tty: r.tty,
             cgroup: optional(r.cgroup),
+            runtime: optional(r.runtime_path).map(|path| crate::oci::OciRuntime {
+                path: PathBuf::from(path),
+                root: PathBuf::from(r.runtime_root),
+            }),
         }
     }
 }
@@ -110,6 +118,18 @@ impl From<&CreateContainer> for proto::CreateContainerRequest {
             stdin_once: r.stdin_once,
             tty: r.tty,
             cgroup: r.cgroup.clone().unwrap_or_default(),
+            runtime_path: r
+                .runtime
+                .as_ref()
+                .map(|o| o.path.clone())
+                .map(path_text)
+                .unwrap_or_default(),
+            runtime_root: r
+                .runtime
+                .as_ref()
+                .map(|o| o.root.clone())
+                .map(path_text)
+                .unwrap_or_default(),
         }
     }
 }
@@ -164,10 +184,21 @@ mod tests {
             stdin_once: false,
             tty: false,
             cgroup: Some("/kubepods/pod1/c1".into()),
+            runtime: None,
         };
         let wire = proto::CreateContainerRequest::from(&req);
         assert_eq!(wire.log_path, "");
+        assert_eq!(wire.runtime_path, "");
         assert_eq!(CreateContainer::from(wire), req);
+        let runc = CreateContainer {
+            runtime: Some(crate::oci::OciRuntime {
+                path: "/usr/sbin/runc".into(),
+                root: "/run/berth/runc".into(),
+            }),
+            ..req
+        };
+        let wire = proto::CreateContainerRequest::from(&runc);
+        assert_eq!(CreateContainer::from(wire), runc);
     }
 
     #[test]

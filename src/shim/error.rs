@@ -115,6 +115,14 @@ pub enum ContainerError {
         /// Its error.
         source: ExecError,
     },
+    /// The external OCI runtime (runc, crun) failed; its message names the container.
+    #[error("{source}")]
+    Runtime {
+        /// The container.
+        id: String,
+        /// The runtime's error, with its own message.
+        source: crate::oci::OciError,
+    },
     /// Joining, reading or signalling the container's cgroup failed.
     #[error("container {id}: {source}")]
     Cgroup {
@@ -178,11 +186,21 @@ impl Classify for ContainerError {
             ContainerError::Spec { .. } => Kind::InvalidArgument,
             ContainerError::Exec { source, .. } => exec_kind(source),
             ContainerError::Cgroup { source, .. } => source.kind(),
+            ContainerError::Runtime { source, .. } => source.kind(),
             ContainerError::KillTimeout { .. } => Kind::DeadlineExceeded,
             ContainerError::Io { .. }
             | ContainerError::Signal { .. }
             | ContainerError::Pins(_)
             | ContainerError::Internal(_) => Kind::Internal,
+        }
+    }
+}
+
+impl From<crate::oci::OciError> for ContainerError {
+    fn from(source: crate::oci::OciError) -> ContainerError {
+        ContainerError::Runtime {
+            id: source.id.clone(),
+            source,
         }
     }
 }

@@ -14,10 +14,11 @@ use tokio::sync::{oneshot, watch};
 
 use super::error::ContainerError;
 use super::io::Source;
+use super::runner::Target;
 use super::state::Phase;
 use super::supervisor::Supervisor;
 use super::types::{EXEC_OUTPUT_LIMIT, EXEC_TIMEOUT_EXIT_CODE, ExecOutput};
-use crate::exec::{ExecError, Stdio};
+use crate::exec::Stdio;
 
 /// How long output is still read after the process exited (a child it left behind may hold
 /// the pipes open).
@@ -34,7 +35,7 @@ pub(crate) async fn exec_sync(
         let message = "exec: no command given".to_string();
         return Err(ContainerError::InvalidArgument(message));
     }
-    let (container_pid, mut process, seccomp, cgroup) = {
+    let (container_pid, bundle, runner, mut process, seccomp, cgroup) = {
         let table = sup.table();
         if table.closing {
             return Err(ContainerError::ShuttingDown);
@@ -44,8 +45,11 @@ pub(crate) async fn exec_sync(
             return Err(container.wrong_state("exec in"));
         }
         let process = container.process.clone();
+        let runner = container.runner.clone();
+        let bundle = container.bundle.clone();
         let seccomp = container.seccomp.clone();
-        (container.pid, process, seccomp, container.cgroup.clone())
+        let cgroup = container.cgroup.clone();
+        (container.pid, bundle, runner, process, seccomp, cgroup)
     };
     process.set_args(Some(args));
     process.set_terminal(Some(false));
@@ -62,28 +66,21 @@ pub(crate) async fn exec_sync(
     let (err_r, err_w) = std::io::pipe().map_err(pipe_err)?;
     let stdio = Stdio::pipes(None, out_w.into(), err_w.into());
     let (status_tx, status_rx) = oneshot::channel();
+    let owned_id = id.to_string();
     let pid = sup
         .blocking(move |sup| {
-            let pid = sup.executor.exec_with(
-                container_pid,
-                &process,
-                seccomp.as_ref(),
-                stdio,
-                |pid| {
-                    let Some(cgroup) = &cgroup else { return Ok(()) };
-                    let joined = cgroup.add_process(pid);
-                    joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
-                },
-            )?;
+            let target = Target {
+                pid: container_pid,
+                bundle: &bundle,
+                cgroup: cgroup.as_ref(),
+                seccomp: seccomp.as_ref(),
+            };
+            let pid = runner.exec(&owned_id, target, &process, stdio)?;
             // Registered before the gate opens: the reaper routes its status here.
             sup.table().await_exec(pid, status_tx);
-            Ok(pid)
+            Ok::<_, ContainerError>(pid)
         })
-        .await?
-        .map_err(|source| ContainerError::Exec {
-            id: id.to_string(),
-            source,
-        })?;
+        .await??;
     Ok(finish(sup, pid, [out_r.into(), err_r.into()], status_rx, timeout).await)
 }
 

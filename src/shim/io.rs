@@ -116,6 +116,14 @@ pub(crate) fn prepare(
 }
 
 impl PendingIo {
+    /// Reads and keeps `master` instead of the shim's own pty: the terminal an external runtime
+    /// made inside the container (`--console-socket`).
+    pub fn use_terminal(&mut self, master: OwnedFd) -> std::io::Result<()> {
+        self.outputs = vec![(Stream::Stdout, master.try_clone()?, true)];
+        self.pty_master = Some(master);
+        Ok(())
+    }
+
     /// Starts the log tasks of container `id`.
     pub fn start(self, id: &str) -> std::io::Result<ContainerIo> {
         let mut forwarders = Vec::new();

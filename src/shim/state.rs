@@ -23,13 +23,13 @@ use tokio::sync::{oneshot, watch};
 
 use super::error::ContainerError;
 use super::io::ContainerIo;
+use super::runner::{Launched, Runner};
 use super::types::{ContainerState, ContainerStatus, Exit, ExitEvent};
 use crate::cgroup::Cgroup;
-use crate::exec::Created;
 
 /// Where a container is; see the diagram at the top of the file.
 pub(crate) enum Phase {
-    Created(Box<Created>),
+    Created(Box<dyn Launched>),
     Starting,
     Running,
     Exited(Exit),
@@ -68,6 +68,8 @@ pub(crate) struct Container {
     pub io: Option<ContainerIo>,
     /// Becomes `Some` when the reaper records its exit.
     pub exit_tx: watch::Sender<Option<Exit>>,
+    /// What created its process and runs its execs.
+    pub runner: std::sync::Arc<dyn Runner>,
 }
 
 impl Container {

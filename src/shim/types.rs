@@ -40,6 +40,9 @@ pub struct CreateContainer {
     pub tty: bool,
     /// The cgroupfs path the process joins before it runs; `None` leaves it in the shim's.
     pub cgroup: Option<String>,
+    /// An external OCI runtime to create (and exec in) the container with; `None` = the
+    /// built-in executor.
+    pub runtime: Option<crate::oci::OciRuntime>,
 }
 
 /// Where a container is in its life.

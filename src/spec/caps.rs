@@ -73,17 +73,73 @@ pub const ALL_CAPS: [Capability; 41] = [
     Capability::WakeAlarm,
 ];
 
+/// The kernel's number of a capability (`<linux/capability.h>`).
+pub fn capability_number(cap: Capability) -> u32 {
+    use Capability::*;
+    match cap {
+        Chown => 0,
+        DacOverride => 1,
+        DacReadSearch => 2,
+        Fowner => 3,
+        Fsetid => 4,
+        Kill => 5,
+        Setgid => 6,
+        Setuid => 7,
+        Setpcap => 8,
+        LinuxImmutable => 9,
+        NetBindService => 10,
+        NetBroadcast => 11,
+        NetAdmin => 12,
+        NetRaw => 13,
+        IpcLock => 14,
+        IpcOwner => 15,
+        SysModule => 16,
+        SysRawio => 17,
+        SysChroot => 18,
+        SysPtrace => 19,
+        SysPacct => 20,
+        SysAdmin => 21,
+        SysBoot => 22,
+        SysNice => 23,
+        SysResource => 24,
+        SysTime => 25,
+        SysTtyConfig => 26,
+        Mknod => 27,
+        Lease => 28,
+        AuditWrite => 29,
+        AuditControl => 30,
+        Setfcap => 31,
+        MacOverride => 32,
+        MacAdmin => 33,
+        Syslog => 34,
+        WakeAlarm => 35,
+        BlockSuspend => 36,
+        AuditRead => 37,
+        Perfmon => 38,
+        Bpf => 39,
+        CheckpointRestore => 40,
+    }
+}
+
 /// The capability set of a container: default, then `ALL` in add, then `ALL` in drop, then the
 /// named adds, then the named drops (so a cap both added and dropped is dropped). Privileged
-/// containers get every capability. Bounding, effective and permitted are the set; inheritable
-/// and ambient stay empty (CRI's ambient capabilities are not honoured yet).
+/// containers get every capability. `ALL` (and privileged) means every capability `host` (the
+/// node's bounding set, `None` = all) has, as containerd's privileged containers get the
+/// runtime's own: an OCI runtime refuses to grant one the node lacks. Bounding, effective and
+/// permitted are the set; inheritable and ambient stay empty (CRI's ambient capabilities are not
+/// honoured yet).
 pub(super) fn capabilities(
     sc: Option<&LinuxContainerSecurityContext>,
+    host: Option<&Capabilities>,
 ) -> Result<LinuxCapabilities, SpecError> {
+    let all: Capabilities = ALL_CAPS
+        .into_iter()
+        .filter(|c| host.is_none_or(|h| h.contains(c)))
+        .collect();
     let set = if sc.is_some_and(|sc| sc.privileged) {
-        ALL_CAPS.into_iter().collect()
+        all
     } else {
-        cap_set(sc)?
+        cap_set(sc, all)?
     };
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(Some(set.clone()))
@@ -94,14 +150,17 @@ pub(super) fn capabilities(
     Ok(caps)
 }
 
-fn cap_set(sc: Option<&LinuxContainerSecurityContext>) -> Result<Capabilities, SpecError> {
+fn cap_set(
+    sc: Option<&LinuxContainerSecurityContext>,
+    all: Capabilities,
+) -> Result<Capabilities, SpecError> {
     let mut set: Capabilities = DEFAULT_CAPS.into_iter().collect();
     let Some(cri) = sc.and_then(|sc| sc.capabilities.as_ref()) else {
         return Ok(set);
     };
     let is_all = |n: &String| n.eq_ignore_ascii_case("ALL");
     if cri.add_capabilities.iter().any(is_all) {
-        set.extend(ALL_CAPS);
+        set.extend(all);
     }
     if cri.drop_capabilities.iter().any(is_all) {
         set.clear();
@@ -150,6 +209,25 @@ mod tests {
     }
 
     #[test]
+    fn all_and_privileged_grant_only_what_the_node_holds() {
+        let node: Capabilities = ALL_CAPS
+            .into_iter()
+            .filter(|c| *c != Capability::SysResource)
+            .collect();
+        for (add, privileged) in [(&["ALL"][..], false), (&[][..], true)] {
+            let caps = capabilities(Some(&sc(add, &[], privileged)), Some(&node)).unwrap();
+            assert_eq!(
+                caps.bounding().as_ref(),
+                Some(&node),
+                "{add:?} {privileged}"
+            );
+            assert_eq!(caps.effective().as_ref(), Some(&node));
+        }
+        let caps = capabilities(None, Some(&node)).unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), DEFAULT_CAPS.len());
+    }
+
+    #[test]
     fn add_and_drop() {
         use Capability::*;
         let all: Capabilities = ALL_CAPS.into_iter().collect();
@@ -187,7 +265,7 @@ mod tests {
             (&[], &["ALL"], true, all.clone()),
         ];
         for (add, drop, privileged, want) in cases {
-            let caps = capabilities(Some(&sc(add, drop, privileged))).unwrap();
+            let caps = capabilities(Some(&sc(add, drop, privileged)), None).unwrap();
             assert_eq!(
                 caps.bounding().as_ref(),
                 Some(&want),
@@ -202,7 +280,7 @@ mod tests {
 
     #[test]
     fn no_security_context_means_the_default_set() {
-        let caps = capabilities(None).unwrap();
+        let caps = capabilities(None, None).unwrap();
         assert_eq!(caps.bounding().as_ref(), Some(&with(&[], &[])));
         assert!(
             !caps
@@ -216,7 +294,7 @@ mod tests {
     #[test]
     fn unknown_names_are_errors() {
         for (add, drop) in [(&["CAP_FLY"][..], &[][..]), (&[], &["teleport"])] {
-            let err = capabilities(Some(&sc(add, drop, false))).unwrap_err();
+            let err = capabilities(Some(&sc(add, drop, false)), None).unwrap_err();
             assert!(matches!(err, SpecError::UnknownCapability(_)), "{err}");
         }
     }

@@ -49,7 +49,7 @@ use oci_spec::runtime::{Linux, LinuxCapabilities, LinuxDeviceType, Root, Spec};
 
 use crate::image::manifest::ImageConfig;
 
-pub use caps::{ALL_CAPS, DEFAULT_CAPS};
+pub use caps::{ALL_CAPS, DEFAULT_CAPS, capability_number};
 pub use error::SpecError;
 pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 pub use process::DEFAULT_PATH;
@@ -133,6 +133,9 @@ pub struct Host {
     pub swap_controller: bool,
     /// The node's hostname: `HOSTNAME` for pods without one of their own (host network).
     pub hostname: String,
+    /// The capabilities berth holds (its bounding set): what `ALL` and privileged grant.
+    /// `None`: every capability.
+    pub capabilities: Option<oci_spec::runtime::Capabilities>,
 }
 
 /// The cgroup resources of CRI container resources (for UpdateContainerResources).
@@ -157,7 +160,7 @@ pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
     }
     let plan = sandbox_plan(inputs.sandbox)?;
     let hostname = plan.hostname.as_deref().unwrap_or(&inputs.host.hostname);
-    let caps = caps::capabilities(sc)?;
+    let caps = caps::capabilities(sc, inputs.host.capabilities.as_ref())?;
     let seccomp = seccomp::section(&inputs.seccomp, privileged, &bounding_names(&caps));
     let process = process::process(inputs, hostname, caps)?;
 

@@ -83,6 +83,7 @@ impl Fixture {
                 cgroup_v2: true,
                 swap_controller: true,
                 hostname: "node-1".into(),
+                capabilities: None,
             },
             user: ResolvedUser {
                 uid: 1000,
