@@ -12,3 +12,18 @@ pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
     Errno::result(rc).map(drop)
 }
+
+/// Sets the window size of the terminal open on `fd` (`ioctl(TIOCSWINSZ)`); the foreground
+/// process group gets SIGWINCH.
+pub fn set_window_size(fd: BorrowedFd<'_>, cols: u16, rows: u16) -> Result<(), Errno> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which points at a live local
+    // for the whole call; `fd` is a valid borrowed descriptor.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    Errno::result(rc).map(drop)
+}
