@@ -50,6 +50,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub image: ImageConfig,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -65,7 +66,23 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             image: ImageConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
             registries: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// `host:port` of the Exec/Attach/PortForward server; port 0 picks a free one.
+    pub address: String,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1:0".into(),
         }
     }
 }
@@ -309,6 +326,17 @@ impl Config {
                     self.state_dir.display(),
                     MAX_SOCKET_PATH - (longest_pod_socket - self.state_dir.as_os_str().len()) + 1
                 ),
+            );
+        }
+        if self
+            .streaming
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return invalid(
+                "streaming.address",
+                &format!("{:?} is not an ip:port address", self.streaming.address),
             );
         }
         if self.grpc.max_message_bytes < 4 * 1024 * 1024 {

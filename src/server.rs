@@ -62,10 +62,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin = crate::admin::Admin::new(images.clone());
     let listener = bind_socket(&config.grpc.socket)?;
     let socket = config.grpc.socket.clone();
+    let streaming = crate::streaming::Server::start(&config.streaming.address, runtime.clone())
+        .await
+        .context("start the streaming server")?;
     let cri = Cri::new(Context {
         config,
         images,
         runtime,
+        streaming,
     });
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
 
