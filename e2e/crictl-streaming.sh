@@ -52,7 +52,7 @@ for t in spdy websocket; do
   [[ $big == 3000000 ]] || fail "$t: 3 MB of output arrived as $big bytes"
   pass "$t: crictl exec carries 3 MB of output intact"
 
-  out=$(script -qec "stty cols 123 rows 45 2>/dev/null; crictl --runtime-endpoint unix://$SOCK exec -r $t -it $CTR sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; stty size'" /dev/null </dev/null | tr -d '\r\000')
+  out=$(script -qec "stty cols 123 rows 45 2>/dev/null; crictl --runtime-endpoint unix://$SOCK exec -r $t -it $CTR sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; stty size'" /dev/null </dev/null | tr -d '\r\000' | sed 's/\^@//g')
   grep -qx on-a-terminal <<<"$out" || fail "$t: exec -it has no terminal: $out"
   grep -qx '45 123' <<<"$out" || fail "$t: exec -it terminal size: $out"
   pass "$t: crictl exec -it runs on a terminal of the client's size"

@@ -3,9 +3,10 @@
 //! created with it, resizes a terminal, and gets the container's exit code when it exits.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::net::unix::pipe;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -28,10 +29,15 @@ pub(crate) struct Attached {
     exited: watch::Receiver<Option<Exit>>,
     stdout: bool,
     stderr: bool,
+    sup: Arc<Supervisor>,
+    id: String,
 }
 
 /// Attaches to running container `start.id` with the streams `start` asks for.
-pub(crate) fn start(sup: &Supervisor, start: &StreamStart) -> Result<Attached, ContainerError> {
+pub(crate) fn start(
+    sup: &Arc<Supervisor>,
+    start: &StreamStart,
+) -> Result<Attached, ContainerError> {
     let table = sup.table();
     let container = table.get(&start.id)?;
     if !matches!(container.phase, Phase::Running) {
@@ -69,6 +75,8 @@ pub(crate) fn start(sup: &Supervisor, start: &StreamStart) -> Result<Attached, C
         exited: container.exit_tx.subscribe(),
         stdout: start.stdout,
         stderr: start.stderr,
+        sup: sup.clone(),
+        id: start.id.clone(),
     })
 }
 
@@ -87,7 +95,17 @@ impl Attached {
             mut exited,
             stdout,
             stderr,
+            sup,
+            id,
         } = self;
+        let inputs = inputs.inspect(move |input| {
+            if matches!(input, StreamInput::StdinEof)
+                && let Ok(container) = sup.table().get_mut(&id)
+                && let Some(io) = container.io.as_mut()
+            {
+                io.attached_stdin_closed();
+            }
+        });
         let feeder = tokio::spawn(feed(inputs, stdin, master));
         loop {
             let msg = tokio::select! {

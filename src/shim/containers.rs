@@ -104,9 +104,10 @@ async fn create_reserved(
             (Err(source), _) => return Err(ContainerError::Exec { id, source }),
         };
         // Dropping `created` on failure ends the process and reaps it.
-        let io = pending
+        let mut io = pending
             .start(&id)
             .map_err(|source| io_error(&id, "start log forwarding", source))?;
+        io.stdin_once = req.stdin_once;
         let pid = created.pid;
         container.pid = pid;
         container.phase = Phase::Created(Box::new(created));

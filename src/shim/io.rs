@@ -83,6 +83,8 @@ pub(crate) struct ContainerIo {
     pty_master: Option<OwnedFd>,
     /// Whether the container was created with stdin (attached clients may write it).
     stdin: bool,
+    /// CRI `stdin_once`: the container's stdin closes when an attached client closes its own.
+    pub stdin_once: bool,
     /// Where the output is fanned out to attached clients; gone once the output has ended.
     attach: broadcast::WeakSender<StreamOutput>,
     forwarders: Vec<JoinHandle<()>>,
@@ -151,6 +153,7 @@ impl PendingIo {
         Ok(ContainerIo {
             log: self.log,
             stdin: self.stdin.is_some() || self.stdin_tty,
+            stdin_once: false,
             _stdin: self.stdin,
             pty_master: self.pty_master,
             attach: attach.downgrade(),
@@ -173,6 +176,14 @@ impl ContainerIo {
         }
         let fd = self._stdin.as_ref().or(self.pty_master.as_ref())?;
         Some(fd.try_clone())
+    }
+
+    /// An attached client closed its stdin: with `stdin_once`, close the container's (its pipe;
+    /// a terminal stays open, it is the output too).
+    pub fn attached_stdin_closed(&mut self) {
+        if self.stdin_once {
+            self._stdin = None;
+        }
     }
 
     /// A new descriptor of the terminal's master (to resize it), for a tty container.

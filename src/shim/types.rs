@@ -34,7 +34,7 @@ pub struct CreateContainer {
     pub log_path: Option<PathBuf>,
     /// Give the container a stdin pipe (held open by the shim).
     pub stdin: bool,
-    /// CRI `stdin_once` (recorded; there is no attach in protocol version 1).
+    /// CRI `stdin_once`: stdin closes when the first attached client closes its own.
     pub stdin_once: bool,
     /// Give the container a terminal; its output is logged as `stdout`.
     pub tty: bool,

@@ -99,6 +99,8 @@ pub async fn serve(
         Ok(outputs) => pump(outputs, stdout.as_ref(), stderr.as_ref()).await,
         Err(e) => Err(e.to_string()),
     };
+    // An attach reports how the streaming went, not how the container ended.
+    let result = if attach { result.map(|_| 0) } else { result };
     for w in [&stdout, &stderr].into_iter().flatten() {
         w.close().await;
     }

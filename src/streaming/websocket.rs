@@ -133,6 +133,8 @@ pub async fn serve<T>(
             }
         },
     };
+    // An attach reports how the streaming went, not how the container ended.
+    let result = if attach { result.map(|_| 0) } else { result };
     let status = match protocol {
         "channel.k8s.io" | "base64.channel.k8s.io" => status_text(&cmd, &result),
         _ => Some(status_json(&cmd, &result)),
