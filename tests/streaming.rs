@@ -107,6 +107,36 @@ async fn crictl_exec_over_spdy_and_websocket() {
         assert!(out.lines().any(|l| l == "on-a-terminal"), "{t}: {out}");
         assert!(out.lines().any(|l| l == "45 123"), "{t}: {out}");
     }
+    // A client that goes away takes its silent process with it.
+    for t in TRANSPORTS {
+        let mut cmd = crictl(sock);
+        cmd.args(["exec", "-r", t, &ctr, "sleep", "777"]);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = |sock| {
+            let mut ps = crictl(sock);
+            ps.args(["exec", "-s", &ctr, "ps", "-o", "args"]);
+            run(ps, None).1.lines().any(|l| l.trim() == "sleep 777")
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !running(sock) {
+            assert!(Instant::now() < deadline, "{t}: the exec'd sleep never ran");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(sock) {
+            assert!(
+                Instant::now() < deadline,
+                "{t}: the exec'd sleep outlived its client"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     // The same through ExecSync (crictl exec -s), for comparison: crictl reports it alike.
     let mut cmd = crictl(sock);
     cmd.args(["exec", "-s", &ctr, "sh", "-c", "exit 3"]);

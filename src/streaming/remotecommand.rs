@@ -95,9 +95,18 @@ pub async fn serve(
     let inputs = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
     let stdout = streams.stdout.as_ref().map(|s| s.writer.clone());
     let stderr = streams.stderr.as_ref().map(|s| s.writer.clone());
-    let result = match server.runtime.stream(attach, start, inputs).await {
-        Ok(outputs) => pump(outputs, stdout.as_ref(), stderr.as_ref()).await,
-        Err(e) => Err(e.to_string()),
+    let session = async {
+        match server.runtime.stream(attach, start, inputs).await {
+            Ok(outputs) => pump(outputs, stdout.as_ref(), stderr.as_ref()).await,
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    // A client that goes away ends the session (the shim then kills an exec'd process), even
+    // while the process is silent.
+    let gone = async { while conn.incoming.recv().await.is_some() {} };
+    let result = tokio::select! {
+        result = session => result,
+        () = gone => return,
     };
     // An attach reports how the streaming went, not how the container ended.
     let result = if attach { result.map(|_| 0) } else { result };
