@@ -52,9 +52,10 @@ for t in spdy websocket; do
   [[ $big == 3000000 ]] || fail "$t: 3 MB of output arrived as $big bytes"
   pass "$t: crictl exec carries 3 MB of output intact"
 
-  out=$(script -qec "stty cols 123 rows 45 2>/dev/null; crictl --runtime-endpoint unix://$SOCK exec -r $t -it $CTR sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; stty size'" /dev/null </dev/null | tr -d '\r\000' | sed 's/\^@//g')
+  out=$(script -qec "stty cols 123 rows 45 2>/dev/null; crictl --runtime-endpoint unix://$SOCK exec -r $t -it $CTR sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; tty; stty size'" /dev/null </dev/null | tr -d '\r\000' | sed 's/\^@//g')
   grep -qx on-a-terminal <<<"$out" || fail "$t: exec -it has no terminal: $out"
   grep -qx '45 123' <<<"$out" || fail "$t: exec -it terminal size: $out"
+  grep -q '^/dev/pts/' <<<"$out" || fail "$t: exec -it terminal has no name in the container: $out"
   pass "$t: crictl exec -it runs on a terminal of the client's size"
 
   out=$( (sleep 1; echo "ping-$t"; sleep 1) | timeout -s KILL 5 crictl --runtime-endpoint "unix://$SOCK" attach -r "$t" -i "$CAT" 2>/dev/null | head -1) || true

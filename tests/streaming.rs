@@ -95,7 +95,7 @@ async fn crictl_exec_over_spdy_and_websocket() {
 
         // A terminal, driven by script(1): crictl sends the size of its own terminal.
         let inner = format!(
-            "stty cols 123 rows 45; /root/go/bin/crictl --runtime-endpoint unix://{} exec -r {t} -it {ctr} sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; stty size'",
+            "stty cols 123 rows 45; /root/go/bin/crictl --runtime-endpoint unix://{} exec -r {t} -it {ctr} sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; tty; stty size'",
             sock.display()
         );
         let mut cmd = Command::new("script");
@@ -106,6 +106,11 @@ async fn crictl_exec_over_spdy_and_websocket() {
         assert_eq!(code, 0, "{t}: {out}");
         assert!(out.lines().any(|l| l == "on-a-terminal"), "{t}: {out}");
         assert!(out.lines().any(|l| l == "45 123"), "{t}: {out}");
+        // A terminal of the container's own devpts, which the process can name.
+        assert!(
+            out.lines().any(|l| l.starts_with("/dev/pts/")),
+            "{t}: {out}"
+        );
     }
     // A client that goes away takes its silent process with it.
     for t in TRANSPORTS {

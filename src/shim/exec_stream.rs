@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::ContainerError;
 use super::exec_sync::{kill_if_pending, spawn_exec};
-use super::io::{Source, open_pty, writer};
+use super::io::{Source, open_pty, open_pty_in, writer};
 use super::supervisor::Supervisor;
 use super::types::{StreamInput, StreamOutput, StreamStart, TermSize};
 use crate::exec::Stdio;
@@ -47,7 +47,12 @@ pub(crate) async fn start(
         move |source| ContainerError::Io { id, action, source }
     };
     if start.tty {
-        let (master, slave) = open_pty().map_err(io_err("open a terminal for exec"))?;
+        // The container's own devpts when it has one (the process can name its terminal),
+        // else the shim's.
+        let pid = sup.table().get(&start.id)?.pid;
+        let (master, slave) = open_pty_in(pid)
+            .or_else(|_| open_pty())
+            .map_err(io_err("open a terminal for exec"))?;
         if let Some(size) = start.size {
             resize(&master, size);
         }

@@ -4,7 +4,7 @@
 //! They also fan the output out to attached clients (CRI Attach), which may write the
 //! container's stdin and resize its terminal.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -201,6 +201,29 @@ impl ContainerIo {
             }
         }
     }
+}
+
+/// A pty pair from the devpts instance of the container whose process is `pid` (its
+/// `/dev/pts/ptmx`, resolved inside its root), so the process sees its terminal by name
+/// (`/dev/pts/0`) as on runc. Both ends close-on-exec, the slave opened through the master.
+pub(crate) fn open_pty_in(pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
+    use nix::sys::stat::{SFlag, fstat, major, minor};
+    let root = std::fs::File::open(format!("/proc/{pid}/root"))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let master = openat2(&root, "dev/pts/ptmx", how)?;
+    // Whatever the container put at that path, only a pty multiplexer (5:2) will do.
+    let st = fstat(&master)?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_char || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 {
+        let msg = "the container's /dev/pts/ptmx is not a pty multiplexer";
+        return Err(std::io::Error::other(msg));
+    }
+    crate::sys::tty::unlock_pty(master.as_fd())?;
+    let slave = crate::sys::tty::open_pty_peer(master.as_fd())?;
+    Ok((master, slave))
 }
 
 /// A pty pair, both ends close-on-exec, the slave without becoming our controlling terminal.
