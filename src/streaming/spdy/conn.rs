@@ -89,7 +89,7 @@ impl Connection {
         }
     }
 
-    /// Sends GOAWAY; the writer then closes the transport once every stream writer is gone.
+    /// Sends GOAWAY after everything queued before it, then closes the transport for writing.
     pub async fn close(self) {
         let last_good = 0;
         let _ = self

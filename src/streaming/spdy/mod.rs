@@ -3,6 +3,8 @@
 //! use: server side, client-opened streams, header compression, pings, GOAWAY, flow control.
 
 pub mod conn;
+#[cfg(test)]
+mod conn_tests;
 pub mod frame;
 #[cfg(test)]
 mod tests;
