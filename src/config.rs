@@ -458,6 +458,7 @@ mod tests {
                 "registries.username",
             ),
             ("network:\n  conf_dir: net.d\n", "network.conf_dir"),
+            ("streaming:\n  address: localhost\n", "streaming.address"),
             ("network:\n  bin_dirs: []\n", "network.bin_dirs"),
             ("network:\n  bin_dirs: [cni]\n", "network.bin_dirs"),
         ];
