@@ -77,14 +77,26 @@ impl Default for Config {
 pub struct StreamingConfig {
     /// `host:port` of the Exec/Attach/PortForward server; port 0 picks a free one.
     pub address: String,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<StreamingTls>,
 }
 
 impl Default for StreamingConfig {
     fn default() -> Self {
         StreamingConfig {
             address: "127.0.0.1:0".into(),
+            tls: None,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingTls {
+    /// PEM certificate chain, the server's first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +351,16 @@ impl Config {
                 &format!("{:?} is not an ip:port address", self.streaming.address),
             );
         }
+        if let Some(tls) = &self.streaming.tls {
+            for (key, file) in [
+                ("streaming.tls.cert_file", &tls.cert_file),
+                ("streaming.tls.key_file", &tls.key_file),
+            ] {
+                if !file.is_file() {
+                    return invalid(key, &format!("{} is not a file", file.display()));
+                }
+            }
+        }
         if self.grpc.max_message_bytes < 4 * 1024 * 1024 {
             return invalid("grpc.max_message_bytes", "must be at least 4194304 (4 MiB)");
         }
@@ -459,6 +481,10 @@ mod tests {
             ),
             ("network:\n  conf_dir: net.d\n", "network.conf_dir"),
             ("streaming:\n  address: localhost\n", "streaming.address"),
+            (
+                "streaming:\n  tls:\n    cert_file: /nonexistent/c.pem\n    key_file: /etc/hostname\n",
+                "streaming.tls.cert_file",
+            ),
             ("network:\n  bin_dirs: []\n", "network.bin_dirs"),
             ("network:\n  bin_dirs: [cni]\n", "network.bin_dirs"),
         ];

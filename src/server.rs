@@ -60,11 +60,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
-    let listener = bind_socket(&config.grpc.socket)?;
-    let socket = config.grpc.socket.clone();
-    let streaming = crate::streaming::Server::start(&config.streaming.address, runtime.clone())
+    // Before the CRI socket: a bad streaming address or TLS file fails the start cleanly.
+    let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
         .await
         .context("start the streaming server")?;
+    let listener = bind_socket(&config.grpc.socket)?;
+    let socket = config.grpc.socket.clone();
     let cri = Cri::new(Context {
         config,
         images,

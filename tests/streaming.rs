@@ -351,3 +351,45 @@ fn raw(port: &str, path: &str, headers: &str) -> String {
     let n = s.read(&mut buf).unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+#[tokio::test]
+async fn the_streaming_server_speaks_tls_when_configured() {
+    let certs = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert_file, key_file) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let r = common::registry::registries();
+    let daemon = common::Daemon::start(&format!(
+        "registries:\n  \"{}\":\n    insecure: true\nstreaming:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
+        r.plain,
+        cert_file.display(),
+        key_file.display()
+    ));
+    let mut cri = daemon.client().await;
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut cri, &image).await;
+    let pod = run_pod(&mut cri, pod_config("tls", &daemon.dir.path().join("logs"))).await;
+    let ctr = start_container(
+        &mut cri,
+        &pod,
+        container_config("app", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let req = api::ExecRequest {
+        container_id: ctr.clone(),
+        cmd: vec!["true".into()],
+        stdout: true,
+        ..Default::default()
+    };
+    let url = cri.runtime.exec(req).await.unwrap().into_inner().url;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // crictl does not verify the streaming server's certificate unless given a CA.
+    for t in TRANSPORTS {
+        let mut cmd = crictl(&daemon.socket);
+        cmd.args(["exec", "-r", t, &ctr, "echo", "over-tls"]);
+        let (code, out, err) = run(cmd, None);
+        assert_eq!((code, out.as_str()), (0, "over-tls\n"), "{t}: {err}");
+    }
+}

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::{Server, Session, portforward, remotecommand, websocket};
 
@@ -31,8 +33,8 @@ pub const WS_COMMAND: [&str; 5] = [
 /// PortForward over WebSocket: SPDY tunnelled in binary messages (kubectl 1.30+, crictl).
 pub const WS_PORT_FORWARD: [&str; 1] = ["SPDY/3.1+portforward.k8s.io"];
 
-/// Accepts connections until the listener fails.
-pub async fn serve(listener: TcpListener, server: Arc<Server>) {
+/// Accepts connections until the listener fails; with `tls`, each does its handshake first.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<Server>) {
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -44,17 +46,32 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
         };
         let _ = tcp.set_nodelay(true);
         let server = server.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(route(&server, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            let _ = conn.await;
+            match tls {
+                None => serve_connection(tcp, server).await,
+                Some(tls) => match tls.accept(tcp).await {
+                    Ok(stream) => serve_connection(stream, server).await,
+                    Err(e) => tracing::debug!("streaming server: TLS handshake: {e}"),
+                },
+            }
         });
     }
+}
+
+/// Serves HTTP/1.1 requests (and their upgrades) on one connection.
+async fn serve_connection<I>(io: I, server: Arc<Server>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let server = server.clone();
+        async move { Ok::<_, Infallible>(route(&server, req)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let _ = conn.await;
 }
 
 fn reply(status: StatusCode, message: impl Into<String>) -> Response<String> {

@@ -7,6 +7,7 @@ mod http;
 mod portforward;
 mod remotecommand;
 pub mod spdy;
+mod tls;
 mod tokens;
 mod websocket;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::config::StreamingConfig;
 use crate::error::{Classify, Kind};
 use crate::runtime::Runtime;
 use crate::runtime::shim::TermSize;
@@ -34,6 +36,8 @@ pub enum StreamingError {
         address: String,
         source: std::io::Error,
     },
+    #[error("streaming TLS: {0}")]
+    Tls(String),
 }
 
 impl Classify for StreamingError {
@@ -41,7 +45,7 @@ impl Classify for StreamingError {
         match self {
             StreamingError::InvalidArgument(_) => Kind::InvalidArgument,
             StreamingError::TooManyRequests(_) => Kind::ResourceExhausted,
-            StreamingError::Bind { .. } => Kind::Internal,
+            StreamingError::Bind { .. } | StreamingError::Tls(_) => Kind::Internal,
         }
     }
 }
@@ -93,11 +97,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `address` (`host:port`, port 0 = any free one) and starts serving.
+    /// Binds `config.address` (`host:port`, port 0 = any free one) and starts serving, over
+    /// TLS when `config.tls` is set.
     pub async fn start(
-        address: &str,
+        config: &StreamingConfig,
         runtime: Arc<Runtime>,
     ) -> Result<Arc<Server>, StreamingError> {
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let address = config.address.as_str();
         let bind_err = |source| StreamingError::Bind {
             address: address.to_string(),
             source,
@@ -112,10 +119,14 @@ impl Server {
         let server = Arc::new(Server {
             runtime,
             tokens: tokens::Tokens::default(),
-            base: format!("http://{host}:{}", local.port()),
+            base: format!(
+                "{}://{host}:{}",
+                if tls.is_some() { "https" } else { "http" },
+                local.port()
+            ),
             address: local,
         });
-        tokio::spawn(http::serve(listener, server.clone()));
+        tokio::spawn(http::serve(listener, tls, server.clone()));
         tracing::info!(address = %local, "streaming server listening");
         Ok(server)
     }
