@@ -50,6 +50,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub image: ImageConfig,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -65,9 +66,37 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             image: ImageConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
             registries: BTreeMap::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// `host:port` of the Exec/Attach/PortForward server; port 0 picks a free one.
+    pub address: String,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<StreamingTls>,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1:0".into(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingTls {
+    /// PEM certificate chain, the server's first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +340,27 @@ impl Config {
                 ),
             );
         }
+        if self
+            .streaming
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return invalid(
+                "streaming.address",
+                &format!("{:?} is not an ip:port address", self.streaming.address),
+            );
+        }
+        if let Some(tls) = &self.streaming.tls {
+            for (key, file) in [
+                ("streaming.tls.cert_file", &tls.cert_file),
+                ("streaming.tls.key_file", &tls.key_file),
+            ] {
+                if !file.is_file() {
+                    return invalid(key, &format!("{} is not a file", file.display()));
+                }
+            }
+        }
         if self.grpc.max_message_bytes < 4 * 1024 * 1024 {
             return invalid("grpc.max_message_bytes", "must be at least 4194304 (4 MiB)");
         }
@@ -458,6 +508,11 @@ mod tests {
                 "registries.username",
             ),
             ("network:\n  conf_dir: net.d\n", "network.conf_dir"),
+            ("streaming:\n  address: localhost\n", "streaming.address"),
+            (
+                "streaming:\n  tls:\n    cert_file: /nonexistent/c.pem\n    key_file: /etc/hostname\n",
+                "streaming.tls.cert_file",
+            ),
             ("network:\n  bin_dirs: []\n", "network.bin_dirs"),
             ("network:\n  bin_dirs: [cni]\n", "network.bin_dirs"),
         ];

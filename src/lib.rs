@@ -21,6 +21,7 @@ pub mod shim;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+pub mod streaming;
 pub mod sys;
 
 /// The name berth reports in `Version`.

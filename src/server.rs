@@ -63,12 +63,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
+    // Before the CRI socket: a bad streaming address or TLS file fails the start cleanly.
+    let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
+        .await
+        .context("start the streaming server")?;
     let listener = bind_socket(&config.grpc.socket)?;
     let socket = config.grpc.socket.clone();
     let cri = Cri::new(Context {
         config,
         images,
         runtime,
+        streaming,
     });
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
 

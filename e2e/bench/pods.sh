@@ -4,7 +4,8 @@
 # socket), both running the same busybox image from the local plain registry:
 #   (1) pod start: RunPodSandbox, CreateContainer, StartContainer of a host-network pod with one
 #       `sleep 3600` container, each phase timed, median of N runs (pods removed between runs)
-#   (2) ExecSync `echo hi` latency in a running container, median of M calls
+#   (2) ExecSync `echo hi` latency in a running container, median of M calls; and the round trip
+#       of a streamed `crictl exec CTR true` (Exec + SPDY session), median of S runs
 #   (3) memory per pod: PSS and RSS of every process the runtime adds per pod (berth: the
 #       berth-shim; containerd: containerd-shim-runc-v2 and the pause process; never the container's
 #       own sleep), with P pods running at once
@@ -13,12 +14,12 @@
 # whose own start-up would be in every number. docs/benchmarks.md ("Pods") explains each number and
 # keeps the measured results.
 #
-#   e2e/bench/pods.sh [-n RUNS] [--execs M] [--pods P]
+#   e2e/bench/pods.sh [-n RUNS] [--execs M] [--stream-execs S] [--pods P]
 #
 # Build first: cargo build --release --bins --example bench_client
 # Environment: BERTHD (default target/release/berthd; berth-shim beside it), BENCH_CLIENT (default
 # target/release/examples/bench_client), BENCH_OUT (where results go, default /tmp/berth-bench),
-# BENCH_RUNS (default 10), BENCH_EXECS (default 100), BENCH_PODS (default 30),
+# BENCH_RUNS (default 10), BENCH_EXECS (default 100), BENCH_STREAM_EXECS (default 30), BENCH_PODS (default 30),
 # BENCH_FS: `loop` (default) puts both daemons' roots on a fresh journaled ext4 on a loop device of
 # BENCH_FS_SIZE (default 2G) as e2e/bench/pull.sh does; `host` uses the filesystem of $TMPDIR. Both
 # daemons' state dirs are on a tmpfs either way (/run/berth and /run/containerd are, on a node).
@@ -40,6 +41,7 @@ CLIENT=${BENCH_CLIENT:-$ROOT/target/release/examples/bench_client}
 OUT=${BENCH_OUT:-/tmp/berth-bench}
 RUNS=${BENCH_RUNS:-10}
 EXECS=${BENCH_EXECS:-100}
+STREAM_EXECS=${BENCH_STREAM_EXECS:-30}
 PODS=${BENCH_PODS:-30}
 FS_MODE=${BENCH_FS:-loop}
 FS_SIZE=${BENCH_FS_SIZE:-2G}
@@ -49,6 +51,7 @@ while (($#)); do
   case $1 in
     -n) RUNS=$2; shift 2 ;;
     --execs) EXECS=$2; shift 2 ;;
+    --stream-execs) STREAM_EXECS=$2; shift 2 ;;
     --pods) PODS=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) die "unknown argument $1" ;;
@@ -370,6 +373,32 @@ EXEC_B=$(median $(cat "$WORK/exec-berth.txt"))
 EXEC_C=$(median $(cat "$WORK/exec-containerd.txt"))
 
 # ---------------------------------------------------------------------------------------------------
+# (2b) Streamed exec round trip: `crictl exec CTR true` (Exec, then the SPDY session on the
+# runtime's streaming server, to the exit status), timed around the whole crictl run, whose own
+# start-up is the same for both; one running container each, median of $STREAM_EXECS calls.
+
+for rt in berth containerd; do
+  crictl_rt=crictl_b
+  [[ $rt == containerd ]] && crictl_rt=crictl_c
+  # shellcheck disable=SC2046
+  client "$rt" pods $(pod_args "$rt") --prefix bench-stream --count 1 --keep >/dev/null
+  ctr=$($crictl_rt ps -q 2>/dev/null | head -n 1)
+  [[ -n $ctr ]] || die "$rt: no running container for the streamed exec round"
+  log "$rt: $STREAM_EXECS crictl exec round trips"
+  for i in $(seq $((STREAM_EXECS + 3))); do
+    t0=$(date +%s%N)
+    $crictl_rt exec "$ctr" true >/dev/null 2>&1 || die "$rt: crictl exec failed"
+    t1=$(date +%s%N)
+    ((i > 3)) && awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f\n", d / 1e6}'
+  done >"$WORK/stream-$rt.txt"
+  client "$rt" clean --prefix bench-stream
+done
+# shellcheck disable=SC2046
+STREAM_B=$(median $(cat "$WORK/stream-berth.txt"))
+# shellcheck disable=SC2046
+STREAM_C=$(median $(cat "$WORK/stream-containerd.txt"))
+
+# ---------------------------------------------------------------------------------------------------
 # (3) Memory per pod: $PODS pods at once in one runtime, then in the other.
 
 # Sums PSS and RSS (KiB) over the given pids; prints "pss rss count names".
@@ -446,6 +475,7 @@ TOTAL_B=$(med berth total_ms) TOTAL_C=$(med containerd total_ms)
 START_RATIO=$(ratio "$TOTAL_B" "$TOTAL_C")
 CS_B=$(med berth create_start_ms)
 EXEC_RATIO=$(ratio "$EXEC_B" "$EXEC_C")
+STREAM_RATIO=$(ratio "$STREAM_B" "$STREAM_C")
 PSS_B_POD_KIB=$(awk -v k="$MB_PSS" -v n="$PODS" 'BEGIN {printf "%.0f", k / n}')
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -478,6 +508,9 @@ RESULT=$OUT/pods-$STAMP.txt
   echo "(2) ExecSync 'echo hi', median of $EXECS calls (after 5 warm-up calls), ms"
   echo "  berth $EXEC_B (min $(minimum $(cat "$WORK/exec-berth.txt"))), containerd $EXEC_C (min $(minimum $(cat "$WORK/exec-containerd.txt")))"
   echo "  berth/containerd = $EXEC_RATIO (target <= 0.25: $(verdict "$EXEC_RATIO" 0.25))"
+  echo "(2b) crictl exec 'true' round trip over SPDY, median of $STREAM_EXECS runs (after 3 warm-up runs), ms"
+  echo "  berth $STREAM_B (min $(minimum $(cat "$WORK/stream-berth.txt"))), containerd $STREAM_C (min $(minimum $(cat "$WORK/stream-containerd.txt")))"
+  echo "  berth/containerd = $STREAM_RATIO (target <= 0.5: $(verdict "$STREAM_RATIO" 0.5))"
   echo
   echo "(3) memory per pod, $PODS pods running at once ($NETWORK network, one sleep container each)"
   echo "  berth:      PSS $(per_pod_mib "$MB_PSS") MiB/pod ($PSS_B_POD_KIB KiB), RSS $(per_pod_mib "$MB_RSS") MiB/pod ($MB_N processes: $MB_NAMES)"

@@ -15,6 +15,7 @@ mod runtime_service;
 mod sandbox;
 mod stats;
 mod status;
+mod streaming;
 mod version;
 
 use std::fmt::Display;
@@ -40,6 +41,7 @@ pub struct Context {
     pub config: Config,
     pub images: Arc<ImageService>,
     pub runtime: Arc<Runtime>,
+    pub streaming: Arc<crate::streaming::Server>,
 }
 
 impl Cri {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, container, events, reply, sandbox, stats, unimplemented};
+use super::{Cri, api, container, events, reply, sandbox, stats, streaming, unimplemented};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
@@ -130,23 +130,23 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn exec(
         &self,
-        _request: Request<api::ExecRequest>,
+        request: Request<api::ExecRequest>,
     ) -> Result<Response<api::ExecResponse>, Status> {
-        unimplemented("Exec")
+        reply(streaming::exec(&self.ctx, request.into_inner()))
     }
 
     async fn attach(
         &self,
-        _request: Request<api::AttachRequest>,
+        request: Request<api::AttachRequest>,
     ) -> Result<Response<api::AttachResponse>, Status> {
-        unimplemented("Attach")
+        reply(streaming::attach(&self.ctx, request.into_inner()))
     }
 
     async fn port_forward(
         &self,
-        _request: Request<api::PortForwardRequest>,
+        request: Request<api::PortForwardRequest>,
     ) -> Result<Response<api::PortForwardResponse>, Status> {
-        unimplemented("PortForward")
+        reply(streaming::port_forward(&self.ctx, request.into_inner()))
     }
 
     async fn container_stats(

@@ -42,7 +42,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn running(&self, id: &str) -> Result<ContainerRecord> {
+    pub(super) fn running(&self, id: &str) -> Result<ContainerRecord> {
         let container = self.container(id)?;
         if container.state != ContainerState::Running {
             return Err(RuntimeError::FailedPrecondition(format!(

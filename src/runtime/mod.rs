@@ -18,6 +18,7 @@ mod sandbox_network;
 mod security;
 pub mod shim;
 pub mod stats;
+mod streaming;
 mod undo;
 
 use std::collections::{HashMap, HashSet};

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use crate::shim::client::EventStream;
+pub use crate::shim::client::{EventStream, StreamInputs, StreamOutputs};
 pub use crate::shim::{
     ContainerState as ShimContainer, CreateContainer, ExecOutput, ExitEvent, ShimError, ShimInfo,
-    ShimOptions,
+    ShimOptions, StreamInput, StreamOutput, StreamStart, TermSize,
 };
 
 pub type ShimResult<T> = Result<T, ShimError>;
@@ -31,6 +31,13 @@ pub trait PodShim: Send + Sync {
         args: Vec<String>,
         timeout_secs: i64,
     ) -> BoxFuture<'a, ShimResult<ExecOutput>>;
+    /// A streamed exec (`attach` false) or an attach to the container's own stdio.
+    fn stream<'a>(
+        &'a self,
+        attach: bool,
+        start: &'a StreamStart,
+        inputs: StreamInputs,
+    ) -> BoxFuture<'a, ShimResult<StreamOutputs>>;
     fn reopen_log<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ShimResult<()>>;
     fn shutdown(&self) -> BoxFuture<'_, ShimResult<()>>;
 }

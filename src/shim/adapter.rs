@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::client::{EventStream, ShimClient};
-use super::{ContainerState, CreateContainer, ExecOutput, ShimInfo, ShimOptions};
+use super::client::{EventStream, ShimClient, StreamInputs, StreamOutputs};
+use super::{ContainerState, CreateContainer, ExecOutput, ShimInfo, ShimOptions, StreamStart};
 use crate::runtime::shim::{PodShim, ShimLauncher, ShimResult};
 
 /// Starts `berth-shim serve` processes from one binary.
@@ -81,6 +81,15 @@ impl PodShim for ShimClient {
             let timeout = Duration::from_secs(timeout_secs.max(0) as u64);
             ShimClient::exec_sync(self, id, &args, timeout).await
         })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        attach: bool,
+        start: &'a StreamStart,
+        inputs: StreamInputs,
+    ) -> BoxFuture<'a, ShimResult<StreamOutputs>> {
+        Box::pin(ShimClient::stream(self, attach, start, inputs))
     }
 
     fn reopen_log<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ShimResult<()>> {

@@ -17,14 +17,23 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::args::ServeArgs;
+use super::convert::stream_output;
 use super::proto::{self, shim_client::ShimClient as GrpcClient};
-use super::types::{ContainerState, CreateContainer, ExecOutput, ExitEvent, ShimInfo, ShimOptions};
+use super::types::{
+    ContainerState, CreateContainer, ExecOutput, ExitEvent, ShimInfo, ShimOptions, StreamInput,
+    StreamOutput, StreamStart,
+};
 use crate::error::{Classify, Kind};
 
 /// How long `berth-shim serve` may take to report ready.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Room for an ExecSync reply with both streams at their limit.
 const MAX_MESSAGE: usize = 2 * super::EXEC_OUTPUT_LIMIT + 1024 * 1024;
+
+/// The inputs of a streamed exec or attach after its start.
+pub type StreamInputs = Pin<Box<dyn Stream<Item = StreamInput> + Send>>;
+/// The outputs of a streamed exec or attach; the exit code last.
+pub type StreamOutputs = Pin<Box<dyn Stream<Item = Result<StreamOutput, ShimError>> + Send>>;
 
 /// A stream of container exits.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<ExitEvent, ShimError>> + Send>>;
@@ -242,6 +251,47 @@ impl ShimClient {
             .map_err(call(format!("ExecSync {id}")))?
             .into_inner()
             .into())
+    }
+
+    /// Runs a process in a running container with streamed stdio (`attach` false), or attaches
+    /// to the container's own (`attach` true). `inputs` follow the start; the outputs end with
+    /// the exit code. Dropping the outputs kills an exec'd process (detaches an attach).
+    pub async fn stream(
+        &self,
+        attach: bool,
+        start: &StreamStart,
+        inputs: StreamInputs,
+    ) -> Result<StreamOutputs, ShimError> {
+        let first = proto::ExecInput {
+            input: Some(proto::exec_input::Input::Start(start.into())),
+        };
+        // Through a channel: tonic wants a request stream whose type it can prove Send.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let _ = tx.try_send(first);
+        tokio::spawn(async move {
+            let mut inputs = inputs;
+            while let Some(input) = inputs.next().await {
+                if tx.send(input.into()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let name = format!("{} {}", if attach { "Attach" } else { "Exec" }, start.id);
+        let mut client = self.inner.clone();
+        let reply = match attach {
+            true => client.attach(requests).await,
+            false => client.exec(requests).await,
+        };
+        let outputs = reply.map_err(call(name.clone()))?.into_inner();
+        let outputs = outputs.filter_map(move |o| {
+            let o = match o {
+                Ok(o) => stream_output(o).map(Ok),
+                Err(status) => Some(Err(call(name.clone())(status))),
+            };
+            std::future::ready(o)
+        });
+        Ok(Box::pin(outputs))
     }
 
     /// Reopens a container's log file (after kubelet renamed it).

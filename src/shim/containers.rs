@@ -101,9 +101,10 @@ async fn create_reserved(
                 .map_err(|source| io_error(&id, "take the runtime's terminal", source))?;
         }
         // Dropping `created` on failure ends the process.
-        let io = pending
+        let mut io = pending
             .start(&id)
             .map_err(|source| io_error(&id, "start log forwarding", source))?;
+        io.stdin_once = req.stdin_once;
         let pid = created.pid();
         container.pid = pid;
         container.phase = Phase::Created(created);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::proto;
 use super::types::{
     ContainerState, ContainerStatus, CreateContainer, ExecOutput, Exit, ExitEvent, ShimInfo,
+    StreamInput, StreamOutput, StreamStart, TermSize,
 };
 
 impl From<&ExitEvent> for proto::ExitEvent {
@@ -168,6 +169,100 @@ impl From<proto::InfoResponse> for ShimInfo {
             version: r.version,
         }
     }
+}
+
+impl From<proto::TerminalSize> for TermSize {
+    fn from(s: proto::TerminalSize) -> TermSize {
+        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        TermSize {
+            width: clamp(s.width),
+            height: clamp(s.height),
+        }
+    }
+}
+
+impl From<TermSize> for proto::TerminalSize {
+    fn from(s: TermSize) -> proto::TerminalSize {
+        proto::TerminalSize {
+            width: s.width.into(),
+            height: s.height.into(),
+        }
+    }
+}
+
+impl From<proto::ExecStart> for StreamStart {
+    fn from(s: proto::ExecStart) -> StreamStart {
+        StreamStart {
+            id: s.id,
+            args: s.args,
+            tty: s.tty,
+            stdin: s.stdin,
+            stdout: s.stdout,
+            stderr: s.stderr,
+            size: s.size.map(Into::into),
+        }
+    }
+}
+
+impl From<&StreamStart> for proto::ExecStart {
+    fn from(s: &StreamStart) -> proto::ExecStart {
+        proto::ExecStart {
+            id: s.id.clone(),
+            args: s.args.clone(),
+            tty: s.tty,
+            stdin: s.stdin,
+            stdout: s.stdout,
+            stderr: s.stderr,
+            size: s.size.map(Into::into),
+        }
+    }
+}
+
+impl From<StreamInput> for proto::ExecInput {
+    fn from(i: StreamInput) -> proto::ExecInput {
+        use proto::exec_input::Input;
+        let input = match i {
+            StreamInput::Stdin(data) => Input::Stdin(data.to_vec()),
+            StreamInput::StdinEof => Input::StdinEof(true),
+            StreamInput::Resize(size) => Input::Resize(size.into()),
+        };
+        proto::ExecInput { input: Some(input) }
+    }
+}
+
+/// An input after the start; `None` for a malformed one or a second start (ignored).
+pub(crate) fn stream_input(i: proto::ExecInput) -> Option<StreamInput> {
+    use proto::exec_input::Input;
+    match i.input? {
+        Input::Stdin(data) => Some(StreamInput::Stdin(data.into())),
+        Input::StdinEof(_) => Some(StreamInput::StdinEof),
+        Input::Resize(size) => Some(StreamInput::Resize(size.into())),
+        Input::Start(_) => None,
+    }
+}
+
+impl From<StreamOutput> for proto::ExecOutput {
+    fn from(o: StreamOutput) -> proto::ExecOutput {
+        use proto::exec_output::Output;
+        let output = match o {
+            StreamOutput::Stdout(data) => Output::Stdout(data.to_vec()),
+            StreamOutput::Stderr(data) => Output::Stderr(data.to_vec()),
+            StreamOutput::Exit(code) => Output::ExitCode(code),
+        };
+        proto::ExecOutput {
+            output: Some(output),
+        }
+    }
+}
+
+/// An output as the daemon sees it; `None` for an empty message.
+pub(crate) fn stream_output(o: proto::ExecOutput) -> Option<StreamOutput> {
+    use proto::exec_output::Output;
+    Some(match o.output? {
+        Output::Stdout(data) => StreamOutput::Stdout(data.into()),
+        Output::Stderr(data) => StreamOutput::Stderr(data.into()),
+        Output::ExitCode(code) => StreamOutput::Exit(code),
+    })
 }
 
 #[cfg(test)]

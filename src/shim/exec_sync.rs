@@ -31,6 +31,28 @@ pub(crate) async fn exec_sync(
     args: Vec<String>,
     timeout: Duration,
 ) -> Result<ExecOutput, ContainerError> {
+    let pipe_err = |source| ContainerError::Io {
+        id: id.to_string(),
+        action: "create exec pipes".into(),
+        source,
+    };
+    let (out_r, out_w) = std::io::pipe().map_err(pipe_err)?;
+    let (err_r, err_w) = std::io::pipe().map_err(pipe_err)?;
+    let stdio = Stdio::pipes(None, out_w.into(), err_w.into());
+    let (pid, status_rx) = spawn_exec(sup, id, args, stdio).await?;
+    Ok(finish(sup, pid, [out_r.into(), err_r.into()], status_rx, timeout).await)
+}
+
+/// The one way the shim starts a process in a running container (ExecSync, Exec): `args`
+/// with the container's own process settings (env, cwd, user, capabilities, no_new_privs,
+/// rlimits), in its namespaces and cgroup, on `stdio` (a terminal when `stdio` is a tty).
+/// Returns its pid and where the reaper sends its wait status.
+pub(crate) async fn spawn_exec(
+    sup: &Arc<Supervisor>,
+    id: &str,
+    args: Vec<String>,
+    stdio: Stdio,
+) -> Result<(i32, oneshot::Receiver<WaitStatus>), ContainerError> {
     if args.is_empty() {
         let message = "exec: no command given".to_string();
         return Err(ContainerError::InvalidArgument(message));
@@ -52,19 +74,11 @@ pub(crate) async fn exec_sync(
         (container.pid, bundle, runner, process, seccomp, cgroup)
     };
     process.set_args(Some(args));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(stdio.is_tty()));
     process.set_apparmor_profile(None);
     process.set_selinux_label(None);
     process.set_console_size(None);
 
-    let pipe_err = |source| ContainerError::Io {
-        id: id.to_string(),
-        action: "create exec pipes".into(),
-        source,
-    };
-    let (out_r, out_w) = std::io::pipe().map_err(pipe_err)?;
-    let (err_r, err_w) = std::io::pipe().map_err(pipe_err)?;
-    let stdio = Stdio::pipes(None, out_w.into(), err_w.into());
     let (status_tx, status_rx) = oneshot::channel();
     let owned_id = id.to_string();
     let pid = sup
@@ -81,7 +95,7 @@ pub(crate) async fn exec_sync(
             Ok::<_, ContainerError>(pid)
         })
         .await??;
-    Ok(finish(sup, pid, [out_r.into(), err_r.into()], status_rx, timeout).await)
+    Ok((pid, status_rx))
 }
 
 /// Collects the output of a started exec and waits for its status (killing it on timeout).
@@ -147,7 +161,7 @@ impl Drop for KillOnDrop<'_> {
 }
 
 /// SIGKILLs an exec'd process, only while the reaper has not taken it: the pid is still ours.
-fn kill_if_pending(sup: &Supervisor, pid: i32) {
+pub(crate) fn kill_if_pending(sup: &Supervisor, pid: i32) {
     let table = sup.table();
     if table.exec_pending(pid) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);

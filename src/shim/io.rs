@@ -1,23 +1,30 @@
 //! A container's stdio as the shim holds it: stdout/stderr pipes (or a pty whose master the shim
 //! keeps), an optional stdin pipe held open, and one task per output stream that turns the bytes
 //! into CRI log records. The tasks are the shim's own, so logging goes on while berthd is down.
+//! They also fan the output out to attached clients (CRI Attach), which may write the
+//! container's stdin and resize its terminal.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use nix::fcntl::OFlag;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::logs::{LogSink, Splitter, Stream};
+use super::types::StreamOutput;
 use crate::exec::Stdio;
 
 /// How much one read of a container's output takes at most.
 const READ_CHUNK: usize = 8 * 1024;
+/// Output chunks buffered per attached client; a client further behind loses the oldest.
+const ATTACH_BUFFER: usize = 256;
 
 /// One output stream of a process, readable without blocking the runtime: a pipe's read end
 /// or a pty master.
@@ -37,7 +44,7 @@ impl Source {
 
     /// A pty master (a duplicate of the one the shim keeps; both become non-blocking). Read
     /// like a pipe: the same `read` and readiness, only the end looks different.
-    fn pty(master: OwnedFd) -> std::io::Result<Source> {
+    pub fn pty(master: OwnedFd) -> std::io::Result<Source> {
         let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)?;
         let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(flags))?;
@@ -61,6 +68,8 @@ impl Source {
 pub(crate) struct PendingIo {
     log: Arc<LogSink>,
     stdin: Option<OwnedFd>,
+    /// A terminal container created with stdin: its input is the terminal.
+    stdin_tty: bool,
     pty_master: Option<OwnedFd>,
     outputs: Vec<(Stream, OwnedFd, bool)>,
 }
@@ -71,7 +80,13 @@ pub(crate) struct ContainerIo {
     /// The write end of the container's stdin pipe, held so the container does not see EOF.
     _stdin: Option<OwnedFd>,
     /// The terminal's master side.
-    _pty_master: Option<OwnedFd>,
+    pty_master: Option<OwnedFd>,
+    /// Whether the container was created with stdin (attached clients may write it).
+    stdin: bool,
+    /// CRI `stdin_once`: the container's stdin closes when an attached client closes its own.
+    pub stdin_once: bool,
+    /// Where the output is fanned out to attached clients; gone once the output has ended.
+    attach: broadcast::WeakSender<StreamOutput>,
     forwarders: Vec<JoinHandle<()>>,
 }
 
@@ -88,6 +103,7 @@ pub(crate) fn prepare(
         let pending = PendingIo {
             log,
             stdin: None,
+            stdin_tty: stdin,
             outputs: vec![(Stream::Stdout, master.try_clone()?, true)],
             pty_master: Some(master),
         };
@@ -106,6 +122,7 @@ pub(crate) fn prepare(
     let pending = PendingIo {
         log,
         stdin: in_w,
+        stdin_tty: false,
         pty_master: None,
         outputs: vec![
             (Stream::Stdout, out_r.into(), false),
@@ -126,6 +143,7 @@ impl PendingIo {
 
     /// Starts the log tasks of container `id`.
     pub fn start(self, id: &str) -> std::io::Result<ContainerIo> {
+        let (attach, _) = broadcast::channel(ATTACH_BUFFER);
         let mut forwarders = Vec::new();
         for (stream, fd, tty) in self.outputs {
             let source = if tty {
@@ -133,19 +151,54 @@ impl PendingIo {
             } else {
                 Source::pipe(fd)?
             };
-            let task = forward(id.to_string(), stream, source, self.log.clone(), tty);
+            let sinks = Sinks {
+                log: self.log.clone(),
+                attach: attach.clone(),
+            };
+            let task = forward(id.to_string(), stream, source, sinks, tty);
             forwarders.push(tokio::spawn(task));
         }
         Ok(ContainerIo {
             log: self.log,
+            stdin: self.stdin.is_some() || self.stdin_tty,
+            stdin_once: false,
             _stdin: self.stdin,
-            _pty_master: self.pty_master,
+            pty_master: self.pty_master,
+            attach: attach.downgrade(),
             forwarders,
         })
     }
 }
 
 impl ContainerIo {
+    /// Subscribes an attached client to the output; `None` once the output has ended.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<StreamOutput>> {
+        self.attach.upgrade().map(|tx| tx.subscribe())
+    }
+
+    /// A new descriptor to write the container's stdin through (the pipe, or the terminal),
+    /// when it was created with stdin.
+    pub fn stdin(&self) -> Option<std::io::Result<OwnedFd>> {
+        if !self.stdin {
+            return None;
+        }
+        let fd = self._stdin.as_ref().or(self.pty_master.as_ref())?;
+        Some(fd.try_clone())
+    }
+
+    /// An attached client closed its stdin: with `stdin_once`, close the container's (its pipe;
+    /// a terminal stays open, it is the output too).
+    pub fn attached_stdin_closed(&mut self) {
+        if self.stdin_once {
+            self._stdin = None;
+        }
+    }
+
+    /// A new descriptor of the terminal's master (to resize it), for a tty container.
+    pub fn terminal(&self) -> Option<std::io::Result<OwnedFd>> {
+        self.pty_master.as_ref().map(OwnedFd::try_clone)
+    }
+
     /// Waits up to `grace` for the log tasks to reach the end of their streams (output still in
     /// the pipes is logged), then stops them (a process that kept the pipes open is ignored).
     pub async fn close(self, grace: Duration) {
@@ -158,8 +211,31 @@ impl ContainerIo {
     }
 }
 
+/// A pty pair from the devpts instance of the container whose process is `pid` (its
+/// `/dev/pts/ptmx`, resolved inside its root), so the process sees its terminal by name
+/// (`/dev/pts/0`) as on runc. Both ends close-on-exec, the slave opened through the master.
+pub(crate) fn open_pty_in(pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
+    use nix::sys::stat::{SFlag, fstat, major, minor};
+    let root = std::fs::File::open(format!("/proc/{pid}/root"))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let master = openat2(&root, "dev/pts/ptmx", how)?;
+    // Whatever the container put at that path, only a pty multiplexer (5:2) will do.
+    let st = fstat(&master)?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_char || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 {
+        let msg = "the container's /dev/pts/ptmx is not a pty multiplexer";
+        return Err(std::io::Error::other(msg));
+    }
+    crate::sys::tty::unlock_pty(master.as_fd())?;
+    let slave = crate::sys::tty::open_pty_peer(master.as_fd())?;
+    Ok((master, slave))
+}
+
 /// A pty pair, both ends close-on-exec, the slave without becoming our controlling terminal.
-fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
     grantpt(&master)?;
@@ -173,8 +249,15 @@ fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((master.into(), slave.into()))
 }
 
-/// Copies one output stream into the log until its end.
-async fn forward(id: String, stream: Stream, mut source: Source, log: Arc<LogSink>, tty: bool) {
+/// Where a container's output goes: its log, and attached clients.
+struct Sinks {
+    log: Arc<LogSink>,
+    attach: broadcast::Sender<StreamOutput>,
+}
+
+/// Copies one output stream into the log (and to attached clients) until its end.
+async fn forward(id: String, stream: Stream, mut source: Source, sinks: Sinks, tty: bool) {
+    let Sinks { log, attach } = sinks;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut splitter = Splitter::default();
     let mut emit = |text: &[u8], partial: bool| {
@@ -188,7 +271,16 @@ async fn forward(id: String, stream: Stream, mut source: Source, log: Arc<LogSin
     loop {
         match source.read(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => splitter.push(&buf[..n], &mut emit),
+            Ok(n) => {
+                if attach.receiver_count() > 0 {
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    let _ = attach.send(match stream {
+                        Stream::Stderr => StreamOutput::Stderr(chunk),
+                        _ => StreamOutput::Stdout(chunk),
+                    });
+                }
+                splitter.push(&buf[..n], &mut emit)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // Logged once: the stream is given up after it.
@@ -198,4 +290,12 @@ async fn forward(id: String, stream: Stream, mut source: Source, log: Arc<LogSin
         }
     }
     splitter.finish(&mut emit);
+}
+
+/// A writer over a pipe's write end or a pty master, made non-blocking (on its shared open file).
+pub(crate) fn writer(fd: OwnedFd) -> std::io::Result<pipe::Sender> {
+    let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    pipe::Sender::from_owned_fd_unchecked(fd)
 }

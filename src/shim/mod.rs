@@ -11,11 +11,13 @@
 
 pub mod adapter;
 mod args;
+mod attach;
 pub mod client;
 mod containers;
 mod convert;
 mod daemon;
 mod error;
+mod exec_stream;
 mod exec_sync;
 pub mod exit_file;
 mod io;
@@ -39,7 +41,8 @@ pub use error::{ContainerError, StartupError};
 pub use pause::pause_main;
 pub use types::{
     ContainerState, ContainerStatus, CreateContainer, EXEC_OUTPUT_LIMIT, EXEC_TIMEOUT_EXIT_CODE,
-    ExecOutput, Exit, ExitEvent, START_ERROR_EXIT_CODE, ShimInfo, ShimOptions,
+    ExecOutput, Exit, ExitEvent, START_ERROR_EXIT_CODE, ShimInfo, ShimOptions, StreamInput,
+    StreamOutput, StreamStart, TermSize,
 };
 
 /// The generated protocol types, client and server (`proto/berth/shim/v1/shim.proto`).

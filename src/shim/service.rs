@@ -5,15 +5,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
 
+use super::attach::Inputs;
+use super::convert::stream_input;
 use super::error::ContainerError;
 use super::proto::shim_server::Shim;
 use super::proto::{self, Empty};
 use super::supervisor::Supervisor;
-use super::{containers, exec_sync, shutdown};
+use super::types::{StreamOutput, StreamStart};
+use super::{attach, containers, exec_stream, exec_sync, shutdown};
 use crate::error::to_status;
 
 /// The service over one pod's supervisor.
@@ -28,6 +32,34 @@ impl Service {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::ExitEvent, Status>> + Send>>;
+type OutputStream = Pin<Box<dyn Stream<Item = Result<proto::ExecOutput, Status>> + Send>>;
+
+/// Output messages buffered per streamed exec or attach.
+const OUTPUT_BUFFER: usize = 64;
+
+/// Reads a streamed call's first message, which must be its start; the rest are its inputs.
+async fn stream_start(
+    mut inputs: Streaming<proto::ExecInput>,
+) -> Result<(StreamStart, Inputs), Status> {
+    let first = inputs.message().await?;
+    let Some(proto::ExecInput {
+        input: Some(proto::exec_input::Input::Start(start)),
+    }) = first
+    else {
+        let e = ContainerError::InvalidArgument("the first message must be the start".into());
+        return Err(to_status(&e));
+    };
+    let rest = inputs
+        .take_while(|m| std::future::ready(m.is_ok()))
+        .filter_map(|m| std::future::ready(m.ok().and_then(stream_input)));
+    Ok((start.into(), Box::pin(rest)))
+}
+
+/// The response stream over a call's output channel.
+fn output_stream(rx: mpsc::Receiver<StreamOutput>) -> OutputStream {
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Box::pin(stream.map(|o| Ok(o.into())))
+}
 
 #[tonic::async_trait]
 impl Shim for Service {
@@ -144,6 +176,34 @@ impl Shim for Service {
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(output.into()))
+    }
+
+    type ExecStream = OutputStream;
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<proto::ExecInput>>,
+    ) -> Result<Response<OutputStream>, Status> {
+        let (start, inputs) = stream_start(request.into_inner()).await?;
+        let running = exec_stream::start(&self.sup, start)
+            .await
+            .map_err(|e| to_status(&e))?;
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        tokio::spawn(running.run(self.sup.clone(), inputs, tx));
+        Ok(Response::new(output_stream(rx)))
+    }
+
+    type AttachStream = OutputStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<proto::ExecInput>>,
+    ) -> Result<Response<OutputStream>, Status> {
+        let (start, inputs) = stream_start(request.into_inner()).await?;
+        let attached = attach::start(&self.sup, &start).map_err(|e| to_status(&e))?;
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        tokio::spawn(attached.run(inputs, tx));
+        Ok(Response::new(output_stream(rx)))
     }
 
     async fn reopen_log(

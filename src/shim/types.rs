@@ -34,7 +34,7 @@ pub struct CreateContainer {
     pub log_path: Option<PathBuf>,
     /// Give the container a stdin pipe (held open by the shim).
     pub stdin: bool,
-    /// CRI `stdin_once` (recorded; there is no attach in protocol version 1).
+    /// CRI `stdin_once`: stdin closes when the first attached client closes its own.
     pub stdin_once: bool,
     /// Give the container a terminal; its output is logged as `stdout`.
     pub tty: bool,
@@ -107,6 +107,46 @@ pub struct ExecOutput {
     pub exit_code: i32,
     /// The timeout passed and the process was killed.
     pub timed_out: bool,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermSize {
+    pub width: u16,
+    pub height: u16,
+}
+
+/// The start of a streamed exec (with `args`) or attach (without): which streams the client
+/// wants, whether it is a terminal, and the terminal's first size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStart {
+    /// The container.
+    pub id: String,
+    /// The command; empty for attach.
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub size: Option<TermSize>,
+}
+
+/// What a streaming client sends after the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamInput {
+    Stdin(bytes::Bytes),
+    /// The client closed stdin.
+    StdinEof,
+    Resize(TermSize),
+}
+
+/// What a streamed exec or attach sends back; `Exit` is the last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOutput {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+    /// The exit code (128 + signal when killed).
+    Exit(i32),
 }
 
 /// How much of each of an exec's output streams is kept; the rest is read and dropped.
