@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every berth check and test: lints, unit and integration tests, end-to-end scripts with
-# real crictl. Needs root. Installs its own dependencies and starts the servers its tests use.
+# real crictl, and critest (the CRI validation suite: in full, its Streaming specs again over
+# WebSocket, and its conformance specs with the runc handler). Needs root. Installs its own dependencies and starts the servers its tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || { echo "test-all: the tests need root (mounts, namespaces, cgroups)" >&2; exit 1; }
@@ -36,4 +37,25 @@ for script in e2e/*.sh; do
 done
 echo
 echo "e2e: $passed passed, $failed failed"
+
+# Each run's JUnit report, JSON report, logs and summary stay in target/critest/<run>/.
+critest_run() { # critest_run NAME [critest args...]
+  local name=$1
+  shift
+  echo "--- critest $name"
+  if CRITEST_OUT="$PWD/target/critest/$name" e2e/critest/run.sh "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED: critest $name (target/critest/$name/summary.txt)"
+  fi
+}
+step "critest"
+critest_run full
+critest_run websocket-streaming -ginkgo.focus='\[k8s\.io\] Streaming' \
+  -websocket-exec -websocket-attach -websocket-portforward
+critest_run runc-conformance -runtime-handler runc -ginkgo.focus='\[Conformance\]'
+
+echo
+echo "e2e and critest: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -6,7 +6,8 @@
 #   e2e/critest/run.sh [critest args...]        e.g. -ginkgo.focus='Image Manager'
 #   e2e/critest/run.sh -runtime-handler runc ...  the same through runc (a handler in berthd's default config)
 #
-# 1. hack/install-deps.sh (critest, crictl, packages), then `cargo build --bins` unless BERTHD is set;
+# 1. hack/install-deps.sh (critest, crictl, packages), hack/cni-config.sh (the node's bridge network
+#    in /etc/cni/net.d, unless one is there), then `cargo build --bins` unless BERTHD is set;
 # 2. hack/testimages/build.sh critest: builds and pushes the images (cached; about 3 minutes the first
 #    time, under a second afterwards);
 # 3. starts berthd on a temp dir with 127.0.0.1:5000 as a plain-HTTP registry and as the mirror of
@@ -37,6 +38,7 @@ export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin"
 
 echo "=== dependencies"
 "$ROOT/hack/install-deps.sh"
+"$ROOT/hack/cni-config.sh"
 if [[ -z ${BERTHD:-} ]]; then
   (cd "$ROOT" && cargo build --bins)
 fi
