@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use berth::cri::api;
 use common::Daemon;
 use common::network::{TestNet, busybox, daemon, pod_ip, pod_status, stdout};
-use common::pods::{container_config, exec, pod_config, pull, run_pod, start_container, stop_pod};
+use common::pods::{
+    container_config, exec, pod_config, pod_config_with_namespaces, pull, run_pod, start_container,
+    stop_pod,
+};
 
 #[tokio::test]
 async fn kill9_then_stop_releases_the_ip_with_the_cached_config_and_gc_frees_lost_pods() {
@@ -184,17 +187,14 @@ async fn host_network_pods_skip_cni_and_report_node_mode() {
     let daemon = daemon(&net);
     let mut cri = daemon.client().await;
     pull(&mut cri, &busybox()).await;
-    let mut config = pod_config("hostnet", &daemon.dir.path().join("logs"));
-    config.linux = Some(api::LinuxPodSandboxConfig {
-        security_context: Some(api::LinuxSandboxSecurityContext {
-            namespace_options: Some(api::NamespaceOption {
-                network: api::NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
+    let config = pod_config_with_namespaces(
+        "hostnet",
+        &daemon.dir.path().join("logs"),
+        api::NamespaceOption {
+            network: api::NamespaceMode::Node as i32,
             ..Default::default()
-        }),
-        ..Default::default()
-    });
+        },
+    );
     let pod = run_pod(&mut cri, config).await;
     let status = pod_status(&mut cri, &pod.id).await;
     assert_eq!(status.network.unwrap().ip, "");

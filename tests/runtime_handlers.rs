@@ -495,21 +495,6 @@ async fn a_runc_memory_hog_is_oom_killed_and_reported() {
     )
     .await
     .unwrap();
-    let hog = "x=$(dd if=/dev/zero bs=1M count=256 2>/dev/null | tr '\\0' a); echo survived";
-    let mut config = container_config("hog", &image, &["sh", "-c", hog]);
-    config.linux = Some(api::LinuxContainerConfig {
-        resources: Some(api::LinuxContainerResources {
-            memory_limit_in_bytes: 32 * 1024 * 1024,
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let id = start_container(&mut cri, &pod, config).await;
-    let st = wait_exited(&mut cri, &id).await;
-    assert_eq!(
-        (st.reason.as_str(), st.exit_code),
-        ("OOMKilled", 137),
-        "{st:?}"
-    );
+    assert_memory_hog_is_oom_killed(&mut cri, &pod, &image).await;
     remove_pod(&mut cri, &pod.id).await;
 }

@@ -480,22 +480,7 @@ async fn a_memory_hog_is_oom_killed_and_reported() {
         pod,
         image,
     } = fixture("hungry", "library/busybox:latest").await;
-    let hog = "x=$(dd if=/dev/zero bs=1M count=256 2>/dev/null | tr '\\0' a); echo survived";
-    let mut config = container_config("hog", &image, &["sh", "-c", hog]);
-    config.linux = Some(api::LinuxContainerConfig {
-        resources: Some(api::LinuxContainerResources {
-            memory_limit_in_bytes: 32 * 1024 * 1024,
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let id = start_container(&mut cri, &pod, config).await;
-    let st = wait_exited(&mut cri, &id).await;
-    assert_eq!(
-        (st.reason.as_str(), st.exit_code),
-        ("OOMKilled", 137),
-        "{st:?}"
-    );
+    assert_memory_hog_is_oom_killed(&mut cri, &pod, &image).await;
     remove_pod(&mut cri, &pod.id).await;
 }
 
@@ -506,17 +491,14 @@ async fn a_host_pid_pod_runs_default_containers_in_the_host_pid_namespace() {
     let mut cri = d.client().await;
     let image = format!("{}/library/busybox:latest", r.plain);
     pull(&mut cri, &image).await;
-    let mut config = pod_config("hostpid", &d.dir.path().join("logs"));
-    config.linux = Some(api::LinuxPodSandboxConfig {
-        security_context: Some(api::LinuxSandboxSecurityContext {
-            namespace_options: Some(api::NamespaceOption {
-                pid: api::NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
+    let config = pod_config_with_namespaces(
+        "hostpid",
+        &d.dir.path().join("logs"),
+        api::NamespaceOption {
+            pid: api::NamespaceMode::Node as i32,
             ..Default::default()
-        }),
-        ..Default::default()
-    });
+        },
+    );
     let pod = run_pod(&mut cri, config).await;
     // no namespace options on the container: CRI's default PID mode, POD
     let id = start_container(

@@ -42,6 +42,45 @@ pub fn pod_config(name: &str, log_dir: &std::path::Path) -> api::PodSandboxConfi
     }
 }
 
+/// [`pod_config`] with the given namespace modes (host network, host PID, ...).
+pub fn pod_config_with_namespaces(
+    name: &str,
+    log_dir: &std::path::Path,
+    namespaces: api::NamespaceOption,
+) -> api::PodSandboxConfig {
+    api::PodSandboxConfig {
+        linux: Some(api::LinuxPodSandboxConfig {
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..pod_config(name, log_dir)
+    }
+}
+
+/// Starts a container in `pod` that allocates far past its 32 MiB memory limit and checks that
+/// it is reported OOMKilled with exit code 137.
+pub async fn assert_memory_hog_is_oom_killed(cri: &mut CriClient, pod: &Pod, image: &str) {
+    let hog = "x=$(dd if=/dev/zero bs=1M count=256 2>/dev/null | tr '\\0' a); echo survived";
+    let mut config = container_config("hog", image, &["sh", "-c", hog]);
+    config.linux = Some(api::LinuxContainerConfig {
+        resources: Some(api::LinuxContainerResources {
+            memory_limit_in_bytes: 32 * 1024 * 1024,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = start_container(cri, pod, config).await;
+    let st = wait_exited(cri, &id).await;
+    assert_eq!(
+        (st.reason.as_str(), st.exit_code),
+        ("OOMKilled", 137),
+        "{st:?}"
+    );
+}
+
 pub fn container_config(name: &str, image: &str, args: &[&str]) -> api::ContainerConfig {
     api::ContainerConfig {
         metadata: Some(api::ContainerMetadata {
