@@ -121,7 +121,14 @@ fn errors_are_classified() {
     let err = container_spec(&inputs_without_paths(&f)).unwrap_err();
     assert_eq!(err, SpecError::MissingNamespace("ipc"));
     assert_eq!(err.kind(), Kind::Internal);
-    assert_eq!(SpecError::UserNamespace.kind(), Kind::Unimplemented);
+    assert_eq!(
+        SpecError::UserNamespace("mode CONTAINER".into()).kind(),
+        Kind::InvalidArgument
+    );
+    assert_eq!(
+        SpecError::IdMappedMount("/x".into()).kind(),
+        Kind::Unimplemented
+    );
     assert_eq!(
         SpecError::UnknownUser("x".into()).kind(),
         Kind::InvalidArgument
