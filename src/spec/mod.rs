@@ -21,7 +21,8 @@
 //! | `root` | `rootfs` input, read-only if `readonly_rootfs` | same |
 //! | `hostname` | the pod hostname when the pod has its own UTS namespace, else unset | same |
 //! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
-//! | `linux.namespaces` | new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
+//! | `linux.namespaces` | the pod's user namespace first when it has one; new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
+//! | `linux.uidMappings` / `gidMappings` | the pod's user namespace mappings, when it has one | same (a privileged pod cannot have one) |
 //! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages, unified | same |
 //! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all |
 //! | `linux.devices` | the [`DeviceNode`]s | same |
