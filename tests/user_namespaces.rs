@@ -131,12 +131,44 @@ async fn pod_user_namespace_maps_ids_rootfs_and_volumes() {
     assert_eq!(sh(&mut f, &id, "hostname").await, "userns-host");
     let init = sh(&mut f, &id, "tr '\\0' ' ' < /proc/1/cmdline").await;
     assert!(init.contains("pause"), "PID 1 is the pod's pause: {init}");
+    // ... running as the namespace's root (host 100000), not as an unmapped host root.
+    let uid = sh(&mut f, &id, "grep '^Uid:' /proc/1/status").await;
+    assert_eq!(
+        uid.split_whitespace().collect::<Vec<_>>(),
+        ["Uid:", "0", "0", "0", "0"]
+    );
     // Root inside is not root outside: creating a device node is refused.
     let refused = sh(&mut f, &id, "mknod /dev/sda1 b 8 1 2>&1 || echo refused").await;
     assert!(refused.ends_with("refused"), "{refused}");
 
-    stop_pod(&mut f.cri, &pod.id).await;
-    remove_pod(&mut f.cri, &pod.id).await;
+    // kubelet's usual pod: each container its own PID namespace, owned by the pod's user
+    // namespace too (so /proc mounts), with a second pod of another range beside the first.
+    let mut own_pid = userns(api::NamespaceMode::Pod, &[(0, 2 * HOST_ID, SIZE)]);
+    own_pid.pid = api::NamespaceMode::Container as i32;
+    let config = pod_config("userns-pid", &f.daemon.dir.path().join("logs"));
+    let pod2 = run_pod(&mut f.cri, with_namespaces(config, &own_pid)).await;
+    let mut config = container_config("c", &f.image, &["sleep", "1001"]);
+    config.linux = Some(api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            namespace_options: Some(own_pid),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id2 = start_container(&mut f.cri, &pod2, config).await;
+    let out = sh(
+        &mut f,
+        &id2,
+        "cat /proc/self/uid_map; tr '\\0' ' ' < /proc/1/cmdline",
+    )
+    .await;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "200000", "65536", "sleep", "1001"], "{out}");
+
+    for pod in [&pod, &pod2] {
+        stop_pod(&mut f.cri, &pod.id).await;
+        remove_pod(&mut f.cri, &pod.id).await;
+    }
     let dir = f.daemon.dir.path();
     let left: Vec<String> = mounts_under(dir)
         .into_iter()

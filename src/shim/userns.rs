@@ -2,7 +2,8 @@
 //! namespace (it needs its host privileges), so a forked helper creates them: it unshares the
 //! user namespace, waits while the shim writes `uid_map` and `gid_map` from outside (writing a
 //! full mapping needs CAP_SETUID/CAP_SETGID in the parent namespace), then unshares the network,
-//! IPC, UTS (and PID) namespaces, which the new user namespace therefore owns. The shim then
+//! IPC, UTS (and PID) namespaces as the namespace's root (so the pause process it starts is not
+//! host root), which the new user namespace therefore owns. The shim then
 //! enters and pins them; as the owner of the user namespace it holds every capability in it.
 //! The helper is killed once they are pinned.
 
@@ -198,6 +199,15 @@ fn helper_steps(
     if from_parent.read(&mut byte).map_err(|e| e.to_string())? != 1 {
         return Err("the shim went away".into());
     }
+    // The namespace's root, like the pod's containers: the pause process must not keep host
+    // uid 0 (which owns host files) inside a namespace the pod's root controls.
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setgroups(&[]).map_err(|e| format!("clear supplementary groups: {e}"))?;
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .map_err(|e| format!("take gid 0 in the user namespace: {e}"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .map_err(|e| format!("take uid 0 in the user namespace: {e}"))?;
     nix::sched::unshare(owned).map_err(|e| format!("unshare {owned:?}: {e}"))?;
     to_parent.write_all(b"n").map_err(|e| e.to_string())?;
     if let Some(lifeline) = lifeline {
