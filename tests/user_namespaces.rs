@@ -165,6 +165,28 @@ async fn pod_user_namespace_maps_ids_rootfs_and_volumes() {
     let words: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(words, ["0", "200000", "65536", "sleep", "1001"], "{out}");
 
+    // After a crash of berthd the pod's user namespace is still known: a new container joins it.
+    f.daemon.kill9();
+    f.daemon.restart();
+    f.cri = f.daemon.client().await;
+    let mut config = container_config("after", &f.image, &["sleep", "1002"]);
+    config.linux = Some(api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            namespace_options: Some(ns),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let after = start_container(&mut f.cri, &pod, config).await;
+    let map = sh(
+        &mut f,
+        &after,
+        "cat /proc/self/uid_map; stat -c %u /bin/busybox",
+    )
+    .await;
+    let words: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(words, ["0", "100000", "65536", "0"], "{map}");
+
     for pod in [&pod, &pod2] {
         stop_pod(&mut f.cri, &pod.id).await;
         remove_pod(&mut f.cri, &pod.id).await;
