@@ -62,14 +62,16 @@ fn traversable(dirs: &[&Path]) -> Result<(), String> {
 }
 
 fn try_probe(shim: &Path, root_dir: &Path) -> Result<(), String> {
+    // `pause` lives until its stdin (a pipe held here) hangs up.
     let mut cmd = Command::new(shim);
     cmd.arg("pause")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = crate::sys::userns::spawn_in_new_userns(&mut cmd)
         .map_err(|e| format!("start {} in a new user namespace: {e}", shim.display()))?;
     let result = check(child.id(), root_dir);
+    drop(child.stdin.take());
     let _ = child.kill();
     let _ = child.wait();
     result
