@@ -3,9 +3,9 @@
 //! user namespace, waits while the shim writes `uid_map` and `gid_map` from outside (writing a
 //! full mapping needs CAP_SETUID/CAP_SETGID in the parent namespace), then unshares the network,
 //! IPC, UTS (and PID) namespaces as the namespace's root (so the pause process it starts is not
-//! host root), which the new user namespace therefore owns. The shim then
-//! enters and pins them; as the owner of the user namespace it holds every capability in it.
-//! The helper is killed once they are pinned.
+//! host root), which the new user namespace therefore owns. The shim then enters and pins them;
+//! as the owner of the user namespace it holds every capability in it. The helper is killed once
+//! they are pinned.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -41,17 +41,16 @@ impl Helper {
         owned: CloneFlags,
         pid: bool,
     ) -> Result<(Helper, Option<OwnedFd>), StartupError> {
-        let (lifeline_r, lifeline_w) = match pid {
-            true => {
-                let (r, w) = std::io::pipe()
-                    .map_err(StartupError::io("create the pause lifeline", "pipe"))?;
-                (Some(r), Some(OwnedFd::from(w)))
-            }
-            false => (None, None),
-        };
-        let owned = match pid {
-            true => owned | CloneFlags::CLONE_NEWPID,
-            false => owned,
+        let (lifeline_r, lifeline_w, owned) = if pid {
+            let (r, w) =
+                std::io::pipe().map_err(StartupError::io("create the pause lifeline", "pipe"))?;
+            (
+                Some(r),
+                Some(OwnedFd::from(w)),
+                owned | CloneFlags::CLONE_NEWPID,
+            )
+        } else {
+            (None, None, owned)
         };
         let pipe = || {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
