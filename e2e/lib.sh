@@ -13,6 +13,7 @@ pass() { echo "ok: $*"; }
 start_berthd() {
   [[ -x "$BERTHD" ]] || fail "berthd not built at $BERTHD (run cargo build)"
   WORK=$(mktemp -d /tmp/be2e.XXXXXX)  # short: pod sockets live under it
+  chmod 711 "$WORK"  # searchable: containers in a user namespace reach their rootfs under it
   SOCK="$WORK/state/berth.sock"
   cat > "$WORK/config.yaml" <<YAML
 root_dir: $WORK/root

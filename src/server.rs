@@ -23,6 +23,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = Arc::new(Store::open(&config.root_dir.join("meta.redb"))?);
     share_pin_dir(&config.state_dir.join("pods"))?;
     let images = Arc::new(crate::image::open(&config, db.clone()).context("open the image store")?);
+    let shim = shim_binary()?;
+    crate::runtime::userns_probe::probe(&shim, &config.root_dir, &config.state_dir);
     let runtime = Runtime::new(
         RuntimeSettings {
             root_dir: config.root_dir.clone(),
@@ -39,7 +41,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         db.clone(),
         images.clone(),
-        Arc::new(crate::shim::adapter::Launcher::new(shim_binary()?)),
+        Arc::new(crate::shim::adapter::Launcher::new(shim.clone())),
         Arc::new(crate::network::cni::Cni::new(
             crate::network::cni::CniSettings {
                 conf_dir: config.network.conf_dir.clone(),

@@ -57,14 +57,16 @@ pub fn status(
 /// passed its startup check (one that cannot run containers here is left out; the verbose
 /// `handlerChecks` info says why). No handler claims features berth does not implement:
 /// recursive read-only mounts need `mount_setattr` (Linux 5.12), and for an external runtime its
-/// knowing the `rro` option; user namespaces are not supported yet.
+/// knowing the `rro` option. User namespaces only for the built-in handler, and only on a host
+/// where berthd's start-up probe could create one and mount an overlay of an id-mapped layer
+/// (`runtime::userns_probe`); external runtimes have not been verified with them.
 fn runtime_handlers(handlers: &[Handler]) -> Vec<api::RuntimeHandler> {
     let rro_kernel = kernel_at_least(5, 12);
     let built_in = api::RuntimeHandler {
         name: String::new(),
         features: Some(api::RuntimeHandlerFeatures {
             recursive_read_only_mounts: rro_kernel,
-            user_namespaces: false,
+            user_namespaces: crate::runtime::userns_probe::user_namespaces_supported(),
         }),
     };
     let external = handlers.iter().filter_map(|h| {

@@ -141,14 +141,29 @@ fn create_node(root: &Root, n: &Node) -> Result<(), StepError> {
     .ctx(|| format!("chown device {}", n.path.display()))
 }
 
-/// Without CAP_MKNOD: bind-mount the host's node of the same number onto an empty file.
+/// Without CAP_MKNOD (e.g. in a user namespace): bind-mount the host's node of the same number
+/// onto an empty file: `/dev/{char,block}/M:m` (udev's links) or, on hosts without them, the
+/// node at the same path on the host when its number matches.
 fn bind_host_device(root: &Root, n: &Node) -> Result<(), StepError> {
-    let class = if n.kind == SFlag::S_IFBLK {
-        "block"
-    } else {
-        "char"
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let block = n.kind == SFlag::S_IFBLK;
+    let class = if block { "block" } else { "char" };
+    let by_number = PathBuf::from(format!("/dev/{class}/{}:{}", n.major, n.minor));
+    let matches = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| {
+            let kind_ok = if block {
+                m.file_type().is_block_device()
+            } else {
+                m.file_type().is_char_device()
+            };
+            kind_ok && m.rdev() == makedev(n.major, n.minor)
+        })
     };
-    let host = PathBuf::from(format!("/dev/{class}/{}:{}", n.major, n.minor));
+    let host = if !matches(&by_number) && matches(&n.path) {
+        n.path.clone()
+    } else {
+        by_number
+    };
     let target = root.ensure(&n.path, false)?;
     bind_onto(&host, target.as_fd(), nix::mount::MsFlags::empty())
         .ctx(|| format!("bind mount {} on {}", host.display(), n.path.display()))

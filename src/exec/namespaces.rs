@@ -29,9 +29,11 @@ pub(crate) struct NsPlan {
     pub new_cgroup: bool,
 }
 
-/// The clone flag of a namespace type; user and time namespaces are not supported.
+/// The clone flag of a namespace type; time namespaces are not supported (and a user namespace
+/// only joined, which `validate` checks).
 fn flag(kind: LinuxNamespaceType) -> Result<CloneFlags, StepError> {
     Ok(match kind {
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
         LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
@@ -83,15 +85,13 @@ impl NsPlan {
                 .ctx(|| format!("inspect own namespace {name}"))?;
             Ok(theirs.ino() == ours.ino() && theirs.dev() == ours.dev())
         };
-        if !same("user")? {
-            return Err(StepError::new("exec", "user namespaces are not supported"));
-        }
         let mut plan = NsPlan {
             joins: Vec::new(),
             unshare: CloneFlags::empty(),
             new_cgroup: false,
         };
         let kinds = [
+            ("user", CloneFlags::CLONE_NEWUSER),
             ("cgroup", CloneFlags::CLONE_NEWCGROUP),
             ("ipc", CloneFlags::CLONE_NEWIPC),
             ("uts", CloneFlags::CLONE_NEWUTS),
@@ -114,10 +114,14 @@ impl NsPlan {
         Ok(plan)
     }
 
-    /// Joining the mount namespace changes how later paths resolve: do it last.
+    /// The user namespace first (the others are owned by it and joined with its
+    /// capabilities); the mount namespace last, as it changes how later paths resolve.
     fn mount_last(&mut self) {
-        self.joins
-            .sort_by_key(|j| j.kind == CloneFlags::CLONE_NEWNS);
+        self.joins.sort_by_key(|j| match j.kind {
+            CloneFlags::CLONE_NEWUSER => 0,
+            CloneFlags::CLONE_NEWNS => 2,
+            _ => 1,
+        });
     }
 
     /// Whether the process gets a new or joined namespace of `kind` (otherwise it shares ours).
@@ -135,6 +139,9 @@ impl NsPlan {
         for join in &self.joins {
             setns(join.fd.as_fd(), join.kind)
                 .ctx(|| format!("join namespace {}", join.path.display()))?;
+            if join.kind == CloneFlags::CLONE_NEWUSER {
+                become_root()?;
+            }
         }
         if !self.unshare.is_empty() {
             unshare(self.unshare).ctx(|| format!("unshare namespaces {:?}", self.unshare))?;
@@ -149,4 +156,18 @@ impl NsPlan {
         }
         Ok(())
     }
+}
+
+/// Takes the user namespace's root ids right after joining it (as runc's init does): the host
+/// ids this process had are not mapped there, and the kernel refuses to create files (EOVERFLOW)
+/// on filesystems of the namespace for an unmapped fsuid. The capabilities stay: going to uid 0
+/// makes the effective set the permitted one.
+fn become_root() -> Result<(), StepError> {
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| "take gid 0 in the user namespace")?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .ctx(|| "take uid 0 in the user namespace")?;
+    Ok(())
 }

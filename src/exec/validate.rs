@@ -1,4 +1,4 @@
-//! Checks on the spec before anything is spawned: refuse what berth cannot honour (user
+//! Checks on the spec before anything is spawned: refuse what berth cannot honour (new user
 //! namespaces, seccomp agents, AppArmor, SELinux, hooks) instead of silently running without it.
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -28,7 +28,11 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
     let has = |kind| namespaces.iter().any(|ns| ns.typ() == kind);
     for ns in namespaces {
         match ns.typ() {
-            LinuxNamespaceType::User => return Err(unsupported("user namespaces")),
+            LinuxNamespaceType::User if ns.path().is_none() => {
+                return Err(unsupported(
+                    "creating a user namespace (join the pod's by path)",
+                ));
+            }
             LinuxNamespaceType::Time => return Err(unsupported("time namespaces")),
             LinuxNamespaceType::Mount if ns.path().is_some() => {
                 return Err(unsupported("joining an existing mount namespace"));
@@ -41,8 +45,8 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
     }
     let uid_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     let gid_maps = linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
-    if uid_maps || gid_maps {
-        return Err(unsupported("uid/gid mappings (user namespaces)"));
+    if (uid_maps || gid_maps) && !has(LinuxNamespaceType::User) {
+        return Err(invalid("uid/gid mappings without a user namespace"));
     }
     if let Some(profile) = linux.seccomp() {
         super::seccomp::compile(profile).map_err(|e| invalid(e.to_string()))?;

@@ -17,7 +17,7 @@ use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::{Cgroup, Resources};
 use crate::image::manifest::ImageConfig;
 use crate::image::store::ImageRecord;
-use crate::snapshot::mount::{Overlay, mount_overlay, unmount_path};
+use crate::snapshot::mount::{Overlay, mount_overlay, mount_overlay_idmapped, unmount_path};
 use crate::spec::{
     ContainerInputs, EtcFiles, PodNamespaces, container_spec, resolve_user, user_string,
 };
@@ -125,7 +125,16 @@ impl Runtime {
             });
         }
         let overlay = self.image_overlay(image, &rw_dir)?;
-        mount_overlay(&overlay, &rootfs)?;
+        let plan = crate::spec::sandbox_plan(sandbox_config)?;
+        match (&plan.userns, &sandbox.namespaces.user) {
+            (Some(maps), Some(userns)) => {
+                let root = (maps.uids.host, maps.gids.host);
+                let scratch = rw_dir.join("idmapped");
+                mount_overlay_idmapped(&overlay, &rootfs, userns, &scratch, root)?;
+            }
+            (Some(_), None) => return Err(crate::spec::SpecError::MissingNamespace("user").into()),
+            (None, _) => mount_overlay(&overlay, &rootfs)?,
+        }
         {
             let rootfs = rootfs.clone();
             undo.push("rootfs mount", move || {
@@ -151,6 +160,7 @@ impl Runtime {
                 ipc: sandbox.namespaces.ipc.clone(),
                 uts: sandbox.namespaces.uts.clone(),
                 pid: sandbox.namespaces.pid.clone(),
+                user: sandbox.namespaces.user.clone(),
             },
             cgroups_path: cgroup_path.clone(),
             user,

@@ -20,6 +20,7 @@ pub mod shim;
 pub mod stats;
 mod streaming;
 mod undo;
+pub mod userns_probe;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

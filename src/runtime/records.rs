@@ -44,6 +44,9 @@ pub struct PinnedPaths {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub pid: Option<PathBuf>,
+    /// The pod's user namespace (records written before it existed have none).
+    #[serde(default)]
+    pub user: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

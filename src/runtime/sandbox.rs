@@ -134,6 +134,7 @@ impl Runtime {
             uts: plan.pinned.uts,
             pid: plan.pinned.pid,
             hostname: plan.hostname.clone(),
+            userns: plan.userns,
         };
         let shim = self.launcher.spawn(id, &pod_dir, &options).await?;
         {
@@ -151,6 +152,7 @@ impl Runtime {
                 "ipc" => namespaces.ipc = Some(path),
                 "uts" => namespaces.uts = Some(path),
                 "pid" => namespaces.pid = Some(path),
+                "user" => namespaces.user = Some(path),
                 _ => {}
             }
         }
@@ -223,7 +225,10 @@ impl Runtime {
         }
         // A shim that died cannot release its pins: do it here (idempotent).
         let ns = &sandbox.namespaces;
-        for pin in [&ns.net, &ns.ipc, &ns.uts, &ns.pid].into_iter().flatten() {
+        for pin in [&ns.net, &ns.ipc, &ns.uts, &ns.pid, &ns.user]
+            .into_iter()
+            .flatten()
+        {
             crate::snapshot::mount::unmount_path(pin)
                 .map_err(RuntimeError::io(format!("unpin {}", pin.display())))?;
         }

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::types::ShimOptions;
+use crate::spec::{IdMap, UserNamespaceMaps};
 
 /// `berth-shim` (the hidden `init` and `pause` subcommands are dispatched before this parser).
 #[derive(Debug, clap::Parser)]
@@ -49,6 +50,12 @@ pub struct ServeArgs {
     /// The hostname of the new UTS namespace.
     #[arg(long, requires = "uts")]
     pub hostname: Option<String>,
+    /// The uid mapping of a new pod user namespace, `container:host:size`.
+    #[arg(long, requires = "gid_map", value_parser = IdMap::parse_flag)]
+    pub uid_map: Option<IdMap>,
+    /// The gid mapping of a new pod user namespace, `container:host:size`.
+    #[arg(long, requires = "uid_map", value_parser = IdMap::parse_flag)]
+    pub gid_map: Option<IdMap>,
 }
 
 impl ServeArgs {
@@ -62,6 +69,8 @@ impl ServeArgs {
             uts: opts.uts,
             pid: opts.pid,
             hostname: opts.hostname.clone().filter(|_| opts.uts),
+            uid_map: opts.userns.map(|u| u.uids),
+            gid_map: opts.userns.map(|u| u.gids),
         }
     }
 
@@ -73,6 +82,10 @@ impl ServeArgs {
             uts: self.uts,
             pid: self.pid,
             hostname: self.hostname.clone(),
+            userns: self
+                .uid_map
+                .zip(self.gid_map)
+                .map(|(uids, gids)| UserNamespaceMaps { uids, gids }),
         }
     }
 
@@ -99,6 +112,12 @@ impl ServeArgs {
             args.push("--hostname".into());
             args.push(name.into());
         }
+        for (flag, map) in [("--uid-map", self.uid_map), ("--gid-map", self.gid_map)] {
+            if let Some(map) = map {
+                args.push(flag.into());
+                args.push(map.to_flag().into());
+            }
+        }
         args
     }
 }
@@ -117,6 +136,18 @@ mod tests {
             uts: true,
             pid: true,
             hostname: Some("web-0".into()),
+            userns: Some(UserNamespaceMaps {
+                uids: IdMap {
+                    container: 0,
+                    host: 100000,
+                    size: 65536,
+                },
+                gids: IdMap {
+                    container: 0,
+                    host: 200000,
+                    size: 1,
+                },
+            }),
         };
         let args = ServeArgs::new("pod1", PathBuf::from("/run/berth/pods/pod1"), &opts);
         let argv = std::iter::once(OsString::from("berth-shim")).chain(args.to_args());

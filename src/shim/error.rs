@@ -52,6 +52,9 @@ pub enum StartupError {
     /// The tokio runtime could not be built.
     #[error("build the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The pod's user namespace could not be created (forking or running its helper).
+    #[error("create the pod user namespace: {0}")]
+    UserNamespace(String),
 }
 
 impl StartupError {

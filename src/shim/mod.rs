@@ -33,6 +33,7 @@ mod shutdown;
 mod state;
 mod supervisor;
 mod types;
+mod userns;
 
 pub use args::{Cli, Command, ServeArgs};
 pub use client::{ShimClient, ShimError};

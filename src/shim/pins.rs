@@ -4,7 +4,8 @@
 //! so it outlives the processes in it until the shim's Shutdown (or berthd) unmounts the pin.
 //!
 //! Creating the pins runs before the shim has any thread: `unshare(CLONE_NEWPID)` is refused to
-//! a multi-threaded process, and the PID namespace applies to the next child only.
+//! a multi-threaded process, and the PID namespace applies to the next child only. A pod user
+//! namespace (`userns.rs`) is pinned at `ns/user` and owns the others.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -68,7 +69,22 @@ impl Pins {
                 flags |= flag;
             }
         }
-        if !flags.is_empty() {
+        // With a pod user namespace a helper creates the namespaces inside it (and the pause
+        // process, on a lifeline as below) and the shim joins them; the helper lives until they
+        // are pinned.
+        let helper = match &opts.userns {
+            Some(maps) => {
+                let (helper, lifeline) = super::userns::Helper::start(maps, flags, opts.pid)?;
+                // Known at once, so that a failure below still kills and reaps it.
+                self.pause = helper.pause_pid().ok();
+                self.lifeline = lifeline;
+                let own: Vec<_> = OWN_KINDS.into_iter().filter(|(k, _)| wanted(k)).collect();
+                helper.enter(&own)?;
+                Some(helper)
+            }
+            None => None,
+        };
+        if helper.is_none() && !flags.is_empty() {
             nix::sched::unshare(flags)
                 .map_err(|e| StartupError::sys(format!("unshare namespaces {flags:?}"), e))?;
         }
@@ -87,10 +103,19 @@ impl Pins {
                 self.pin(kind, &Path::new("/proc/self/ns").join(kind), ns_dir)?;
             }
         }
+        if let Some(helper) = &helper {
+            self.pin("user", &helper.ns_path("user"), ns_dir)?;
+        }
         if opts.pid {
-            let (pid, lifeline) = spawn_pause()?;
+            let pid = match &helper {
+                Some(helper) => helper.pause_pid()?,
+                None => {
+                    let (pid, lifeline) = spawn_pause()?;
+                    self.lifeline = Some(lifeline);
+                    pid
+                }
+            };
             self.pause = Some(pid);
-            self.lifeline = Some(lifeline);
             self.pin("pid", Path::new(&format!("/proc/{pid}/ns/pid")), ns_dir)?;
         }
         Ok(())
@@ -172,6 +197,7 @@ fn requested(opts: &ShimOptions) -> impl Iterator<Item = &'static str> {
         (opts.ipc, "ipc"),
         (opts.uts, "uts"),
         (opts.pid, "pid"),
+        (opts.userns.is_some(), "user"),
     ]
     .into_iter()
     .filter_map(|(on, kind)| on.then_some(kind))
@@ -179,7 +205,8 @@ fn requested(opts: &ShimOptions) -> impl Iterator<Item = &'static str> {
 
 /// Starts `berth-shim pause` as PID 1 of a new PID namespace. Only that child enters it: the
 /// shim's own later children (the executor's init helpers) stay in the host's namespace, from
-/// where they join the pod's by path. Its stdin is the read end of a pipe whose write end (close
+/// where they join the pod's by path. (With a pod user namespace the helper starts the pause
+/// process instead, in a PID namespace the user namespace owns.) Its stdin is the read end of a pipe whose write end (close
 /// on exec, so no container inherits it) is returned: the pause process exits when it closes.
 fn spawn_pause() -> Result<(i32, std::os::fd::OwnedFd), StartupError> {
     let (lifeline_r, lifeline_w) =

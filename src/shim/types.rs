@@ -21,6 +21,9 @@ pub struct ShimOptions {
     pub pid: bool,
     /// The hostname set in the new UTS namespace (ignored without `uts`).
     pub hostname: Option<String>,
+    /// A pod user namespace with these mappings, pinned at `<pod dir>/ns/user`; it owns the
+    /// pod's network, IPC, UTS and PID namespaces.
+    pub userns: Option<crate::spec::UserNamespaceMaps>,
 }
 
 /// What the shim needs to create one container.

@@ -2,12 +2,14 @@
 //! layer. Uses the new mount API with one `lowerdir+` per layer, so a deep image never overflows
 //! the classic mount option string.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
-    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, unmount,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+    open_tree, unmount,
 };
 
 /// An overlay mount described as data: what [`mount_overlay`] will do.
@@ -61,6 +63,70 @@ pub fn mount_overlay(overlay: &Overlay, target: &Path) -> Result<(), MountError>
     )
     .map_err(err("move_mount"))?;
     Ok(())
+}
+
+/// Mounts `overlay` on `target` for a container in the user namespace `userns` (a namespace
+/// file): each lower is first bind-mounted id-mapped through that namespace's mappings under
+/// `scratch` (so image files owned by host uid 0 appear owned by the namespace's root), the
+/// overlay is made of those, and the scratch mounts are detached again (the overlay keeps private
+/// clones of its layers). Overlayfs itself cannot be id-mapped; the writable layer is not: what
+/// the container writes is owned by its host ids, and `root` (the host ids of the namespace's
+/// root) becomes the owner of the upper directory, the container's `/`.
+pub fn mount_overlay_idmapped(
+    overlay: &Overlay,
+    target: &Path,
+    userns: &Path,
+    scratch: &Path,
+    root: (u32, u32),
+) -> Result<(), MountError> {
+    let err = |step: &'static str| {
+        move |source: std::io::Error| MountError {
+            target: target.to_path_buf(),
+            step,
+            source,
+        }
+    };
+    let ns = std::fs::File::open(userns).map_err(err("open the user namespace"))?;
+    std::fs::create_dir_all(scratch).map_err(err("create the id-mapped layers directory"))?;
+    let mut mapped = Vec::new();
+    let result = (|| {
+        for (i, lower) in overlay.lowers.iter().enumerate() {
+            let dir = scratch.join(i.to_string());
+            std::fs::create_dir_all(&dir).map_err(err("create an id-mapped layer directory"))?;
+            let tree = open_tree(
+                CWD,
+                lower,
+                OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            )
+            .map_err(|e| err("open_tree a layer")(e.into()))?;
+            crate::sys::mount::set_idmap(tree.as_fd(), ns.as_fd())
+                .map_err(|e| err("id-map a layer")(e.into()))?;
+            move_mount(
+                &tree,
+                "",
+                CWD,
+                &dir,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(|e| err("attach an id-mapped layer")(e.into()))?;
+            mapped.push(dir);
+        }
+        std::os::unix::fs::chown(&overlay.upper, Some(root.0), Some(root.1))
+            .map_err(err("chown the upper directory"))?;
+        let idmapped = Overlay {
+            lowers: mapped.clone(),
+            ..overlay.clone()
+        };
+        mount_overlay(&idmapped, target)
+    })();
+    // Never a recursive removal: a directory whose unmount failed still shows an image layer.
+    for dir in &mapped {
+        if unmount_path(dir).is_ok() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    let _ = std::fs::remove_dir(scratch);
+    result
 }
 
 /// Lazily unmounts `target`; not mounted (or missing) is fine.

@@ -55,9 +55,10 @@ pub enum SpecError {
     #[error("seccomp: {0}")]
     Seccomp(String),
 
-    /// User namespaces (`userns_options` with mode POD) are not implemented yet.
-    #[error("user namespaces are not supported yet")]
-    UserNamespace,
+    /// `userns_options` that kubelet's rules refuse (mode CONTAINER or TARGET, not exactly one
+    /// mapping, container id 0 unmapped) or that the pod's other settings rule out.
+    #[error("user namespace: {0}")]
+    UserNamespace(String),
 
     /// A CRI mount with uid/gid mappings (id-mapped mounts need user namespaces).
     /// A CRI mount of an image (image volume): not supported yet.
@@ -102,9 +103,7 @@ impl Classify for SpecError {
     fn kind(&self) -> Kind {
         match self {
             SpecError::MissingNamespace(_) | SpecError::Oci(_) => Kind::Internal,
-            SpecError::UserNamespace | SpecError::IdMappedMount(_) | SpecError::ImageVolume(_) => {
-                Kind::Unimplemented
-            }
+            SpecError::IdMappedMount(_) | SpecError::ImageVolume(_) => Kind::Unimplemented,
             _ => Kind::InvalidArgument,
         }
     }

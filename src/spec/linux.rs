@@ -62,11 +62,6 @@ pub(super) fn namespaces(
     pod_host_pid: bool,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let options = sc.and_then(|sc| sc.namespace_options.as_ref());
-    if let Some(userns) = options.and_then(|o| o.userns_options.as_ref())
-        && mode("user", userns.mode)? != NamespaceMode::Node
-    {
-        return Err(SpecError::UserNamespace);
-    }
     let pid_mode = mode("pid", options.map_or(0, |o| o.pid))?;
 
     let mut out = Vec::new();

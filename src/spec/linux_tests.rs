@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use k8s_cri::v1::{HugepageLimit, NamespaceOption, UserNamespace};
+use k8s_cri::v1::{HugepageLimit, NamespaceOption};
 
 use super::*;
 
@@ -12,6 +12,7 @@ fn given() -> PodNamespaces {
         ipc: Some("/run/berth/ns/ipc".into()),
         uts: Some("/run/berth/ns/uts".into()),
         pid: Some("/run/berth/ns/pid".into()),
+        user: None,
     }
 }
 
@@ -156,29 +157,6 @@ fn pid_mode_pod_follows_a_pod_without_a_shared_pid_namespace() {
     // a pod whose containers each have their own: a new one
     let got = namespaces(none, Some(&sc), &no_pid, false, false).unwrap();
     assert_eq!(summary(&got)[0], ("pid".into(), None));
-}
-
-#[test]
-fn container_user_namespaces_are_rejected() {
-    let sc = LinuxContainerSecurityContext {
-        namespace_options: Some(NamespaceOption {
-            pid: NamespaceMode::Container as i32,
-            userns_options: Some(UserNamespace {
-                mode: NamespaceMode::Pod as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let got = namespaces(
-        PinnedNamespaces::default(),
-        Some(&sc),
-        &given(),
-        false,
-        false,
-    );
-    assert_eq!(got, Err(SpecError::UserNamespace));
 }
 
 #[test]

@@ -21,7 +21,8 @@
 //! | `root` | `rootfs` input, read-only if `readonly_rootfs` | same |
 //! | `hostname` | the pod hostname when the pod has its own UTS namespace, else unset | same |
 //! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
-//! | `linux.namespaces` | new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
+//! | `linux.namespaces` | the pod's user namespace first when it has one; new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
+//! | `linux.uidMappings` / `gidMappings` | the pod's user namespace mappings, when it has one | same (a privileged pod cannot have one) |
 //! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages, unified | same |
 //! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all |
 //! | `linux.devices` | the [`DeviceNode`]s | same |
@@ -29,8 +30,9 @@
 //! | `linux.maskedPaths` / `readonlyPaths` | the security context's lists, or [`DEFAULT_MASKED_PATHS`] / [`DEFAULT_READONLY_PATHS`] when empty | none |
 //! | `annotations` | CRI container annotations, then `io.kubernetes.cri.*` keys (container type, names, sandbox id, image) | same |
 //!
-//! Image VOLUMEs are not mounted here; CRI mounts are. User namespaces and id-mapped mounts are
-//! rejected as not supported yet.
+//! Image VOLUMEs are not mounted here; CRI mounts are. A pod with its own user namespace
+//! ([`SandboxPlan::userns`]) has every container join it first and carry its mappings in
+//! `linux.uidMappings` / `gidMappings`; id-mapped CRI mounts are rejected as not supported yet.
 
 mod caps;
 mod error;
@@ -40,6 +42,7 @@ mod process;
 mod sandbox;
 mod seccomp;
 mod user;
+mod userns;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,6 +59,7 @@ pub use process::DEFAULT_PATH;
 pub use sandbox::{PinnedNamespaces, PodSysctls, SandboxPlan, sandbox_plan, sysctl_namespace};
 pub use seccomp::{SeccompChoice, SeccompProfile, SeccompSource, node_arch, seccomp_source};
 pub use user::{ResolvedUser, resolve_user, user_string};
+pub use userns::{IdMap, UserNamespaceMaps};
 
 /// The OCI runtime spec version berth's specs declare.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -98,6 +102,8 @@ pub struct PodNamespaces {
     pub uts: Option<PathBuf>,
     /// The pod-shared PID namespace (PID mode POD), or the target container's (TARGET).
     pub pid: Option<PathBuf>,
+    /// The pod's user namespace, joined first (with [`SandboxPlan::userns`]).
+    pub user: Option<PathBuf>,
 }
 
 /// Host files of the pod bound over the container's /etc ones; `None` = not bound.
@@ -215,8 +221,20 @@ fn linux_section(
         .and_then(|l| l.security_context.as_ref())
         .and_then(|sc| sc.namespace_options.as_ref())
         .is_some_and(|o| o.pid == k8s_cri::v1::NamespaceMode::Node as i32);
-    let namespaces =
+    userns::check_container(
+        sc.and_then(|sc| sc.namespace_options.as_ref()),
+        plan.userns.as_ref(),
+    )?;
+    let mut namespaces =
         linux::namespaces(plan.pinned, sc, &inputs.namespaces, cgroupns, pod_host_pid)?;
+    if plan.userns.is_some() {
+        let path = inputs.namespaces.user.clone();
+        let path = path.ok_or(SpecError::MissingNamespace("user"))?;
+        let mut user = oci_spec::runtime::LinuxNamespace::default();
+        user.set_typ(oci_spec::runtime::LinuxNamespaceType::User)
+            .set_path(Some(path));
+        namespaces.insert(0, user);
+    }
     let (masked, readonly) = linux::protected_paths(sc, privileged);
     let sysctl: HashMap<String, String> = plan
         .sysctls
@@ -235,6 +253,11 @@ fn linux_section(
         .set_sysctl((!sysctl.is_empty()).then_some(sysctl))
         .set_masked_paths(Some(masked))
         .set_readonly_paths(Some(readonly));
+    if let Some(maps) = &plan.userns {
+        linux
+            .set_uid_mappings(Some(vec![maps.uids.to_oci()]))
+            .set_gid_mappings(Some(vec![maps.gids.to_oci()]));
+    }
     Ok(linux)
 }
 

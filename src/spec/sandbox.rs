@@ -7,6 +7,7 @@ use k8s_cri::v1::{NamespaceMode, NamespaceOption, PodSandboxConfig};
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::SpecError;
+use super::userns::{UserNamespaceMaps, pod_user_namespace};
 
 /// What RunPodSandbox must set up before any container joins the pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct SandboxPlan {
     pub sysctls: PodSysctls,
     /// `linux.cgroup_parent` as kubelet sent it.
     pub cgroup_parent: String,
+    /// The pod's own user namespace (`None`: the host's); it owns the pod's other namespaces.
+    pub userns: Option<UserNamespaceMaps>,
 }
 
 /// Which pod-level namespaces the shim creates and holds open.
@@ -50,13 +53,26 @@ impl PodSysctls {
 }
 
 /// Plans a pod sandbox from its CRI config. Rejects sysctls that are not namespaced or whose
-/// namespace the pod shares with the host, and user namespaces (not supported yet).
+/// namespace the pod shares with the host, and user namespace options kubelet would refuse.
 pub fn sandbox_plan(sandbox: &PodSandboxConfig) -> Result<SandboxPlan, SpecError> {
     let linux = sandbox.linux.as_ref();
-    let ns = linux
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|sc| sc.namespace_options.as_ref());
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let ns = sc.and_then(|sc| sc.namespace_options.as_ref());
     let pinned = pinned_namespaces(ns)?;
+    let userns = pod_user_namespace(ns)?;
+    if userns.is_some() {
+        let host_pid = ns.is_some_and(|o| o.pid == NamespaceMode::Node as i32);
+        if !pinned.net || !pinned.ipc || host_pid {
+            return Err(SpecError::UserNamespace(
+                "a pod with its own user namespace cannot use the host's network, IPC or PID namespace".into(),
+            ));
+        }
+        if sc.is_some_and(|sc| sc.privileged) {
+            return Err(SpecError::UserNamespace(
+                "a privileged pod cannot have its own user namespace".into(),
+            ));
+        }
+    }
 
     let mut sysctls = PodSysctls::default();
     for (name, value) in linux.map(|l| &l.sysctls).into_iter().flatten() {
@@ -81,6 +97,7 @@ pub fn sandbox_plan(sandbox: &PodSandboxConfig) -> Result<SandboxPlan, SpecError
         hostname: (pinned.uts && !sandbox.hostname.is_empty()).then(|| sandbox.hostname.clone()),
         sysctls,
         cgroup_parent: linux.map(|l| l.cgroup_parent.clone()).unwrap_or_default(),
+        userns,
     })
 }
 
@@ -89,12 +106,6 @@ pub fn sandbox_plan(sandbox: &PodSandboxConfig) -> Result<SandboxPlan, SpecError
 fn pinned_namespaces(ns: Option<&NamespaceOption>) -> Result<PinnedNamespaces, SpecError> {
     let default = NamespaceOption::default();
     let ns = ns.unwrap_or(&default);
-    if let Some(userns) = &ns.userns_options {
-        match mode("user", userns.mode)? {
-            NamespaceMode::Node => {}
-            _ => return Err(SpecError::UserNamespace),
-        }
-    }
     let net = mode("network", ns.network)? != NamespaceMode::Node;
     let ipc = mode("ipc", ns.ipc)? != NamespaceMode::Node;
     let pid = mode("pid", ns.pid)? == NamespaceMode::Pod;
@@ -242,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_modes_and_user_namespaces() {
+    fn rejects_unknown_modes_and_user_namespaces_without_mappings_or_with_host_network() {
         let bad = NamespaceOption {
             network: 9,
             ..Default::default()
@@ -261,10 +272,30 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(
+        assert!(matches!(
             sandbox_plan(&pod(Some(userns), &[])),
-            Err(SpecError::UserNamespace)
-        );
+            Err(SpecError::UserNamespace(_))
+        ));
+        let map = vec![k8s_cri::v1::IdMapping {
+            container_id: 0,
+            host_id: 100000,
+            length: 65536,
+        }];
+        let mut userns = NamespaceOption {
+            userns_options: Some(UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                uids: map.clone(),
+                gids: map,
+            }),
+            ..Default::default()
+        };
+        let plan = sandbox_plan(&pod(Some(userns.clone()), &[])).expect("a valid userns pod");
+        assert_eq!(plan.userns.map(|u| u.uids.host), Some(100000));
+        userns.network = NamespaceMode::Node as i32;
+        assert!(matches!(
+            sandbox_plan(&pod(Some(userns), &[])),
+            Err(SpecError::UserNamespace(_))
+        ));
     }
 
     #[test]

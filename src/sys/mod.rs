@@ -11,3 +11,4 @@ pub mod scm;
 pub mod seccomp;
 pub mod signal;
 pub mod tty;
+pub mod userns;

@@ -24,6 +24,10 @@ impl Daemon {
     /// Starts berthd with a config rooted in a fresh temp dir; `extra_yaml` is appended to it.
     pub fn start(extra_yaml: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Searchable by others, as on a node: containers in a user namespace reach their rootfs
+        // under it as an unprivileged host id.
+        let searchable = std::os::unix::fs::PermissionsExt::from_mode(0o711);
+        std::fs::set_permissions(dir.path(), searchable).expect("chmod 711 the temp dir");
         let socket = dir.path().join("state/berth.sock");
         let config_path = dir.path().join("config.yaml");
         // Pods need a network: unless the test brings its own, the shared test network.

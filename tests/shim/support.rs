@@ -28,6 +28,7 @@ pub fn pod_options() -> ShimOptions {
         uts: true,
         pid: false,
         hostname: Some("pod-host".into()),
+        userns: None,
     }
 }
 

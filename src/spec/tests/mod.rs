@@ -116,6 +116,7 @@ impl Fixture {
                 ipc: Some("/run/berth/sb-1/ipc".into()),
                 uts: Some("/run/berth/sb-1/uts".into()),
                 pid: Some("/run/berth/sb-1/pid".into()),
+                user: Some("/run/berth/sb-1/user".into()),
             },
             cgroups_path: "/kubepods/pod-uid-1/c1".into(),
             user: self.user.clone(),

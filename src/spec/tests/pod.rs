@@ -91,6 +91,7 @@ fn empty_cgroups_path_is_left_unset() {
             ipc: Some("/i".into()),
             uts: Some("/u".into()),
             pid: None,
+            user: None,
         },
         ..inputs_without_paths(&f)
     })
@@ -120,9 +121,64 @@ fn errors_are_classified() {
     let err = container_spec(&inputs_without_paths(&f)).unwrap_err();
     assert_eq!(err, SpecError::MissingNamespace("ipc"));
     assert_eq!(err.kind(), Kind::Internal);
-    assert_eq!(SpecError::UserNamespace.kind(), Kind::Unimplemented);
+    assert_eq!(
+        SpecError::UserNamespace("mode CONTAINER".into()).kind(),
+        Kind::InvalidArgument
+    );
+    assert_eq!(
+        SpecError::IdMappedMount("/x".into()).kind(),
+        Kind::Unimplemented
+    );
     assert_eq!(
         SpecError::UnknownUser("x".into()).kind(),
         Kind::InvalidArgument
     );
+}
+
+#[test]
+fn user_namespace_pod() {
+    let mut f = Fixture::new();
+    let map = vec![k8s_cri::v1::IdMapping {
+        container_id: 0,
+        host_id: 100000,
+        length: 65536,
+    }];
+    let mut options = namespaces(NamespaceMode::Pod, NamespaceMode::Container);
+    options.userns_options = Some(k8s_cri::v1::UserNamespace {
+        mode: NamespaceMode::Pod as i32,
+        uids: map.clone(),
+        gids: map,
+    });
+    let pod_sc = f.sandbox.linux.as_mut().unwrap().security_context.as_mut();
+    pod_sc.unwrap().namespace_options = Some(options.clone());
+    f.security().namespace_options = Some(options);
+    let spec = f.spec().unwrap();
+    let types = ns_types(&spec);
+    assert_eq!(
+        types[0],
+        (
+            LinuxNamespaceType::User,
+            Some("/run/berth/sb-1/user".to_string())
+        ),
+        "the user namespace is joined first: {types:?}"
+    );
+    let linux = spec.linux().as_ref().unwrap();
+    for maps in [linux.uid_mappings(), linux.gid_mappings()] {
+        let maps = maps.as_ref().unwrap();
+        assert_eq!(maps.len(), 1);
+        assert_eq!(
+            (maps[0].container_id(), maps[0].host_id(), maps[0].size()),
+            (0, 100000, 65536)
+        );
+    }
+    // A container that asks for the host's user namespace in such a pod is refused.
+    f.security()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .userns_options = Some(k8s_cri::v1::UserNamespace {
+        mode: NamespaceMode::Node as i32,
+        ..Default::default()
+    });
+    assert!(matches!(f.spec(), Err(SpecError::UserNamespace(_))));
 }
