@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A busybox pod driven by crictl exactly as an operator would with containerd: runp, create,
-# start, ps, inspect, logs, exec -s, stop, rm, stopp, rmp. RUNTIME_HANDLER (default "", the built-in
+# start, ps, inspect, logs, exec -s, exec -it, stop, rm, stopp, rmp. RUNTIME_HANDLER (default "", the built-in
 # executor) picks the pod's runtime handler: e2e/crictl-pods-runc.sh runs the same with runc.
 source "$(dirname "$0")/lib.sh"
 eval "$("$E2E_ROOT/hack/registry.sh" env)"
@@ -41,6 +41,14 @@ pass "crictl logs shows the container's output"
 [[ $(crictl_b exec -s "$CTR" hostname) == e2e-host ]] || fail "exec hostname"
 [[ $(crictl_b exec -s "$CTR" sh -c 'echo $((6*7))') == 42 ]] || fail "exec arithmetic"
 pass "crictl exec -s runs in the container"
+
+# exec -it on a terminal (with runc, the terminal runc makes and hands over its console socket);
+# the client sends its size just after the process starts, hence the pause before `stty size`
+out=$(script -qec "stty cols 99 rows 33 2>/dev/null; crictl --runtime-endpoint unix://$SOCK exec -it $CTR sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; sleep 1; stty size; exit 3'" /dev/null </dev/null | tr -d '\r\000' | sed 's/\^@//g') || true  # crictl exits 1: the command's exit code was 3
+grep -qx on-a-terminal <<<"$out" || fail "exec -it has no terminal: $out"
+grep -qx '33 99' <<<"$out" || fail "exec -it terminal size: $out"
+grep -q 'exit code 3' <<<"$out" || fail "exec -it exit code: $out"
+pass "crictl exec -it runs on a terminal of the client's size and reports the exit code"
 
 crictl_b stop -t 5 "$CTR" >/dev/null || fail "crictl stop"
 st=$(crictl_b inspect "$CTR")

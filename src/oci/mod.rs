@@ -89,16 +89,7 @@ impl OciRuntime {
         id: &str,
         bundle: &Path,
     ) -> Result<(i32, OwnedFd), OciError> {
-        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let fail = |message: String| self.error("create", id, message);
-        // A short path: a socket's path holds at most 107 bytes; the bundle's may be longer.
-        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let socket =
-            std::env::temp_dir().join(format!("berth-console-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket)
-            .map_err(|e| fail(format!("listen on {}: {e}", socket.display())))?;
-        let removed = RemoveOnDrop(socket.clone());
+        let console = self.console_socket("create", id)?;
         let pid_file = bundle.join(PID_FILE);
         let mut cmd = self.command(Some(bundle));
         cmd.arg("create")
@@ -107,11 +98,38 @@ impl OciRuntime {
             .arg("--pid-file")
             .arg(&pid_file)
             .arg("--console-socket")
-            .arg(&socket)
+            .arg(&console.path.0)
             .arg(id);
         self.run_captured("create", id, Some(bundle), cmd, None)?;
         let pid = self.read_pid("create", id, &pid_file)?;
-        // The runtime has connected and sent the master before `create` returned.
+        Ok((pid, self.receive_terminal("create", id, console)?))
+    }
+
+    /// A fresh `--console-socket` for `action` of container `id`, listening.
+    fn console_socket(&self, action: &'static str, id: &str) -> Result<ConsoleSocket, OciError> {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        // A short path: a socket's path holds at most 107 bytes; the bundle's may be longer.
+        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let socket =
+            std::env::temp_dir().join(format!("berth-console-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| self.error(action, id, format!("listen on {}: {e}", socket.display())))?;
+        Ok(ConsoleSocket {
+            listener,
+            path: RemoveOnDrop(socket),
+        })
+    }
+
+    /// The terminal master the runtime sent over `console` (before its command returned).
+    fn receive_terminal(
+        &self,
+        action: &'static str,
+        id: &str,
+        console: ConsoleSocket,
+    ) -> Result<OwnedFd, OciError> {
+        let fail = |message: String| self.error(action, id, message);
+        let listener = &console.listener;
         listener
             .set_nonblocking(true)
             .map_err(|e| fail(format!("console socket: {e}")))?;
@@ -122,9 +140,8 @@ impl OciRuntime {
             .map_err(|e| fail(format!("console socket: {e}")))?;
         let received = crate::sys::scm::recv_fds(conn.as_fd())
             .map_err(|e| fail(format!("receive the terminal: {e}")))?;
-        drop(removed);
         match received.map(|(_, fds)| fds.into_iter().next()) {
-            Some(Some(master)) => Ok((pid, master)),
+            Some(Some(master)) => Ok(master),
             _ => Err(fail("the runtime sent no terminal".into())),
         }
     }
@@ -137,14 +154,16 @@ impl OciRuntime {
     }
 
     /// Runs `process` (an OCI `process` object, JSON) in the running container, detached.
-    /// Returns the new process's pid; it is re-parented to the caller, which reaps it.
+    /// Returns the new process's pid; it is re-parented to the caller, which reaps it. When
+    /// `process.terminal` is true the runtime makes the terminal in the container and its master
+    /// side is returned too (`stdio` is then not the process's).
     pub fn exec(
         &self,
         id: &str,
         bundle: &Path,
         process: &oci_spec::runtime::Process,
         stdio: PassThrough,
-    ) -> Result<i32, OciError> {
+    ) -> Result<(i32, Option<OwnedFd>), OciError> {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let fail = |message: String| self.error("exec", id, message);
         let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
@@ -154,19 +173,43 @@ impl OciRuntime {
             serde_json::to_vec(process).map_err(|e| fail(format!("encode the process: {e}")))?;
         std::fs::write(&process_file, json)
             .map_err(|e| fail(format!("write {}: {e}", process_file.display())))?;
+        let console = match process.terminal() {
+            Some(true) => Some(self.console_socket("exec", id)?),
+            _ => None,
+        };
         let mut cmd = self.command(Some(bundle));
         cmd.arg("exec")
             .arg("--process")
             .arg(&process_file)
             .arg("--pid-file")
             .arg(&pid_file)
-            .arg("--detach")
-            .arg(id);
-        let ran = self.run_with_stdio("exec", id, bundle, cmd, stdio);
+            .arg("--detach");
+        if let Some(console) = &console {
+            cmd.arg("--console-socket").arg(&console.path.0);
+        }
+        cmd.arg(id);
+        let ran = match console {
+            Some(_) => self.run_captured("exec", id, Some(bundle), cmd, None),
+            None => self.run_with_stdio("exec", id, bundle, cmd, stdio),
+        };
         let pid = ran.and_then(|()| self.read_pid("exec", id, &pid_file));
         let _ = std::fs::remove_file(&process_file);
         let _ = std::fs::remove_file(&pid_file);
-        pid
+        let pid = pid?;
+        let Some(console) = console else {
+            return Ok((pid, None));
+        };
+        match self.receive_terminal("exec", id, console) {
+            Ok(master) => Ok((pid, Some(master))),
+            Err(e) => {
+                // Without its terminal nobody can talk to it.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                Err(e)
+            }
+        }
     }
 
     /// Forgets the container (killing it first if it still runs) and removes its state and its
@@ -300,6 +343,12 @@ impl OciRuntime {
 
 /// Removes a file when dropped.
 struct RemoveOnDrop(PathBuf);
+
+/// A `--console-socket` listening for the runtime's terminal; its file goes when it is dropped.
+struct ConsoleSocket {
+    listener: UnixListener,
+    path: RemoveOnDrop,
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

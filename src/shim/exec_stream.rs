@@ -60,7 +60,18 @@ pub(crate) async fn start(
             id: start.id.clone(),
             source,
         })?;
-        let (pid, status) = spawn_exec(sup, &start.id, start.args.clone(), stdio).await?;
+        let (pid, status, runtime_terminal) =
+            spawn_exec(sup, &start.id, start.args.clone(), stdio).await?;
+        // An external runtime made the process's terminal itself: talk through that one.
+        let master = match runtime_terminal {
+            Some(theirs) => {
+                if let Some(size) = start.size {
+                    resize(&theirs, size);
+                }
+                theirs
+            }
+            None => master,
+        };
         let dup = |m: &OwnedFd| m.try_clone();
         let reader = dup(&master).and_then(Source::pty);
         let writer = dup(&master).and_then(writer);
@@ -93,7 +104,7 @@ pub(crate) async fn start(
     let (stdin, (out_r, out_w), (err_r, err_w)) = pipes().map_err(io_err("create exec pipes"))?;
     let (stdin_r, stdin_w) = stdin.map(|(r, w)| (r.into(), w.into())).unzip();
     let stdio = Stdio::pipes(stdin_r, out_w, err_w);
-    let (pid, status) = spawn_exec(sup, &start.id, start.args.clone(), stdio).await?;
+    let (pid, status, _) = spawn_exec(sup, &start.id, start.args.clone(), stdio).await?;
     let mut outputs = Vec::new();
     for (is_err, fd) in [(false, out_r), (true, err_r)] {
         if let Some(fd) = fd {

@@ -39,20 +39,21 @@ pub(crate) async fn exec_sync(
     let (out_r, out_w) = std::io::pipe().map_err(pipe_err)?;
     let (err_r, err_w) = std::io::pipe().map_err(pipe_err)?;
     let stdio = Stdio::pipes(None, out_w.into(), err_w.into());
-    let (pid, status_rx) = spawn_exec(sup, id, args, stdio).await?;
+    let (pid, status_rx, _) = spawn_exec(sup, id, args, stdio).await?;
     Ok(finish(sup, pid, [out_r.into(), err_r.into()], status_rx, timeout).await)
 }
 
 /// The one way the shim starts a process in a running container (ExecSync, Exec): `args`
 /// with the container's own process settings (env, cwd, user, capabilities, no_new_privs,
 /// rlimits), in its namespaces and cgroup, on `stdio` (a terminal when `stdio` is a tty).
-/// Returns its pid and where the reaper sends its wait status.
+/// Returns its pid, where the reaper sends its wait status, and the master side of its terminal
+/// when the runtime made the terminal itself (then `stdio`'s is unused).
 pub(crate) async fn spawn_exec(
     sup: &Arc<Supervisor>,
     id: &str,
     args: Vec<String>,
     stdio: Stdio,
-) -> Result<(i32, oneshot::Receiver<WaitStatus>), ContainerError> {
+) -> Result<(i32, oneshot::Receiver<WaitStatus>, Option<OwnedFd>), ContainerError> {
     if args.is_empty() {
         let message = "exec: no command given".to_string();
         return Err(ContainerError::InvalidArgument(message));
@@ -81,7 +82,7 @@ pub(crate) async fn spawn_exec(
 
     let (status_tx, status_rx) = oneshot::channel();
     let owned_id = id.to_string();
-    let pid = sup
+    let (pid, terminal) = sup
         .blocking(move |sup| {
             let target = Target {
                 pid: container_pid,
@@ -89,13 +90,13 @@ pub(crate) async fn spawn_exec(
                 cgroup: cgroup.as_ref(),
                 seccomp: seccomp.as_ref(),
             };
-            let pid = runner.exec(&owned_id, target, &process, stdio)?;
+            let (pid, terminal) = runner.exec(&owned_id, target, &process, stdio)?;
             // Registered before the gate opens: the reaper routes its status here.
             sup.table().await_exec(pid, status_tx);
-            Ok::<_, ContainerError>(pid)
+            Ok::<_, ContainerError>((pid, terminal))
         })
         .await??;
-    Ok((pid, status_rx))
+    Ok((pid, status_rx, terminal))
 }
 
 /// Collects the output of a started exec and waits for its status (killing it on timeout).

@@ -31,16 +31,16 @@ pub(crate) trait Runner: Send + Sync {
     ) -> Result<Box<dyn Launched>, ContainerError>;
 
     /// Runs `process` in the running container `id` (`container`: where it is) and its cgroup;
-    /// returns the new process's pid once it runs. The caller reaps it. `stdio` must be pipes
-    /// for an external runtime (a terminal there would need its `--console-socket`, as `create`
-    /// uses; no caller asks for one yet).
+    /// returns the new process's pid once it runs, and the master side of the terminal when the
+    /// runtime made its own instead of using the one in `stdio` (an external runtime does, through
+    /// its `--console-socket`). The caller reaps the process.
     fn exec(
         &self,
         id: &str,
         container: Target<'_>,
         process: &Process,
         stdio: Stdio,
-    ) -> Result<i32, ContainerError>;
+    ) -> Result<(i32, Option<OwnedFd>), ContainerError>;
 
     /// Forgets container `id` once its process is gone (removes an external runtime's state).
     fn delete(&self, id: &str) -> Result<(), ContainerError>;
@@ -108,14 +108,16 @@ impl Runner for Executor {
         container: Target<'_>,
         process: &Process,
         stdio: Stdio,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
         let cgroup = container.cgroup;
-        self.exec_with(container.pid, process, container.seccomp, stdio, |pid| {
-            let Some(cgroup) = cgroup else { return Ok(()) };
-            let joined = cgroup.add_process(pid);
-            joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
-        })
-        .map_err(|source| exec_error(id, source))
+        let pid = self
+            .exec_with(container.pid, process, container.seccomp, stdio, |pid| {
+                let Some(cgroup) = cgroup else { return Ok(()) };
+                let joined = cgroup.add_process(pid);
+                joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
+            })
+            .map_err(|source| exec_error(id, source))?;
+        Ok((pid, None))
     }
 
     fn delete(&self, _id: &str) -> Result<(), ContainerError> {
@@ -178,7 +180,7 @@ impl Runner for OciRuntime {
             let (pid, master) = self.create_with_terminal(id, bundle)?;
             (pid, Some(master))
         } else {
-            let stdio = pass_through(id, &self.path, stdio)?;
+            let stdio = pass_through(stdio);
             (OciRuntime::create(self, id, bundle, stdio)?, None)
         };
         Ok(Box::new(OciCreated {
@@ -197,8 +199,8 @@ impl Runner for OciRuntime {
         container: Target<'_>,
         process: &Process,
         stdio: Stdio,
-    ) -> Result<i32, ContainerError> {
-        let stdio = pass_through(id, &self.path, stdio)?;
+    ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
+        let stdio = pass_through(stdio);
         Ok(OciRuntime::exec(
             self,
             id,
@@ -213,18 +215,14 @@ impl Runner for OciRuntime {
     }
 }
 
-/// An exec with a terminal would need the runtime's `--console-socket` too; nothing asks for one
-/// yet (ExecSync has none).
-fn pass_through(id: &str, runtime: &Path, stdio: Stdio) -> Result<PassThrough, ContainerError> {
-    if stdio.is_tty() {
-        let what = format!("an exec with a terminal with runtime {}", runtime.display());
-        return Err(exec_error(id, ExecError::Unsupported(what)));
-    }
-    Ok(PassThrough {
+/// The descriptors an external runtime passes on to the process (unused with a terminal: the
+/// runtime makes its own).
+fn pass_through(stdio: Stdio) -> PassThrough {
+    PassThrough {
         stdin: stdio.stdin,
         stdout: stdio.stdout,
         stderr: stdio.stderr,
-    })
+    }
 }
 
 struct OciCreated {
