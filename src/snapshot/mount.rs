@@ -1,15 +1,16 @@
 //! Mounting a container rootfs: an overlay of image snapshots (read-only lowers) and a writable
 //! layer. Uses the new mount API with one `lowerdir+` per layer, so a deep image never overflows
-//! the classic mount option string.
+//! the classic mount option string. Image volumes mount an image's layers read-only, with no
+//! writable layer.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
-    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
-    open_tree, unmount,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags, fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen,
+    mount_bind, mount_remount, move_mount, open_tree, unmount,
 };
 
 /// An overlay mount described as data: what [`mount_overlay`] will do.
@@ -127,6 +128,48 @@ pub fn mount_overlay_idmapped(
     }
     let _ = std::fs::remove_dir(scratch);
     result
+}
+
+/// Mounts read-only layers (topmost first) on `target` (which must exist), with no writable
+/// layer: an image volume. One layer is a read-only bind of its directory; more are a
+/// read-only overlay of lowers only.
+pub fn mount_readonly_layers(lowers: &[PathBuf], target: &Path) -> Result<(), MountError> {
+    let err = |step| {
+        move |e: rustix::io::Errno| MountError {
+            target: target.to_path_buf(),
+            step,
+            source: e.into(),
+        }
+    };
+    if let [only] = lowers {
+        mount_bind(only, target).map_err(err("bind"))?;
+        let remount = mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "");
+        if let Err(e) = remount {
+            let _ = unmount_path(target);
+            return Err(err("remount read-only")(e));
+        }
+        return Ok(());
+    }
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(err("fsopen"))?;
+    for lower in lowers {
+        fsconfig_set_string(&fs, "lowerdir+", lower).map_err(err("lowerdir+"))?;
+    }
+    fsconfig_create(&fs).map_err(err("create"))?;
+    let mnt = fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+    )
+    .map_err(err("fsmount"))?;
+    move_mount(
+        &mnt,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(err("move_mount"))?;
+    Ok(())
 }
 
 /// Lazily unmounts `target`; not mounted (or missing) is fine.
