@@ -313,4 +313,33 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn a_snapshot_in_use_keeps_its_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (base, mid, top, other) = (
+            Digest::of(b"base"),
+            Digest::of(b"mid"),
+            Digest::of(b"top"),
+            Digest::of(b"other"),
+        );
+        for (chain, parent) in [(&base, None), (&mid, Some(&base)), (&top, Some(&mid))] {
+            let staging = s.snapshots.staging().unwrap();
+            s.snapshots
+                .commit(staging, chain, parent, chain, 0, 0)
+                .unwrap();
+        }
+        let staging = s.snapshots.staging().unwrap();
+        s.snapshots
+            .commit(staging, &other, None, &other, 0, 0)
+            .unwrap();
+        // A container holds only its image's top chain id.
+        let swept = s.collect_garbage(&HashSet::from([top.clone()])).unwrap();
+        assert_eq!(swept.snapshots, 1, "only the unrelated snapshot goes");
+        for chain in [&base, &mid, &top] {
+            assert!(s.snapshots.get(chain).unwrap().is_some(), "{chain}");
+        }
+        assert!(s.snapshots.get(&other).unwrap().is_none());
+    }
 }

@@ -228,4 +228,30 @@ mod tests {
         assert!(!target.join("f0").exists());
         unmount_path(&target).unwrap();
     }
+
+    #[test]
+    fn readonly_layers_merge_and_refuse_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for (d, f) in [(&a, "fa"), (&b, "fb")] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join(f), f).unwrap();
+            std::fs::write(d.join("top"), f).unwrap();
+        }
+        for (lowers, want_top) in [(vec![b.clone(), a.clone()], "fb"), (vec![a.clone()], "fa")] {
+            let target = dir.path().join(format!("t{}", lowers.len()));
+            std::fs::create_dir(&target).unwrap();
+            mount_readonly_layers(&lowers, &target).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(target.join("top")).unwrap(),
+                want_top
+            );
+            assert!(target.join("fa").exists());
+            let err = std::fs::write(target.join("new"), "x").unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{lowers:?}");
+            unmount_path(&target).unwrap();
+            assert!(!target.join("fa").exists());
+        }
+        assert!(!a.join("new").exists() && !b.join("new").exists());
+    }
 }
