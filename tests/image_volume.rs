@@ -225,3 +225,51 @@ async fn image_volumes_work_through_the_runc_handler() {
         .collect();
     assert!(left.is_empty(), "left mounted: {left:?}");
 }
+
+#[tokio::test]
+async fn image_volumes_are_id_mapped_in_a_user_namespace_pod() {
+    let mut f = fixture("imgvol-base", "library/busybox:latest").await;
+    let dir = f.daemon.dir.path().to_path_buf();
+    let layered = format!("{}/test/layered:gzip", registries().plain);
+    let layered_id = pull(&mut f.cri, &layered).await;
+    let map = vec![api::IdMapping {
+        container_id: 0,
+        host_id: 200000,
+        length: 65536,
+    }];
+    let ns = api::NamespaceOption {
+        userns_options: Some(api::UserNamespace {
+            mode: api::NamespaceMode::Pod as i32,
+            uids: map.clone(),
+            gids: map,
+        }),
+        ..Default::default()
+    };
+    let config = pod_config_with_namespaces("imgvol-userns", &dir.join("logs"), ns);
+    let pod = run_pod(&mut f.cri, config).await;
+    let mut config = container_config("reader", &f.image, &["sleep", "1000"]);
+    // Both kinds: busybox is one layer (a bind), test/layered five (an overlay).
+    config.mounts = vec![
+        image_mount("/bb", &f.image, "bin"),
+        image_mount("/layered", &layered_id, ""),
+    ];
+    let id = start_container(&mut f.cri, &pod, config).await;
+    let (code, out) = sh(
+        &mut f.cri,
+        &id,
+        "stat -c %u:%g /bb/busybox /layered/data/keep.txt && cat /layered/data/keep.txt && \
+         ! touch /layered/new 2>/dev/null && /bb/busybox true",
+    )
+    .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "0:0\n0:0\nkeep\n"),
+        "image files are owned by the namespace's root"
+    );
+    remove_pod(&mut f.cri, &pod.id).await;
+    let left: Vec<String> = mounts_under(&dir)
+        .into_iter()
+        .filter(|m| m.contains("containers"))
+        .collect();
+    assert!(left.is_empty(), "left mounted: {left:?}");
+}

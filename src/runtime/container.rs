@@ -142,7 +142,9 @@ impl Runtime {
                 Box::pin(async move { unmount_path(&rootfs).map_err(|e| e.to_string()) })
             });
         }
-        let (spec_config, image_volumes) = self.mount_image_volumes(&config, &bundle, undo)?;
+        let userns = plan.userns.as_ref().and(sandbox.namespaces.user.as_deref());
+        let (spec_config, image_volumes) =
+            self.mount_image_volumes(&config, &bundle, userns, undo)?;
         let image_config = self.image_config(image)?;
         let user = resolve_user(
             &user_string(&config, &image_config)?,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
-use crate::snapshot::mount::{mount_readonly_layers, unmount_path};
+use crate::snapshot::mount::{mount_readonly_layers, mount_readonly_layers_idmapped, unmount_path};
 
 /// One mounted image volume, kept in the container record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,11 +31,13 @@ pub fn is_image_volume(m: &api::Mount) -> bool {
 impl Runtime {
     /// Mounts every image volume of `config` under `bundle` and returns the config the spec
     /// builder sees (image mounts turned into read-only binds of those mounts) with the volumes.
-    /// Each mount pushes its undo.
+    /// In a pod with its own user namespace (`userns`, its namespace file) the layers are
+    /// id-mapped through it. Each mount pushes its undo.
     pub(super) fn mount_image_volumes(
         &self,
         config: &api::ContainerConfig,
         bundle: &Path,
+        userns: Option<&Path>,
         undo: &mut Undo,
     ) -> Result<(api::ContainerConfig, Vec<ImageVolume>)> {
         let mut spec_config = config.clone();
@@ -72,7 +74,13 @@ impl Runtime {
                     .map_err(RuntimeError::io(format!("create {}", empty.display())))?;
                 lowers.push(empty);
             }
-            mount_readonly_layers(&lowers, &mount_dir)?;
+            match userns {
+                Some(userns) => {
+                    let scratch = bundle.join("image-volumes").join(format!("{n}-idmapped"));
+                    mount_readonly_layers_idmapped(&lowers, &mount_dir, userns, &scratch)?
+                }
+                None => mount_readonly_layers(&lowers, &mount_dir)?,
+            }
             {
                 let mount_dir = mount_dir.clone();
                 undo.push("image volume mount", move || {

@@ -172,6 +172,60 @@ pub fn mount_readonly_layers(lowers: &[PathBuf], target: &Path) -> Result<(), Mo
     Ok(())
 }
 
+/// [`mount_readonly_layers`] for a container in the user namespace `userns`: each layer is first
+/// cloned id-mapped through that namespace under `scratch` (image files owned by host uid 0
+/// appear owned by the namespace's root), the read-only mount is made of those clones, then the
+/// scratch mounts are detached again.
+pub fn mount_readonly_layers_idmapped(
+    lowers: &[PathBuf],
+    target: &Path,
+    userns: &Path,
+    scratch: &Path,
+) -> Result<(), MountError> {
+    let err = |step: &'static str| {
+        move |source: std::io::Error| MountError {
+            target: target.to_path_buf(),
+            step,
+            source,
+        }
+    };
+    let ns = std::fs::File::open(userns).map_err(err("open the user namespace"))?;
+    std::fs::create_dir_all(scratch).map_err(err("create the id-mapped layers directory"))?;
+    let mut mapped = Vec::new();
+    let result = (|| {
+        for (i, lower) in lowers.iter().enumerate() {
+            let dir = scratch.join(i.to_string());
+            std::fs::create_dir_all(&dir).map_err(err("create an id-mapped layer directory"))?;
+            let tree = open_tree(
+                CWD,
+                lower,
+                OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            )
+            .map_err(|e| err("open_tree a layer")(e.into()))?;
+            crate::sys::mount::set_idmap(tree.as_fd(), ns.as_fd())
+                .map_err(|e| err("id-map a layer")(e.into()))?;
+            move_mount(
+                &tree,
+                "",
+                CWD,
+                &dir,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(|e| err("attach an id-mapped layer")(e.into()))?;
+            mapped.push(dir);
+        }
+        mount_readonly_layers(&mapped, target)
+    })();
+    // Never a recursive removal: a directory whose unmount failed still shows an image layer.
+    for dir in &mapped {
+        if unmount_path(dir).is_ok() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    let _ = std::fs::remove_dir(scratch);
+    result
+}
+
 /// Lazily unmounts `target`; not mounted (or missing) is fine.
 pub fn unmount_path(target: &Path) -> std::io::Result<()> {
     match unmount(target, UnmountFlags::DETACH) {
