@@ -97,7 +97,7 @@ pub fn to_status(c: &ContainerRecord) -> api::ContainerStatus {
         message: exit.message,
         labels: c.config.labels.clone(),
         annotations: c.config.annotations.clone(),
-        mounts: c.config.mounts.clone(),
+        mounts: mounts(c),
         log_path: c.log_path.display().to_string(),
         resources: c
             .config
@@ -180,6 +180,22 @@ pub async fn reopen_log(
     super::record("container_id", &req.container_id);
     runtime.reopen_log(&req.container_id).await?;
     Ok(api::ReopenContainerLogResponse {})
+}
+
+/// The container's CRI mounts; an image volume's reports the image id it mounted in
+/// `image.image_ref`.
+fn mounts(c: &ContainerRecord) -> Vec<api::Mount> {
+    let mut mounts = c.config.mounts.clone();
+    for m in mounts.iter_mut() {
+        let volume = c
+            .image_volumes
+            .iter()
+            .find(|v| v.container_path == m.container_path);
+        if let (Some(v), Some(image)) = (volume, m.image.as_mut()) {
+            image.image_ref = v.image_id.clone();
+        }
+    }
+    mounts
 }
 
 /// The image as the container's config named it, with the resolved id in `user_specified_image`

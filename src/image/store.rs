@@ -178,6 +178,20 @@ impl ImageStore {
         let blobs: HashSet<&Digest> = images.iter().flat_map(|i| i.blobs()).collect();
         let mut chains: HashSet<&Digest> = images.iter().flat_map(|i| &i.chain_ids).collect();
         chains.extend(in_use);
+        // A snapshot in use keeps the snapshots below it (its parents) too.
+        let snapshots = self.snapshots.list()?;
+        let parents: std::collections::HashMap<&Digest, &Digest> = snapshots
+            .iter()
+            .filter_map(|(chain, r)| r.parent.as_ref().map(|p| (chain, p)))
+            .collect();
+        let mut pending: Vec<&Digest> = chains.iter().copied().collect();
+        while let Some(chain) = pending.pop() {
+            if let Some(parent) = parents.get(chain)
+                && chains.insert(parent)
+            {
+                pending.push(parent);
+            }
+        }
         let mut swept = Swept::default();
         for digest in self.content.list()? {
             if !blobs.contains(&digest) {
@@ -185,9 +199,9 @@ impl ImageStore {
                 swept.blobs += 1;
             }
         }
-        for (chain_id, _) in self.snapshots.list()? {
-            if !chains.contains(&chain_id) {
-                self.snapshots.remove(&chain_id)?;
+        for (chain_id, _) in &snapshots {
+            if !chains.contains(chain_id) {
+                self.snapshots.remove(chain_id)?;
                 swept.snapshots += 1;
             }
         }
@@ -298,5 +312,34 @@ mod tests {
                 snapshots: 1
             }
         );
+    }
+
+    #[test]
+    fn a_snapshot_in_use_keeps_its_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (base, mid, top, other) = (
+            Digest::of(b"base"),
+            Digest::of(b"mid"),
+            Digest::of(b"top"),
+            Digest::of(b"other"),
+        );
+        for (chain, parent) in [(&base, None), (&mid, Some(&base)), (&top, Some(&mid))] {
+            let staging = s.snapshots.staging().unwrap();
+            s.snapshots
+                .commit(staging, chain, parent, chain, 0, 0)
+                .unwrap();
+        }
+        let staging = s.snapshots.staging().unwrap();
+        s.snapshots
+            .commit(staging, &other, None, &other, 0, 0)
+            .unwrap();
+        // A container holds only its image's top chain id.
+        let swept = s.collect_garbage(&HashSet::from([top.clone()])).unwrap();
+        assert_eq!(swept.snapshots, 1, "only the unrelated snapshot goes");
+        for chain in [&base, &mid, &top] {
+            assert!(s.snapshots.get(chain).unwrap().is_some(), "{chain}");
+        }
+        assert!(s.snapshots.get(&other).unwrap().is_none());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use k8s_cri::v1 as api;
 
 use super::events::EventKind;
+use super::image_volumes::unmount_image_volumes;
 use super::records::{
     ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
 };
@@ -141,6 +142,9 @@ impl Runtime {
                 Box::pin(async move { unmount_path(&rootfs).map_err(|e| e.to_string()) })
             });
         }
+        let userns = plan.userns.as_ref().and(sandbox.namespaces.user.as_deref());
+        let (spec_config, image_volumes) =
+            self.mount_image_volumes(&config, &bundle, userns, undo)?;
         let image_config = self.image_config(image)?;
         let user = resolve_user(
             &user_string(&config, &image_config)?,
@@ -149,7 +153,7 @@ impl Runtime {
         )?;
         let cgroup_path = cgroup_path(sandbox_config, id);
         let spec = container_spec(&ContainerInputs {
-            container: &config,
+            container: &spec_config,
             sandbox: sandbox_config,
             image: &image_config,
             sandbox_id: &sandbox.id,
@@ -248,6 +252,7 @@ impl Runtime {
                 gid: p.user().gid(),
                 supplemental_groups: p.user().additional_gids().clone().unwrap_or_default(),
             }),
+            image_volumes,
         };
         self.db.write(|w| w.put(Table::Containers, id, &record))?;
         Ok(())
@@ -442,6 +447,7 @@ impl Runtime {
         }
         let rootfs = container.bundle.join("rootfs");
         unmount_path(&rootfs).map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;
+        unmount_image_volumes(&container.image_volumes)?;
         if let Some(hierarchy) = &self.cgroups
             && let Ok(cgroup) = Cgroup::open(hierarchy, &container.cgroup)
         {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 mod exits;
 pub mod handlers;
+pub mod image_volumes;
 pub mod metrics;
 pub mod records;
 mod sandbox;
@@ -229,12 +230,17 @@ impl Runtime {
         })?)
     }
 
-    /// Chain ids of every container's image: their snapshots must outlive image removal.
+    /// Chain ids of every container's image and image volumes: their snapshots must outlive
+    /// image removal.
     pub fn snapshots_in_use(&self) -> Result<HashSet<crate::image::Digest>> {
         Ok(self
             .containers()?
             .iter()
-            .filter_map(|c| c.chain_id.parse().ok())
+            .flat_map(|c| {
+                let volumes = c.image_volumes.iter().flat_map(|v| v.chain_ids.iter());
+                std::iter::once(&c.chain_id).chain(volumes)
+            })
+            .filter_map(|c| c.parse().ok())
             .collect())
     }
 }

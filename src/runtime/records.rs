@@ -144,6 +144,9 @@ pub struct ContainerRecord {
     /// records written before berth kept it.
     #[serde(default)]
     pub user: Option<ProcessUser>,
+    /// Its image volumes, mounted under the bundle until the container is removed.
+    #[serde(default)]
+    pub image_volumes: Vec<super::image_volumes::ImageVolume>,
 }
 
 /// A container process's uid, gid and supplementary groups.

@@ -61,9 +61,6 @@ pub enum SpecError {
     UserNamespace(String),
 
     /// A CRI mount with uid/gid mappings (id-mapped mounts need user namespaces).
-    /// A CRI mount of an image (image volume): not supported yet.
-    #[error("mount {0:?}: image volumes are not supported yet")]
-    ImageVolume(String),
     #[error("mount {0:?}: id-mapped mounts are not supported yet")]
     IdMappedMount(String),
 
@@ -103,7 +100,7 @@ impl Classify for SpecError {
     fn kind(&self) -> Kind {
         match self {
             SpecError::MissingNamespace(_) | SpecError::Oci(_) => Kind::Internal,
-            SpecError::IdMappedMount(_) | SpecError::ImageVolume(_) => Kind::Unimplemented,
+            SpecError::IdMappedMount(_) => Kind::Unimplemented,
             _ => Kind::InvalidArgument,
         }
     }

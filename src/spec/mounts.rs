@@ -96,9 +96,6 @@ fn cri_bind(m: &CriMount) -> Result<Bind, SpecError> {
     if !m.container_path.starts_with('/') {
         return Err(fail("container path must be absolute"));
     }
-    if m.host_path.is_empty() && m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-        return Err(SpecError::ImageVolume(m.container_path.clone()));
-    }
     if m.host_path.is_empty() {
         return Err(fail(
             "no host path (image volumes must be resolved by the caller)",
