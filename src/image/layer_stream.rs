@@ -1,11 +1,10 @@
-//! The blocking half of one layer's pull: two threads in a pipeline. The decoder thread reads the
-//! downloaded chunks, hashes (and optionally stores) them, decompresses and hashes the tar stream;
-//! the caller's thread untars what it decodes into the staging snapshot. Decompression and file
-//! creation, the two halves of a layer's CPU time, overlap instead of taking turns.
+//! The blocking half of one layer's pull, on one thread: reads the downloaded chunks, hashes
+//! (and optionally stores) them, decompresses, hashes the tar stream and untars it into the
+//! staging snapshot. (A two-thread pipeline, decompressing on one and untarring on the other, was
+//! measured slower on 2 cores: docs/benchmarks.md.)
 
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -16,11 +15,7 @@ use super::manifest::Compression;
 use super::pull::PullError;
 use super::unpack;
 
-/// Decoded pieces in flight between the two threads, and their size: at most 1 MiB per layer.
-const DECODED_IN_FLIGHT: usize = 16;
-const DECODED_CHUNK: usize = 64 * 1024;
-
-/// What the two threads measured of one layer stream.
+/// What the unpacker measured of one layer stream.
 pub(crate) struct Streamed {
     pub digest: Digest,
     pub compressed_size: u64,
@@ -38,7 +33,7 @@ pub(crate) fn unpack_stream(
     limits: &unpack::Limits,
     layer: &Digest,
 ) -> Result<Streamed, PullError> {
-    let compressed = ChannelReader {
+    let mut compressed = ChannelReader {
         rx,
         chunk: Bytes::new(),
         hasher: Hasher::default(),
@@ -46,108 +41,74 @@ pub(crate) fn unpack_stream(
         blob,
         blob_error: None,
     };
-    let (decoded_tx, decoded_rx) = sync_channel(DECODED_IN_FLIGHT);
-    std::thread::scope(|scope| {
-        let decoder = std::thread::Builder::new()
-            .name("layer-decode".into())
-            .spawn_scoped(scope, move || {
-                decode(compressed, compression, decoded_tx, layer)
-            })
-            .map_err(|e| PullError::Worker {
-                layer: layer.clone(),
-                message: format!("start the decoder thread: {e}"),
-            })?;
-        let mut tar = DecodedReader {
-            rx: decoded_rx,
-            chunk: Vec::new(),
-            pos: 0,
-        };
-        let unpacked = unpack::unpack_layer(&mut tar, target, limits);
-        if unpacked.is_ok() {
-            // Whatever follows the archive's end still counts towards the diff id (up to the
-            // limit; past it the decoder stops and the diff id cannot match).
-            let mut tail = (&mut tar).take(limits.max_bytes);
-            io::copy(&mut tail, &mut io::sink()).expect("DecodedReader never fails");
-        }
-        drop(tar); // a decoder still producing now stops
-        let decoded = decoder.join().map_err(|_| PullError::Worker {
-            layer: layer.clone(),
-            message: "the decoder thread panicked".into(),
-        })??;
-        let unpacked = unpacked.map_err(|source| PullError::Unpack {
-            layer: layer.clone(),
-            source,
-        })?;
-        Ok(Streamed {
-            digest: decoded.digest,
-            compressed_size: decoded.compressed_size,
-            diff_id: decoded.diff_id,
-            unpacked,
-            blob: decoded.blob,
-        })
-    })
-}
-
-/// What the decoder thread measured.
-struct Decoded {
-    digest: Digest,
-    compressed_size: u64,
-    diff_id: Digest,
-    blob: Option<BlobWriter>,
-}
-
-/// The decoder thread: decompresses `compressed` into `tx` in pieces, hashing both streams. A
-/// decompression or blob-store error is its own; the untar side going away just stops it.
-fn decode(
-    mut compressed: ChannelReader,
-    compression: Compression,
-    tx: SyncSender<Vec<u8>>,
-    layer: &Digest,
-) -> Result<Decoded, PullError> {
     let decompress_err = |source| PullError::Decompress {
         layer: layer.clone(),
         source,
     };
-    let mut diff_id = Hasher::default();
-    let mut complete = true;
-    {
-        let mut decoder: Box<dyn Read + '_> = match compression {
+    let (diff_id, unpacked) = {
+        let decoder: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut compressed),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
             Compression::Zstd => {
                 Box::new(zstd::stream::read::Decoder::new(&mut compressed).map_err(decompress_err)?)
             }
         };
-        loop {
-            let mut piece = vec![0; DECODED_CHUNK];
-            let n = match decoder.read(&mut piece) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(decompress_err(e)),
-            };
-            piece.truncate(n);
-            diff_id.update(&piece);
-            if tx.send(piece).is_err() {
-                complete = false;
-                break;
+        let mut tar = HashingReader {
+            inner: decoder,
+            hasher: Hasher::default(),
+            error: None,
+        };
+        let unpacked = unpack::unpack_layer(&mut tar, target, limits).map_err(|source| {
+            // A stream that does not decompress is the download's fault, not the archive's.
+            match tar.error.take() {
+                Some(e) => decompress_err(e),
+                None => PullError::Unpack {
+                    layer: layer.clone(),
+                    source,
+                },
             }
-        }
-    }
-    drop(tx);
-    if complete {
-        // Bytes after the compressed stream's end still count towards the blob digest.
-        io::copy(&mut compressed, &mut io::sink()).map_err(decompress_err)?;
-    }
+        })?;
+        // Whatever follows the archive's end still counts towards the diff id (and the limit).
+        let mut tail = (&mut tar).take(limits.max_bytes);
+        io::copy(&mut tail, &mut io::sink()).map_err(decompress_err)?;
+        (tar.hasher.finish(), unpacked)
+    };
+    // Bytes after the compressed stream's end still count towards the blob digest.
+    io::copy(&mut compressed, &mut io::sink()).map_err(decompress_err)?;
     if let Some(e) = compressed.blob_error.take() {
         return Err(e.into());
     }
-    Ok(Decoded {
+    Ok(Streamed {
         digest: compressed.hasher.finish(),
         compressed_size: compressed.count,
-        diff_id: diff_id.finish(),
+        diff_id,
+        unpacked,
         blob: compressed.blob,
     })
+}
+
+/// Hashes everything read through it (the uncompressed tar stream: the diff id) and keeps the
+/// decompressor's first error.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(copy)
+            }
+        }
+    }
 }
 
 /// Reads the download channel as a byte stream, hashing and optionally storing what passes.
@@ -184,32 +145,6 @@ impl Read for ChannelReader {
     }
 }
 
-/// Reads the decoder's pieces as a byte stream; the end of the channel is the end of the stream
-/// (when the decoder failed, its error is reported after the join, not here).
-struct DecodedReader {
-    rx: Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for DecodedReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(chunk) => {
-                    self.chunk = chunk;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -224,7 +159,7 @@ mod tests {
         enc.finish().unwrap()
     }
 
-    /// Streams `compressed` in 1000-byte chunks through both threads into `sb`'s root.
+    /// Streams `compressed` in 1000-byte chunks through the unpacker into `sb`'s root.
     fn stream(sb: &Sandbox, compressed: &[u8], max_bytes: u64) -> Result<Streamed, PullError> {
         stream_counting(sb, compressed, max_bytes).0
     }
@@ -254,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn both_digests_and_the_files_come_out_of_the_pipeline() {
+    fn both_digests_and_the_files_come_out_of_the_stream() {
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let layer = tar(&[E::file("a", b"hello"), E::dir("d"), E::file("d/big", &big)]);
         let compressed = gzip(&layer);
@@ -289,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hostile_entry_stops_both_threads_and_the_download() {
+    fn a_hostile_entry_stops_the_unpack_and_the_download() {
         // The escape comes first; megabytes of valid data follow that must not all be read.
         // xorshift noise: it does not compress, so the download is as long as the layer.
         let mut x = 0x2545_f491_u32;
