@@ -50,7 +50,7 @@ uid=$(awk '/^Uid:/ {print $2}' /proc/$pid/status)
 [[ $uid == 300000 ]] || fail "httpd runs as host uid $uid"
 pass "the container's processes are host uid 300000"
 
-out=$(script -qec "crictl --runtime-endpoint unix://$SOCK exec -it $CTR sh -c '[ -t 0 ] && echo on-a-terminal; id -u'" /dev/null </dev/null | tr -d '\r\000')
+out=$(script -qec "crictl --runtime-endpoint unix://$SOCK exec -it $CTR sh -c '[ -t 0 ] && echo on-a-terminal; id -u'" /dev/null </dev/null | tr -d '\r\000' | sed 's/\^@//g')
 grep -qx on-a-terminal <<<"$out" && grep -qx 0 <<<"$out" || fail "exec -it: $out"
 pass "exec -it runs on a terminal, as root of the namespace"
 
