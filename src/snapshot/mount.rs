@@ -80,6 +80,32 @@ pub fn mount_overlay_idmapped(
     scratch: &Path,
     root: (u32, u32),
 ) -> Result<(), MountError> {
+    with_idmapped_layers(&overlay.lowers, target, userns, scratch, |mapped| {
+        std::os::unix::fs::chown(&overlay.upper, Some(root.0), Some(root.1)).map_err(|source| {
+            MountError {
+                target: target.to_path_buf(),
+                step: "chown the upper directory",
+                source,
+            }
+        })?;
+        let idmapped = Overlay {
+            lowers: mapped.to_vec(),
+            ..overlay.clone()
+        };
+        mount_overlay(&idmapped, target)
+    })
+}
+
+/// Clones each of `lowers` id-mapped through the user namespace `userns` onto a directory under
+/// `scratch`, runs `mount` with those directories (in the same order), then detaches the clones
+/// again (a mount made of them keeps its own) and removes the scratch directories.
+fn with_idmapped_layers(
+    lowers: &[PathBuf],
+    target: &Path,
+    userns: &Path,
+    scratch: &Path,
+    mount: impl FnOnce(&[PathBuf]) -> Result<(), MountError>,
+) -> Result<(), MountError> {
     let err = |step: &'static str| {
         move |source: std::io::Error| MountError {
             target: target.to_path_buf(),
@@ -91,7 +117,7 @@ pub fn mount_overlay_idmapped(
     std::fs::create_dir_all(scratch).map_err(err("create the id-mapped layers directory"))?;
     let mut mapped = Vec::new();
     let result = (|| {
-        for (i, lower) in overlay.lowers.iter().enumerate() {
+        for (i, lower) in lowers.iter().enumerate() {
             let dir = scratch.join(i.to_string());
             std::fs::create_dir_all(&dir).map_err(err("create an id-mapped layer directory"))?;
             let tree = open_tree(
@@ -112,13 +138,7 @@ pub fn mount_overlay_idmapped(
             .map_err(|e| err("attach an id-mapped layer")(e.into()))?;
             mapped.push(dir);
         }
-        std::os::unix::fs::chown(&overlay.upper, Some(root.0), Some(root.1))
-            .map_err(err("chown the upper directory"))?;
-        let idmapped = Overlay {
-            lowers: mapped.clone(),
-            ..overlay.clone()
-        };
-        mount_overlay(&idmapped, target)
+        mount(&mapped)
     })();
     // Never a recursive removal: a directory whose unmount failed still shows an image layer.
     for dir in &mapped {
@@ -182,48 +202,9 @@ pub fn mount_readonly_layers_idmapped(
     userns: &Path,
     scratch: &Path,
 ) -> Result<(), MountError> {
-    let err = |step: &'static str| {
-        move |source: std::io::Error| MountError {
-            target: target.to_path_buf(),
-            step,
-            source,
-        }
-    };
-    let ns = std::fs::File::open(userns).map_err(err("open the user namespace"))?;
-    std::fs::create_dir_all(scratch).map_err(err("create the id-mapped layers directory"))?;
-    let mut mapped = Vec::new();
-    let result = (|| {
-        for (i, lower) in lowers.iter().enumerate() {
-            let dir = scratch.join(i.to_string());
-            std::fs::create_dir_all(&dir).map_err(err("create an id-mapped layer directory"))?;
-            let tree = open_tree(
-                CWD,
-                lower,
-                OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
-            )
-            .map_err(|e| err("open_tree a layer")(e.into()))?;
-            crate::sys::mount::set_idmap(tree.as_fd(), ns.as_fd())
-                .map_err(|e| err("id-map a layer")(e.into()))?;
-            move_mount(
-                &tree,
-                "",
-                CWD,
-                &dir,
-                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-            )
-            .map_err(|e| err("attach an id-mapped layer")(e.into()))?;
-            mapped.push(dir);
-        }
-        mount_readonly_layers(&mapped, target)
-    })();
-    // Never a recursive removal: a directory whose unmount failed still shows an image layer.
-    for dir in &mapped {
-        if unmount_path(dir).is_ok() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-    let _ = std::fs::remove_dir(scratch);
-    result
+    with_idmapped_layers(lowers, target, userns, scratch, |mapped| {
+        mount_readonly_layers(mapped, target)
+    })
 }
 
 /// Lazily unmounts `target`; not mounted (or missing) is fine.
