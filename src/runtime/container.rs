@@ -61,18 +61,8 @@ impl Runtime {
         }
         security::check_apparmor(&config)?;
         let seccomp = security::seccomp_choice(&config)?;
-        let image_spec = config
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        let image = self
-            .images
-            .status(&image_spec)?
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: "image",
-                id: image_spec.clone(),
-            })?;
+        let image_spec = image_name(config.image.as_ref());
+        let image = self.pulled_image(&image_spec, "image")?;
         let sandbox_config = sandbox_config.unwrap_or_else(|| sandbox.config.clone());
         let id = new_id();
         let mut undo = Undo::default();
@@ -258,20 +248,20 @@ impl Runtime {
         Ok(())
     }
 
+    /// The stored image `name` names (id, digest or tag, as kubelet sends it); NotFound names
+    /// `what` when it was not pulled.
+    pub(super) fn pulled_image(&self, name: &str, what: &'static str) -> Result<ImageRecord> {
+        self.images
+            .status(name)?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what,
+                id: name.to_string(),
+            })
+    }
+
     /// The overlay of an image's snapshots (topmost first) under a container's writable layer.
     fn image_overlay(&self, image: &ImageRecord, rw_dir: &Path) -> Result<Overlay> {
-        let snapshots = &self.images.store().snapshots;
-        let mut lowers = vec![];
-        for chain in image.chain_ids.iter().rev() {
-            let record = snapshots
-                .get(chain)
-                .map_err(|e| RuntimeError::FailedPrecondition(e.to_string()))?
-                .ok_or_else(|| RuntimeError::NotFound {
-                    what: "image snapshot",
-                    id: chain.to_string(),
-                })?;
-            lowers.push(snapshots.dir(&record));
-        }
+        let mut lowers = self.layer_dirs(&image.chain_ids)?;
         if lowers.is_empty() {
             // An image without layers still needs one (empty) lower directory.
             let empty = rw_dir.join("empty");
@@ -468,6 +458,11 @@ impl Runtime {
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())
     }
+}
+
+/// The image a CRI `ImageSpec` names; empty when there is none.
+pub(super) fn image_name(spec: Option<&api::ImageSpec>) -> String {
+    spec.map(|i| i.image.clone()).unwrap_or_default()
 }
 
 /// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree.

@@ -52,18 +52,8 @@ impl Runtime {
                     m.container_path
                 )));
             }
-            let spec = m
-                .image
-                .as_ref()
-                .map(|i| i.image.clone())
-                .unwrap_or_default();
-            let image = self
-                .images
-                .status(&spec)?
-                .ok_or_else(|| RuntimeError::NotFound {
-                    what: "image (of an image volume)",
-                    id: spec.clone(),
-                })?;
+            let spec = super::container::image_name(m.image.as_ref());
+            let image = self.pulled_image(&spec, "image (of an image volume)")?;
             let mut lowers = self.layer_dirs(&image.chain_ids)?;
             let mount_dir = bundle.join("image-volumes").join(n.to_string());
             std::fs::create_dir_all(&mount_dir)
@@ -109,7 +99,7 @@ impl Runtime {
     }
 
     /// The snapshot directories of a layer stack, topmost first.
-    fn layer_dirs(&self, chain_ids: &[crate::image::Digest]) -> Result<Vec<PathBuf>> {
+    pub(super) fn layer_dirs(&self, chain_ids: &[crate::image::Digest]) -> Result<Vec<PathBuf>> {
         let snapshots = &self.images.store().snapshots;
         let mut lowers = vec![];
         for chain in chain_ids.iter().rev() {
