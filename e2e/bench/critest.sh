@@ -44,17 +44,7 @@ curl -sf "http://$REG/v2/e2e-test-images/busybox/manifests/1.29-2" -o /dev/null 
 WORK=$(mktemp -d /tmp/bc.XXXXXX)
 RUN="" BERTHD_PID="" CTD_PID=""
 cleanup() {
-  local sock
-  for sock in "$(berthd_socket "$WORK/b" 2>/dev/null)" "$(containerd_socket "$WORK/c" 2>/dev/null)"; do
-    [[ -S $sock ]] || continue
-    crictl --runtime-endpoint "unix://$sock" rmp -af >/dev/null 2>&1 || true
-  done
-  [[ -n $BERTHD_PID ]] && stop_pid "$BERTHD_PID" berthd
-  [[ -n $CTD_PID ]] && stop_pid "$CTD_PID" containerd
-  for pid in $(containerd_shims "$WORK/c"); do stop_pid "$pid" containerd-shim; done
-  unmount_under "$WORK" || true
-  rm -rf "$WORK"
-  if [[ -n $RUN ]]; then unmount_under "$RUN" || true; rm -rf "$RUN"; fi
+  stop_side_by_side "$WORK/b" "$WORK/c" "$WORK" "$RUN"
 }
 trap cleanup EXIT
 

@@ -21,6 +21,9 @@
 #   containerd_socket DIR             its socket (read from DIR/config.toml)
 #   containerd_shims DIR              pids of the containerd-shim-runc-v2 processes of that containerd
 #   stop_pid PID NAME                 SIGTERM, 15 s grace, SIGKILL
+#   stop_side_by_side BERTH_DIR CONTAINERD_DIR DIR...
+#                                     removes both runtimes' pods, stops $BERTHD_PID, $CTD_PID and
+#                                     containerd's shims, unmounts and removes the DIRs
 #   mounts_under DIR / unmount_under DIR
 #   pss_kib PID / rss_kib PID         from /proc/PID/smaps_rollup (0 when PID is gone)
 #   median / minimum / ratio A B / machine_line / berthd_build ROOT
@@ -45,6 +48,25 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
+}
+
+# The end of a side-by-side run: pods removed through each runtime, both daemons and containerd's
+# shims stopped, then whatever is mounted below the given directories, and the directories.
+stop_side_by_side() { # stop_side_by_side BERTH_DIR CONTAINERD_DIR DIR...
+  local b=$1 c=$2 sock pid dir
+  shift 2
+  for sock in "$(berthd_socket "$b" 2>/dev/null)" "$(containerd_socket "$c" 2>/dev/null)"; do
+    [[ -S $sock ]] || continue
+    crictl --runtime-endpoint "unix://$sock" rmp -af >/dev/null 2>&1 || true
+  done
+  [[ -n ${BERTHD_PID:-} ]] && stop_pid "$BERTHD_PID" berthd
+  [[ -n ${CTD_PID:-} ]] && stop_pid "$CTD_PID" containerd
+  for pid in $(containerd_shims "$c"); do stop_pid "$pid" containerd-shim; done
+  for dir in "$@"; do
+    [[ -n $dir && -d $dir ]] || continue
+    unmount_under "$dir" || true
+    rm -rf "$dir"
+  done
 }
 
 # Mount points at or below $1, deepest first.

@@ -33,14 +33,7 @@ BERTHD_PID="" CTD_PID="" PF_PID=""
 cleanup() {
   set +e
   [[ -n $PF_PID ]] && kill "$PF_PID" 2>/dev/null
-  for sock in "$(berthd_socket "$WORK/b")" "$(containerd_socket "$WORK/c")"; do
-    [[ -S $sock ]] && crictl --runtime-endpoint "unix://$sock" rmp -af >/dev/null 2>&1
-  done
-  [[ -n $BERTHD_PID ]] && stop_pid "$BERTHD_PID" berthd
-  [[ -n $CTD_PID ]] && stop_pid "$CTD_PID" containerd
-  for pid in $(containerd_shims "$WORK/c"); do stop_pid "$pid" containerd-shim; done
-  unmount_under "$WORK"; unmount_under "$RUN"
-  rm -rf "$WORK" "$RUN"
+  stop_side_by_side "$WORK/b" "$WORK/c" "$WORK" "$RUN"
 }
 trap cleanup EXIT
 
@@ -72,7 +65,7 @@ measure() { # measure NAME SOCKET -> prints the median seconds
     curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$port/big" && break
     sleep 0.2
   done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/big" || die "$name: no download through port-forward"
+  curl -sf -o /dev/null "http://127.0.0.1:$port/big" || { cat "$WORK/pf-$name.log" >&2; die "$name: no download through port-forward"; }
   for _ in $(seq "$N"); do
     times+=("$(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/big")")
   done

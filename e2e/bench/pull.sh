@@ -83,10 +83,7 @@ cleanup() {
       rm -rf "$WORK"
     fi
   fi
-  if [[ -n $RUN ]]; then
-    for m in $(mounts_under "$RUN"); do umount "$m" 2>/dev/null || umount -l "$m"; done
-    rm -rf "$RUN"
-  fi
+  if [[ -n $RUN ]]; then unmount_under "$RUN" && rm -rf "$RUN"; fi
   exit "$rc"
 }
 trap cleanup EXIT
