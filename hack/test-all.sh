@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Runs every berth check and test: lints, unit and integration tests, end-to-end scripts with
 # real crictl, and critest (the CRI validation suite: in full, its Streaming specs again over
-# WebSocket, and its conformance specs with the runc handler). Needs root. Installs its own dependencies and starts the servers its tests use.
+# WebSocket, and its conformance specs with the runc handler). Needs root. Installs its own
+# dependencies and starts the servers its tests use.
+#
+#   hack/test-all.sh           run everything, reusing what earlier runs installed and built
+#   hack/test-all.sh --fresh   first remove every cache and piece of state a run relies on
+#                              (hack/fresh.sh), so it runs as on a fresh machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || { echo "test-all: the tests need root (mounts, namespaces, cgroups)" >&2; exit 1; }
@@ -9,10 +14,18 @@ export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin"
 
 step() { echo; echo "=== $* ($(date +%T))"; }
 
+case "${1:-}" in
+  "") ;;
+  --fresh) step "fresh machine: removing caches"; hack/fresh.sh ;;
+  *) echo "usage: hack/test-all.sh [--fresh]" >&2; exit 2 ;;
+esac
+
 step "dependencies"
 hack/install-deps.sh
 hack/cni-config.sh
 
+# Every image any test or e2e script pulls is built here, before the first test (critest's too:
+# tests/network.rs serves the critest nginx image through a host port).
 step "test registries and images"
 hack/registry.sh start
 hack/testimages/build.sh

@@ -4,11 +4,14 @@
 #
 #   hack/testimages/build.sh [--force] [UNIT...]
 #
-# An image whose tags all resolve in the registry already is skipped unless --force is given. UNITs
-# (busybox, debian, layered-gzip, layered-zstd, multiarch, multiarch-arm-only, hostile-<tag>) limit the
-# run to those images. The critest-* units (the images critest pulls, for e2e/critest/run.sh) are built
-# only when named; `critest` names them all. Needs root (debootstrap, chroot) and the Debian mirror of
-# /etc/apt; downloads, builds and the debootstrap result are cached in $BERTH_TEST_DIR/cache.
+# Without UNITs it builds every image any test, e2e script or critest pulls: this is the one place
+# test images come from, and hack/test-all.sh runs it before the first test. An image whose tags all
+# resolve in the registry already is skipped unless --force is given. UNITs (busybox, debian,
+# layered-gzip, layered-zstd, multiarch, multiarch-arm-only, hostile-<tag>, critest-<name>) limit the
+# run to those images; `critest` names all the critest-* units (the images critest pulls). Needs root
+# (debootstrap, chroot) and a Debian bookworm source in apt's configuration (its mirror is read from
+# `apt-get indextargets`); downloads, builds and the debootstrap result are cached in
+# $BERTH_TEST_DIR/cache.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -100,17 +103,17 @@ prepare_busybox() {
   export "$var=$root"
 }
 
-# The Debian mirror apt uses here (deb822 sources first, then sources.list), for debootstrap.
+# The Debian mirror apt uses here for bookworm (whatever the form of its sources), for debootstrap;
+# BERTH_TEST_DEBIAN_MIRROR overrides it. No mirror is assumed: without one the build stops.
 debian_mirror() {
-  local uri=""
-  if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-    uri=$(awk '/^URIs:/ {u = $2} /^Suites:/ {for (i = 2; i <= NF; i++) if ($i == "bookworm") {print u; exit}}' \
-      /etc/apt/sources.list.d/debian.sources)
+  local uri=${BERTH_TEST_DEBIAN_MIRROR:-}
+  if [[ -z $uri ]]; then
+    uri=$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 'Identifier: Packages' 2>/dev/null |
+      awk '$1 == "bookworm" {print $2; exit}')
   fi
-  if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-    uri=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list)
-  fi
-  echo "${BERTH_TEST_DEBIAN_MIRROR:-${uri:-http://deb.debian.org/debian}}"
+  [[ -n $uri ]] || die "no Debian bookworm source in apt's configuration (/etc/apt/sources.list*): \
+add one, or set BERTH_TEST_DEBIAN_MIRROR"
+  echo "${uri%/}"
 }
 
 # Runs debootstrap once (cached in $CACHE/debian-bookworm) and exports DEBIAN_ROOTFS.
@@ -298,10 +301,10 @@ tag_exists() {
   curl -sf -o /dev/null -I -H "Accept: $ACCEPT" "http://$REGISTRY/v2/$1/manifests/$2"
 }
 
-# Without UNIT arguments every unit but the critest-* ones; `critest` names all of those.
+# Without UNIT arguments every unit; `critest` names all the critest-* ones.
 wanted() {
   local u
-  if ((${#ONLY[@]} == 0)); then [[ $1 != critest-* ]]; return; fi
+  ((${#ONLY[@]} == 0)) && return 0
   for u in "${ONLY[@]}"; do
     [[ $u == "$1" || ($u == critest && $1 == critest-*) ]] && return 0
   done

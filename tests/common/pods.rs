@@ -18,12 +18,14 @@ pub async fn pull(cri: &mut CriClient, image: &str) -> String {
         auth: None,
         sandbox_config: None,
     };
-    cri.image
-        .pull_image(req)
-        .await
-        .expect("pull")
-        .into_inner()
-        .image_ref
+    match cri.image.pull_image(req).await {
+        Ok(reply) => reply.into_inner().image_ref,
+        Err(status) if status.code() == tonic::Code::NotFound => panic!(
+            "pull {image}: {status:?}: the test image is not in the test registry; \
+             build the test images with `hack/testimages/build.sh`"
+        ),
+        Err(status) => panic!("pull {image}: {status:?}"),
+    }
 }
 
 pub fn pod_config(name: &str, log_dir: &std::path::Path) -> api::PodSandboxConfig {
