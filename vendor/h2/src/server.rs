@@ -1706,15 +1706,20 @@ impl proto::Peer for Peer {
 
         // A request translated from HTTP/1 must not include the :authority
         // header
+        //
+        // berth patch (docs/adr/0003-h2-any-authority.md): an :authority that is not a valid URI
+        // authority (gRPC C-core sends `%2F`-encoded unix socket paths, grpc-java the raw path)
+        // is ignored, as if absent, instead of resetting the stream with PROTOCOL_ERROR.
         if let Some(authority) = pseudo.authority {
-            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
-            parts.authority = Some(maybe_authority.or_else(|why| {
-                malformed!(
-                    "malformed headers: malformed authority ({:?}): {}",
+            match uri::Authority::from_maybe_shared(authority.clone().into_inner()) {
+                Ok(authority) => parts.authority = Some(authority),
+                Err(why) => tracing::debug!(
+                    "ignoring malformed authority ({:?}): {}; stream={:?}",
                     authority,
                     why,
-                )
-            })?);
+                    stream_id,
+                ),
+            }
         }
 
         // A :scheme is required, except CONNECT.
