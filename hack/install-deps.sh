@@ -14,7 +14,7 @@ APT_PACKAGES=(
   runc crun                # external OCI runtime handlers
   containerd               # only for benchmarks, run on its own socket beside berth
   apache2-utils            # htpasswd for the authenticated registry
-  openssl curl jq zstd pigz python3 hyperfine
+  openssl curl jq zstd pigz python3 python3-pip hyperfine
 )
 CRI_TOOLS_VERSION=v1.37.0
 
@@ -34,6 +34,18 @@ for svc in containerd docker-registry; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
 done
+
+# tests/grpc_clients.rs drives berthd with gRPC C-core through Python's grpcio. Debian 12's
+# python3-grpcio (1.51) predates the unix-socket :authority that test is about (sent since 1.57)
+# and its python3-grpc-tools (1.14) is from 2018, so both come from PyPI; root's pip on Debian
+# needs --break-system-packages (PEP 668) to install beside the system's packages.
+if ! python3 - 2>/dev/null <<'PY'
+import grpc, grpc_tools
+assert tuple(int(p) for p in grpc.__version__.split(".")[:2]) >= (1, 57)
+PY
+then
+  python3 -m pip install -q --break-system-packages 'grpcio>=1.57,<2' 'grpcio-tools>=1.57,<2'
+fi
 
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
 GOBIN="${GOBIN:-$HOME/go/bin}"

@@ -200,6 +200,10 @@ pub struct ImageConfig {
     /// A download that receives no byte for this long fails (and is retried).
     #[serde(with = "humantime_serde_compat")]
     pub no_progress_timeout: Duration,
+    /// Longest a new registry connection may take: name lookup, TCP connect and TLS handshake.
+    /// Loopback registries get at most `LOOPBACK_CONNECT_TIMEOUT` (image/registry/endpoint.rs).
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
     /// Attempts per blob or manifest request before a pull fails.
     pub max_attempts: u32,
     /// Largest uncompressed size of one layer, in bytes (decompression-bomb guard).
@@ -214,6 +218,7 @@ impl Default for ImageConfig {
             platform: String::new(),
             max_concurrent_downloads: 3,
             no_progress_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
             max_attempts: 5,
             max_layer_bytes: 32 * 1024 * 1024 * 1024,
             discard_compressed_layers: false,
@@ -376,6 +381,9 @@ impl Config {
         if self.image.no_progress_timeout.is_zero() {
             return invalid("image.no_progress_timeout", "must be longer than zero");
         }
+        if self.image.connect_timeout.is_zero() {
+            return invalid("image.connect_timeout", "must be longer than zero");
+        }
         if !self.image.platform.is_empty() && self.image.platform.split('/').count() < 2 {
             return invalid(
                 "image.platform",
@@ -489,6 +497,7 @@ mod tests {
                 "image:\n  no_progress_timeout: soon\n",
                 "no_progress_timeout",
             ),
+            ("image:\n  connect_timeout: 0s\n", "image.connect_timeout"),
             ("log:\n  format: xml\n", "xml"),
             ("log:\n  level: \"info,,=[\"\n", "log.level"),
             (

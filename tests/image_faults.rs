@@ -1,9 +1,12 @@
-//! Pulls through the fault proxy (hack/faultproxy.py) and of hostile images: every pull ends in
-//! a correct image or a clean error, with no temp files or half snapshots left behind.
-//! The proxy's fault selection is global, so these tests run one at a time.
+//! Pulls through the fault proxy (hack/faultproxy.py), through a front that never answers TLS,
+//! and of hostile images: every pull ends in a correct image or a clean error, with no temp files
+//! or half snapshots left behind. The proxy's fault selection is global, so the tests that use
+//! it run one at a time.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use berth::cri::api;
@@ -267,6 +270,57 @@ async fn deadline_exceeded_leaves_nothing_behind() {
     proxy.reset();
     assert_eq!(settled_leftovers(&d).await, Vec::<String>::new());
     assert_eq!(image_count(&d).await, 0);
+}
+
+/// A loopback front for the plain registry: a connection that opens with a TLS handshake record
+/// gets silence, as from an HTTP/1 server waiting for a request line (counted); any other is
+/// relayed to `upstream`.
+async fn silent_to_tls_front(upstream: String) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let hellos = Arc::new(AtomicUsize::new(0));
+    let counted = hellos.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (upstream, counted) = (upstream.clone(), counted.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                if client.peek(&mut first).await.ok() != Some(1) {
+                    return;
+                }
+                if first[0] == 0x16 {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let mut sink = [0u8; 1024];
+                    while matches!(tokio::io::AsyncReadExt::read(&mut client, &mut sink).await, Ok(n) if n > 0)
+                    {
+                    }
+                    return;
+                }
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (host, hellos)
+}
+
+#[tokio::test]
+async fn loopback_registry_silent_to_tls_is_pulled_over_http_in_bounded_time() {
+    let r = registries();
+    let (front, hellos) = silent_to_tls_front(r.plain.clone()).await;
+    let d = daemon(&r, ""); // no entry for the front: https first, as for any loopback host
+    let image = format!("{front}/library/busybox:latest");
+    let started = Instant::now();
+    let pulled = tokio::time::timeout(Duration::from_secs(60), pull(&d, &image)).await;
+    let elapsed = started.elapsed();
+    let id = pulled
+        .expect("the pull hung until the test's deadline")
+        .expect("pull over http");
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+    assert_eq!(hellos.load(Ordering::Relaxed), 1, "https tried once");
+    assert_eq!(image_count(&d).await, 1);
 }
 
 #[tokio::test]

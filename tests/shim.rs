@@ -7,6 +7,8 @@ mod container_support;
 mod lifecycle;
 #[path = "shim/logs.rs"]
 mod logs;
+#[path = "common/raw_h2.rs"]
+mod raw_h2;
 #[path = "shim/support.rs"]
 mod support;
 
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use berth::error::{Classify, Kind};
 use berth::shim::{ContainerStatus, ShimClient, exit_file};
 use container_support::Bundle;
+use prost::Message;
 use support::{PidNs, Pod, args, inode, lines_of, next_exit, pod_options, pod_spec, read_log};
 
 #[tokio::test]
@@ -45,6 +48,23 @@ async fn namespaces_are_pinned_in_the_shim_itself() {
         .await
         .expect_err("second shim");
     assert!(err.to_string().contains("another shim"), "{err}");
+    pod.shutdown(None).await;
+}
+
+#[tokio::test]
+async fn shim_socket_accepts_any_authority() {
+    let pod = Pod::spawn(pod_options()).await;
+    let socket = pod.dir().join(berth::shim::SOCKET);
+    let path = socket.display().to_string();
+    let c_core = path.trim_start_matches('/').replace('/', "%2F");
+    for authority in ["localhost", &path, &c_core, ""] {
+        let reply = raw_h2::unary(&socket, authority, "/berth.shim.v1.Shim/Info", &[]);
+        assert_eq!(reply.reset, None, ":authority {authority:?} was refused");
+        assert_eq!(reply.header_blocks, 2, "headers and trailers: {reply:?}");
+        let info = berth::shim::proto::InfoResponse::decode(reply.message.as_slice())
+            .unwrap_or_else(|e| panic!(":authority {authority:?}: {e}: {reply:?}"));
+        assert_eq!(info.pid as i32, pod.shim_pid, ":authority {authority:?}");
+    }
     pod.shutdown(None).await;
 }
 

@@ -4,6 +4,7 @@
 
 pub mod network;
 pub mod pods;
+pub mod raw_h2;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

@@ -5,14 +5,20 @@
 //! Schemes: `https` unless the host's entry says `insecure: true` (then `http`, and any
 //! certificate is accepted should a redirect lead to https). A loopback host (`localhost`,
 //! `127.0.0.0/8`, `[::1]`) with no `insecure` setting is tried over https first and, when the
-//! server answers the TLS handshake with something that is not TLS, over plain http — the rule
-//! containerd applies to local registries. A certificate error is an error, not a reason to drop
-//! TLS. Once http worked, that endpoint stays on http.
+//! server answers the TLS handshake with something that is not TLS or does not complete the
+//! connection within the connect timeout (a plain-http server waiting for a request line never
+//! answers a ClientHello), over plain http — the rule containerd applies to local registries. A
+//! certificate error is an error, not a reason to drop TLS. Once http worked, that endpoint stays
+//! on http.
+//!
+//! Every new connection (name lookup, TCP connect, TLS handshake) is bounded by
+//! `image.connect_timeout`, and by [`LOOPBACK_CONNECT_TIMEOUT`] at most for a loopback host.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::config::{ImageConfig, RegistryConfig};
 
@@ -22,6 +28,10 @@ use super::error::RegistryError;
 /// Docker Hub's name in references and config, and the host its API is served from.
 const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// The connect bound for loopback hosts: no name lookup, no network, so a connection that is
+/// not up by then never will be; it keeps the https probe of a plain-http local registry short.
+pub(super) const LOOPBACK_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One host requests can be sent to.
 #[derive(Debug)]
@@ -33,6 +43,8 @@ pub(super) struct Endpoint {
     pub mirror: bool,
     /// The username/password from this host's `registries` entry.
     pub configured: Option<Credentials>,
+    /// The bound on a new connection `client` applies (shown when it is exceeded).
+    pub connect_timeout: Duration,
     secure: bool,
     http_fallback: bool,
     fell_back: AtomicBool,
@@ -49,8 +61,8 @@ impl Endpoint {
         format!("{scheme}://{}/v2/{path}", self.host)
     }
 
-    /// After an https connection failure: switches a loopback endpoint to http and says whether
-    /// it did (false when there is nothing to fall back to).
+    /// After an https connection failure (not TLS, or no connection in time): switches a loopback
+    /// endpoint to http and says whether it did (false when there is nothing to fall back to).
     pub fn fall_back_to_http(&self) -> bool {
         self.http_fallback && !self.fell_back.swap(true, Ordering::Relaxed)
     }
@@ -72,11 +84,14 @@ pub(super) struct Endpoints {
     pub upstream: Arc<Endpoint>,
 }
 
-/// The HTTP clients for every configured host, made once; unconfigured hosts share one.
+/// The HTTP clients for every configured host, made once; unconfigured hosts share one (one
+/// for loopback hosts, with their shorter connect bound).
 pub(super) struct Clients {
     configs: BTreeMap<String, RegistryConfig>,
     dedicated: BTreeMap<String, reqwest::Client>,
     shared: reqwest::Client,
+    shared_loopback: reqwest::Client,
+    connect_timeout: Duration,
 }
 
 impl Clients {
@@ -98,13 +113,20 @@ impl Clients {
                 })?;
             }
             if config.insecure || config.ca_file.is_some() {
-                dedicated.insert(host.clone(), build_client(host, Some(config), image)?);
+                let timeout = connect_timeout(host, image.connect_timeout);
+                dedicated.insert(host.clone(), build_client(host, Some(config), timeout)?);
             }
         }
         Ok(Clients {
             configs: registries.clone(),
             dedicated,
-            shared: build_client("(default)", None, image)?,
+            shared: build_client("(default)", None, image.connect_timeout)?,
+            shared_loopback: build_client(
+                "(default, loopback)",
+                None,
+                connect_timeout("localhost", image.connect_timeout),
+            )?,
+            connect_timeout: image.connect_timeout,
         })
     }
 
@@ -141,11 +163,17 @@ impl Clients {
             None if insecure => (false, false),
             None => (true, is_loopback(host)),
         };
+        let shared = if is_loopback(key) {
+            &self.shared_loopback
+        } else {
+            &self.shared
+        };
         Endpoint {
             host: host.to_string(),
-            client: self.dedicated.get(key).unwrap_or(&self.shared).clone(),
+            client: self.dedicated.get(key).unwrap_or(shared).clone(),
             mirror,
             configured: config.and_then(configured_credentials),
+            connect_timeout: connect_timeout(key, self.connect_timeout),
             secure,
             http_fallback,
             fell_back: AtomicBool::new(false),
@@ -189,6 +217,16 @@ fn configured_credentials(config: &RegistryConfig) -> Option<Credentials> {
     })
 }
 
+/// The connect bound for `host`'s client: `configured`, at most [`LOOPBACK_CONNECT_TIMEOUT`] on
+/// loopback.
+fn connect_timeout(host: &str, configured: Duration) -> Duration {
+    if is_loopback(host) {
+        configured.min(LOOPBACK_CONNECT_TIMEOUT)
+    } else {
+        configured
+    }
+}
+
 /// `localhost`, `127.0.0.0/8` or `[::1]`, with or without a port.
 fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
@@ -202,11 +240,11 @@ fn is_loopback(host: &str) -> bool {
 fn build_client(
     host: &str,
     config: Option<&RegistryConfig>,
-    image: &ImageConfig,
+    connect_timeout: Duration,
 ) -> Result<reqwest::Client, RegistryError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(image.no_progress_timeout)
+        .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::limited(10));
     if let Some(config) = config {
         if let Some(path) = &config.ca_file {
@@ -255,6 +293,32 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
+    }
+
+    #[test]
+    fn loopback_hosts_get_a_short_connect_bound() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(connect_timeout("registry.local:5000", ten), ten);
+        assert_eq!(
+            connect_timeout("127.0.0.1:5000", ten),
+            LOOPBACK_CONNECT_TIMEOUT
+        );
+        let one = Duration::from_secs(1);
+        assert_eq!(
+            connect_timeout("localhost", one),
+            one,
+            "a lower setting wins"
+        );
+
+        let image = ImageConfig {
+            connect_timeout: ten,
+            ..ImageConfig::default()
+        };
+        let clients = Clients::new(&BTreeMap::new(), &image).unwrap();
+        assert_eq!(clients.endpoints("r.example").upstream.connect_timeout, ten);
+        let local = clients.endpoints("127.0.0.1:5000").upstream;
+        assert_eq!(local.connect_timeout, LOOPBACK_CONNECT_TIMEOUT);
+        assert!(local.fall_back_to_http());
     }
 
     #[test]

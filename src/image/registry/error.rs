@@ -33,6 +33,10 @@ pub enum Cause {
     Status(u16),
     #[error("no byte received for {0:?}")]
     Stalled(Duration),
+    #[error("connecting (TCP connect and TLS handshake) took longer than {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("request sent, no answer within {0:?}")]
+    NoAnswer(Duration),
     #[error("body ended after {delivered} of {size} bytes")]
     Truncated { delivered: u64, size: u64 },
     #[error("range request from byte {offset} answered with Content-Range {content_range:?}")]

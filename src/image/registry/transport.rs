@@ -1,6 +1,7 @@
 //! Sending one registry request: authentication on 401 (Basic, or a Bearer token from the
 //! realm the registry names), retries with exponential backoff on connection failures, 408, 429
-//! and 5xx, and a no-progress timeout on waiting for the answer. There is no total timeout.
+//! and 5xx, and a no-progress timeout on waiting for the answer (connecting has its own bound,
+//! set on the endpoint's client). There is no total timeout.
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ impl Transport {
                     None => request,
                 }
             };
-            let response = self.send(subject, host, Some(endpoint), build).await?;
+            let response = self.send(subject, host, endpoint, true, build).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
@@ -155,7 +156,9 @@ impl Transport {
                 .basic_auth(username, Some(password)),
             _ => endpoint.client.get(url.clone()),
         };
-        let response = self.send(subject, &realm_host, None, build).await?;
+        let response = self
+            .send(subject, &realm_host, endpoint, false, build)
+            .await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let reason = format!("token endpoint {realm} refused the credentials ({status})");
@@ -175,13 +178,16 @@ impl Transport {
             .ok_or_else(|| subject.bad_response(&realm_host, "token endpoint sent no token"))
     }
 
-    /// Sends the request `build` makes, again after transient failures, up to the attempt limit.
-    /// A loopback endpoint whose https connection fails moves to http without using an attempt.
+    /// Sends the request `build` makes (with `endpoint`'s client), again after transient
+    /// failures, up to the attempt limit. When `to_endpoint` (the request goes to `endpoint`
+    /// itself, not to a token realm), a loopback endpoint whose https connection fails moves to
+    /// http without using an attempt.
     async fn send(
         &self,
         subject: &Subject,
         host: &str,
-        endpoint: Option<&Endpoint>,
+        endpoint: &Endpoint,
+        to_endpoint: bool,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut attempt = 0;
@@ -191,13 +197,21 @@ impl Transport {
             let request = request.map_err(|e| subject.bad_response(host, e.to_string()))?;
             let (method, url) = (request.method().clone(), loggable(request.url()));
             debug!(%method, %url, attempt, "registry request");
-            let cause = match tokio::time::timeout(self.no_progress, client.execute(request)).await
-            {
-                Err(_) => Cause::Stalled(self.no_progress),
-                Ok(Err(e)) if not_tls(&e) && endpoint.is_some_and(|ep| ep.fall_back_to_http()) => {
+            // Connecting has its own bound (in the client); the answer then gets `no_progress`.
+            let answer = endpoint.connect_timeout + self.no_progress;
+            let cause = match tokio::time::timeout(answer, client.execute(request)).await {
+                Err(_) => Cause::NoAnswer(self.no_progress),
+                Ok(Err(e))
+                    if (not_tls(&e) || connect_timed_out(&e))
+                        && to_endpoint
+                        && endpoint.fall_back_to_http() =>
+                {
                     debug!(%url, error = %e, "https failed on a loopback registry, trying http");
                     attempt -= 1;
                     continue;
+                }
+                Ok(Err(e)) if connect_timed_out(&e) => {
+                    Cause::ConnectTimeout(endpoint.connect_timeout)
                 }
                 Ok(Err(e)) if bad_certificate(&e) => {
                     return Err(subject.unavailable(host, attempt, Cause::Http(e.without_url())));
@@ -284,6 +298,11 @@ fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
 /// The server answered the TLS handshake with something that is not TLS: plain http.
 fn not_tls(error: &reqwest::Error) -> bool {
     matches!(tls_error(error), Some(rustls::Error::InvalidMessage(_)))
+}
+
+/// No connection (name lookup, TCP connect, TLS handshake) within the client's connect bound.
+fn connect_timed_out(error: &reqwest::Error) -> bool {
+    error.is_connect() && error.is_timeout()
 }
 
 /// The server's certificate was refused; asking again will not change that.

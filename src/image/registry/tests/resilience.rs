@@ -137,6 +137,93 @@ async fn stalled_body_counts_as_broken_and_resumes() {
     assert_eq!(requests[1].header("range"), Some("bytes=25000-"));
 }
 
+/// A loopback address whose SYNs go unanswered: a listener that never accepts, its accept queue
+/// filled. Checked, so the test cannot pass without a connect that hangs.
+fn blackholed() -> (
+    std::net::SocketAddr,
+    Vec<std::net::TcpStream>,
+    tokio::net::TcpListener,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let probe = Duration::from_millis(300);
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, probe) {
+            Ok(stream) => queued.push(stream),
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+                return (addr, queued, listener);
+            }
+        }
+    }
+    panic!("the accept queue of {addr} never filled: no blackholed address for this test");
+}
+
+#[tokio::test]
+async fn connecting_to_a_blackholed_address_is_bounded() {
+    let (addr, _queued, _listener) = blackholed();
+    let host = addr.to_string();
+    let config = ImageConfig {
+        max_attempts: 2,
+        connect_timeout: Duration::from_millis(500),
+        ..image_config()
+    };
+    let client = client_with(&[(&host, insecure())], &config);
+    let started = Instant::now();
+    let err = client
+        .fetch_manifest(&image(&host), "v1", None)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(err.kind(), Kind::Unavailable, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("registry {host} unavailable after 2 attempt(s)"))
+            && message
+                .contains("connecting (TCP connect and TLS handshake) took longer than 500ms"),
+        "{message}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_names_the_stage() {
+    // Accepts connections and holds them, reading nothing and answering nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let config = ImageConfig {
+        max_attempts: 1,
+        no_progress_timeout: Duration::from_millis(300),
+        connect_timeout: Duration::from_millis(500),
+        ..image_config()
+    };
+    let client = client_with(&[(&host, insecure())], &config);
+    let err = client
+        .fetch_manifest(&image(&host), "v1", None)
+        .await
+        .unwrap_err();
+    silent.abort();
+    assert_eq!(err.kind(), Kind::Unavailable, "{err}");
+    assert!(
+        err.to_string().ends_with(&format!(
+            "registry {host} unavailable after 1 attempt(s): request sent, no answer within 300ms"
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn redirect_to_blob_storage_does_not_carry_the_authorization() {
     let layer = blob(2_000);

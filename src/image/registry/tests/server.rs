@@ -130,17 +130,25 @@ impl Drop for TestServer {
 
 impl TestServer {
     pub async fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
-        TestServer::spawn(None, Arc::new(handler)).await
+        TestServer::spawn(None, false, Arc::new(handler)).await
+    }
+
+    /// A plain server that answers a TLS ClientHello with silence, as an HTTP/1 server waiting
+    /// for the rest of a request line does.
+    pub async fn start_silent_to_tls(
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        TestServer::spawn(None, true, Arc::new(handler)).await
     }
 
     pub async fn start_tls(
         tls: Arc<rustls::ServerConfig>,
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        TestServer::spawn(Some(TlsAcceptor::from(tls)), Arc::new(handler)).await
+        TestServer::spawn(Some(TlsAcceptor::from(tls)), false, Arc::new(handler)).await
     }
 
-    async fn spawn(tls: Option<TlsAcceptor>, handler: Arc<Handler>) -> Self {
+    async fn spawn(tls: Option<TlsAcceptor>, silent_to_tls: bool, handler: Arc<Handler>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -158,10 +166,10 @@ impl TestServer {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
-                                serve(stream, &*handler, &log, &hellos).await;
+                                serve(stream, false, &*handler, &log, &hellos).await;
                             }
                         }
-                        None => serve(tcp, &*handler, &log, &hellos).await,
+                        None => serve(tcp, silent_to_tls, &*handler, &log, &hellos).await,
                     }
                 });
             }
@@ -200,8 +208,13 @@ impl TestServer {
 /// The first byte of a TLS handshake record (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
 
-async fn serve<S>(stream: S, handler: &Handler, log: &Mutex<Vec<Request>>, hellos: &AtomicUsize)
-where
+async fn serve<S>(
+    stream: S,
+    silent_to_tls: bool,
+    handler: &Handler,
+    log: &Mutex<Vec<Request>>,
+    hellos: &AtomicUsize,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut stream = BufReader::new(stream);
@@ -212,6 +225,12 @@ where
     {
         // A TLS client on the plain port: answer like Go's net/http does, in plain text.
         hellos.fetch_add(1, Ordering::Relaxed);
+        if silent_to_tls {
+            // Wait, as for the rest of a request line, until the client hangs up.
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            return;
+        }
         let _ = stream
             .get_mut()
             .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n")

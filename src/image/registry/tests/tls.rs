@@ -2,6 +2,7 @@
 //! the https-then-http rule for loopback registries.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -10,6 +11,7 @@ use super::server::{Reply, TestServer};
 use super::*;
 use crate::error::{Classify, Kind};
 use crate::image::registry::Registry;
+use crate::image::registry::endpoint::LOOPBACK_CONNECT_TIMEOUT;
 
 /// A fresh CA (as PEM) and a server config whose certificate it signed, for 127.0.0.1 and
 /// localhost.
@@ -118,6 +120,31 @@ async fn loopback_registry_without_config_falls_back_to_http() {
         1,
         "https tried once, then http remembered"
     );
+}
+
+#[tokio::test]
+async fn loopback_registry_silent_to_tls_falls_back_to_http_after_the_connect_bound() {
+    let manifest = manifest_body();
+    let server = TestServer::start_silent_to_tls(move |_, _| manifest_reply(&manifest)).await;
+    // The default connect bound (10s), which loopback hosts cap.
+    let client = client_with(&[], &image_config());
+    let image = image(&server.host());
+    let started = Instant::now();
+    client.fetch_manifest(&image, "v1", None).await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= LOOPBACK_CONNECT_TIMEOUT && elapsed < LOOPBACK_CONNECT_TIMEOUT * 2,
+        "fell back after {elapsed:?}"
+    );
+    assert_eq!(server.tls_hellos(), 1);
+    let started = Instant::now();
+    client.fetch_manifest(&image, "v1", None).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "http remembered"
+    );
+    assert_eq!(server.tls_hellos(), 1);
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[tokio::test]
