@@ -73,7 +73,7 @@ if [[ -f hack/python-requirements.txt ]]; then
   mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[<>=!~ ].*//' hack/python-requirements.txt | grep -v '^$')
   if ((${#pkgs[@]})); then
     say "uninstalling Python packages: ${pkgs[*]}"
-    python3 -m pip uninstall -y -q "${pkgs[@]}" >/dev/null 2>&1 || true
+    python3 -m pip uninstall -y -q --break-system-packages "${pkgs[@]}" >/dev/null 2>&1 || true
   fi
 fi
 rm -rf target/critest

@@ -44,7 +44,7 @@ import grpc, grpc_tools
 assert tuple(int(p) for p in grpc.__version__.split(".")[:2]) >= (1, 57)
 PY
 then
-  python3 -m pip install -q --break-system-packages 'grpcio>=1.57,<2' 'grpcio-tools>=1.57,<2'
+  python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/python-requirements.txt"
 fi
 
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
