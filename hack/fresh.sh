@@ -32,11 +32,22 @@ if [[ -S /run/berth/berth.sock ]] && ss -xlH 2>/dev/null | grep -qF /run/berth/b
   exit 1
 fi
 
-# Unmounts every mount at or below $1, deepest first.
+# Unmounts every mount below $1, deepest first; $1 itself stays mounted if it is a mount point (a
+# disk given to berth, say).
 unmount_under() {
   local dir=$1 mp
-  findmnt -rn -o TARGET | awk -v d="$dir" 'index($0, d "/") == 1 || $0 == d' | sort -r |
+  findmnt -rn -o TARGET | awk -v d="$dir" 'index($0, d "/") == 1' | sort -r |
     while read -r mp; do umount -l "$mp" 2>/dev/null || true; done
+}
+
+# Removes the tree at $1; a mount point itself (a dir bound there on purpose) is only emptied.
+remove_tree() {
+  say "removing $1"
+  if mountpoint -q "$1"; then
+    find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf --one-file-system {} +
+  else
+    rm -rf --one-file-system "$1"
+  fi
 }
 
 # Shims of the default data dirs keep namespace pins mounted; end them before the unmount.
@@ -53,18 +64,14 @@ fi
 for dir in "$TEST_DIR" "${DATA_DIRS[@]}"; do
   if [[ -e $dir ]]; then
     unmount_under "$dir"
-    say "removing $dir"
-    rm -rf --one-file-system "$dir"
+    remove_tree "$dir"
   fi
 done
 
 for f in "$GOBIN/crictl" "$GOBIN/critest" "$GOBIN/critest.version" /usr/local/bin/crictl /usr/local/bin/critest; do
   [[ -e $f || -L $f ]] && { say "removing $f"; rm -f "$f"; }
 done
-if [[ -d $K8S_CACHE ]]; then
-  say "removing $K8S_CACHE"
-  rm -rf "$K8S_CACHE"
-fi
+[[ -d $K8S_CACHE ]] && remove_tree "$K8S_CACHE"
 if [[ -f $CNI_CONF ]] && cmp -s "$CNI_CONF" manifests/cni/10-berth.conflist; then
   say "removing $CNI_CONF"
   rm -f "$CNI_CONF"
