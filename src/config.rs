@@ -51,6 +51,7 @@ pub struct Config {
     pub image: ImageConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -67,6 +68,7 @@ impl Default for Config {
             image: ImageConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            metrics: MetricsConfig::default(),
             registries: BTreeMap::new(),
         }
     }
@@ -88,6 +90,15 @@ impl Default for StreamingConfig {
             tls: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ip:port` of the Prometheus endpoint (`GET /metrics`); empty (the default) serves none.
+    pub address: String,
+    /// Allow an address other than loopback: the endpoint has no authentication.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -356,6 +367,26 @@ impl Config {
                 &format!("{:?} is not an ip:port address", self.streaming.address),
             );
         }
+        if !self.metrics.address.is_empty() {
+            match self.metrics.address.parse::<std::net::SocketAddr>() {
+                Err(_) => {
+                    return invalid(
+                        "metrics.address",
+                        &format!("{:?} is not an ip:port address", self.metrics.address),
+                    );
+                }
+                Ok(addr) if !addr.ip().is_loopback() && !self.metrics.allow_remote => {
+                    return invalid(
+                        "metrics.address",
+                        &format!(
+                            "{addr} is not a loopback address; the endpoint has no authentication \
+                             (set metrics.allow_remote: true to serve it there anyway)"
+                        ),
+                    );
+                }
+                Ok(_) => {}
+            }
+        }
         if let Some(tls) = &self.streaming.tls {
             for (key, file) in [
                 ("streaming.tls.cert_file", &tls.cert_file),
@@ -485,6 +516,14 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_by_default_and_remote_only_when_allowed() {
+        assert!(Config::default().metrics.address.is_empty());
+        let c = parse("metrics:\n  address: 127.0.0.1:9338\n").unwrap();
+        assert_eq!(c.metrics.address, "127.0.0.1:9338");
+        parse("metrics:\n  address: 0.0.0.0:9338\n  allow_remote: true\n").unwrap();
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let cases = [
             ("root_dir: relative/path\n", "root_dir"),
@@ -524,6 +563,11 @@ mod tests {
             ),
             ("network:\n  bin_dirs: []\n", "network.bin_dirs"),
             ("network:\n  bin_dirs: [cni]\n", "network.bin_dirs"),
+            ("metrics:\n  address: localhost:9\n", "metrics.address"),
+            (
+                "metrics:\n  address: 0.0.0.0:9338\n",
+                "metrics.allow_remote",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();

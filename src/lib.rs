@@ -23,6 +23,7 @@ pub mod spec;
 pub mod store;
 pub mod streaming;
 pub mod sys;
+pub mod telemetry;
 
 /// The name berth reports in `Version`.
 pub const RUNTIME_NAME: &str = "berth";

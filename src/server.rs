@@ -69,6 +69,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
         .await
         .context("start the streaming server")?;
+    if !config.metrics.address.is_empty() {
+        let address = config.metrics.address.parse().context("metrics.address")?;
+        let bound = crate::telemetry::serve::start(address, node_snapshotter(runtime.clone()))
+            .await
+            .with_context(|| format!("serve metrics on {address}"))?;
+        tracing::info!(address = %bound, "serving Prometheus metrics on /metrics");
+    }
     let listener = bind_socket(&config.grpc.socket)?;
     let socket = config.grpc.socket.clone();
     let cri = Cri::new(Context {
@@ -89,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 image = Empty,
             )
         })
+        .layer(crate::telemetry::grpc::RpcMetricsLayer)
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .add_service(crate::admin::proto::admin_server::AdminServer::new(admin))
@@ -98,6 +106,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result.context("serve CRI")?;
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// Counts pods and containers by state, and live shims, for each metrics scrape.
+fn node_snapshotter(runtime: Arc<Runtime>) -> crate::telemetry::serve::Snapshotter {
+    use crate::runtime::records::{ContainerState, SandboxState};
+    Arc::new(move || {
+        let sandboxes = runtime.list_sandboxes().unwrap_or_default();
+        let containers = runtime.list_containers().unwrap_or_default();
+        let pods = |state| sandboxes.iter().filter(|s| s.state == state).count() as i64;
+        let ctrs = |state| containers.iter().filter(|c| c.state == state).count() as i64;
+        crate::telemetry::NodeSnapshot {
+            pods: vec![
+                ("ready", pods(SandboxState::Ready)),
+                ("notready", pods(SandboxState::NotReady)),
+            ],
+            containers: vec![
+                ("created", ctrs(ContainerState::Created)),
+                ("running", ctrs(ContainerState::Running)),
+                ("exited", ctrs(ContainerState::Exited)),
+            ],
+            shims: runtime.shim_count() as i64,
+        }
+    })
 }
 
 /// Binds the CRI socket with mode 0660. A stale socket file is replaced; a socket some live

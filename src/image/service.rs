@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, watch};
 
 use super::digest::Digest;
-use super::pull::{Progress, PullError, Puller};
+use super::pull::{LayerState, Progress, PullError, Puller};
 use super::reference::ImageRef;
 use super::registry::Credentials;
 use super::store::{ImageRecord, ImageStore, ImageStoreError, Swept};
@@ -172,6 +172,7 @@ impl ImageService {
             let started = Instant::now();
             let pull = puller.pull(&image, creds.as_ref(), &task_progress);
             let result = log_progress(&key, started, &task_progress, pull).await;
+            record_pull(&result, started, &task_progress);
             flights.lock().expect("flights lock").remove(&key);
             let _ = tx.send(Some(result.map_err(Arc::new)));
         });
@@ -221,6 +222,26 @@ impl ImageService {
             .sum();
         Ok((snap_bytes + blob_bytes, snap_inodes + blobs.len() as u64))
     }
+}
+
+/// Records a finished pull in the metrics: its result, duration, bytes and layers.
+fn record_pull(result: &Result<ImageRecord, PullError>, started: Instant, progress: &Progress) {
+    let outcome = match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{:?}", e.kind()),
+    };
+    let layers = progress.layers();
+    let reused = layers
+        .iter()
+        .filter(|l| l.state == LayerState::Exists)
+        .count() as u64;
+    crate::telemetry::metrics().record_pull(
+        &outcome,
+        started.elapsed().as_secs_f64(),
+        progress.totals().bytes_done,
+        layers.len() as u64 - reused,
+        reused,
+    );
 }
 
 /// Runs a pull, logging its progress every few seconds and once at the end.

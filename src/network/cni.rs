@@ -204,16 +204,24 @@ impl PodNetwork for Cni {
     }
 
     fn attach<'a>(&'a self, pod: &'a Attachment) -> BoxFuture<'a, Result<PodIps, NetworkError>> {
-        Box::pin(self.add(pod))
+        Box::pin(timed("add", self.add(pod)))
     }
 
     fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<(), NetworkError>> {
-        Box::pin(self.del(sandbox_id))
+        Box::pin(timed("del", self.del(sandbox_id)))
     }
 
     fn attached(&self) -> Result<Vec<String>, NetworkError> {
         self.cache.ids()
     }
+}
+
+/// Runs one CNI operation, recording how long it took.
+async fn timed<T>(op: &str, call: impl Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    crate::telemetry::metrics().record_cni(op, started.elapsed().as_secs_f64());
+    result
 }
 
 /// `CNI_ARGS` for a pod, as kubelet's runtimes pass them.

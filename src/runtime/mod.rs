@@ -112,6 +112,11 @@ impl Runtime {
         self.network.readiness()
     }
 
+    /// How many pod shims berthd is connected to.
+    pub fn shim_count(&self) -> usize {
+        self.shims.lock().expect("shims lock").len()
+    }
+
     fn shim(&self, sandbox_id: &str) -> Result<Arc<dyn PodShim>> {
         self.shims
             .lock()
