@@ -8,6 +8,7 @@ use k8s_cri::v1 as api;
 
 use super::events::EventKind;
 use super::image_volumes::unmount_image_volumes;
+use super::intents::Intent;
 use super::records::{
     ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
 };
@@ -16,6 +17,7 @@ use super::shim::CreateContainer;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::{Cgroup, Resources};
+use crate::error::{Classify, Kind};
 use crate::image::manifest::ImageConfig;
 use crate::image::store::ImageRecord;
 use crate::snapshot::mount::{Overlay, mount_overlay, mount_overlay_idmapped, unmount_path};
@@ -65,6 +67,14 @@ impl Runtime {
         let image = self.pulled_image(&image_spec, "image")?;
         let sandbox_config = sandbox_config.unwrap_or_else(|| sandbox.config.clone());
         let id = new_id();
+        let intent = Intent::CreateContainer {
+            sandbox_id: sandbox.id.clone(),
+            bundle: self.settings.state_dir.join("containers").join(&id),
+            rw_dir: self.settings.root_dir.join("containers").join(&id),
+            cgroup: cgroup_path(&sandbox_config, &id),
+        };
+        // Before the first side effect: a kill from here on leaves a note of what to undo.
+        self.intend(&id, intent.clone())?;
         let mut undo = Undo::default();
         let result = self
             .build_container(
@@ -85,7 +95,15 @@ impl Runtime {
                 self.emit(&id, &sandbox.id, EventKind::Created);
                 Ok(id)
             }
-            Err(e) => Err(e.with_cleanup(undo.unwind().await)),
+            Err(e) => {
+                let failures = undo.unwind().await;
+                // A failed cleanup keeps the intent: the next start tries again.
+                let failures = match failures.is_empty() {
+                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    false => Some(failures),
+                };
+                Err(e.with_cleanup(failures.unwrap_or_default()))
+            }
         }
     }
 
@@ -244,7 +262,10 @@ impl Runtime {
             }),
             image_volumes,
         };
-        self.db.write(|w| w.put(Table::Containers, id, &record))?;
+        self.db.write(|w| {
+            w.put(Table::Containers, id, &record)?;
+            w.delete(Table::Intents, id)
+        })?;
         Ok(())
     }
 
@@ -429,19 +450,29 @@ impl Runtime {
             Err(RuntimeError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.stop_container(&container.id, 0).await?;
+        // Before the first side effect: a restart finishes what a kill interrupts, so the
+        // container never comes back killed (Exited) but not removed.
+        self.intend(&container.id, Intent::RemoveContainer)?;
+        // A shim that no longer knows the container (a removal finished after a restart) has
+        // nothing left to stop or delete.
+        let known = |r: Result<()>| match r {
+            Err(e) if e.kind() == Kind::NotFound => Ok(()),
+            other => other,
+        };
+        known(self.stop_container(&container.id, 0).await)?;
         if let Ok(shim) = self.shim(&container.sandbox_id) {
-            shim.delete(&container.id).await?;
-        } else {
-            self.forget_in_runtime(&container).await?;
+            known(shim.delete(&container.id).await.map_err(RuntimeError::from))?;
         }
+        self.forget_in_runtime(&container).await?;
         let rootfs = container.bundle.join("rootfs");
         unmount_path(&rootfs).map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;
         unmount_image_volumes(&container.image_volumes)?;
         if let Some(hierarchy) = &self.cgroups
             && let Ok(cgroup) = Cgroup::open(hierarchy, &container.cgroup)
         {
-            cgroup.delete()?;
+            // Without its shim nothing stopped what is left in it (processes of a container
+            // with its own PID namespace outlive the shim).
+            super::teardown::kill_cgroup(&cgroup)?;
         }
         for dir in [&container.bundle, &container.rw_dir] {
             match std::fs::remove_dir_all(dir) {
@@ -451,8 +482,10 @@ impl Runtime {
                 _ => {}
             }
         }
-        self.db
-            .write(|w| w.delete(Table::Containers, &container.id))?;
+        self.db.write(|w| {
+            w.delete(Table::Containers, &container.id)?;
+            w.delete(Table::Intents, &container.id)
+        })?;
         self.cpu_samples.forget(&container.id);
         self.emit(&container.id, &container.sandbox_id, EventKind::Deleted);
         tracing::info!(container_id = %container.id, "container removed");
@@ -466,7 +499,7 @@ pub(super) fn image_name(spec: Option<&api::ImageSpec>) -> String {
 }
 
 /// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree.
-fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> String {
+pub(super) fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> String {
     let parent = sandbox
         .linux
         .as_ref()

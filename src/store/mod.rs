@@ -15,6 +15,12 @@
 //! | `counters`     | `"snapshot"`                                | next snapshot directory number |
 //! | `sandboxes`    | pod sandbox id (64 hex)                     | `runtime::records::SandboxRecord` |
 //! | `containers`   | container id (64 hex)                       | `runtime::records::ContainerRecord` |
+//! | `intents`      | pod sandbox or container id (64 hex)        | `runtime::intents::Intent`     |
+//!
+//! An `intents` row is an operation on a pod or container that has begun and not finished
+//! (creating, stopping, removing): written before the operation's first side effect, removed
+//! in the transaction that writes its outcome. A restarted berthd finishes or undoes each one
+//! (`runtime::recovery`). The table is new in version 1's lifetime: an older berth ignores it.
 //!
 //! A name points at exactly one image; an image lists its names too (`repo_tags`,
 //! `repo_digests`), and both sides change in one transaction.
@@ -40,10 +46,11 @@ pub enum Table {
     Counters,
     Sandboxes,
     Containers,
+    Intents,
 }
 
 impl Table {
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 8] = [
         Table::Meta,
         Table::Images,
         Table::ImageNames,
@@ -51,6 +58,7 @@ impl Table {
         Table::Counters,
         Table::Sandboxes,
         Table::Containers,
+        Table::Intents,
     ];
 
     fn def(self) -> Raw {
@@ -62,6 +70,7 @@ impl Table {
             Table::Counters => "counters",
             Table::Sandboxes => "sandboxes",
             Table::Containers => "containers",
+            Table::Intents => "intents",
         })
     }
 }
