@@ -48,6 +48,14 @@ pub enum Intent {
     RemoveContainer,
 }
 
+impl Intent {
+    /// Whether this intent is recorded over `current`: a stop never hides a removal under way
+    /// (the removal stops the pod too, and must still be finished after a restart).
+    fn replaces(&self, current: Option<&Intent>) -> bool {
+        !(*self == Intent::StopPod && current == Some(&Intent::RemovePod))
+    }
+}
+
 impl Runtime {
     /// Every unfinished operation.
     pub(super) fn intents(&self) -> Result<Vec<(String, Intent)>> {
@@ -59,10 +67,10 @@ impl Runtime {
     pub(super) fn intend(&self, id: &str, intent: Intent) -> Result<()> {
         Ok(self.db.write(|w| {
             let current: Option<Intent> = w.get(Table::Intents, id)?;
-            if intent == Intent::StopPod && current == Some(Intent::RemovePod) {
-                return Ok(());
+            match intent.replaces(current.as_ref()) {
+                true => w.put(Table::Intents, id, &intent),
+                false => Ok(()),
             }
-            w.put(Table::Intents, id, &intent)
         })?)
     }
 
@@ -75,5 +83,34 @@ impl Runtime {
             }
             Ok(())
         })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_never_hides_a_removal() {
+        assert!(!Intent::StopPod.replaces(Some(&Intent::RemovePod)));
+        assert!(Intent::StopPod.replaces(None));
+        assert!(Intent::StopPod.replaces(Some(&Intent::StopPod)));
+        assert!(Intent::RemovePod.replaces(Some(&Intent::StopPod)));
+    }
+
+    #[test]
+    fn intents_are_stored_as_tagged_json() {
+        let create = Intent::CreateContainer {
+            sandbox_id: "p".into(),
+            bundle: "/run/berth/containers/c".into(),
+            rw_dir: "/var/lib/berth/containers/c".into(),
+            cgroup: "/berth/c".into(),
+        };
+        let json = serde_json::to_value(&create).unwrap();
+        assert_eq!(json["op"], "create_container");
+        assert_eq!(json["cgroup"], "/berth/c");
+        assert_eq!(serde_json::from_value::<Intent>(json).unwrap(), create);
+        let stop = serde_json::to_string(&Intent::StopPod).unwrap();
+        assert_eq!(stop, r#"{"op":"stop_pod"}"#);
     }
 }

@@ -6,6 +6,7 @@
 
 mod container;
 mod container_query;
+mod container_stop;
 pub mod error;
 pub mod events;
 mod exits;
