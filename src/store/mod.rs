@@ -36,6 +36,9 @@ use crate::error::{Classify, Kind};
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// How long [`Store::open`] waits for another holder of the database's lock to let go.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The tables of the schema above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -112,8 +115,22 @@ pub struct Store {
 
 impl Store {
     /// Opens or creates the database at `path` and checks its schema version.
+    ///
+    /// The file's lock can outlive a killed berthd by a moment (a child it was starting still
+    /// held a copy of its descriptors): a locked database is retried for [`LOCK_WAIT`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other,
+            }
+        };
+        let db = db.map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             source: e.into(),
         })?;
