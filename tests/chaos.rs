@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use berth::client::CriClient;
 use berth::cri::api;
-use common::host::{Footprint, eventually, remove_cgroup_parent};
+use common::host::{CgroupParent, Footprint, eventually};
 use common::network::{TestNet, busybox};
 use common::pods::*;
 use rand::rngs::StdRng;
@@ -323,7 +323,8 @@ async fn random_kills_leave_no_orphans_leaks_or_lost_acknowledgements() {
         .unwrap_or(15);
     eprintln!("chaos: BERTH_CHAOS_SEED={seed} BERTH_CHAOS_ROUNDS={rounds}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let parent = format!("/berth-chaos-{}", std::process::id());
+    let guard = CgroupParent::new("berth-chaos");
+    let parent = guard.0.clone();
     let net = TestNet::new("chaos", 43);
     net.write_default();
     let mut d = common::Daemon::start(&format!(
@@ -435,8 +436,6 @@ async fn random_kills_leave_no_orphans_leaks_or_lost_acknowledgements() {
         "after removing every pod",
     )
     .await;
-    drop(d);
-    remove_cgroup_parent(&parent);
 }
 
 /// The config of the pod a RunPod creates (in the test's cgroup parent); unused otherwise.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use berth::client::CriClient;
 use berth::cri::api;
 use common::Daemon;
-use common::host::{Footprint, eventually, remove_cgroup_parent};
+use common::host::{CgroupParent, Footprint, eventually};
 use common::network::{PLUGIN_DIR, TestNet};
 use common::pods::*;
 use common::registry::registries;
@@ -286,7 +286,8 @@ async fn runc_pod(hold: &Hold, cgroup_parent: &str) -> (Daemon, CriClient, Pod, 
 async fn a_create_container_cut_short_by_a_kill_leaves_nothing() {
     let scratch = tempfile::tempdir().unwrap();
     let hold = Hold::new(scratch.path());
-    let parent = format!("/berth-crash-create-{}", std::process::id());
+    let guard = CgroupParent::new("berth-crash-create");
+    let parent = guard.0.clone();
     let (mut d, cri, pod, image) = runc_pod(&hold, &parent).await;
     hold.set("create");
     let call = {
@@ -352,8 +353,6 @@ async fn a_create_container_cut_short_by_a_kill_leaves_nothing() {
         *f == Footprint::default()
     })
     .await;
-    drop(d);
-    remove_cgroup_parent(&parent);
 }
 
 async fn create_request(
@@ -378,7 +377,8 @@ async fn create_request(
 async fn a_remove_container_cut_short_by_a_kill_is_finished() {
     let scratch = tempfile::tempdir().unwrap();
     let hold = Hold::new(scratch.path());
-    let parent = format!("/berth-crash-remove-{}", std::process::id());
+    let guard = CgroupParent::new("berth-crash-remove");
+    let parent = guard.0.clone();
     let (mut d, mut cri, pod, image) = runc_pod(&hold, &parent).await;
     let id = create(
         &mut cri,
@@ -430,6 +430,4 @@ async fn a_remove_container_cut_short_by_a_kill_is_finished() {
         *f == Footprint::default()
     })
     .await;
-    drop(d);
-    remove_cgroup_parent(&parent);
 }

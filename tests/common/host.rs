@@ -178,8 +178,24 @@ fn processes_in(parent: &str) -> BTreeSet<String> {
     out
 }
 
+/// A cgroup parent for a test's pods, `/<prefix>-<test pid>`; removed (once empty) when dropped,
+/// after the test's `Daemon` when declared before it, also when the test fails.
+pub struct CgroupParent(pub String);
+
+impl CgroupParent {
+    pub fn new(prefix: &str) -> CgroupParent {
+        CgroupParent(format!("/{prefix}-{}", std::process::id()))
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        remove_cgroup_parent(&self.0);
+    }
+}
+
 /// Removes the (empty) cgroup parent a test's pods used, in every hierarchy.
-pub fn remove_cgroup_parent(parent: &str) {
+fn remove_cgroup_parent(parent: &str) {
     for root in cgroup_roots() {
         let dir = root.join(parent.trim_start_matches('/'));
         for leaf in entries(&dir) {
