@@ -1,13 +1,12 @@
-//! CreateContainer, StartContainer, StopContainer and RemoveContainer.
+//! CreateContainer (under an intent, see `super::intents`) and StartContainer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_cri::v1 as api;
 
 use super::events::EventKind;
-use super::image_volumes::unmount_image_volumes;
+use super::intents::Intent;
 use super::records::{
     ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
 };
@@ -65,6 +64,14 @@ impl Runtime {
         let image = self.pulled_image(&image_spec, "image")?;
         let sandbox_config = sandbox_config.unwrap_or_else(|| sandbox.config.clone());
         let id = new_id();
+        let intent = Intent::CreateContainer {
+            sandbox_id: sandbox.id.clone(),
+            bundle: self.settings.state_dir.join("containers").join(&id),
+            rw_dir: self.settings.root_dir.join("containers").join(&id),
+            cgroup: cgroup_path(&sandbox_config, &id),
+        };
+        // Before the first side effect: a kill from here on leaves a note of what to undo.
+        self.intend(&id, intent.clone())?;
         let mut undo = Undo::default();
         let result = self
             .build_container(
@@ -85,7 +92,15 @@ impl Runtime {
                 self.emit(&id, &sandbox.id, EventKind::Created);
                 Ok(id)
             }
-            Err(e) => Err(e.with_cleanup(undo.unwind().await)),
+            Err(e) => {
+                let failures = undo.unwind().await;
+                // A failed cleanup keeps the intent: the next start tries again.
+                let failures = match failures.is_empty() {
+                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    false => Some(failures),
+                };
+                Err(e.with_cleanup(failures.unwrap_or_default()))
+            }
         }
     }
 
@@ -244,7 +259,10 @@ impl Runtime {
             }),
             image_volumes,
         };
-        self.db.write(|w| w.put(Table::Containers, id, &record))?;
+        self.db.write(|w| {
+            w.put(Table::Containers, id, &record)?;
+            w.delete(Table::Intents, id)
+        })?;
         Ok(())
     }
 
@@ -276,7 +294,7 @@ impl Runtime {
         })
     }
 
-    fn image_config(&self, image: &ImageRecord) -> Result<ImageConfig> {
+    pub(super) fn image_config(&self, image: &ImageRecord) -> Result<ImageConfig> {
         let bytes = self.images.store().content.read(&image.id).map_err(|e| {
             RuntimeError::FailedPrecondition(format!("image {}: config: {e}", image.id))
         })?;
@@ -328,136 +346,6 @@ impl Runtime {
             }
         }
     }
-
-    /// Sends the stop signal, waits up to `timeout` seconds, then kills. Stopping a stopped or
-    /// unknown container is not an error.
-    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
-        let container = match self.container(id) {
-            Ok(c) => c,
-            Err(RuntimeError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if container.state == ContainerState::Exited {
-            return Ok(());
-        }
-        let Ok(shim) = self.shim(&container.sandbox_id) else {
-            return Ok(()); // no shim: nothing runs (recovery marks it exited)
-        };
-        let mut exited = self.exited.subscribe();
-        if container.state == ContainerState::Running && timeout > 0 {
-            let signal = stop_signal(&self.image_stop_signal(&container));
-            shim.signal(&container.id, signal, false).await?;
-            if self
-                .wait_exit(
-                    &container.id,
-                    &mut exited,
-                    Duration::from_secs(timeout as u64),
-                )
-                .await
-            {
-                return Ok(());
-            }
-        }
-        shim.signal(&container.id, libc::SIGKILL, true).await?;
-        if !self
-            .wait_exit(&container.id, &mut exited, Duration::from_secs(10))
-            .await
-        {
-            return Err(RuntimeError::Timeout {
-                action: format!("stop container {}: SIGKILL", container.id),
-                seconds: 10,
-            });
-        }
-        Ok(())
-    }
-
-    /// With the pod's shim gone, removes what an external runtime still keeps of the container
-    /// (its state directory and cgroup), killing what is left of it.
-    async fn forget_in_runtime(&self, container: &ContainerRecord) -> Result<()> {
-        let handler = self
-            .sandbox(&container.sandbox_id)
-            .map(|s| s.runtime_handler)
-            .unwrap_or_default();
-        let Ok(Some(runtime)) = self.pod_runtime(&handler) else {
-            return Ok(());
-        };
-        if !runtime.knows(&container.id) {
-            return Ok(());
-        }
-        let id = container.id.clone();
-        tokio::task::spawn_blocking(move || runtime.delete(&id))
-            .await
-            .map_err(|_| RuntimeError::Task(format!("delete container {}", container.id)))?
-            .map_err(RuntimeError::from)
-    }
-
-    /// Waits until the container's record says Exited; false on timeout.
-    async fn wait_exit(
-        &self,
-        id: &str,
-        exited: &mut tokio::sync::broadcast::Receiver<String>,
-        timeout: Duration,
-    ) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if matches!(self.container(id), Ok(c) if c.state == ContainerState::Exited) {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, exited.recv()).await {
-                Err(_) => return false,
-                Ok(_) => continue, // an exit (or a lag): look at the record again
-            }
-        }
-    }
-
-    fn image_stop_signal(&self, container: &ContainerRecord) -> String {
-        self.images
-            .store()
-            .lookup(&container.image_id)
-            .ok()
-            .flatten()
-            .and_then(|image| self.image_config(&image).ok())
-            .map(|c| c.config.stop_signal)
-            .unwrap_or_default()
-    }
-
-    /// Kills the container if it runs, then removes its process, rootfs, cgroup, files and
-    /// record. Unknown containers are not an error.
-    pub async fn remove_container(&self, id: &str) -> Result<()> {
-        let container = match self.container(id) {
-            Ok(c) => c,
-            Err(RuntimeError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        self.stop_container(&container.id, 0).await?;
-        if let Ok(shim) = self.shim(&container.sandbox_id) {
-            shim.delete(&container.id).await?;
-        } else {
-            self.forget_in_runtime(&container).await?;
-        }
-        let rootfs = container.bundle.join("rootfs");
-        unmount_path(&rootfs).map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;
-        unmount_image_volumes(&container.image_volumes)?;
-        if let Some(hierarchy) = &self.cgroups
-            && let Ok(cgroup) = Cgroup::open(hierarchy, &container.cgroup)
-        {
-            cgroup.delete()?;
-        }
-        for dir in [&container.bundle, &container.rw_dir] {
-            match std::fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(RuntimeError::io(format!("remove {}", dir.display()))(e));
-                }
-                _ => {}
-            }
-        }
-        self.db
-            .write(|w| w.delete(Table::Containers, &container.id))?;
-        self.cpu_samples.forget(&container.id);
-        self.emit(&container.id, &container.sandbox_id, EventKind::Deleted);
-        tracing::info!(container_id = %container.id, "container removed");
-        Ok(())
-    }
 }
 
 /// The image a CRI `ImageSpec` names; empty when there is none.
@@ -466,7 +354,7 @@ pub(super) fn image_name(spec: Option<&api::ImageSpec>) -> String {
 }
 
 /// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree.
-fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> String {
+pub(super) fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> String {
     let parent = sandbox
         .linux
         .as_ref()
@@ -482,22 +370,6 @@ fn log_path(sandbox: &api::PodSandboxConfig, container: &api::ContainerConfig) -
         return PathBuf::new();
     }
     Path::new(&sandbox.log_directory).join(&container.log_path)
-}
-
-/// A signal by name (`SIGQUIT`, `QUIT`) or number; SIGTERM when empty or unknown.
-fn stop_signal(name: &str) -> i32 {
-    if let Ok(n) = name.parse::<i32>() {
-        return n;
-    }
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .unwrap_or(libc::SIGTERM)
 }
 
 /// Reads a file of the container's rootfs without following symlinks out of it; missing or
@@ -523,15 +395,6 @@ fn read_in_root(rootfs: &Path, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stop_signals_by_name_or_number() {
-        assert_eq!(stop_signal(""), libc::SIGTERM);
-        assert_eq!(stop_signal("SIGQUIT"), libc::SIGQUIT);
-        assert_eq!(stop_signal("quit"), libc::SIGQUIT);
-        assert_eq!(stop_signal("9"), 9);
-        assert_eq!(stop_signal("SIGBOGUS"), libc::SIGTERM);
-    }
 
     #[test]
     fn cgroup_paths_and_log_paths() {

@@ -1,15 +1,15 @@
-//! Container exits: following each shim's exit stream, recording exits, and recovering state
-//! after berthd restarts.
+//! Container exits: following each shim's exit stream and recording exits, also those of
+//! containers whose shim died.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt;
 
+use super::Runtime;
 use super::events::EventKind;
 use super::records::{ContainerRecord, ContainerState, Exit, SandboxState, now_ns};
 use super::shim::ExitEvent;
-use super::{Result, Runtime};
 
 impl Runtime {
     /// Follows the exits of a sandbox's shim until its stream ends.
@@ -88,7 +88,7 @@ impl Runtime {
     }
 
     /// Marks every not-exited container of a pod without a shim as exited.
-    fn exit_orphans(&self, sandbox_id: &str) {
+    pub(super) fn exit_orphans(&self, sandbox_id: &str) {
         let Ok(containers) = self.containers() else {
             return;
         };
@@ -108,53 +108,13 @@ impl Runtime {
             }
         }
     }
-
-    /// After a berthd restart: reconnects every Ready pod's shim (which replays exits that
-    /// happened meanwhile); a pod whose shim is gone becomes NotReady.
-    pub async fn recover(self: &Arc<Self>) -> Result<()> {
-        for sandbox in self.sandboxes()? {
-            if sandbox.state != SandboxState::Ready {
-                continue;
-            }
-            match self.launcher.connect(&sandbox.pod_dir).await {
-                Ok(shim) => {
-                    let known: Vec<String> = match shim.state().await {
-                        Ok(state) => state.into_iter().map(|c| c.id).collect(),
-                        Err(_) => vec![],
-                    };
-                    self.shims
-                        .lock()
-                        .expect("shims lock")
-                        .insert(sandbox.id.clone(), shim);
-                    // Containers the shim never heard of (created records whose shim call was
-                    // lost in a crash) cannot run.
-                    for c in self.containers()? {
-                        if c.sandbox_id == sandbox.id
-                            && c.state != ContainerState::Exited
-                            && !known.contains(&c.id)
-                        {
-                            self.record_exit(&exit_from_file(&c).unwrap_or_else(|| lost_exit(&c)));
-                        }
-                    }
-                    self.watch_exits(sandbox.id.clone());
-                    tracing::info!(pod_id = %sandbox.id, "reconnected to pod shim");
-                }
-                Err(e) => {
-                    tracing::warn!(pod_id = %sandbox.id, error = %e, "pod shim is gone");
-                    self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady)?;
-                    self.exit_orphans(&sandbox.id);
-                }
-            }
-        }
-        self.collect_networks().await
-    }
 }
 
 /// The exit code of a container whose exit was never observed.
 const LOST_EXIT_CODE: i32 = 255;
 
 /// The exit the shim wrote to the container's bundle, if any.
-fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
+pub(super) fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
     let exit = crate::shim::exit_file::read(Path::new(&c.bundle))
         .ok()
         .flatten()?;
@@ -164,7 +124,7 @@ fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
     })
 }
 
-fn lost_exit(c: &ContainerRecord) -> ExitEvent {
+pub(super) fn lost_exit(c: &ContainerRecord) -> ExitEvent {
     ExitEvent {
         id: c.id.clone(),
         exit: crate::shim::Exit {

@@ -1,25 +1,28 @@
 //! Pod sandboxes and containers: their records and state machines (`records`), the seam to each
 //! pod's shim (`shim`), and the operations kubelet drives. One file per family of operations.
 //!
-//! Restart assumptions (see `recover`): records in the database are the truth about what exists;
-//! a live shim is the truth about what runs; an exit file (`<bundle>/exit`) is the truth about
-//! an exit that happened while berthd was down, even if the shim is gone too.
+//! Crash safety: every creation, stop and removal writes an intent (`intents`) before its first
+//! side effect; `recovery` (whose top lists the restart assumptions) undoes or finishes them.
 
 mod container;
 mod container_query;
+mod container_stop;
 pub mod error;
 pub mod events;
 mod exits;
 pub mod handlers;
 pub mod image_volumes;
+pub mod intents;
 pub mod metrics;
 pub mod records;
+mod recovery;
 mod sandbox;
 mod sandbox_network;
 mod security;
 pub mod shim;
 pub mod stats;
 mod streaming;
+mod teardown;
 mod undo;
 pub mod userns_probe;
 

@@ -12,6 +12,8 @@
 //!
 //! Records are stored as JSON in the `sandboxes` and `containers` tables (see `crate::store`).
 //! Every change goes through one write transaction, so a crash never leaves half a transition.
+//! Creating, stopping and removing are bracketed by an intent (`super::intents`): a record
+//! appears, or disappears, in the transaction that ends its intent.
 
 use std::path::PathBuf;
 

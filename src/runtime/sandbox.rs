@@ -6,6 +6,7 @@ use std::sync::Arc;
 use k8s_cri::v1 as api;
 
 use super::events::EventKind;
+use super::intents::Intent;
 use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
 use super::shim::ShimOptions;
 use super::undo::Undo;
@@ -77,6 +78,12 @@ impl Runtime {
         }
         let plan = sandbox_plan(&config)?;
         let id = new_id();
+        let intent = Intent::CreatePod {
+            pod_dir: self.settings.state_dir.join("pods").join(&id),
+            data_dir: self.settings.root_dir.join("pods").join(&id),
+        };
+        // Before the first side effect: a kill from here on leaves a note of what to undo.
+        self.intend(&id, intent.clone())?;
         let mut undo = Undo::default();
         match self
             .build_sandbox(&id, config, handler, &plan, &mut undo)
@@ -90,7 +97,15 @@ impl Runtime {
                 self.watch_exits(record.id.clone());
                 Ok(record.id)
             }
-            Err(e) => Err(e.with_cleanup(undo.unwind().await)),
+            Err(e) => {
+                let failures = undo.unwind().await;
+                // A failed cleanup keeps the intent: the next start tries again.
+                let failures = match failures.is_empty() {
+                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    false => Some(failures),
+                };
+                Err(e.with_cleanup(failures.unwrap_or_default()))
+            }
         }
     }
 
@@ -181,7 +196,10 @@ impl Runtime {
             hostname: plan.hostname.clone(),
             ips,
         };
-        self.db.write(|w| w.put(Table::Sandboxes, id, &record))?;
+        self.db.write(|w| {
+            w.put(Table::Sandboxes, id, &record)?;
+            w.delete(Table::Intents, id)
+        })?;
         self.shims
             .lock()
             .expect("shims lock")
@@ -210,6 +228,13 @@ impl Runtime {
             Err(RuntimeError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
+        self.intend(&sandbox.id, Intent::StopPod)?;
+        self.stop_pod(&sandbox).await?;
+        self.fulfil(&sandbox.id, &Intent::StopPod)
+    }
+
+    /// StopPodSandbox's work, under an intent (a stop's or a removal's).
+    async fn stop_pod(&self, sandbox: &SandboxRecord) -> Result<()> {
         for container in self
             .containers()?
             .iter()
@@ -253,7 +278,8 @@ impl Runtime {
             Err(RuntimeError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.stop_sandbox(&sandbox.id).await?;
+        self.intend(&sandbox.id, Intent::RemovePod)?;
+        self.stop_pod(&sandbox).await?;
         for container in self
             .containers()?
             .iter()
@@ -263,7 +289,10 @@ impl Runtime {
         }
         remove_dir(&sandbox.pod_dir).map_err(RuntimeError::FailedPrecondition)?;
         remove_dir(&sandbox.data_dir).map_err(RuntimeError::FailedPrecondition)?;
-        self.db.write(|w| w.delete(Table::Sandboxes, &sandbox.id))?;
+        self.db.write(|w| {
+            w.delete(Table::Sandboxes, &sandbox.id)?;
+            w.delete(Table::Intents, &sandbox.id)
+        })?;
         self.emit(&sandbox.id, &sandbox.id, EventKind::Deleted);
         tracing::info!(pod_id = %sandbox.id, "pod sandbox removed");
         Ok(())

@@ -15,6 +15,12 @@
 //! | `counters`     | `"snapshot"`                                | next snapshot directory number |
 //! | `sandboxes`    | pod sandbox id (64 hex)                     | `runtime::records::SandboxRecord` |
 //! | `containers`   | container id (64 hex)                       | `runtime::records::ContainerRecord` |
+//! | `intents`      | pod sandbox or container id (64 hex)        | `runtime::intents::Intent`     |
+//!
+//! An `intents` row is an operation on a pod or container that has begun and not finished
+//! (creating, stopping, removing): written before the operation's first side effect, removed
+//! in the transaction that writes its outcome. A restarted berthd finishes or undoes each one
+//! (`runtime::recovery`). The table is new in version 1's lifetime: an older berth ignores it.
 //!
 //! A name points at exactly one image; an image lists its names too (`repo_tags`,
 //! `repo_digests`), and both sides change in one transaction.
@@ -30,6 +36,9 @@ use crate::error::{Classify, Kind};
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// How long [`Store::open`] waits for another holder of the database's lock to let go.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The tables of the schema above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -40,10 +49,11 @@ pub enum Table {
     Counters,
     Sandboxes,
     Containers,
+    Intents,
 }
 
 impl Table {
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 8] = [
         Table::Meta,
         Table::Images,
         Table::ImageNames,
@@ -51,6 +61,7 @@ impl Table {
         Table::Counters,
         Table::Sandboxes,
         Table::Containers,
+        Table::Intents,
     ];
 
     fn def(self) -> Raw {
@@ -62,6 +73,7 @@ impl Table {
             Table::Counters => "counters",
             Table::Sandboxes => "sandboxes",
             Table::Containers => "containers",
+            Table::Intents => "intents",
         })
     }
 }
@@ -103,8 +115,22 @@ pub struct Store {
 
 impl Store {
     /// Opens or creates the database at `path` and checks its schema version.
+    ///
+    /// The file's lock can outlive a killed berthd by a moment (a child it was starting still
+    /// held a copy of its descriptors): a locked database is retried for [`LOCK_WAIT`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other,
+            }
+        };
+        let db = db.map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             source: e.into(),
         })?;

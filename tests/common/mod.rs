@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod host;
 pub mod network;
 pub mod pods;
 pub mod raw_h2;
@@ -87,6 +88,9 @@ impl Daemon {
 
     /// Starts berthd again on the same config and dirs.
     pub fn restart(&mut self) {
+        // A child the killed berthd was starting (between fork and exec) can hold its listener
+        // for a moment; connecting to the stale socket file would look like the new berthd.
+        let _ = std::fs::remove_file(&self.socket);
         self.child = spawn_berthd(&self.config_path);
         self.wait_for_socket();
     }

@@ -1,0 +1,143 @@
+//! Host-level teardown of what a pod or container may have left behind when berthd was killed
+//! while making it: shim processes found by their pod directory, every mount under a directory,
+//! a container cgroup with whatever still runs in it. Each function is idempotent and touches
+//! only what it is pointed at, which the callers take from berth's own records and directories.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use super::{Result, RuntimeError};
+use crate::cgroup::Cgroup;
+use crate::snapshot::mount::unmount_path;
+
+/// How long killed shim processes may take to disappear.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Mount points at or below `dir` (berthd's own mount namespace), in mount order.
+pub(super) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(crate::cgroup::unescape_mountinfo(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+/// Detaches every mount at or below `dir`, the latest first (stacked mounts included).
+pub(super) fn unmount_under(dir: &Path) -> Result<()> {
+    for _ in 0..8 {
+        let mounts = mounts_under(dir);
+        if mounts.is_empty() {
+            return Ok(());
+        }
+        for target in mounts.iter().rev() {
+            unmount_path(target)
+                .map_err(RuntimeError::io(format!("unmount {}", target.display())))?;
+        }
+    }
+    match mounts_under(dir).first() {
+        None => Ok(()),
+        Some(left) => Err(RuntimeError::FailedPrecondition(format!(
+            "{} stays mounted",
+            left.display()
+        ))),
+    }
+}
+
+/// Kills what runs in a container's cgroup and removes it; a cgroup that does not exist is fine.
+pub(super) fn kill_cgroup(cgroup: &Cgroup) -> Result<()> {
+    if cgroup.pids().is_ok() {
+        // A failure to signal shows as the delete's EBUSY below.
+        let _ = cgroup.kill_all(Signal::SIGKILL);
+    }
+    Ok(cgroup.delete()?)
+}
+
+/// `berth-shim serve` processes (the shim, its starting parent, its user-namespace helper)
+/// whose `--dir` is `pod_dir`, or with `pod_dir` `None` any directory; with their dirs.
+pub(super) fn shim_processes(pod_dir: Option<&Path>) -> Vec<(i32, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, shim_dir(pid)?)))
+        .filter(|(_, dir)| pod_dir.is_none_or(|p| p == dir))
+        .collect()
+}
+
+/// The `--dir` of process `pid` when it is a `berth-shim serve`.
+fn shim_dir(pid: i32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let binary = Path::new(std::str::from_utf8(args.first()?).ok()?);
+    if binary.file_name()? != "berth-shim" || *args.get(1)? != b"serve" {
+        return None;
+    }
+    let at = args.iter().position(|a| *a == b"--dir")?;
+    let dir = std::str::from_utf8(args.get(at + 1)?).ok()?;
+    Some(PathBuf::from(dir))
+}
+
+/// SIGKILLs every shim process serving `pod_dir` and its process group (which holds the pod's
+/// pause process), until none is left. A shim still starting may fork once more: the scan
+/// repeats until it comes back empty.
+pub(super) async fn kill_shims(pod_dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        let pids = shim_processes(Some(pod_dir));
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(RuntimeError::Timeout {
+                action: format!("kill the shim of {}", pod_dir.display()),
+                seconds: KILL_WAIT.as_secs() as i64,
+            });
+        }
+        for (pid, _) in pids {
+            let pid = Pid::from_raw(pid);
+            // The shim leads its own session and group (setsid); a parent still starting it
+            // is in berthd's old group, which is not signalled.
+            if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Removes a directory tree; missing is fine. Mounts inside must be gone first.
+pub(super) fn remove_tree(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(RuntimeError::io(format!("remove {}", dir.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shim_processes_are_recognised_by_their_dir_only() {
+        // This test process is no shim, whatever its arguments.
+        let me = std::process::id() as i32;
+        assert!(shim_dir(me).is_none());
+        assert!(shim_processes(Some(Path::new("/nonexistent/pods/x"))).is_empty());
+    }
+
+    #[test]
+    fn no_mounts_under_a_fresh_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(mounts_under(dir.path()).is_empty());
+        unmount_under(dir.path()).unwrap();
+    }
+}
