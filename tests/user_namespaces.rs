@@ -131,11 +131,20 @@ async fn pod_user_namespace_maps_ids_rootfs_and_volumes() {
     assert_eq!(sh(&mut f, &id, "hostname").await, "userns-host");
     let init = sh(&mut f, &id, "tr '\\0' ' ' < /proc/1/cmdline").await;
     assert!(init.contains("pause"), "PID 1 is the pod's pause: {init}");
-    // ... running as the namespace's root (host 100000), not as an unmapped host root.
-    let uid = sh(&mut f, &id, "grep '^Uid:' /proc/1/status").await;
+    // ... running as the namespace's unprivileged 65535 (host 165535, the pause image's user),
+    // never as an unmapped host root, and without capabilities.
+    let uid = sh(&mut f, &id, "grep -e '^Uid:' -e '^CapEff:' /proc/1/status").await;
     assert_eq!(
         uid.split_whitespace().collect::<Vec<_>>(),
-        ["Uid:", "0", "0", "0", "0"]
+        [
+            "Uid:",
+            "65535",
+            "65535",
+            "65535",
+            "65535",
+            "CapEff:",
+            "0000000000000000"
+        ]
     );
     // Root inside is not root outside: creating a device node is refused.
     let refused = sh(&mut f, &id, "mknod /dev/sda1 b 8 1 2>&1 || echo refused").await;

@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use super::error::{ExecError, ProtocolError};
 use super::protocol::{Channel, Command, Job, Level, Report, Request, StdioShape};
-use super::{Stdio, validate};
+use super::{ContainerProcess, Stdio, validate};
 
 /// Runs containers with `<init_binary> init` as the fork helper (the `berth-shim` binary).
 #[derive(Debug, Clone)]
@@ -70,27 +70,29 @@ impl Executor {
             rootfs,
             spec: Box::new(spec.clone()),
         };
-        self.launch(job, stdio, on_pid)
+        self.launch(job, stdio, None, on_pid)
     }
 
     /// Runs `process` in the namespaces (all of them, mount and pid included) of the running
-    /// container whose process is `container_pid`, under the container's `seccomp` profile.
-    /// Returns the new process's pid once it has executed its program; the caller reaps it. It
-    /// stays in the caller's cgroup: use [`Executor::exec_with`] to place it in the container's.
+    /// container whose process is `container`, under the container's `seccomp` profile; joined
+    /// through its pidfd, so an exited container is [`ExecError::ContainerExited`], never another
+    /// process that got its pid. Returns the new process's pid once it has executed its program;
+    /// the caller reaps it. It stays in the caller's cgroup: use [`Executor::exec_with`] to place
+    /// it in the container's.
     pub fn exec(
         &self,
-        container_pid: i32,
+        container: &ContainerProcess,
         process: &Process,
         seccomp: Option<&LinuxSeccomp>,
         stdio: Stdio,
     ) -> Result<i32, ExecError> {
-        self.exec_with(container_pid, process, seccomp, stdio, |_| Ok(()))
+        self.exec_with(container, process, seccomp, stdio, |_| Ok(()))
     }
 
     /// Like [`Executor::exec`], with a hook called with the pid before the process runs anything.
     pub fn exec_with(
         &self,
-        container_pid: i32,
+        container: &ContainerProcess,
         process: &Process,
         seccomp: Option<&LinuxSeccomp>,
         stdio: Stdio,
@@ -101,22 +103,30 @@ impl Executor {
             super::seccomp::compile(profile).map_err(|e| ExecError::InvalidSpec(e.to_string()))?;
         }
         require_subreaper()?;
+        let gone = || ExecError::ContainerExited(container.pid());
+        if container.has_exited() {
+            return Err(gone());
+        }
         let job = Job::Exec {
-            container_pid,
+            container_pid: container.pid(),
             process: Box::new(process.clone()),
             seccomp: seccomp.map(|s| Box::new(s.clone())),
         };
-        let created = self.launch(job, stdio, on_pid)?;
+        let launched = self.launch(job, stdio, Some(container.pidfd()), on_pid);
+        // The helper's join fails once the process is gone; say so plainly.
+        let created = launched.map_err(|e| if container.has_exited() { gone() } else { e })?;
         let pid = created.pid;
         created.start()?;
         Ok(pid)
     }
 
-    /// Spawns the helper, sends the job, learns the pid, runs the hook and waits for ready.
+    /// Spawns the helper, sends the job (and `pidfd`, the process an exec joins), learns the pid,
+    /// runs the hook and waits for ready.
     fn launch(
         &self,
         job: Job,
         stdio: Stdio,
+        pidfd: Option<BorrowedFd<'_>>,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<Created, ExecError> {
         let (channel, theirs) = Channel::pair()?;
@@ -130,7 +140,7 @@ impl Executor {
                 binary: self.init_binary.clone(),
                 source,
             })?;
-        let sent = send_request(&channel, job, &stdio);
+        let sent = send_request(&channel, job, &stdio, pidfd);
         drop(stdio);
         let pid = sent.and_then(|()| read_pid(&channel));
         let status = helper.wait();
@@ -162,8 +172,14 @@ impl Executor {
     }
 }
 
-fn send_request(channel: &Channel, job: Job, stdio: &Stdio) -> Result<(), ExecError> {
-    let (shape, fds): (StdioShape, Vec<BorrowedFd<'_>>) = if stdio.is_tty() {
+/// Sends the stdio descriptors, followed by `pidfd` for an exec, then the request.
+fn send_request(
+    channel: &Channel,
+    job: Job,
+    stdio: &Stdio,
+    pidfd: Option<BorrowedFd<'_>>,
+) -> Result<(), ExecError> {
+    let (shape, mut fds): (StdioShape, Vec<BorrowedFd<'_>>) = if stdio.is_tty() {
         (StdioShape::Tty, vec![stdio.stderr.as_fd()])
     } else {
         let mut fds: Vec<BorrowedFd<'_>> = stdio.stdin.iter().map(|fd| fd.as_fd()).collect();
@@ -173,6 +189,7 @@ fn send_request(channel: &Channel, job: Job, stdio: &Stdio) -> Result<(), ExecEr
         };
         (shape, fds)
     };
+    fds.extend(pidfd);
     channel.send_fds(&fds)?;
     channel.send(&Request { job, stdio: shape })?;
     Ok(())
@@ -191,6 +208,12 @@ fn read_pid(channel: &Channel) -> Result<i32, ExecError> {
 }
 
 impl Created {
+    /// A handle on the process for later execs into it. Take it before the process can have been
+    /// reaped (before [`Created::start`], or before the caller's reaper may collect it).
+    pub fn process(&self) -> Result<ContainerProcess, ExecError> {
+        ContainerProcess::open(self.pid)
+    }
+
     /// Lets the process set itself up and waits until it is ready (or failed).
     fn proceed(&mut self) -> Result<(), ExecError> {
         let pid = self.pid;

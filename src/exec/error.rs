@@ -51,6 +51,9 @@ pub enum ExecError {
     /// The container process could not execute its program.
     #[error("start container: {0}")]
     Start(String),
+    /// The process an exec was to join has exited (its pid may name another process by now).
+    #[error("exec in container process {0}: it has exited")]
+    ContainerExited(i32),
     /// The caller's `on_pid` hook failed; the process was killed.
     #[error("prepare container process {pid}: {message}")]
     Hook {

@@ -27,6 +27,12 @@ pub fn init_main() -> ! {
 }
 
 fn run() -> Result<(), StepError> {
+    // Not dumpable from here to the container program's `execve` (which makes it dumpable again,
+    // as for any program): the container process inherits this through the fork, so a process in
+    // the container with the same credentials cannot ptrace it, read its memory or environment,
+    // or reach the host's berth-shim binary through its `/proc/<pid>/exe` while it waits for its
+    // start (runc's init does the same: CVE-2016-9962, CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).ctx(|| "make the helper non-dumpable")?;
     // Descriptor 0 is the sync socket: keep a close-on-exec copy and put /dev/null in its place,
     // so the container process cannot inherit the socket by accident.
     let sock = std::io::stdin()
@@ -53,8 +59,16 @@ fn run() -> Result<(), StepError> {
 fn prepare_and_fork(
     channel: &Channel,
     request: Request,
-    fds: Vec<std::os::fd::OwnedFd>,
+    mut fds: Vec<std::os::fd::OwnedFd>,
 ) -> Result<(), StepError> {
+    // An exec's pidfd follows the stdio descriptors.
+    let pidfd = match &request.job {
+        Job::Exec { .. } => Some(
+            fds.pop()
+                .ok_or_else(|| StepError::new("receive the container's pidfd", "missing"))?,
+        ),
+        Job::Create { .. } => None,
+    };
     let stdio = ChildStdio::new(request.stdio, fds)?;
     let (plan, proc_settings) = match &request.job {
         Job::Create { spec, .. } => {
@@ -68,7 +82,10 @@ fn prepare_and_fork(
             container_pid,
             process,
             ..
-        } => (NsPlan::for_exec(*container_pid)?, process.as_ref()),
+        } => {
+            let pidfd = pidfd.ok_or_else(|| StepError::new("exec", "no pidfd"))?;
+            (NsPlan::for_exec(*container_pid, pidfd)?, process.as_ref())
+        }
     };
     // Inherited through fork and exec; done here, in the caller's mount namespace, where
     // /proc/self is this process.

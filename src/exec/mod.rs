@@ -24,6 +24,7 @@ mod resolve;
 mod rootfs;
 mod seccomp;
 mod stdio;
+mod target;
 mod validate;
 
 use std::os::fd::OwnedFd;
@@ -31,6 +32,7 @@ use std::os::fd::OwnedFd;
 pub use caller::{Created, Executor};
 pub use error::{ExecError, ProtocolError};
 pub use init::init_main;
+pub use target::ContainerProcess;
 
 /// The container process's standard streams.
 #[derive(Debug)]

@@ -11,6 +11,14 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::error::{Context, StepError};
 
+/// The process whose namespaces an exec joins.
+#[derive(Debug)]
+struct JoinProcess {
+    pid: i32,
+    pidfd: OwnedFd,
+    kinds: CloneFlags,
+}
+
 /// One namespace to join.
 #[derive(Debug)]
 struct Join {
@@ -23,6 +31,8 @@ struct Join {
 #[derive(Debug)]
 pub(crate) struct NsPlan {
     joins: Vec<Join>,
+    /// An exec joins these namespaces of the container's process all at once through its pidfd.
+    join_process: Option<JoinProcess>,
     unshare: CloneFlags,
     /// A new cgroup namespace is created by the container process itself, after the caller has
     /// placed it in its cgroup, so that the namespace is rooted there.
@@ -54,6 +64,7 @@ impl NsPlan {
     pub fn for_create(spec: &Spec) -> Result<NsPlan, StepError> {
         let mut plan = NsPlan {
             joins: Vec::new(),
+            join_process: None,
             unshare: CloneFlags::empty(),
             new_cgroup: false,
         };
@@ -76,19 +87,17 @@ impl NsPlan {
         Ok(plan)
     }
 
-    /// The plan for an exec: join every namespace of `pid` that differs from ours.
-    pub fn for_exec(pid: i32) -> Result<NsPlan, StepError> {
+    /// The plan for an exec: join every namespace of process `pid` (held by `pidfd`) that
+    /// differs from ours. Which ones differ is read under `/proc/<pid>`, which is that process
+    /// only while it lives: so it is checked alive after the reads, and joined by its pidfd.
+    pub fn for_exec(pid: i32, pidfd: OwnedFd) -> Result<NsPlan, StepError> {
+        let gone = || StepError::new(format!("join container process {pid}"), "it has exited");
         let same = |name: &str| -> Result<bool, StepError> {
             let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{name}"))
                 .ctx(|| format!("inspect namespace {name} of container process {pid}"))?;
             let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
                 .ctx(|| format!("inspect own namespace {name}"))?;
             Ok(theirs.ino() == ours.ino() && theirs.dev() == ours.dev())
-        };
-        let mut plan = NsPlan {
-            joins: Vec::new(),
-            unshare: CloneFlags::empty(),
-            new_cgroup: false,
         };
         let kinds = [
             ("user", CloneFlags::CLONE_NEWUSER),
@@ -99,19 +108,34 @@ impl NsPlan {
             ("pid", CloneFlags::CLONE_NEWPID),
             ("mnt", CloneFlags::CLONE_NEWNS),
         ];
-        for (name, kind) in kinds {
-            if same(name)? {
-                continue;
-            }
-            let path = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
-            let fd = File::open(&path).ctx(|| format!("open namespace {}", path.display()))?;
-            plan.joins.push(Join {
-                kind,
-                path,
-                fd: fd.into(),
-            });
+        if super::target::exited(pidfd.as_fd()) {
+            return Err(gone());
         }
-        Ok(plan)
+        let mut join = CloneFlags::empty();
+        for (name, kind) in kinds {
+            if !same(name).map_err(|e| {
+                if super::target::exited(pidfd.as_fd()) {
+                    gone()
+                } else {
+                    e
+                }
+            })? {
+                join |= kind;
+            }
+        }
+        if super::target::exited(pidfd.as_fd()) {
+            return Err(gone());
+        }
+        Ok(NsPlan {
+            joins: Vec::new(),
+            join_process: Some(JoinProcess {
+                pid,
+                pidfd,
+                kinds: join,
+            }),
+            unshare: CloneFlags::empty(),
+            new_cgroup: false,
+        })
     }
 
     /// The user namespace first (the others are owned by it and joined with its
@@ -126,7 +150,12 @@ impl NsPlan {
 
     /// Whether the process gets a new or joined namespace of `kind` (otherwise it shares ours).
     pub fn isolates(&self, kind: CloneFlags) -> bool {
-        self.unshare.contains(kind) || self.joins.iter().any(|j| j.kind == kind)
+        self.unshare.contains(kind)
+            || self.joins.iter().any(|j| j.kind == kind)
+            || self
+                .join_process
+                .as_ref()
+                .is_some_and(|j| j.kinds.contains(kind))
     }
 
     /// Whether the mount namespace is a new one.
@@ -136,6 +165,20 @@ impl NsPlan {
 
     /// Joins, then creates, the namespaces of the plan (the pid namespace applies to children).
     pub fn enter(&self) -> Result<(), StepError> {
+        if let Some(join) = &self.join_process
+            && !join.kinds.is_empty()
+        {
+            let pid = join.pid;
+            setns(join.pidfd.as_fd(), join.kinds).map_err(|e| match e {
+                nix::errno::Errno::ESRCH => {
+                    StepError::new(format!("join container process {pid}"), "it has exited")
+                }
+                e => StepError::new(format!("join the namespaces of process {pid}"), e),
+            })?;
+            if join.kinds.contains(CloneFlags::CLONE_NEWUSER) {
+                become_root()?;
+            }
+        }
         for join in &self.joins {
             setns(join.fd.as_fd(), join.kind)
                 .ctx(|| format!("join namespace {}", join.path.display()))?;

@@ -98,26 +98,45 @@ impl OciRuntime {
             .arg("--pid-file")
             .arg(&pid_file)
             .arg("--console-socket")
-            .arg(&console.path.0)
+            .arg(&console.path)
             .arg(id);
         self.run_captured("create", id, Some(bundle), cmd, None)?;
         let pid = self.read_pid("create", id, &pid_file)?;
         Ok((pid, self.receive_terminal("create", id, console)?))
     }
 
-    /// A fresh `--console-socket` for `action` of container `id`, listening.
+    /// A fresh `--console-socket` for `action` of container `id`, listening: `s` in a new
+    /// directory with a random name (mode 0700, created by this call, so nothing planted can be
+    /// in its way) under the runtime's root-only state directory, never a guessable path in a
+    /// shared one such as /tmp.
     fn console_socket(&self, action: &'static str, id: &str) -> Result<ConsoleSocket, OciError> {
-        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        // A short path: a socket's path holds at most 107 bytes; the bundle's may be longer.
-        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let socket =
-            std::env::temp_dir().join(format!("berth-console-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
+        use std::os::unix::fs::DirBuilderExt;
+        let fail = |message: String| self.error(action, id, message);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|e| fail(format!("create {}: {e}", self.root.display())))?;
+        let dir = self
+            .root
+            .join(format!("console-{:016x}", rand::random::<u64>()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| fail(format!("create {}: {e}", dir.display())))?;
+        let dir = RemoveOnDrop(dir);
+        let socket = dir.0.join("s");
+        // A socket's path holds at most 107 bytes.
+        if socket.as_os_str().len() > 107 {
+            let message = format!("console socket path {} is too long", socket.display());
+            return Err(fail(message));
+        }
         let listener = UnixListener::bind(&socket)
-            .map_err(|e| self.error(action, id, format!("listen on {}: {e}", socket.display())))?;
+            .map_err(|e| fail(format!("listen on {}: {e}", socket.display())))?;
         Ok(ConsoleSocket {
             listener,
-            path: RemoveOnDrop(socket),
+            path: socket,
+            _dir: dir,
         })
     }
 
@@ -185,7 +204,7 @@ impl OciRuntime {
             .arg(&pid_file)
             .arg("--detach");
         if let Some(console) = &console {
-            cmd.arg("--console-socket").arg(&console.path.0);
+            cmd.arg("--console-socket").arg(&console.path);
         }
         cmd.arg(id);
         let ran = match console {
@@ -341,18 +360,20 @@ impl OciRuntime {
     }
 }
 
-/// Removes a file when dropped.
+/// Removes a directory and what is in it when dropped.
 struct RemoveOnDrop(PathBuf);
 
-/// A `--console-socket` listening for the runtime's terminal; its file goes when it is dropped.
+/// A `--console-socket` listening for the runtime's terminal; its directory goes when it is
+/// dropped.
 struct ConsoleSocket {
     listener: UnixListener,
-    path: RemoveOnDrop,
+    path: PathBuf,
+    _dir: RemoveOnDrop,
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

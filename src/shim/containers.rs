@@ -82,6 +82,7 @@ async fn create_reserved(
         id: id.clone(),
         bundle: req.bundle.clone(),
         pid: 0,
+        init: None,
         phase: Phase::Starting,
         started_at: 0,
         cgroup,
@@ -106,7 +107,14 @@ async fn create_reserved(
             .map_err(|source| io_error(&id, "start log forwarding", source))?;
         io.stdin_once = req.stdin_once;
         let pid = created.pid();
+        // Not reaped yet: the reaper only learns of it from the table.
+        let init =
+            crate::exec::ContainerProcess::open(pid).map_err(|source| ContainerError::Exec {
+                id: id.clone(),
+                source,
+            })?;
         container.pid = pid;
+        container.init = Some(init);
         container.phase = Phase::Created(created);
         container.io = Some(io);
         sup.table().insert(container);

@@ -55,6 +55,9 @@ pub enum StartupError {
     /// The pod's user namespace could not be created (forking or running its helper).
     #[error("create the pod user namespace: {0}")]
     UserNamespace(String),
+    /// The pause process could not be started or could not confine itself.
+    #[error("start the pause process: {0}")]
+    Pause(String),
 }
 
 impl StartupError {
@@ -213,6 +216,7 @@ fn exec_kind(e: &ExecError) -> Kind {
     match e {
         ExecError::InvalidSpec(_) => Kind::InvalidArgument,
         ExecError::Unsupported(_) => Kind::Unimplemented,
+        ExecError::ContainerExited(_) => Kind::FailedPrecondition,
         _ => Kind::Internal,
     }
 }

@@ -58,7 +58,7 @@ pub(crate) async fn spawn_exec(
         let message = "exec: no command given".to_string();
         return Err(ContainerError::InvalidArgument(message));
     }
-    let (container_pid, bundle, runner, mut process, seccomp, cgroup) = {
+    let (container_process, bundle, runner, mut process, seccomp, cgroup) = {
         let table = sup.table();
         if table.closing {
             return Err(ContainerError::ShuttingDown);
@@ -72,7 +72,18 @@ pub(crate) async fn spawn_exec(
         let bundle = container.bundle.clone();
         let seccomp = container.seccomp.clone();
         let cgroup = container.cgroup.clone();
-        (container.pid, bundle, runner, process, seccomp, cgroup)
+        let init = container
+            .init
+            .as_ref()
+            .ok_or_else(|| container.wrong_state("exec in"))?;
+        let init = init.try_clone().map_err(|e| ContainerError::Exec {
+            id: id.to_string(),
+            source: crate::exec::ExecError::sys(
+                "duplicate the container's pidfd",
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            ),
+        })?;
+        (init, bundle, runner, process, seccomp, cgroup)
     };
     process.set_args(Some(args));
     process.set_terminal(Some(stdio.is_tty()));
@@ -85,7 +96,7 @@ pub(crate) async fn spawn_exec(
     let (pid, terminal) = sup
         .blocking(move |sup| {
             let target = Target {
-                pid: container_pid,
+                process: &container_process,
                 bundle: &bundle,
                 cgroup: cgroup.as_ref(),
                 seccomp: seccomp.as_ref(),

@@ -13,6 +13,7 @@ pub mod adapter;
 mod args;
 mod attach;
 pub mod client;
+mod confine;
 mod containers;
 mod convert;
 mod daemon;

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -215,14 +214,10 @@ fn spawn_pause() -> Result<(i32, std::os::fd::OwnedFd), StartupError> {
         File::open("/proc/self/ns/pid").map_err(StartupError::io("open", "/proc/self/ns/pid"))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| StartupError::sys("unshare pid namespace", e))?;
-    let child = std::process::Command::new("/proc/self/exe")
-        .arg0("berth-shim")
-        .arg("pause")
-        .stdin(lifeline_r)
-        .spawn();
+    let child = super::pause::spawn(lifeline_r);
     let restored = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID);
-    let child = child.map_err(StartupError::io("spawn pause process", "/proc/self/exe"))?;
-    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let child = child.map_err(StartupError::Pause)?;
+    let pid = i32::try_from(child).unwrap_or(i32::MAX);
     if let Err(e) = restored {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);

@@ -13,7 +13,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use super::error::ContainerError;
 use crate::cgroup::{Cgroup, CgroupError};
-use crate::exec::{Created, ExecError, Executor, Stdio};
+use crate::exec::{ContainerProcess, Created, ExecError, Executor, Stdio};
 use crate::oci::{OciRuntime, PassThrough};
 
 /// Creates container processes and runs processes in them. Every call blocks (run it on a
@@ -48,7 +48,8 @@ pub(crate) trait Runner: Send + Sync {
 
 /// The running container an exec goes into.
 pub(crate) struct Target<'a> {
-    pub pid: i32,
+    /// Its init process, held by a pidfd.
+    pub process: &'a ContainerProcess,
     pub bundle: &'a Path,
     pub cgroup: Option<&'a Cgroup>,
     /// The container's seccomp filter, for the built-in executor (an external runtime applies
@@ -111,11 +112,17 @@ impl Runner for Executor {
     ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
         let cgroup = container.cgroup;
         let pid = self
-            .exec_with(container.pid, process, container.seccomp, stdio, |pid| {
-                let Some(cgroup) = cgroup else { return Ok(()) };
-                let joined = cgroup.add_process(pid);
-                joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
-            })
+            .exec_with(
+                container.process,
+                process,
+                container.seccomp,
+                stdio,
+                |pid| {
+                    let Some(cgroup) = cgroup else { return Ok(()) };
+                    let joined = cgroup.add_process(pid);
+                    joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
+                },
+            )
             .map_err(|source| exec_error(id, source))?;
         Ok((pid, None))
     }

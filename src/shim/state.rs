@@ -57,6 +57,9 @@ pub(crate) struct Container {
     pub bundle: PathBuf,
     /// Host pid of its init process.
     pub pid: i32,
+    /// Its init process held by a pidfd (opened at creation): execs join it, or fail once it
+    /// has exited, even when its pid has been given to another process since.
+    pub init: Option<crate::exec::ContainerProcess>,
     pub phase: Phase,
     /// Unix nanoseconds; 0 until started.
     pub started_at: i64,

@@ -10,7 +10,6 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
@@ -209,15 +208,13 @@ fn helper_steps(
         .map_err(|e| format!("take uid 0 in the user namespace: {e}"))?;
     nix::sched::unshare(owned).map_err(|e| format!("unshare {owned:?}: {e}"))?;
     to_parent.write_all(b"n").map_err(|e| e.to_string())?;
-    if let Some(lifeline) = lifeline {
-        let pause = std::process::Command::new("/proc/self/exe")
-            .arg0("berth-shim")
-            .arg("pause")
-            .stdin(lifeline)
-            .spawn()
-            .map_err(|e| format!("spawn the pause process: {e}"))?;
+    let pause = lifeline.map(super::pause::spawn).transpose()?;
+    // Nothing is left for the helper to do but hold the namespaces until they are pinned: it
+    // does so confined, as the pause process does.
+    super::confine::confine().map_err(|e| format!("confine the helper: {e}"))?;
+    if let Some(pause) = pause {
         to_parent
-            .write_all(pause.id().to_string().as_bytes())
+            .write_all(pause.to_string().as_bytes())
             .map_err(|e| e.to_string())?;
     }
     Ok(())

@@ -194,6 +194,8 @@ pub fn has_sys_resource() -> bool {
 /// A started container, killed and reaped on drop.
 pub struct Running {
     pub pid: i32,
+    /// The process held by a pidfd, for execs.
+    pub process: berth::exec::ContainerProcess,
     _out: std::io::PipeReader,
     _err: std::io::PipeReader,
 }
@@ -206,9 +208,11 @@ impl Running {
             .create(bundle.path(), spec, stdio)
             .expect("create");
         let pid = created.pid;
+        let process = created.process().expect("pidfd");
         created.start().expect("start");
         Running {
             pid,
+            process,
             _out: out,
             _err: err,
         }

@@ -50,7 +50,7 @@ fn exec_runs_in_the_container_namespaces() {
     let (stdio, out, err) = stdio_pipes();
     let pid = bundle
         .executor()
-        .exec(container.pid, &process, None, stdio)
+        .exec(&container.process, &process, None, stdio)
         .expect("exec");
     let out = output(pid, out, err);
     assert_eq!(out.code, 0, "{out:?}");
@@ -65,7 +65,7 @@ fn exec_runs_in_the_container_namespaces() {
     let (stdio, _out, _err) = stdio_pipes();
     let err = bundle
         .executor()
-        .exec(container.pid, &process, None, stdio)
+        .exec(&container.process, &process, None, stdio)
         .expect_err("exec must fail");
     assert!(err.to_string().contains("no-such-tool"), "{err}");
 }
@@ -165,4 +165,46 @@ fn without_a_cgroup_namespace_the_own_cgroup_is_bind_mounted() {
         Some(&"rc=1"),
         "the cgroup mount is read-only: {out:?}"
     );
+}
+
+/// A host process given the pid `pid` (by setting the kernel's last pid just below it), as a pid
+/// recycled after the container's exit would be. Retries while other forks take the pid first.
+fn process_with_pid(pid: i32) -> std::process::Child {
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("write ns_last_pid (root)");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        if child.id() == pid.unsigned_abs() {
+            return child;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("could not recycle pid {pid}");
+}
+
+#[test]
+fn exec_never_joins_a_recycled_pid() {
+    let bundle = Bundle::new();
+    let spec = spec_for(&bundle, &["sleep", "30"]);
+    let container = Running::start(&bundle, &spec);
+    let pid = container.pid;
+    let target = container.process.try_clone().unwrap();
+    drop(container); // killed and reaped: its pid is free
+    let mut stand_in = process_with_pid(pid);
+    let mut process = spec.process().clone().unwrap();
+    process.set_args(Some(vec!["true".into()]));
+    let (stdio, _out, _err) = stdio_pipes();
+    let joined = bundle.executor().exec(&target, &process, None, stdio);
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
+    let err = joined.expect_err("exec joined the process that took the container's pid");
+    assert!(
+        matches!(err, berth::exec::ExecError::ContainerExited(p) if p == pid),
+        "{err}"
+    );
+    assert!(err.to_string().contains("has exited"), "{err}");
 }
