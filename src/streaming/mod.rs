@@ -11,6 +11,13 @@ mod tls;
 mod tokens;
 mod websocket;
 
+/// What the fuzz targets in `fuzz/` drive that is private to the streaming server; compiled only
+/// into their builds (`--cfg fuzzing`, docs/fuzzing.md).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    pub use super::websocket::tunnel;
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
