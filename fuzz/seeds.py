@@ -3,6 +3,7 @@
 changing it). A few valid inputs per target, and for the layer unpacker the classic escapes too,
 so the fuzzer starts next to them. Deterministic: the same files on every run."""
 
+import base64
 import gzip
 import io
 import json
@@ -241,6 +242,25 @@ def spdy_and_websocket():
                                                [(0, b"echo hi\n"), (4, b'{"Width":80,"Height":24}'), (255, b"\0")]))
 
 
+def exec_messages(flags, messages):
+    out = bytes([flags])
+    for kind, body in messages:
+        out += bytes([len(body), kind]) + body
+    return out
+
+
+def websocket_exec():
+    size = b'{"Width":80,"Height":24}'
+    write("websocket_exec", "binary_tty", exec_messages(2, [
+        (0, bytes([4]) + size), (0, b"\0ls\n"), (0, bytes([4]) + b'{"Width":100,'),
+        (0, bytes([4]) + b'"Height":30}{"Width":1,"Height":1}'), (0, bytes([255, 0])),
+    ]))
+    write("websocket_exec", "base64_text", exec_messages(1, [
+        (1, b"4" + base64.b64encode(size)), (1, b"0" + base64.b64encode(b"echo hi\n")),
+        (1, b"4" + base64.b64encode(b'{"Width":120,"Height":40}')),
+    ]))
+
+
 def cni_results():
     write("cni_result", "v1", json.dumps({
         "cniVersion": "1.0.0",
@@ -274,5 +294,6 @@ if __name__ == "__main__":
     manifests()
     layers()
     spdy_and_websocket()
+    websocket_exec()
     cni_results()
     configs()
