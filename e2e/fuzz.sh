@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes every target in fuzz/ (libFuzzer, built on the pinned STABLE toolchain with the
 # sanitizer-coverage flags below: docs/fuzzing.md, docs/adr/0003-fuzzing-on-stable.md) for
-# SECONDS_PER_TARGET seconds each (default 20: under 3 minutes for the 8 targets), starting from the
-# committed seeds in fuzz/corpus/<target>/ plus whatever earlier runs found. Fails if any target
-# crashes, hangs or runs out of memory, naming the input that did it.
+# SECONDS_PER_TARGET seconds each (default 20: under 3 minutes for the 8 targets), starting
+# from the committed seeds in fuzz/corpus/<target>/ plus whatever earlier runs found. Fails if
+# any target crashes, hangs or runs out of memory, naming the input that did it.
 # Usage: e2e/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
