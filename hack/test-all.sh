@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every berth check and test: lints, unit and integration tests, end-to-end scripts with
-# real crictl, and critest (the CRI validation suite: in full, its Streaming specs again over
+# real crictl (and e2e/fuzz.sh: every fuzz target for 20 s, on stable), and critest (the CRI validation suite: in full, its Streaming specs again over
 # WebSocket, and its conformance specs with the runc handler). Needs root. Installs its own dependencies and starts the servers its tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
