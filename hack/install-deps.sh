@@ -9,7 +9,7 @@ APT_PACKAGES=(
   docker-registry          # distribution v2: the local registry the tests pull from
   busybox-static           # the rootfs of the test images
   debootstrap              # the minbase Debian test image
-  build-essential dpkg-dev # critest images: busybox built from Debian's source, static test programs
+  build-essential dpkg-dev # critest images (busybox built from source, static test programs); g++ builds libFuzzer for e2e/fuzz.sh
   iptables iproute2 util-linux
   runc crun                # external OCI runtime handlers
   containerd               # only for benchmarks, run on its own socket beside berth

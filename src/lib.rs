@@ -2,8 +2,11 @@
 //!
 //! The crate is laid out as `docs/architecture.md` describes; the binaries in `src/bin/` are thin
 //! wrappers over [`server`] (berthd), the shim and the operator CLI.
+//!
+//! `unsafe` is denied everywhere (`unsafe_code` in Cargo.toml's lints, for every target) but in
+//! `sys`, the one module of thin system-call wrappers.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod cgroup;
 pub mod cli;
 pub mod client;
@@ -14,15 +17,16 @@ pub mod exec;
 pub mod image;
 pub mod logging;
 pub mod network;
-pub mod oci;
-pub mod runtime;
+pub(crate) mod oci;
+pub(crate) mod runtime;
 pub mod server;
 pub mod shim;
-pub mod snapshot;
+pub(crate) mod snapshot;
 pub mod spec;
 pub mod store;
 pub mod streaming;
-pub mod sys;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
 pub mod telemetry;
 
 /// The name berth reports in `Version`.

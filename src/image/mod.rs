@@ -1,15 +1,15 @@
 //! Images: references, registries, the content store, layer unpacking and image records.
 //! Knows nothing of pods or containers.
 
-pub mod content;
+pub(crate) mod content;
 pub mod digest;
 mod layer_stream;
 pub mod manifest;
-pub mod pull;
+pub(crate) mod pull;
 pub mod reference;
 pub mod registry;
-pub mod service;
-pub mod store;
+pub(crate) mod service;
+pub(crate) mod store;
 pub mod unpack;
 
 pub use digest::Digest;

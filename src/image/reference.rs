@@ -44,7 +44,9 @@ pub enum ReferenceError {
         reference: String,
         source: DigestError,
     },
-    #[error("image reference {0:?}: name longer than 255 characters")]
+    #[error(
+        "image reference {0:?}: normalised name (registry/repository) longer than 255 characters"
+    )]
     TooLong(String),
 }
 
@@ -124,9 +126,6 @@ impl FromStr for ImageRef {
                 tag: tag.to_string(),
             });
         }
-        if name.len() > MAX_NAME_LEN {
-            return Err(ReferenceError::TooLong(reference()));
-        }
         let (registry, repository) = split_registry(name);
         if !valid_host(registry) {
             return Err(ReferenceError::Host {
@@ -153,6 +152,10 @@ impl FromStr for ImageRef {
         } else {
             repository.to_string()
         };
+        // Like Docker, the limit is on the normalised name: the one berth prints and parses back.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(ReferenceError::TooLong(reference()));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, None) => Some(DEFAULT_TAG.to_string()),
@@ -348,5 +351,31 @@ mod tests {
             long.parse::<ImageRef>(),
             Err(ReferenceError::TooLong(_))
         ));
+    }
+
+    /// Found by the `image_reference` fuzz target: a name within the limit as written, but not
+    /// once normalised, parsed, and its printed form (what ListImages reports and kubelet hands
+    /// back to RemoveImage) did not.
+    #[test]
+    fn the_length_limit_applies_to_the_normalised_name() {
+        let found = concat!(
+            "bo-o-b_m999999999999999999999999999999999999999999999999999999999999999999999999",
+            "99999999999999999999999go-b_o-obo-o-b_mgo-b_o-o-y.i-b_mgo-b_bo-ib_mgo-b_bo-b_mog",
+            "-o-y.i-b_mgo-b_bo-igo-y.i-b_mgo-b_bo-ib_mgo-b_bo-b_mog-o-y.i-b_mgo-b_bo-igogo-b",
+        );
+        assert_eq!(found.len(), 239);
+        assert!(matches!(
+            found.parse::<ImageRef>(),
+            Err(ReferenceError::TooLong(_))
+        ));
+        let too_long = "a".repeat(256 - "docker.io/library/".len());
+        assert!(matches!(
+            too_long.parse::<ImageRef>(),
+            Err(ReferenceError::TooLong(_))
+        ));
+        let longest = "a".repeat(255 - "docker.io/library/".len());
+        let reference: ImageRef = longest.parse().unwrap();
+        assert_eq!(reference.name().len(), 255);
+        assert_eq!(reference.to_string().parse::<ImageRef>(), Ok(reference));
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! The daemon side is [`client::ShimClient`].
 
-pub mod adapter;
+pub(crate) mod adapter;
 mod args;
 mod attach;
 pub mod client;

@@ -11,6 +11,21 @@ mod tls;
 mod tokens;
 mod websocket;
 
+/// What the fuzz targets in `fuzz/` drive that is private to the streaming server; compiled only
+/// into their builds (`--cfg fuzzing`, docs/fuzzing.md).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    pub use super::remotecommand::resizes;
+    pub use super::websocket::tunnel;
+    pub use tokio_tungstenite::tungstenite::Message;
+
+    /// The channel and data of one Exec/Attach WebSocket message (`base64`: the `base64.*`
+    /// protocols' text framing); `None` for a message the session ignores.
+    pub fn exec_message(base64: bool, msg: Message) -> Option<(u8, bytes::Bytes)> {
+        super::websocket::Framing { base64 }.decode(msg)
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

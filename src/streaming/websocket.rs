@@ -30,8 +30,8 @@ const CLOSE: u8 = 255;
 
 /// How one protocol frames a channel's bytes.
 #[derive(Clone, Copy)]
-struct Framing {
-    base64: bool,
+pub(super) struct Framing {
+    pub(super) base64: bool,
 }
 
 impl Framing {
@@ -46,7 +46,7 @@ impl Framing {
         Message::binary(bytes)
     }
 
-    fn decode(self, msg: Message) -> Option<(u8, Bytes)> {
+    pub(super) fn decode(self, msg: Message) -> Option<(u8, Bytes)> {
         match msg {
             Message::Binary(b) if !b.is_empty() => Some((b[0], b.slice(1..))),
             Message::Text(t) if self.base64 && !t.is_empty() => {
