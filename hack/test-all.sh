@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
 # Runs every berth check and test: lints, unit and integration tests, end-to-end scripts with
-<<<<<<< HEAD
-# real crictl, and critest (the CRI validation suite: in full, its Streaming specs again over
-# WebSocket, and its conformance specs with the runc handler). Needs root. Installs its own
-# dependencies and starts the servers its tests use.
+# real crictl (and e2e/fuzz.sh: every fuzz target for 20 s, on stable), and critest (the CRI
+# validation suite: in full, its Streaming specs again over WebSocket, and its conformance specs
+# with the runc handler). Needs root. Installs its own dependencies and starts the servers its
+# tests use.
 #
 #   hack/test-all.sh           run everything, reusing what earlier runs installed and built
 #   hack/test-all.sh --fresh   first remove every cache and piece of state a run relies on
 #                              (hack/fresh.sh), so it runs as on a fresh machine
-=======
-# real crictl (and e2e/fuzz.sh: every fuzz target for 20 s, on stable), and critest (the CRI validation suite: in full, its Streaming specs again over
-# WebSocket, and its conformance specs with the runc handler). Needs root. Installs its own dependencies and starts the servers its tests use.
->>>>>>> fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || { echo "test-all: the tests need root (mounts, namespaces, cgroups)" >&2; exit 1; }
