@@ -7,6 +7,7 @@
 
 mod container;
 mod container_query;
+pub mod dirs;
 pub mod error;
 pub mod events;
 mod exits;
