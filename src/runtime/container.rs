@@ -191,7 +191,7 @@ impl Runtime {
                 hostname: Some(sandbox.data_dir.join("hostname")),
             },
             shm: sandbox.shm.clone(),
-            devices: vec![],
+            devices: super::devices::cri_devices(&config)?,
             seccomp,
             host: &self.host,
         })?;

@@ -7,6 +7,7 @@
 
 mod container;
 mod container_query;
+mod devices;
 pub mod dirs;
 pub mod error;
 pub mod events;
