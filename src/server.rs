@@ -21,6 +21,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     let db = Arc::new(Store::open(&config.root_dir.join("meta.redb"))?);
+    crate::runtime::dirs::harden(&config.root_dir, &config.state_dir)
+        .context("set the modes of berth's directories")?;
     share_pin_dir(&config.state_dir.join("pods"))?;
     let images = Arc::new(crate::image::open(&config, db.clone()).context("open the image store")?);
     let shim = shim_binary()?;

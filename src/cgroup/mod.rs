@@ -14,6 +14,8 @@
 //! Only the cgroupfs driver exists; a systemd driver is future work.
 
 mod detail;
+mod device_bpf;
+mod devices;
 mod error;
 mod fs;
 mod group;
@@ -24,6 +26,8 @@ mod v1;
 mod v2;
 
 #[cfg(test)]
+mod device_bpf_tests;
+#[cfg(test)]
 mod host_tests;
 #[cfg(test)]
 mod host_v2_tests;
@@ -33,6 +37,7 @@ mod v1_tests;
 mod v2_tests;
 
 pub use detail::DetailedStats;
+pub use devices::DeviceRule;
 pub use error::CgroupError;
 pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use oci_spec::runtime::LinuxResources;
 
+use super::devices::DeviceRule;
+
 /// Resource limits for one cgroup; `None` leaves the kernel's current value alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
@@ -34,6 +36,9 @@ pub struct Resources {
     pub unified: BTreeMap<String, String>,
     /// v1 only: disable the OOM killer (`memory.oom_control`); v2 has no equivalent.
     pub oom_kill_disable: Option<bool>,
+    /// The device policy (OCI rules, in order); `None` leaves it alone. Written once, into a
+    /// new cgroup: v1 `devices.deny`/`devices.allow`, v2 an attached device program.
+    pub devices: Option<Vec<DeviceRule>>,
 }
 
 impl From<&LinuxResources> for Resources {
@@ -62,6 +67,10 @@ impl From<&LinuxResources> for Resources {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             oom_kill_disable: memory.and_then(|m| m.disable_oom_killer()),
+            devices: spec
+                .devices()
+                .as_ref()
+                .map(|rules| rules.iter().map(DeviceRule::from).collect()),
         }
     }
 }

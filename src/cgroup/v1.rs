@@ -82,7 +82,11 @@ pub(crate) fn apply(cg: &Cgroup, r: &Resources) -> Result<()> {
     if let Some(limit) = r.pids_limit {
         write(&dir(cg, "pids")?.join("pids.max"), &pids_max(limit))?;
     }
-    apply_hugetlb(cg, r)
+    apply_hugetlb(cg, r)?;
+    match &r.devices {
+        Some(rules) => super::devices::apply_v1(cg, rules),
+        None => Ok(()),
+    }
 }
 
 fn apply_cpu(cg: &Cgroup, r: &Resources) -> Result<()> {
@@ -267,7 +271,7 @@ pub(crate) fn set_frozen(cg: &Cgroup, frozen: bool) -> Result<()> {
 }
 
 /// The cgroup's directory in `controller`'s hierarchy, or an error naming the controller.
-fn dir(cg: &Cgroup, controller: &str) -> Result<PathBuf> {
+pub(crate) fn dir(cg: &Cgroup, controller: &str) -> Result<PathBuf> {
     cg.v1_dir(controller)
         .ok_or_else(|| CgroupError::MissingController {
             cgroup: cg.path(),

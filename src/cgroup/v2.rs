@@ -110,7 +110,10 @@ pub(crate) fn apply(cg: &Cgroup, r: &Resources) -> Result<()> {
         let controller = key.split('.').next().unwrap_or(key);
         set(cg, &dir, controller, key, value)?;
     }
-    Ok(())
+    match &r.devices {
+        Some(rules) => super::device_bpf::apply_v2(cg, rules),
+        None => Ok(()),
+    }
 }
 
 /// `cpu.max` is "quota period" with `max` for no quota; a lone part keeps the other as it is.

@@ -23,6 +23,19 @@ use crate::spec::{
 };
 use crate::store::Table;
 
+/// Writes a new file readable by root only (a spec holds the container's environment).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
+}
+
 fn container_name(meta: &api::ContainerMetadata) -> String {
     format!("{}_{}", meta.name, meta.attempt)
 }
@@ -119,6 +132,21 @@ impl Runtime {
         let bundle = self.settings.state_dir.join("containers").join(id);
         let rw_dir = self.settings.root_dir.join("containers").join(id);
         let rootfs = bundle.join("rootfs");
+        let plan = crate::spec::sandbox_plan(sandbox_config)?;
+        let userns_gid = plan.userns.as_ref().map(|maps| maps.gids.host);
+        let mut private = vec![(&bundle, userns_gid), (&rw_dir, None)];
+        if userns_gid.is_some() {
+            // The pod's directories too: one tightened at start (an older berth made it without
+            // the group) gets its group back.
+            private.extend([
+                (&sandbox.pod_dir, userns_gid),
+                (&sandbox.data_dir, userns_gid),
+            ]);
+        }
+        for (dir, gid) in private {
+            super::dirs::private_dir(dir, gid)
+                .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+        }
         for dir in [rootfs.clone(), rw_dir.join("upper"), rw_dir.join("work")] {
             std::fs::create_dir_all(&dir)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
@@ -131,7 +159,6 @@ impl Runtime {
             });
         }
         let overlay = self.image_overlay(image, &rw_dir)?;
-        let plan = crate::spec::sandbox_plan(sandbox_config)?;
         match (&plan.userns, &sandbox.namespaces.user) {
             (Some(maps), Some(userns)) => {
                 let root = (maps.uids.host, maps.gids.host);
@@ -179,12 +206,12 @@ impl Runtime {
                 hostname: Some(sandbox.data_dir.join("hostname")),
             },
             shm: sandbox.shm.clone(),
-            devices: vec![],
+            devices: super::devices::cri_devices(&config)?,
             seccomp,
             host: &self.host,
         })?;
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
-        std::fs::write(bundle.join("config.json"), spec_json).map_err(RuntimeError::io(
+        write_private(&bundle.join("config.json"), &spec_json).map_err(RuntimeError::io(
             format!("write {}/config.json", bundle.display()),
         ))?;
 

@@ -7,6 +7,8 @@
 mod container;
 mod container_query;
 mod container_stop;
+mod devices;
+pub mod dirs;
 pub mod error;
 pub mod events;
 mod exits;

@@ -119,8 +119,9 @@ impl Runtime {
     ) -> Result<SandboxRecord> {
         let pod_dir = self.settings.state_dir.join("pods").join(id);
         let data_dir = self.settings.root_dir.join("pods").join(id);
+        let userns_gid = plan.userns.as_ref().map(|maps| maps.gids.host);
         for dir in [&pod_dir, &data_dir] {
-            std::fs::create_dir_all(dir)
+            super::dirs::private_dir(dir, userns_gid)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
             let dir = dir.clone();
             undo.push("pod directory", move || {

@@ -89,6 +89,7 @@ fn check(pid: u32, root_dir: &Path) -> Result<(), String> {
     }
     let dir = root_dir.join("userns-probe");
     let _ = std::fs::remove_dir_all(&dir);
+    super::dirs::private_dir(&dir, None).map_err(|e| e.to_string())?;
     let (lower, upper, work, merged) = (
         dir.join("lower"),
         dir.join("upper"),

@@ -10,6 +10,7 @@
 use std::fmt::Display;
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -131,6 +132,7 @@ fn redirect_stdio(log: &Path) -> Result<(), StartupError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log)
         .map_err(StartupError::io("open", log))?;
     let null = std::fs::File::open("/dev/null").map_err(StartupError::io("open", "/dev/null"))?;

@@ -235,6 +235,19 @@ fn unset_resources_add_only_device_rules() {
     }
 }
 
+/// UpdateContainerResources must not reset the device policy (a privileged container or one
+/// with CRI devices would lose them).
+#[test]
+fn updated_resources_carry_no_device_rules() {
+    let r = LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        ..Default::default()
+    };
+    let out = crate::spec::container_resources(&r, &crate::spec::Host::default()).unwrap();
+    assert_eq!(out.devices(), &None);
+    assert!(out.memory().is_some());
+}
+
 #[test]
 fn negative_shares_and_periods_are_errors() {
     for (shares, period, field) in [(-2, 0, "cpu_shares"), (0, -1, "cpu_period")] {

@@ -144,12 +144,16 @@ pub struct Host {
     pub capabilities: Option<oci_spec::runtime::Capabilities>,
 }
 
-/// The cgroup resources of CRI container resources (for UpdateContainerResources).
+/// The cgroup resources of CRI container resources (for UpdateContainerResources). No device
+/// rules: the container keeps the policy it was created with (its CRI devices, or all devices
+/// when privileged).
 pub fn container_resources(
     cri: &k8s_cri::v1::LinuxContainerResources,
     host: &Host,
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
-    linux::resources(Some(cri), &[], false, host.swap_controller)
+    let mut resources = linux::resources(Some(cri), &[], false, host.swap_controller)?;
+    resources.set_devices(None);
+    Ok(resources)
 }
 
 /// Builds the OCI runtime spec of a container. Pure: same inputs, same spec.

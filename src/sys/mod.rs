@@ -2,6 +2,7 @@
 //! `nix` nor `std` expose safely. Every `unsafe` block carries a `// SAFETY:` comment. This module
 //! imports nothing of berth.
 
+pub mod bpf;
 pub mod caps;
 pub mod fd;
 pub mod fork;

@@ -4,6 +4,7 @@
 
 pub mod host;
 pub mod network;
+pub mod node_image;
 pub mod pods;
 pub mod raw_h2;
 pub mod registry;
