@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod fake_registry;
 pub mod network;
 pub mod pods;
 pub mod registry;
@@ -76,6 +77,11 @@ impl Daemon {
         berth::client::connect(&self.socket)
             .await
             .expect("connect to berthd")
+    }
+
+    /// berthd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills berthd with SIGKILL: no cleanup at all, like a crash.
