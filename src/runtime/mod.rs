@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 mod exits;
 pub mod handlers;
+mod image_etc;
 pub mod image_volumes;
 pub mod metrics;
 pub mod records;
