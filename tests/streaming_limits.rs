@@ -185,3 +185,67 @@ async fn port_forward_connections_do_not_each_take_a_thread() {
         .await
         .expect("berthd still answers");
 }
+
+/// Each thread of `pid`: (name, network namespace link).
+fn thread_netns(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let ns = std::fs::read_link(t.path().join("ns/net")).unwrap_or_default();
+            (name.trim().to_string(), ns.display().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_pod_namespace_socket_thread_returns_to_berthds_namespace() {
+    let d = Daemon::start("");
+    let mut cri = d.client().await;
+    let logs = d.dir.path().join("logs");
+    let pod = run_pod(
+        &mut cri,
+        pod_config_with_namespaces("pfnetns", &logs, api::NamespaceOption::default()),
+    )
+    .await;
+    let local = free_port();
+    let endpoint = format!("unix://{}", d.socket.display());
+    let mut crictl = Command::new("/root/go/bin/crictl")
+        .args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+        ])
+        .args(["port-forward", &pod.id, &format!("{local}:1")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run crictl");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let made = loop {
+        // Nothing listens on port 1 in the pod: the connection is refused there, but its socket
+        // was made in the pod's namespace by berthd's socket thread.
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", local)) {
+            let _ = closed_within(&mut s, Duration::from_secs(5));
+        }
+        let threads = thread_netns(d.pid());
+        if threads.iter().any(|(name, _)| name == "berth-netns-soc") {
+            break threads;
+        }
+        assert!(Instant::now() < deadline, "no socket thread: {threads:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = crictl.kill();
+    let _ = crictl.wait();
+    let own = std::fs::read_link(format!("/proc/{}/ns/net", d.pid())).unwrap();
+    for (name, ns) in made {
+        assert_eq!(
+            ns,
+            own.display().to_string(),
+            "thread {name} stayed in another namespace"
+        );
+    }
+}
