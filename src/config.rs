@@ -81,6 +81,11 @@ pub struct StreamingConfig {
     pub address: String,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<StreamingTls>,
+    /// Connections open at once (upgraded sessions included); more are closed on accept.
+    pub max_connections: usize,
+    /// How long a client may take for its TLS handshake and for sending each request header.
+    #[serde(with = "humantime_serde_compat")]
+    pub handshake_timeout: Duration,
 }
 
 impl Default for StreamingConfig {
@@ -88,6 +93,8 @@ impl Default for StreamingConfig {
         StreamingConfig {
             address: "127.0.0.1:0".into(),
             tls: None,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -403,6 +410,12 @@ impl Config {
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return invalid("log.level", &format!("{:?}: {e}", self.log.level));
         }
+        if self.streaming.max_connections == 0 {
+            return invalid("streaming.max_connections", "must be at least 1");
+        }
+        if self.streaming.handshake_timeout.is_zero() {
+            return invalid("streaming.handshake_timeout", "must be longer than zero");
+        }
         if self.image.max_concurrent_downloads == 0 {
             return invalid("image.max_concurrent_downloads", "must be at least 1");
         }
@@ -537,6 +550,14 @@ mod tests {
                 "no_progress_timeout",
             ),
             ("image:\n  connect_timeout: 0s\n", "image.connect_timeout"),
+            (
+                "streaming:\n  max_connections: 0\n",
+                "streaming.max_connections",
+            ),
+            (
+                "streaming:\n  handshake_timeout: 0s\n",
+                "streaming.handshake_timeout",
+            ),
             ("log:\n  format: xml\n", "xml"),
             ("log:\n  level: \"info,,=[\"\n", "log.level"),
             (

@@ -70,11 +70,21 @@ pub async fn pull_image(
 }
 
 /// CRI AuthConfig to registry credentials: username/password, else the base64 `auth` pair,
-/// else an identity (refresh) token, else a registry (bearer) token.
+/// else an identity (refresh) token, else a registry (bearer) token. Credentials whose
+/// `server_address` names another registry are not used at all (as containerd does): the pull
+/// goes on anonymously.
 fn credentials(
     image: &ImageRef,
     auth: api::AuthConfig,
 ) -> Result<Option<Credentials>, PullImageError> {
+    if !auth.server_address.is_empty() && !same_registry(&auth.server_address, image.registry()) {
+        tracing::debug!(
+            image = %image,
+            server_address = %auth.server_address,
+            "pull credentials are for another registry; not used"
+        );
+        return Ok(None);
+    }
     if !auth.username.is_empty() {
         return Ok(Some(Credentials::Basic {
             username: auth.username,
@@ -102,6 +112,25 @@ fn credentials(
         return Ok(Some(Credentials::RegistryToken(auth.registry_token)));
     }
     Ok(None)
+}
+
+/// Whether `server_address` (`host[:port]`, optionally with a scheme and a path, as kubelet
+/// passes it) names `registry`. Docker Hub answers to its several names.
+fn same_registry(server_address: &str, registry: &str) -> bool {
+    let rest = server_address
+        .split_once("://")
+        .map_or(server_address, |(_, rest)| rest);
+    let host = rest.split('/').next().unwrap_or_default();
+    let canonical = |h: &str| {
+        let h = h.to_ascii_lowercase();
+        match h.as_str() {
+            "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+                "docker.io".to_string()
+            }
+            _ => h,
+        }
+    };
+    !host.is_empty() && canonical(host) == canonical(registry)
 }
 
 /// The caller's deadline from the `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
@@ -138,6 +167,36 @@ mod tests {
         }
         m.insert("grpc-timeout", "x".parse().unwrap());
         assert_eq!(grpc_timeout(&m), None);
+    }
+
+    #[test]
+    fn server_address_must_name_the_registry() {
+        for (address, registry, same) in [
+            ("r.io", "r.io", true),
+            ("https://r.io", "r.io", true),
+            ("https://R.io/v1/", "r.io", true),
+            ("127.0.0.1:5000", "127.0.0.1:5000", true),
+            ("127.0.0.1:5001", "127.0.0.1:5000", false),
+            ("https://index.docker.io/v1/", "docker.io", true),
+            ("registry-1.docker.io", "docker.io", true),
+            ("other.io", "r.io", false),
+            ("https://", "r.io", false),
+        ] {
+            assert_eq!(
+                same_registry(address, registry),
+                same,
+                "{address} vs {registry}"
+            );
+        }
+        let image: ImageRef = "r.io/a".parse().unwrap();
+        let auth = |address: &str| api::AuthConfig {
+            username: "u".into(),
+            password: "p".into(),
+            server_address: address.into(),
+            ..Default::default()
+        };
+        assert_eq!(credentials(&image, auth("other.io")).unwrap(), None);
+        assert!(credentials(&image, auth("https://r.io")).unwrap().is_some());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use k8s_cri::v1 as api;
 
 use super::events::EventKind;
+use super::image_etc;
 use super::intents::Intent;
 use super::records::{
     ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
@@ -178,11 +179,8 @@ impl Runtime {
         let (spec_config, image_volumes) =
             self.mount_image_volumes(&config, &bundle, userns, undo)?;
         let image_config = self.image_config(image)?;
-        let user = resolve_user(
-            &user_string(&config, &image_config)?,
-            &read_in_root(&rootfs, "etc/passwd"),
-            &read_in_root(&rootfs, "etc/group"),
-        )?;
+        let (passwd, group) = image_etc::passwd_and_group(&rootfs).await?;
+        let user = resolve_user(&user_string(&config, &image_config)?, &passwd, &group)?;
         let cgroup_path = cgroup_path(sandbox_config, id);
         let spec = container_spec(&ContainerInputs {
             container: &spec_config,
@@ -399,26 +397,6 @@ fn log_path(sandbox: &api::PodSandboxConfig, container: &api::ContainerConfig) -
     Path::new(&sandbox.log_directory).join(&container.log_path)
 }
 
-/// Reads a file of the container's rootfs without following symlinks out of it; missing or
-/// unreadable files read as empty (an image without /etc/passwd).
-fn read_in_root(rootfs: &Path, path: &str) -> String {
-    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
-    let Ok(root) = std::fs::File::open(rootfs) else {
-        return String::new();
-    };
-    let fd = openat2(
-        &root,
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    );
-    let Ok(fd) = fd else { return String::new() };
-    let mut text = String::new();
-    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text);
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,21 +420,5 @@ mod tests {
             log_path(&pod, &c),
             PathBuf::from("/var/log/pods/x/app/0.log")
         );
-    }
-
-    #[test]
-    fn files_are_read_inside_the_rootfs_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::write(dir.path().join("secret"), "host").unwrap();
-        std::os::unix::fs::symlink("../../secret", root.join("etc/passwd")).unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-        assert_eq!(
-            read_in_root(&root, "etc/passwd"),
-            "",
-            "the symlink resolves inside the root"
-        );
-        assert_eq!(read_in_root(&root, "etc/group"), "root:x:0:\n");
     }
 }

@@ -1,14 +1,18 @@
 //! The streaming server's HTTP/1.1 side: one URL per session (`/exec/<token>`, `/attach/<token>`,
 //! `/portforward/<token>`), protocol negotiation, and the upgrade to SPDY/3.1 or WebSocket.
+//! Connections are capped, and a TLS handshake or request header that takes too long ends its
+//! connection.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::{Server, Session, portforward, remotecommand, websocket};
@@ -33,42 +37,71 @@ pub const WS_COMMAND: [&str; 5] = [
 /// PortForward over WebSocket: SPDY tunnelled in binary messages (kubectl 1.30+, crictl).
 pub const WS_PORT_FORWARD: [&str; 1] = ["SPDY/3.1+portforward.k8s.io"];
 
+/// A connection's share of the cap, held until the connection and any session upgraded from
+/// it are done.
+type Slot = Arc<OwnedSemaphorePermit>;
+
+/// What bounds the connections of one server.
+pub struct Limits {
+    pub max_connections: usize,
+    /// For the TLS handshake and for each request header.
+    pub handshake_timeout: Duration,
+}
+
 /// Accepts connections until the listener fails; with `tls`, each does its handshake first.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<Server>) {
+/// Connections past `limits.max_connections` are closed at once.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    server: Arc<Server>,
+    limits: Limits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let timeout = limits.handshake_timeout;
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::warn!("streaming server: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "streaming server: connection cap reached, closing");
+            drop(tcp);
+            continue;
+        };
+        let slot = Arc::new(slot);
         let _ = tcp.set_nodelay(true);
         let server = server.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(tcp, server).await,
-                Some(tls) => match tls.accept(tcp).await {
-                    Ok(stream) => serve_connection(stream, server).await,
-                    Err(e) => tracing::debug!("streaming server: TLS handshake: {e}"),
+                None => serve_connection(tcp, server, slot, timeout).await,
+                Some(tls) => match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, server, slot, timeout).await,
+                    Ok(Err(e)) => tracing::debug!("streaming server: TLS handshake: {e}"),
+                    Err(_) => tracing::debug!(%peer, "streaming server: TLS handshake timed out"),
                 },
             }
         });
     }
 }
 
-/// Serves HTTP/1.1 requests (and their upgrades) on one connection.
-async fn serve_connection<I>(io: I, server: Arc<Server>)
+/// Serves HTTP/1.1 requests (and their upgrades) on one connection; a request header must
+/// arrive within `timeout`.
+async fn serve_connection<I>(io: I, server: Arc<Server>, slot: Slot, timeout: Duration)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
-        let server = server.clone();
-        async move { Ok::<_, Infallible>(route(&server, req)) }
+        let (server, slot) = (server.clone(), slot.clone());
+        async move { Ok::<_, Infallible>(route(&server, req, slot)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let _ = conn.await;
@@ -94,7 +127,7 @@ fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn route(server: &Arc<Server>, req: Request<Incoming>) -> Response<String> {
+fn route(server: &Arc<Server>, req: Request<Incoming>, slot: Slot) -> Response<String> {
     let mut parts = req.uri().path().trim_matches('/').split('/');
     let (Some(kind), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
         return reply(StatusCode::NOT_FOUND, "no such streaming session");
@@ -116,10 +149,10 @@ fn route(server: &Arc<Server>, req: Request<Incoming>) -> Response<String> {
         .join(",")
         .to_ascii_lowercase();
     if upgrade.contains("websocket") {
-        return websocket_upgrade(server, session, req);
+        return websocket_upgrade(server, session, req, slot);
     }
     if upgrade.contains("spdy/3.1") {
-        return spdy_upgrade(server, session, req);
+        return spdy_upgrade(server, session, req, slot);
     }
     reply(
         StatusCode::BAD_REQUEST,
@@ -131,6 +164,7 @@ fn spdy_upgrade(
     server: &Arc<Server>,
     session: Session,
     req: Request<Incoming>,
+    slot: Slot,
 ) -> Response<String> {
     let supported: &[&str] = match session {
         Session::PortForward(_) => &SPDY_PORT_FORWARD,
@@ -163,6 +197,7 @@ fn spdy_upgrade(
     };
     let server = server.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
@@ -192,6 +227,7 @@ fn websocket_upgrade(
     server: &Arc<Server>,
     session: Session,
     req: Request<Incoming>,
+    slot: Slot,
 ) -> Response<String> {
     let Some(key) = req.headers().get("sec-websocket-key") else {
         return reply(StatusCode::BAD_REQUEST, "websocket upgrade without a key");
@@ -217,6 +253,7 @@ fn websocket_upgrade(
     };
     let server = server.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };

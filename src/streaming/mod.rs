@@ -4,6 +4,7 @@
 //! connects to localhost inside the pod's network namespace. `docs/streaming.md` describes it.
 
 mod http;
+mod netns_socket;
 mod portforward;
 mod remotecommand;
 pub mod spdy;
@@ -141,7 +142,11 @@ impl Server {
             ),
             address: local,
         });
-        tokio::spawn(http::serve(listener, tls, server.clone()));
+        let limits = http::Limits {
+            max_connections: config.max_connections,
+            handshake_timeout: config.handshake_timeout,
+        };
+        tokio::spawn(http::serve(listener, tls, server.clone(), limits));
         tracing::info!(address = %local, "streaming server listening");
         Ok(server)
     }

@@ -1,7 +1,8 @@
 //! PortForward over SPDY (`portforward.k8s.io`, also inside the WebSocket tunnel): the client
 //! opens an error and a data stream per connection (headers `streamType`, `port`,
 //! `requestID`); each pair becomes a TCP connection to localhost:port inside the pod's network
-//! namespace, with errors reported on the error stream. Any number run at once.
+//! namespace, with errors reported on the error stream. Any number run at once, each on async
+//! tasks only.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,9 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::PortForward;
+use super::netns_socket;
 use super::spdy::{Connection, SpdyStream};
 
 /// How long connecting to the port may take.
@@ -118,34 +120,34 @@ async fn forward(pf: PortForward, error: SpdyStream, mut data: SpdyStream) {
 }
 
 /// Connects to localhost:`port` (IPv4, then IPv6) inside `netns` (`None` = the host's). The
-/// socket is made on a thread of its own that enters the namespace and then ends, so no
-/// runtime thread ever changes namespace; a socket stays in the namespace it was made in.
+/// socket is made in the namespace ([`netns_socket`]); the connect itself is async, so a port
+/// that never answers holds a task, not a thread.
 async fn connect(netns: Option<PathBuf>, port: u16) -> std::io::Result<TcpStream> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("berth-portfwd".into())
-        .spawn(move || {
-            let _ = tx.send(connect_in(netns.as_deref(), port));
-        })?;
-    let stream = rx
-        .await
-        .map_err(|_| std::io::Error::other("port-forward connect thread died"))??;
-    stream.set_nonblocking(true)?;
-    TcpStream::from_std(stream)
-}
-
-fn connect_in(netns: Option<&Path>, port: u16) -> std::io::Result<std::net::TcpStream> {
-    if let Some(path) = netns {
-        let ns = std::fs::File::open(path)?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| std::io::Error::other(format!("enter {}: {e}", path.display())))?;
-    }
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    match std::net::TcpStream::connect_timeout(&v4, CONNECT_TIMEOUT) {
+    match connect_to(netns.as_deref(), v4).await {
         Ok(s) => Ok(s),
         Err(e4) => {
             let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
-            std::net::TcpStream::connect_timeout(&v6, CONNECT_TIMEOUT).map_err(|_| e4)
+            connect_to(netns.as_deref(), v6).await.map_err(|_| e4)
         }
     }
+}
+
+async fn connect_to(netns: Option<&Path>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match netns {
+        None if addr.is_ipv4() => TcpSocket::new_v4()?,
+        None => TcpSocket::new_v6()?,
+        Some(path) => {
+            let fd = netns_socket::tcp_socket_in(path, addr.is_ipv4()).await?;
+            TcpSocket::from_std_stream(std::net::TcpStream::from(fd))
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out after {CONNECT_TIMEOUT:?}"),
+            )
+        })?
 }

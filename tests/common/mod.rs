@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod host;
+pub mod fake_registry;
 pub mod network;
 pub mod node_image;
 pub mod pods;
@@ -79,6 +80,11 @@ impl Daemon {
         berth::client::connect(&self.socket)
             .await
             .expect("connect to berthd")
+    }
+
+    /// berthd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills berthd with SIGKILL: no cleanup at all, like a crash.

@@ -28,7 +28,8 @@ pub(super) struct BlobSource {
     pub repository: String,
     pub credentials: Option<Credentials>,
     pub digest: Digest,
-    /// The descriptor size; 0 means unknown (the body's end is the blob's end).
+    /// The descriptor size: exactly this many bytes are handed out (0 is an empty blob), and a
+    /// registry that sends more gets [`RegistryError::BlobTooLarge`].
     pub size: u64,
 }
 
@@ -130,7 +131,7 @@ impl BlobSource {
                     Ok(mut open) => loop {
                         let chunk = match self.next_chunk(&mut open.body).await {
                             Ok(Some(chunk)) => skip_prefix(chunk, &mut open.skip),
-                            Ok(None) if self.size == 0 => return,
+                            Ok(None) if delivered == self.size => return,
                             Ok(None) => break Cause::Truncated { delivered, size: self.size },
                             Err(cause) => break cause,
                         };
@@ -138,14 +139,14 @@ impl BlobSource {
                             continue;
                         }
                         let len = chunk.len() as u64;
-                        if self.size > 0 && delivered + len > self.size {
+                        if delivered + len > self.size {
                             yield Err(self.too_large());
                             return;
                         }
                         delivered += len;
                         failures = 0;
                         yield Ok(chunk);
-                        if self.size > 0 && delivered == self.size {
+                        if delivered == self.size {
                             // A body that goes on past the size is wrong even if we stop here.
                             if let Ok(Some(_)) = self.next_chunk(&mut open.body).await {
                                 yield Err(self.too_large());

@@ -53,12 +53,13 @@ pub(super) struct Endpoint {
 impl Endpoint {
     /// `scheme://host/v2/<path>`.
     pub fn url(&self, path: &str) -> String {
-        let scheme = if self.secure && !self.fell_back.load(Ordering::Relaxed) {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.is_https() { "https" } else { "http" };
         format!("{scheme}://{}/v2/{path}", self.host)
+    }
+
+    /// Whether requests to this endpoint go over TLS (https, and no fallback to http happened).
+    pub fn is_https(&self) -> bool {
+        self.secure && !self.fell_back.load(Ordering::Relaxed)
     }
 
     /// After an https connection failure (not TLS, or no connection in time): switches a loopback

@@ -96,8 +96,8 @@ pub trait Registry: Send + Sync {
 
     /// Streams the blob from byte 0; the stream resumes internally after a broken connection.
     /// `size` is the descriptor's size: the stream ends after exactly that many bytes, and more
-    /// is an error; 0 means unknown, and the stream ends where the registry's body does. The
-    /// caller verifies the digest.
+    /// is an error — also for a size of 0, which is an empty blob, never "unknown". The caller
+    /// verifies the digest.
     fn fetch_blob<'a>(
         &'a self,
         image: &'a ImageRef,

@@ -1,7 +1,8 @@
 //! Sending one registry request: authentication on 401 (Basic, or a Bearer token from the
-//! realm the registry names), retries with exponential backoff on connection failures, 408, 429
-//! and 5xx, and a no-progress timeout on waiting for the answer (connecting has its own bound,
-//! set on the endpoint's client). There is no total timeout.
+//! realm the registry names — an https realm when the registry is reached over https), retries
+//! with exponential backoff on connection failures, 408, 429 and 5xx, and a no-progress timeout
+//! on waiting for the answer (connecting has its own bound, set on the endpoint's client). There
+//! is no total timeout.
 
 use std::time::Duration;
 
@@ -130,6 +131,15 @@ impl Transport {
             subject.bad_response(&endpoint.host, format!("token realm {realm:?}: {e}"))
         })?;
         let realm_host = url.host_str().unwrap_or_default().to_string();
+        // The token request carries the caller's credentials (or trades a refresh token): a
+        // registry reached over TLS cannot send them to a realm in clear text.
+        if endpoint.is_https() && url.scheme() != "https" {
+            let reason = format!(
+                "token realm {realm} is not https; credentials for a TLS registry are never sent \
+                 over plain http"
+            );
+            return Err(subject.unauthorized(&endpoint.host, reason));
+        }
         if !matches!(credentials, Some(Credentials::IdentityToken(_))) {
             let mut query = url.query_pairs_mut();
             if let Some(service) = &service {

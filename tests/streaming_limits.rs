@@ -1,0 +1,251 @@
+//! The streaming server against clients that hold its resources: a request header sent by
+//! halves, a TLS handshake never finished, more idle connections than the cap, and many
+//! port-forward connections to a port that never answers. Root (pods) for the last one.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::cri::api;
+use common::Daemon;
+use common::fake_registry::status_field;
+use common::pods::{pod_config_with_namespaces, run_pod};
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// berthd with its streaming server on a known port.
+fn daemon(streaming_extra: &str) -> (Daemon, u16) {
+    let port = free_port();
+    let d = Daemon::start(&format!(
+        "streaming:\n  address: \"127.0.0.1:{port}\"\n{streaming_extra}"
+    ));
+    (d, port)
+}
+
+/// Waits up to `limit` for the server to close `s`; returns how long that took, or None.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            // A 408 or other answer before the close is fine; keep reading to the close.
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some(started.elapsed()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_request_headers_are_cut_off() {
+    let (_d, port) = daemon("");
+    let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half.write_all(b"GET /exec/abc HTTP/1.1\r\nHost: a")
+        .unwrap();
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (what, s) in [("half a header", &mut half), ("nothing", &mut silent)] {
+        let took = closed_within(s, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{what}: connection still open after 20s"));
+        assert!(
+            took < Duration::from_secs(13),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unfinished_tls_handshakes_are_cut_off() {
+    let certs = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert_file, key_file) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let (_d, port) = daemon(&format!(
+        "  tls:\n    cert_file: {}\n    key_file: {}\n",
+        cert_file.display(),
+        key_file.display()
+    ));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The first bytes of a ClientHello record, and then nothing.
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let took =
+        closed_within(&mut s, Duration::from_secs(20)).expect("handshake still open after 20s");
+    assert!(took < Duration::from_secs(13), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed() {
+    let (_d, port) = daemon("  max_connections: 4\n");
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let took = closed_within(&mut extra, Duration::from_secs(3));
+    assert!(took.is_some(), "a fifth connection was kept open");
+    // One of the four leaves: a new connection is served again.
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut next = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    next.write_all(b"GET /exec/nope HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = next.read(&mut buf).expect("served");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+/// A loopback listener that never accepts, with its one-connection queue already full: a
+/// connect to it waits (its SYN is dropped) until the connector gives up.
+fn stuck_listener() -> (std::net::TcpListener, TcpStream, u16) {
+    use nix::sys::socket::{Backlog, listen};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Listening again only changes the queue's length.
+    listen(&listener.as_fd(), Backlog::new(0).unwrap()).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let filler = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let probe = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    );
+    assert!(probe.is_err(), "the listener's queue is not full");
+    (listener, filler, port)
+}
+
+#[tokio::test]
+async fn port_forward_connections_do_not_each_take_a_thread() {
+    let d = Daemon::start("");
+    let mut cri = d.client().await;
+    let host_network = api::NamespaceOption {
+        network: api::NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    let logs = d.dir.path().join("logs");
+    let pod = run_pod(
+        &mut cri,
+        pod_config_with_namespaces("pfthreads", &logs, host_network),
+    )
+    .await;
+    let (_listener, _filler, stuck) = stuck_listener();
+    let local = free_port();
+    let endpoint = format!("unix://{}", d.socket.display());
+    let mut crictl = Command::new("/root/go/bin/crictl")
+        .args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+        ])
+        .args(["port-forward", &pod.id, &format!("{local}:{stuck}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run crictl");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut clients = vec![];
+    while clients.is_empty() {
+        match TcpStream::connect(("127.0.0.1", local)) {
+            Ok(s) => clients.push(s),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("crictl port-forward did not listen: {e}"),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let before = status_field(d.pid(), "Threads:");
+    for _ in 0..64 {
+        clients.push(TcpStream::connect(("127.0.0.1", local)).unwrap());
+    }
+    // Every one of them is now waiting on a connect that will not finish for seconds.
+    std::thread::sleep(Duration::from_secs(2));
+    let during = status_field(d.pid(), "Threads:");
+    let _ = crictl.kill();
+    let _ = crictl.wait();
+    assert!(
+        during < before + 8,
+        "berthd went from {before} to {during} threads for 64 port-forward connections"
+    );
+    let mut cri = d.client().await;
+    cri.runtime
+        .version(api::VersionRequest::default())
+        .await
+        .expect("berthd still answers");
+}
+
+/// Each thread of `pid`: (name, network namespace link).
+fn thread_netns(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let ns = std::fs::read_link(t.path().join("ns/net")).unwrap_or_default();
+            (name.trim().to_string(), ns.display().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_pod_namespace_socket_thread_returns_to_berthds_namespace() {
+    let d = Daemon::start("");
+    let mut cri = d.client().await;
+    let logs = d.dir.path().join("logs");
+    let pod = run_pod(
+        &mut cri,
+        pod_config_with_namespaces("pfnetns", &logs, api::NamespaceOption::default()),
+    )
+    .await;
+    let local = free_port();
+    let endpoint = format!("unix://{}", d.socket.display());
+    let mut crictl = Command::new("/root/go/bin/crictl")
+        .args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+        ])
+        .args(["port-forward", &pod.id, &format!("{local}:1")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run crictl");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let made = loop {
+        // Nothing listens on port 1 in the pod: the connection is refused there, but its socket
+        // was made in the pod's namespace by berthd's socket thread.
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", local)) {
+            let _ = closed_within(&mut s, Duration::from_secs(5));
+        }
+        let threads = thread_netns(d.pid());
+        if threads.iter().any(|(name, _)| name == "berth-netns-soc") {
+            break threads;
+        }
+        assert!(Instant::now() < deadline, "no socket thread: {threads:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = crictl.kill();
+    let _ = crictl.wait();
+    let own = std::fs::read_link(format!("/proc/{}/ns/net", d.pid())).unwrap();
+    for (name, ns) in made {
+        assert_eq!(
+            ns,
+            own.display().to_string(),
+            "thread {name} stayed in another namespace"
+        );
+    }
+}
