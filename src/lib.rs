@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cri;
+pub mod cri_api;
 pub mod error;
 pub mod exec;
 pub mod image;

@@ -1,6 +1,10 @@
 //! Records written before the CRI v0.37 upgrade still read back: `tests/fixtures/meta-cri-v0.32.redb`
 //! was written by berth on CRI v0.32 types (k8s-cri 0.11) and holds one pod and one container
-//! record with every field set; this test opens it with today's types and compares every field.
+//! record with every field set; this test opens it with today's types and compares every field
+//! (`KeyValue.value` became `bytes`; fields CRI added since read as their defaults).
+
+// The fixture sets the deprecated fields too: they are stored like any other.
+#![allow(deprecated)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,7 +30,7 @@ fn resources(base: i64) -> api::LinuxContainerResources {
         cpu_period: base + 100_000,
         cpu_quota: base + 50_000,
         cpu_shares: base + 512,
-        memory_limit_in_bytes: base + 64 << 20,
+        memory_limit_in_bytes: (base + 64) << 20,
         oom_score_adj: 10,
         cpuset_cpus: "0-1".into(),
         cpuset_mems: "0".into(),
@@ -35,7 +39,7 @@ fn resources(base: i64) -> api::LinuxContainerResources {
             limit: 4 << 20,
         }],
         unified: map(&[("memory.high", "50000000")]),
-        memory_swap_limit_in_bytes: base + 128 << 20,
+        memory_swap_limit_in_bytes: (base + 128) << 20,
     }
 }
 
@@ -88,7 +92,7 @@ fn image_spec(name: &str) -> api::ImageSpec {
 }
 
 /// The pod record the fixture holds.
-pub fn sandbox() -> SandboxRecord {
+fn sandbox() -> SandboxRecord {
     use api::security_profile::ProfileType;
     SandboxRecord {
         id: POD_ID.into(),
@@ -154,7 +158,7 @@ pub fn sandbox() -> SandboxRecord {
 }
 
 /// The container record the fixture holds.
-pub fn container() -> ContainerRecord {
+fn container() -> ContainerRecord {
     use api::security_profile::ProfileType;
     ContainerRecord {
         id: CTR_ID.into(),
@@ -181,15 +185,15 @@ pub fn container() -> ContainerRecord {
             envs: vec![
                 api::KeyValue {
                     key: "PATH".into(),
-                    value: "/bin:/usr/bin".into(),
+                    value: b"/bin:/usr/bin".to_vec(),
                 },
                 api::KeyValue {
                     key: "GREETING".into(),
-                    value: "grüß dich ✓".into(),
+                    value: "grüß dich ✓".as_bytes().to_vec(),
                 },
                 api::KeyValue {
                     key: "EMPTY".into(),
-                    value: "".into(),
+                    value: vec![],
                 },
             ],
             mounts: vec![
@@ -212,6 +216,8 @@ pub fn container() -> ContainerRecord {
                     recursive_read_only: true,
                     image: None,
                     image_sub_path: "".into(),
+                    // CRI v0.37; not in the v0.32 record, so read as its default.
+                    mount_options: vec![],
                 },
                 api::Mount {
                     container_path: "/tools".into(),
@@ -261,6 +267,8 @@ pub fn container() -> ContainerRecord {
             cdi_devices: vec![api::CdiDevice {
                 name: "vendor.com/gpu=0".into(),
             }],
+            // CRI v0.37; not in the v0.32 record, so read as its default.
+            stop_signal: api::Signal::RuntimeDefault as i32,
         },
         image_id: "sha256:aaaa".into(),
         image_name: "127.0.0.1:5000/library/busybox:latest".into(),
@@ -282,21 +290,6 @@ pub fn container() -> ContainerRecord {
             mount_dir: "/run/berth/containers/2222/image-volumes/0".into(),
         }],
     }
-}
-
-/// Writes the fixture; run once, on the commit before the CRI v0.37 switch:
-/// `cargo test --test store_compat write_fixture -- --ignored`.
-#[test]
-#[ignore = "writes tests/fixtures/meta-cri-v0.32.redb; run only with the CRI v0.32 types"]
-fn write_fixture() {
-    let _ = std::fs::remove_file(FIXTURE);
-    let store = Store::open(std::path::Path::new(FIXTURE)).unwrap();
-    store
-        .write(|w| {
-            w.put(Table::Sandboxes, POD_ID, &sandbox())?;
-            w.put(Table::Containers, CTR_ID, &container())
-        })
-        .unwrap();
 }
 
 #[test]

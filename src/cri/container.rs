@@ -120,6 +120,7 @@ pub fn to_status(c: &ContainerRecord) -> api::ContainerStatus {
                     .collect(),
             }),
         }),
+        stop_signal: 0,
     }
 }
 

@@ -1,11 +1,25 @@
 //! The ImageService trait: each method hands its request to the file that implements the RPC.
 
+use std::pin::Pin;
+
+use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, image_pull, image_query, image_remove, reply};
+use super::{Cri, api, image_pull, image_query, image_remove, reply, unimplemented};
+
+type ImageReplies = Pin<Box<dyn Stream<Item = Result<api::StreamImagesResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl api::image_service_server::ImageService for Cri {
+    type StreamImagesStream = ImageReplies;
+
+    async fn stream_images(
+        &self,
+        _request: Request<api::StreamImagesRequest>,
+    ) -> Result<Response<ImageReplies>, Status> {
+        unimplemented("StreamImages", "the streaming list RPCs are not wired yet")
+    }
+
     async fn list_images(
         &self,
         request: Request<api::ListImagesRequest>,

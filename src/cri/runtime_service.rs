@@ -10,9 +10,23 @@ use super::{Cri, api, container, events, reply, sandbox, stats, streaming, unimp
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
+/// A server-streaming reply.
+type Replies<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Why the checkpoint RPCs answer Unimplemented.
+const CRIU: &str = "checkpoint and restore need CRIU support, which berth does not have";
+
+/// Why the Stream* list RPCs answer Unimplemented for now.
+const NOT_YET: &str = "the streaming list RPCs are not wired yet";
+
 #[tonic::async_trait]
 impl api::runtime_service_server::RuntimeService for Cri {
     type GetContainerEventsStream = EventStream;
+    type StreamPodSandboxesStream = Replies<api::StreamPodSandboxesResponse>;
+    type StreamContainersStream = Replies<api::StreamContainersResponse>;
+    type StreamContainerStatsStream = Replies<api::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = Replies<api::StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = Replies<api::StreamPodSandboxMetricsResponse>;
 
     async fn get_container_events(
         &self,
@@ -184,7 +198,10 @@ impl api::runtime_service_server::RuntimeService for Cri {
         &self,
         _request: Request<api::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {
-        unimplemented("UpdateRuntimeConfig")
+        unimplemented(
+            "UpdateRuntimeConfig",
+            "pod CIDR updates are not handled yet",
+        )
     }
 
     async fn status(
@@ -204,7 +221,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
         &self,
         _request: Request<api::CheckpointContainerRequest>,
     ) -> Result<Response<api::CheckpointContainerResponse>, Status> {
-        unimplemented("CheckpointContainer")
+        unimplemented("CheckpointContainer", CRIU)
     }
 
     async fn list_metric_descriptors(
@@ -228,5 +245,64 @@ impl api::runtime_service_server::RuntimeService for Cri {
         Ok(Response::new(super::runtime_config::runtime_config(
             &self.ctx.config,
         )))
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        _request: Request<api::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        unimplemented("StreamPodSandboxes", NOT_YET)
+    }
+
+    async fn stream_containers(
+        &self,
+        _request: Request<api::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        unimplemented("StreamContainers", NOT_YET)
+    }
+
+    async fn stream_container_stats(
+        &self,
+        _request: Request<api::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        unimplemented("StreamContainerStats", NOT_YET)
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _request: Request<api::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        unimplemented("StreamPodSandboxStats", NOT_YET)
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _request: Request<api::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        unimplemented("StreamPodSandboxMetrics", NOT_YET)
+    }
+
+    async fn checkpoint_pod(
+        &self,
+        _request: Request<api::CheckpointPodRequest>,
+    ) -> Result<Response<api::CheckpointPodResponse>, Status> {
+        unimplemented("CheckpointPod", CRIU)
+    }
+
+    async fn restore_pod(
+        &self,
+        _request: Request<api::RestorePodRequest>,
+    ) -> Result<Response<api::RestorePodResponse>, Status> {
+        unimplemented("RestorePod", CRIU)
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _request: Request<api::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<api::UpdatePodSandboxResourcesResponse>, Status> {
+        unimplemented(
+            "UpdatePodSandboxResources",
+            "pod-level cgroup updates are not handled yet",
+        )
     }
 }

@@ -49,6 +49,8 @@ pub fn status(
             // Merge and Strict are applied by the spec builder; ContainerStatus.user reports
             // the identity actually given to the process.
             supplemental_groups_policy: true,
+            user_namespaces_host_network: false,
+            mount_options: false,
         }),
     }
 }

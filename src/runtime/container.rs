@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 
 use super::events::EventKind;
 use super::image_volumes::unmount_image_volumes;

@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch, as CRI timestamps are.

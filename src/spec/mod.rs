@@ -47,7 +47,7 @@ mod userns;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
+use crate::cri_api::{ContainerConfig, PodSandboxConfig};
 use oci_spec::runtime::{Linux, LinuxCapabilities, LinuxDeviceType, Root, Spec};
 
 use crate::image::manifest::ImageConfig;
@@ -146,7 +146,7 @@ pub struct Host {
 
 /// The cgroup resources of CRI container resources (for UpdateContainerResources).
 pub fn container_resources(
-    cri: &k8s_cri::v1::LinuxContainerResources,
+    cri: &crate::cri_api::LinuxContainerResources,
     host: &Host,
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
     linux::resources(Some(cri), &[], false, host.swap_controller)
@@ -220,7 +220,7 @@ fn linux_section(
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|sc| sc.namespace_options.as_ref())
-        .is_some_and(|o| o.pid == k8s_cri::v1::NamespaceMode::Node as i32);
+        .is_some_and(|o| o.pid == crate::cri_api::NamespaceMode::Node as i32);
     userns::check_container(
         sc.and_then(|sc| sc.namespace_options.as_ref()),
         plan.userns.as_ref(),

@@ -1,7 +1,7 @@
 //! The container process: argv merged from the CRI config and the image, environment, working
 //! directory, user, rlimits and OOM score. Capabilities come from [`super::caps`].
 
-use k8s_cri::v1::{ContainerConfig, KeyValue};
+use crate::cri_api::{ContainerConfig, KeyValue};
 use oci_spec::runtime::{LinuxCapabilities, Process, User as OciUser};
 
 use super::{ContainerInputs, SpecError, user};
@@ -91,10 +91,10 @@ pub(super) fn args(
 /// unsets the key.
 pub(super) fn env(image_env: &[String], cri: &[KeyValue], hostname: &str) -> Vec<String> {
     let mut out: Vec<String> = vec![DEFAULT_PATH.to_string(), format!("HOSTNAME={hostname}")];
-    let overrides = image_env
-        .iter()
-        .cloned()
-        .chain(cri.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+    let overrides = image_env.iter().cloned().chain(
+        cri.iter()
+            .map(|kv| format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value))),
+    );
     for entry in overrides {
         let key = entry
             .split_once('=')
@@ -141,7 +141,7 @@ fn oom_score_adj(value: i64) -> Result<i32, SpecError> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::ContainerMetadata;
+    use crate::cri_api::ContainerMetadata;
 
     use super::*;
 
