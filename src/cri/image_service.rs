@@ -1,13 +1,11 @@
 //! The ImageService trait: each method hands its request to the file that implements the RPC.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{Cri, api, image_pull, image_query, image_remove, reply, unimplemented};
+use super::list_stream::{self, Replies};
+use super::{Cri, api, image_pull, image_query, image_remove, reply};
 
-type ImageReplies = Pin<Box<dyn Stream<Item = Result<api::StreamImagesResponse, Status>> + Send>>;
+type ImageReplies = Replies<api::StreamImagesResponse>;
 
 #[tonic::async_trait]
 impl api::image_service_server::ImageService for Cri {
@@ -15,9 +13,9 @@ impl api::image_service_server::ImageService for Cri {
 
     async fn stream_images(
         &self,
-        _request: Request<api::StreamImagesRequest>,
+        request: Request<api::StreamImagesRequest>,
     ) -> Result<Response<ImageReplies>, Status> {
-        unimplemented("StreamImages", "the streaming list RPCs are not wired yet")
+        list_stream::images(&self.ctx, request.into_inner())
     }
 
     async fn list_images(

@@ -9,6 +9,7 @@ mod image_pull;
 mod image_query;
 mod image_remove;
 mod image_service;
+mod list_stream;
 mod metrics;
 mod runtime_config;
 mod runtime_service;
@@ -16,6 +17,7 @@ mod sandbox;
 mod stats;
 mod status;
 mod streaming;
+mod update_runtime_config;
 mod version;
 
 use std::fmt::Display;

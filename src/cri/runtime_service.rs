@@ -6,18 +6,13 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::list_stream::{self, Replies};
 use super::{Cri, api, container, events, reply, sandbox, stats, streaming, unimplemented};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
-/// A server-streaming reply.
-type Replies<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 /// Why the checkpoint RPCs answer Unimplemented.
 const CRIU: &str = "checkpoint and restore need CRIU support, which berth does not have";
-
-/// Why the Stream* list RPCs answer Unimplemented for now.
-const NOT_YET: &str = "the streaming list RPCs are not wired yet";
 
 #[tonic::async_trait]
 impl api::runtime_service_server::RuntimeService for Cri {
@@ -196,12 +191,12 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn update_runtime_config(
         &self,
-        _request: Request<api::UpdateRuntimeConfigRequest>,
+        request: Request<api::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {
-        unimplemented(
-            "UpdateRuntimeConfig",
-            "pod CIDR updates are not handled yet",
-        )
+        reply(super::update_runtime_config::update(
+            &self.ctx.runtime,
+            request.into_inner(),
+        ))
     }
 
     async fn status(
@@ -213,6 +208,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
             &self.ctx.config,
             &self.ctx.runtime.network_readiness(),
             self.ctx.runtime.handlers(),
+            &self.ctx.runtime.pod_cidr.get(),
             verbose,
         )))
     }
@@ -249,37 +245,37 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn stream_pod_sandboxes(
         &self,
-        _request: Request<api::StreamPodSandboxesRequest>,
+        request: Request<api::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        unimplemented("StreamPodSandboxes", NOT_YET)
+        list_stream::pod_sandboxes(&self.ctx, request.into_inner())
     }
 
     async fn stream_containers(
         &self,
-        _request: Request<api::StreamContainersRequest>,
+        request: Request<api::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        unimplemented("StreamContainers", NOT_YET)
+        list_stream::containers(&self.ctx, request.into_inner())
     }
 
     async fn stream_container_stats(
         &self,
-        _request: Request<api::StreamContainerStatsRequest>,
+        request: Request<api::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        unimplemented("StreamContainerStats", NOT_YET)
+        list_stream::container_stats(&self.ctx, request.into_inner())
     }
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _request: Request<api::StreamPodSandboxStatsRequest>,
+        request: Request<api::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        unimplemented("StreamPodSandboxStats", NOT_YET)
+        list_stream::pod_sandbox_stats(&self.ctx, request.into_inner())
     }
 
     async fn stream_pod_sandbox_metrics(
         &self,
         _request: Request<api::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        unimplemented("StreamPodSandboxMetrics", NOT_YET)
+        list_stream::pod_sandbox_metrics(&self.ctx)
     }
 
     async fn checkpoint_pod(
