@@ -13,12 +13,14 @@ mod exits;
 pub mod handlers;
 pub mod image_volumes;
 pub mod metrics;
+pub mod pod_cidr;
 pub mod records;
 mod sandbox;
 mod sandbox_network;
 mod security;
 pub mod shim;
 pub mod stats;
+mod stop_signal;
 mod streaming;
 mod undo;
 pub mod userns_probe;
@@ -64,6 +66,8 @@ pub struct Runtime {
     reserved: Mutex<HashSet<String>>,
     events: broadcast::Sender<events::Event>,
     cpu_samples: stats::CpuSamples,
+    /// The pod CIDR from kubelet's `UpdateRuntimeConfig`.
+    pub pod_cidr: pod_cidr::PodCidr,
 }
 
 impl Runtime {
@@ -104,6 +108,7 @@ impl Runtime {
             reserved: Mutex::default(),
             events: broadcast::channel(events::EVENT_BUFFER).0,
             cpu_samples: stats::CpuSamples::default(),
+            pod_cidr: pod_cidr::PodCidr::default(),
         })
     }
 
