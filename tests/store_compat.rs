@@ -289,6 +289,8 @@ fn container() -> ContainerRecord {
             chain_ids: vec!["sha256:ffff".into()],
             mount_dir: "/run/berth/containers/2222/image-volumes/0".into(),
         }],
+        // Not in the v0.32 record: StopContainer then chooses from the config and the image.
+        stop_signal: 0,
     }
 }
 

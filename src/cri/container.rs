@@ -120,7 +120,8 @@ pub fn to_status(c: &ContainerRecord) -> api::ContainerStatus {
                     .collect(),
             }),
         }),
-        stop_signal: 0,
+        // The signal StopContainer sends first; RuntimeDefault (SIGTERM) for older records.
+        stop_signal: c.stop_signal,
     }
 }
 

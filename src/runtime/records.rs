@@ -147,6 +147,10 @@ pub struct ContainerRecord {
     /// Its image volumes, mounted under the bundle until the container is removed.
     #[serde(default)]
     pub image_volumes: Vec<super::image_volumes::ImageVolume>,
+    /// The CRI `Signal` StopContainer sends first (config, else image, else SIGTERM), chosen at
+    /// creation; 0 (RuntimeDefault) in records written before berth kept it.
+    #[serde(default)]
+    pub stop_signal: i32,
 }
 
 /// A container process's uid, gid and supplementary groups.
