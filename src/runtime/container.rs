@@ -13,6 +13,7 @@ use super::records::{
 };
 use super::security;
 use super::shim::CreateContainer;
+use super::stop_signal;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::{Cgroup, Resources};
@@ -60,6 +61,8 @@ impl Runtime {
             )));
         }
         security::check_apparmor(&config)?;
+        stop_signal::validate(config.stop_signal)?;
+        self.check_env_fits_handler(&config, &sandbox.runtime_handler)?;
         let seccomp = security::seccomp_choice(&config)?;
         let image_spec = image_name(config.image.as_ref());
         let image = self.pulled_image(&image_spec, "image")?;
@@ -136,6 +139,7 @@ impl Runtime {
         let (spec_config, image_volumes) =
             self.mount_image_volumes(&config, &bundle, userns, undo)?;
         let image_config = self.image_config(image)?;
+        let stop_sig = stop_signal::choose(config.stop_signal, &image_config.config.stop_signal);
         let user = resolve_user(
             &user_string(&config, &image_config)?,
             &read_in_root(&rootfs, "etc/passwd"),
@@ -243,6 +247,7 @@ impl Runtime {
                 supplemental_groups: p.user().additional_gids().clone().unwrap_or_default(),
             }),
             image_volumes,
+            stop_signal: stop_sig.cri as i32,
         };
         self.db.write(|w| w.put(Table::Containers, id, &record))?;
         Ok(())
@@ -345,7 +350,17 @@ impl Runtime {
         };
         let mut exited = self.exited.subscribe();
         if container.state == ContainerState::Running && timeout > 0 {
-            let signal = stop_signal(&self.image_stop_signal(&container));
+            let signal = match stop_signal::number_of(container.stop_signal) {
+                Some(n) => n,
+                // Records written before berth kept the choice.
+                None => {
+                    stop_signal::choose(
+                        container.config.stop_signal,
+                        &self.image_stop_signal(&container),
+                    )
+                    .number
+                }
+            };
             shim.signal(&container.id, signal, false).await?;
             if self
                 .wait_exit(
@@ -408,6 +423,26 @@ impl Runtime {
                 Ok(_) => continue, // an exit (or a lag): look at the record again
             }
         }
+    }
+
+    /// An external OCI runtime reads `process.env` from config.json, where every entry is a
+    /// JSON string: a value that is not UTF-8 cannot reach it intact (`spec::raw_env`).
+    fn check_env_fits_handler(&self, config: &api::ContainerConfig, handler: &str) -> Result<()> {
+        let Some(raw) = config
+            .envs
+            .iter()
+            .find(|kv| std::str::from_utf8(&kv.value).is_err())
+        else {
+            return Ok(());
+        };
+        if self.pod_runtime(handler)?.is_none() {
+            return Ok(()); // the built-in executor execs with the exact bytes
+        }
+        Err(RuntimeError::InvalidArgument(format!(
+            "environment variable {}: its value is not UTF-8, which runtime handler {handler:?} \
+             (an OCI runtime reading config.json) cannot be given; the built-in handler can",
+            raw.key
+        )))
     }
 
     fn image_stop_signal(&self, container: &ContainerRecord) -> String {
@@ -484,22 +519,6 @@ fn log_path(sandbox: &api::PodSandboxConfig, container: &api::ContainerConfig) -
     Path::new(&sandbox.log_directory).join(&container.log_path)
 }
 
-/// A signal by name (`SIGQUIT`, `QUIT`) or number; SIGTERM when empty or unknown.
-fn stop_signal(name: &str) -> i32 {
-    if let Ok(n) = name.parse::<i32>() {
-        return n;
-    }
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .unwrap_or(libc::SIGTERM)
-}
-
 /// Reads a file of the container's rootfs without following symlinks out of it; missing or
 /// unreadable files read as empty (an image without /etc/passwd).
 fn read_in_root(rootfs: &Path, path: &str) -> String {
@@ -523,15 +542,6 @@ fn read_in_root(rootfs: &Path, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stop_signals_by_name_or_number() {
-        assert_eq!(stop_signal(""), libc::SIGTERM);
-        assert_eq!(stop_signal("SIGQUIT"), libc::SIGQUIT);
-        assert_eq!(stop_signal("quit"), libc::SIGQUIT);
-        assert_eq!(stop_signal("9"), 9);
-        assert_eq!(stop_signal("SIGBOGUS"), libc::SIGTERM);
-    }
 
     #[test]
     fn cgroup_paths_and_log_paths() {

@@ -39,6 +39,7 @@ mod error;
 mod linux;
 mod mounts;
 mod process;
+pub mod raw_env;
 mod sandbox;
 mod seccomp;
 mod user;
@@ -194,7 +195,7 @@ pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
         .set_hostname(plan.hostname.clone())
         .set_domainname(None)
         .set_hooks(None)
-        .set_annotations(Some(annotations(inputs)))
+        .set_annotations(Some(annotations(inputs, hostname)))
         .set_linux(Some(linux));
     Ok(spec)
 }
@@ -271,9 +272,13 @@ fn bounding_names(caps: &LinuxCapabilities) -> Vec<String> {
 
 /// The CRI annotations, then berth's debugging keys (named like containerd's, which tools such
 /// as RuntimeClass handlers already read).
-fn annotations(inputs: &ContainerInputs) -> HashMap<String, String> {
+fn annotations(inputs: &ContainerInputs, hostname: &str) -> HashMap<String, String> {
     let mut out: HashMap<String, String> =
         inputs.container.annotations.clone().into_iter().collect();
+    let env = process::env(&inputs.image.config.env, &inputs.container.envs, hostname);
+    if let (_, Some(exact)) = raw_env::split(&env) {
+        out.insert(raw_env::ANNOTATION.to_string(), exact);
+    }
     let pod = inputs.sandbox.metadata.clone().unwrap_or_default();
     let keys = [
         ("container-type", "container".to_string()),
