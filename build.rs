@@ -1,11 +1,18 @@
-//! Compiles berth's own protocols in proto/ (CRI types come from the k8s-cri crate), and links
-//! the per-pod `berth-shim` as a position-dependent executable (docs/adr/0002-non-pie-shim.md).
+//! Compiles the CRI v1 API (proto/k8s/cri-api, upstream's file byte for byte) and berth's own
+//! protocols in proto/berth, and links the per-pod `berth-shim` as a position-dependent executable
+//! (docs/adr/0002-non-pie-shim.md).
+
+use std::path::PathBuf;
+
+/// The upstream CRI definition; see proto/k8s/cri-api/README.md and docs/adr/0006.
+const CRI_PROTO: &str = "proto/k8s/cri-api/v1/api.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     // One shim runs per pod: without dynamic relocations its pointer tables stay shared file
     // pages instead of ~400 KiB of private memory in every shim.
     println!("cargo:rustc-link-arg-bin=berth-shim=-no-pie");
+    compile_cri()?;
     tonic_prost_build::configure().compile_protos(
         &[
             "proto/berth/v1/admin.proto",
@@ -13,5 +20,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         &["proto"],
     )?;
+    Ok(())
+}
+
+/// Compiles a copy of the CRI proto without the field options older protoc releases reject
+/// (`debug_redact`, protobuf 22+; Debian 12 ships 3.21). The options only steer Go's printing.
+fn compile_cri() -> Result<(), Box<dyn std::error::Error>> {
+    let upstream = std::fs::read_to_string(CRI_PROTO)?;
+    let stripped = upstream.replace(" [debug_redact = true]", "");
+    if stripped.contains("debug_redact") {
+        return Err(format!("{CRI_PROTO}: a debug_redact option in an unexpected form").into());
+    }
+    let dir = PathBuf::from(std::env::var("OUT_DIR")?).join("cri-proto");
+    std::fs::create_dir_all(&dir)?;
+    let copy = dir.join("api.proto");
+    std::fs::write(&copy, stripped)?;
+    tonic_prost_build::configure()
+        // Records in the metadata database are the JSON of these types (src/store); a field
+        // added by a later CRI version reads as its default from an older record.
+        .message_attribute(
+            ".",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+        )
+        .enum_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
+        // A string before CRI v0.34: old records hold a JSON string (crate::cri_api::env_value).
+        .field_attribute(
+            ".runtime.v1.KeyValue.value",
+            "#[serde(with = \"crate::cri_api::env_value\")]",
+        )
+        .compile_protos(&[copy], &[dir])?;
     Ok(())
 }

@@ -53,10 +53,14 @@ pub fn to_status<E: Classify + Display>(err: &E) -> tonic::Status {
     tonic::Status::new(code, err.to_string())
 }
 
-/// An RPC or option berth does not implement yet. Answered honestly, never faked.
+/// An RPC or option berth does not implement, and what it would need. Answered honestly, never
+/// faked.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} is not implemented by berth")]
-pub struct NotImplemented(pub &'static str);
+#[error("{what} is not implemented by berth: {missing}")]
+pub struct NotImplemented {
+    pub what: &'static str,
+    pub missing: &'static str,
+}
 
 impl Classify for NotImplemented {
     fn kind(&self) -> Kind {
@@ -70,8 +74,14 @@ mod tests {
 
     #[test]
     fn unimplemented_names_the_rpc() {
-        let status = to_status(&NotImplemented("CheckpointContainer"));
+        let status = to_status(&NotImplemented {
+            what: "CheckpointContainer",
+            missing: "no CRIU support",
+        });
         assert_eq!(status.code(), tonic::Code::Unimplemented);
-        assert!(status.message().contains("CheckpointContainer"));
+        assert_eq!(
+            status.message(),
+            "CheckpointContainer is not implemented by berth: no CRIU support"
+        );
     }
 }

@@ -67,20 +67,71 @@ async fn runtime_config_reports_the_cgroup_driver() {
 }
 
 #[tokio::test]
-async fn unbuilt_rpcs_answer_unimplemented_with_their_name() {
+async fn checkpoint_rpcs_answer_unimplemented_naming_criu() {
     let daemon = Daemon::start("");
     let mut cri = daemon.client().await;
+    let errors = [
+        (
+            "CheckpointContainer",
+            cri.runtime
+                .checkpoint_container(api::CheckpointContainerRequest::default())
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "CheckpointPod",
+            cri.runtime
+                .checkpoint_pod(api::CheckpointPodRequest::default())
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "RestorePod",
+            cri.runtime
+                .restore_pod(api::RestorePodRequest::default())
+                .await
+                .unwrap_err(),
+        ),
+    ];
+    for (rpc, err) in errors {
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{rpc}");
+        assert!(err.message().starts_with(rpc), "{rpc}: {}", err.message());
+        assert!(err.message().contains("CRIU"), "{rpc}: {}", err.message());
+    }
+}
+
+#[tokio::test]
+async fn update_runtime_config_records_the_pod_cidr_in_status_info() {
+    let daemon = Daemon::start("");
+    let mut cri = daemon.client().await;
+    let pod_cidr = |cidr: &str| api::UpdateRuntimeConfigRequest {
+        runtime_config: Some(api::RuntimeConfig {
+            network_config: Some(api::NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    let reported = |s: api::StatusResponse| -> Vec<String> {
+        serde_json::from_str(&s.info["podCIDR"]).expect("podCIDR is a JSON list")
+    };
+    let verbose = api::StatusRequest { verbose: true };
+    let before = cri.runtime.status(verbose).await.unwrap().into_inner();
+    assert!(reported(before).is_empty());
+
+    cri.runtime
+        .update_runtime_config(pod_cidr("10.244.3.0/24,fd00:10:244:3::/64"))
+        .await
+        .expect("UpdateRuntimeConfig");
+    let after = cri.runtime.status(verbose).await.unwrap().into_inner();
+    assert_eq!(reported(after), ["10.244.3.0/24", "fd00:10:244:3::/64"]);
+
     let err = cri
         .runtime
-        .checkpoint_container(api::CheckpointContainerRequest::default())
+        .update_runtime_config(pod_cidr("10.244.3.0"))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(
-        err.message().contains("CheckpointContainer"),
-        "{}",
-        err.message()
-    );
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("10.244.3.0"), "{}", err.message());
 }
 
 #[test]

@@ -15,7 +15,7 @@ use common::raw_h2;
 use common::registry::{Registries, registries};
 use prost::Message;
 
-/// The grpcio client; it generates its CRI stubs from vendor/k8s-cri/proto at each run.
+/// The grpcio client; it generates its CRI stubs from proto/k8s/cri-api at each run.
 const PY_CLIENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/grpc_clients/cri_client.py"

@@ -121,19 +121,19 @@ async fn a_hostile_container_stays_inside() {
     config.envs = vec![
         api::KeyValue {
             key: "SECRET".into(),
-            value: secret.display().to_string(),
+            value: secret.display().to_string().into(),
         },
         api::KeyValue {
             key: "STATE".into(),
-            value: f.daemon.dir.path().display().to_string(),
+            value: f.daemon.dir.path().display().to_string().into(),
         },
         api::KeyValue {
             key: "DISK_MAJOR".into(),
-            value: root_disk().0.to_string(),
+            value: root_disk().0.to_string().into(),
         },
         api::KeyValue {
             key: "DISK_MINOR".into(),
-            value: root_disk().1.to_string(),
+            value: root_disk().1.to_string().into(),
         },
     ];
     let id = start_container(&mut f.cri, &f.pod, config).await;

@@ -120,6 +120,8 @@ pub fn to_status(c: &ContainerRecord) -> api::ContainerStatus {
                     .collect(),
             }),
         }),
+        // The signal StopContainer sends first; RuntimeDefault (SIGTERM) for older records.
+        stop_signal: c.stop_signal,
     }
 }
 

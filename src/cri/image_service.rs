@@ -2,10 +2,22 @@
 
 use tonic::{Request, Response, Status};
 
+use super::list_stream::{self, Replies};
 use super::{Cri, api, image_pull, image_query, image_remove, reply};
+
+type ImageReplies = Replies<api::StreamImagesResponse>;
 
 #[tonic::async_trait]
 impl api::image_service_server::ImageService for Cri {
+    type StreamImagesStream = ImageReplies;
+
+    async fn stream_images(
+        &self,
+        request: Request<api::StreamImagesRequest>,
+    ) -> Result<Response<ImageReplies>, Status> {
+        list_stream::images(&self.ctx, request.into_inner())
+    }
+
     async fn list_images(
         &self,
         request: Request<api::ListImagesRequest>,

@@ -9,6 +9,7 @@ mod image_pull;
 mod image_query;
 mod image_remove;
 mod image_service;
+mod list_stream;
 mod metrics;
 mod runtime_config;
 mod runtime_service;
@@ -16,6 +17,7 @@ mod sandbox;
 mod stats;
 mod status;
 mod streaming;
+mod update_runtime_config;
 mod version;
 
 use std::fmt::Display;
@@ -28,7 +30,7 @@ use crate::error::{Classify, NotImplemented, to_status};
 use crate::image::service::ImageService;
 use crate::runtime::Runtime;
 
-pub use k8s_cri::v1 as api;
+pub use crate::cri_api as api;
 
 /// The state every RPC handler may read. Cheap to clone.
 #[derive(Clone)]
@@ -78,9 +80,10 @@ fn reply<T, E: Classify + Display>(result: Result<T, E>) -> Result<Response<T>, 
     }
 }
 
-/// The answer of every RPC berth does not implement yet: `Unimplemented`, naming the RPC.
-fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
-    reply(Err(NotImplemented(rpc)))
+/// The answer of every RPC berth does not implement: `Unimplemented`, naming the RPC and what
+/// berth lacks for it.
+fn unimplemented<T>(rpc: &'static str, missing: &'static str) -> Result<Response<T>, Status> {
+    reply(Err(NotImplemented { what: rpc, missing }))
 }
 
 /// Records an ID on the current RPC span (declared empty by the server's trace function).

@@ -6,13 +6,22 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::list_stream::{self, Replies};
 use super::{Cri, api, container, events, reply, sandbox, stats, streaming, unimplemented};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
+/// Why the checkpoint RPCs answer Unimplemented.
+const CRIU: &str = "checkpoint and restore need CRIU support, which berth does not have";
+
 #[tonic::async_trait]
 impl api::runtime_service_server::RuntimeService for Cri {
     type GetContainerEventsStream = EventStream;
+    type StreamPodSandboxesStream = Replies<api::StreamPodSandboxesResponse>;
+    type StreamContainersStream = Replies<api::StreamContainersResponse>;
+    type StreamContainerStatsStream = Replies<api::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = Replies<api::StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = Replies<api::StreamPodSandboxMetricsResponse>;
 
     async fn get_container_events(
         &self,
@@ -182,9 +191,12 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn update_runtime_config(
         &self,
-        _request: Request<api::UpdateRuntimeConfigRequest>,
+        request: Request<api::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {
-        unimplemented("UpdateRuntimeConfig")
+        reply(super::update_runtime_config::update(
+            &self.ctx.runtime,
+            request.into_inner(),
+        ))
     }
 
     async fn status(
@@ -196,6 +208,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
             &self.ctx.config,
             &self.ctx.runtime.network_readiness(),
             self.ctx.runtime.handlers(),
+            &self.ctx.runtime.pod_cidr.get(),
             verbose,
         )))
     }
@@ -204,7 +217,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
         &self,
         _request: Request<api::CheckpointContainerRequest>,
     ) -> Result<Response<api::CheckpointContainerResponse>, Status> {
-        unimplemented("CheckpointContainer")
+        unimplemented("CheckpointContainer", CRIU)
     }
 
     async fn list_metric_descriptors(
@@ -228,5 +241,64 @@ impl api::runtime_service_server::RuntimeService for Cri {
         Ok(Response::new(super::runtime_config::runtime_config(
             &self.ctx.config,
         )))
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<api::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        list_stream::pod_sandboxes(&self.ctx, request.into_inner())
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<api::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        list_stream::containers(&self.ctx, request.into_inner())
+    }
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<api::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        list_stream::container_stats(&self.ctx, request.into_inner())
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<api::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        list_stream::pod_sandbox_stats(&self.ctx, request.into_inner())
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _request: Request<api::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        list_stream::pod_sandbox_metrics(&self.ctx)
+    }
+
+    async fn checkpoint_pod(
+        &self,
+        _request: Request<api::CheckpointPodRequest>,
+    ) -> Result<Response<api::CheckpointPodResponse>, Status> {
+        unimplemented("CheckpointPod", CRIU)
+    }
+
+    async fn restore_pod(
+        &self,
+        _request: Request<api::RestorePodRequest>,
+    ) -> Result<Response<api::RestorePodResponse>, Status> {
+        unimplemented("RestorePod", CRIU)
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _request: Request<api::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<api::UpdatePodSandboxResourcesResponse>, Status> {
+        unimplemented(
+            "UpdatePodSandboxResources",
+            "pod-level cgroup updates are not handled yet",
+        )
     }
 }

@@ -103,6 +103,7 @@ fn pod_stats(
             Some(c.cpu.as_ref()?.usage_core_nano_seconds?.value)
         })),
         usage_nano_cores: u64v(sum(&|c| Some(c.cpu.as_ref()?.usage_nano_cores?.value))),
+        psi: None,
     };
     let memory = api::MemoryUsage {
         timestamp: at,
@@ -112,6 +113,7 @@ fn pod_stats(
         rss_bytes: u64v(sum(&|c| Some(c.memory.as_ref()?.rss_bytes?.value))),
         page_faults: u64v(sum(&|c| Some(c.memory.as_ref()?.page_faults?.value))),
         major_page_faults: u64v(sum(&|c| Some(c.memory.as_ref()?.major_page_faults?.value))),
+        psi: None,
     };
     Ok(api::PodSandboxStats {
         attributes: Some(api::PodSandboxAttributes {
@@ -129,6 +131,7 @@ fn pod_stats(
                 process_count: u64v(processes),
             }),
             containers,
+            io: None,
         }),
         windows: None,
     })
@@ -146,6 +149,7 @@ fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
             timestamp: u.at,
             usage_core_nano_seconds: u64v(cpu.usage_ns),
             usage_nano_cores: u.nano_cores.and_then(u64v),
+            psi: None,
         }),
         memory: u.cgroup.memory.map(|m| api::MemoryUsage {
             timestamp: u.at,
@@ -155,6 +159,7 @@ fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
             rss_bytes: u64v(m.rss_bytes),
             page_faults: u64v(m.page_faults),
             major_page_faults: u64v(m.major_page_faults),
+            psi: None,
         }),
         writable_layer: Some(api::FilesystemUsage {
             timestamp: u.at,
@@ -165,5 +170,6 @@ fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
             inodes_used: u64v(u.layer_inodes),
         }),
         swap: None,
+        io: None,
     }
 }

@@ -15,6 +15,7 @@ pub fn status(
     config: &Config,
     network: &Readiness,
     handlers: &[Handler],
+    pod_cidr: &[String],
     verbose: bool,
 ) -> api::StatusResponse {
     let conditions = vec![
@@ -40,6 +41,11 @@ pub fn status(
     if verbose {
         info.insert("config".to_string(), redacted_config_json(config));
         info.insert("handlerChecks".to_string(), handler_report(handlers));
+        // As kubelet last sent it in UpdateRuntimeConfig; `[]` before that.
+        info.insert(
+            "podCIDR".to_string(),
+            serde_json::to_string(pod_cidr).expect("strings serialise"),
+        );
     }
     api::StatusResponse {
         status: Some(api::RuntimeStatus { conditions }),
@@ -49,6 +55,8 @@ pub fn status(
             // Merge and Strict are applied by the spec builder; ContainerStatus.user reports
             // the identity actually given to the process.
             supplemental_groups_policy: true,
+            user_namespaces_host_network: false,
+            mount_options: false,
         }),
     }
 }
@@ -141,7 +149,7 @@ mod tests {
 
     #[test]
     fn network_is_reported_not_ready_with_a_reason() {
-        let s = status(&Config::default(), &not_ready(), &[], false);
+        let s = status(&Config::default(), &not_ready(), &[], &[], false);
         let conditions = s.status.unwrap().conditions;
         let runtime = conditions
             .iter()
@@ -159,7 +167,7 @@ mod tests {
             ready: true,
             message: String::new(),
         };
-        let s = status(&Config::default(), &ready, &[], false);
+        let s = status(&Config::default(), &ready, &[], &[], false);
         let network = s.status.unwrap().conditions.remove(1);
         assert!(network.status && network.reason.is_empty());
     }
@@ -190,7 +198,7 @@ mod tests {
         let features = offered[1].features.unwrap();
         assert_eq!(features.recursive_read_only_mounts, kernel_at_least(5, 12));
         assert!(!features.user_namespaces);
-        let s = status(&Config::default(), &not_ready(), &handlers, true);
+        let s = status(&Config::default(), &not_ready(), &handlers, &[], true);
         let report: serde_json::Value = serde_json::from_str(&s.info["handlerChecks"]).unwrap();
         assert_eq!(report[1]["ready"], false);
         assert_eq!(report[1]["reason"], "cgroups in hybrid mode not supported");
@@ -215,7 +223,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let s = status(&config, &not_ready(), &[], true);
+        let s = status(&config, &not_ready(), &[], &[], true);
         let shown = &s.info["config"];
         assert!(
             shown.contains("r.example") && !shown.contains("hunter2"),

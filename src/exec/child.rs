@@ -67,7 +67,11 @@ fn run(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> Result<
     if let Some(filter) = late {
         filter.load()?;
     }
-    Err(process::exec(process))
+    let exact_env = match &job {
+        Job::Create { spec, .. } => exact_env(spec)?,
+        Job::Exec { .. } => None,
+    };
+    Err(process::exec(process, exact_env))
 }
 
 /// Waits for the caller's next command; `false` when the caller closed the channel instead.
@@ -145,4 +149,26 @@ fn prepare_process(
     umask(mask);
     crate::sys::fd::set_cloexec_from(3).ctx(|| "mark inherited descriptors close-on-exec")?;
     Ok(())
+}
+
+/// The exact environment when the spec carries entries that are not UTF-8 (`spec::raw_env`).
+fn exact_env(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<Vec<u8>>>, StepError> {
+    let Some(value) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::spec::raw_env::ANNOTATION))
+    else {
+        return Ok(None);
+    };
+    crate::spec::raw_env::decode(value)
+        .map(Some)
+        .ok_or_else(|| {
+            StepError::new(
+                "environment",
+                format!(
+                    "annotation {} is malformed",
+                    crate::spec::raw_env::ANNOTATION
+                ),
+            )
+        })
 }

@@ -138,16 +138,17 @@ fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, StepError> {
     CString::new(s.as_ref()).ctx(|| format!("{what} contains a NUL byte"))
 }
 
-/// Executes `process.args` with `process.env` (adding `HOME` when missing). Returns only on
-/// failure, with the error to report.
-pub(crate) fn exec(process: &Process) -> StepError {
-    match try_exec(process) {
+/// Executes `process.args` with `process.env` (adding `HOME` when missing), or with `exact_env`
+/// when the spec carried environment entries that are not UTF-8 (`spec::raw_env`). Returns only
+/// on failure, with the error to report.
+pub(crate) fn exec(process: &Process, exact_env: Option<Vec<Vec<u8>>>) -> StepError {
+    match try_exec(process, exact_env) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-fn try_exec(process: &Process) -> Result<Infallible, StepError> {
+fn try_exec(process: &Process, exact_env: Option<Vec<Vec<u8>>>) -> Result<Infallible, StepError> {
     let args = process.args().as_deref().unwrap_or_default();
     let program = args
         .first()
@@ -158,6 +159,17 @@ fn try_exec(process: &Process) -> Result<Infallible, StepError> {
     }
     let path = env_value(&env, "PATH").unwrap_or(DEFAULT_PATH);
     let binary = look_up(program, path)?;
+    let env: Vec<Vec<u8>> = match exact_env {
+        Some(mut exact) => {
+            // HOME as added above (process.env and the exact list hold the same keys).
+            let has_home = exact.iter().any(|e| e.starts_with(b"HOME="));
+            if !has_home && let Some(home) = env.iter().find(|e| e.starts_with("HOME=")) {
+                exact.push(home.as_bytes().to_vec());
+            }
+            exact
+        }
+        None => env.into_iter().map(String::into_bytes).collect(),
+    };
     let c_binary = cstring(binary.as_os_str().as_bytes(), "program path")?;
     let c_args: Vec<CString> = args
         .iter()

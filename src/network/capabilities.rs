@@ -1,7 +1,7 @@
 //! CNI capability arguments (`runtimeConfig`): host ports, bandwidth limits and DNS, built from
 //! the pod's CRI config and handed only to the plugins whose config declares the capability.
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

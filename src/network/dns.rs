@@ -1,6 +1,6 @@
 //! The pod's /etc/resolv.conf, /etc/hosts and /etc/hostname, as text (pure).
 
-use k8s_cri::v1::DnsConfig;
+use crate::cri_api::DnsConfig;
 
 /// resolv.conf from the pod's DNS config; `None` when the pod gives none (use the host's).
 pub fn resolv_conf(dns: Option<&DnsConfig>) -> Option<String> {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 
 use super::events::EventKind;
 use super::image_etc;
@@ -13,6 +13,7 @@ use super::records::{
 };
 use super::security;
 use super::shim::CreateContainer;
+use super::stop_signal;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::{Cgroup, Resources};
@@ -73,6 +74,8 @@ impl Runtime {
             )));
         }
         security::check_apparmor(&config)?;
+        stop_signal::validate(config.stop_signal)?;
+        self.check_env_fits_handler(&config, &sandbox.runtime_handler)?;
         let seccomp = security::seccomp_choice(&config)?;
         let image_spec = image_name(config.image.as_ref());
         let image = self.pulled_image(&image_spec, "image")?;
@@ -179,6 +182,7 @@ impl Runtime {
         let (spec_config, image_volumes) =
             self.mount_image_volumes(&config, &bundle, userns, undo)?;
         let image_config = self.image_config(image)?;
+        let stop_sig = stop_signal::choose(config.stop_signal, &image_config.config.stop_signal);
         let (passwd, group) = image_etc::passwd_and_group(&rootfs).await?;
         let user = resolve_user(&user_string(&config, &image_config)?, &passwd, &group)?;
         let cgroup_path = cgroup_path(sandbox_config, id);
@@ -283,6 +287,7 @@ impl Runtime {
                 supplemental_groups: p.user().additional_gids().clone().unwrap_or_default(),
             }),
             image_volumes,
+            stop_signal: stop_sig.cri as i32,
         };
         self.db.write(|w| {
             w.put(Table::Containers, id, &record)?;
@@ -370,6 +375,26 @@ impl Runtime {
                 Err(e.into())
             }
         }
+    }
+
+    /// An external OCI runtime reads `process.env` from config.json, where every entry is a
+    /// JSON string: a value that is not UTF-8 cannot reach it intact (`spec::raw_env`).
+    fn check_env_fits_handler(&self, config: &api::ContainerConfig, handler: &str) -> Result<()> {
+        let Some(raw) = config
+            .envs
+            .iter()
+            .find(|kv| std::str::from_utf8(&kv.value).is_err())
+        else {
+            return Ok(());
+        };
+        if self.pod_runtime(handler)?.is_none() {
+            return Ok(()); // the built-in executor execs with the exact bytes
+        }
+        Err(RuntimeError::InvalidArgument(format!(
+            "environment variable {}: its value is not UTF-8, which runtime handler {handler:?} \
+             (an OCI runtime reading config.json) cannot be given; the built-in handler can",
+            raw.key
+        )))
     }
 }
 

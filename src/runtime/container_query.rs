@@ -59,7 +59,7 @@ impl Runtime {
     pub async fn update_resources(
         &self,
         id: &str,
-        resources: k8s_cri::v1::LinuxContainerResources,
+        resources: crate::cri_api::LinuxContainerResources,
     ) -> Result<()> {
         let container = self.container(id)?;
         if container.state == ContainerState::Exited {

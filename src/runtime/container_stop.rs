@@ -6,6 +6,7 @@ use super::events::EventKind;
 use super::image_volumes::unmount_image_volumes;
 use super::intents::Intent;
 use super::records::{ContainerRecord, ContainerState};
+use super::stop_signal;
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::Cgroup;
 use crate::error::{Classify, Kind};
@@ -29,7 +30,17 @@ impl Runtime {
         };
         let mut exited = self.exited.subscribe();
         if container.state == ContainerState::Running && timeout > 0 {
-            let signal = stop_signal(&self.image_stop_signal(&container));
+            let signal = match stop_signal::number_of(container.stop_signal) {
+                Some(n) => n,
+                // A record from before stop signals were recorded: choose now.
+                None => {
+                    stop_signal::choose(
+                        container.config.stop_signal,
+                        &self.image_stop_signal(&container),
+                    )
+                    .number
+                }
+            };
             shim.signal(&container.id, signal, false).await?;
             if self
                 .wait_exit(
@@ -153,35 +164,5 @@ impl Runtime {
         self.emit(&container.id, &container.sandbox_id, EventKind::Deleted);
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())
-    }
-}
-
-/// A signal by name (`SIGQUIT`, `QUIT`) or number; SIGTERM when empty or unknown.
-fn stop_signal(name: &str) -> i32 {
-    if let Ok(n) = name.parse::<i32>() {
-        return n;
-    }
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .unwrap_or(libc::SIGTERM)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_signals_by_name_or_number() {
-        assert_eq!(stop_signal(""), libc::SIGTERM);
-        assert_eq!(stop_signal("SIGQUIT"), libc::SIGQUIT);
-        assert_eq!(stop_signal("quit"), libc::SIGQUIT);
-        assert_eq!(stop_signal("9"), 9);
-        assert_eq!(stop_signal("SIGBOGUS"), libc::SIGTERM);
     }
 }

@@ -5,7 +5,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 use oci_spec::runtime::LinuxDeviceType;
 
 use super::{Result, RuntimeError};

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 use serde::{Deserialize, Serialize};
 
 use super::undo::Undo;

@@ -17,6 +17,7 @@ mod image_etc;
 pub mod image_volumes;
 pub mod intents;
 pub mod metrics;
+pub mod pod_cidr;
 pub mod records;
 mod recovery;
 mod sandbox;
@@ -24,6 +25,7 @@ mod sandbox_network;
 mod security;
 pub mod shim;
 pub mod stats;
+mod stop_signal;
 mod streaming;
 mod teardown;
 mod undo;
@@ -70,6 +72,8 @@ pub struct Runtime {
     reserved: Mutex<HashSet<String>>,
     events: broadcast::Sender<events::Event>,
     cpu_samples: stats::CpuSamples,
+    /// The pod CIDR from kubelet's `UpdateRuntimeConfig`.
+    pub pod_cidr: pod_cidr::PodCidr,
 }
 
 impl Runtime {
@@ -110,6 +114,7 @@ impl Runtime {
             reserved: Mutex::default(),
             events: broadcast::channel(events::EVENT_BUFFER).0,
             cpu_samples: stats::CpuSamples::default(),
+            pod_cidr: pod_cidr::PodCidr::default(),
         })
     }
 

@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch, as CRI timestamps are.
@@ -149,6 +149,10 @@ pub struct ContainerRecord {
     /// Its image volumes, mounted under the bundle until the container is removed.
     #[serde(default)]
     pub image_volumes: Vec<super::image_volumes::ImageVolume>,
+    /// The CRI `Signal` StopContainer sends first (config, else image, else SIGTERM), chosen at
+    /// creation; 0 (RuntimeDefault) in records written before berth kept it.
+    #[serde(default)]
+    pub stop_signal: i32,
 }
 
 /// A container process's uid, gid and supplementary groups.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 
 use super::events::EventKind;
 use super::intents::Intent;

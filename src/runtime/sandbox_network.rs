@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};

@@ -1,7 +1,7 @@
 //! The security settings that need the host before the pure spec builder runs: a Localhost
 //! seccomp profile's file, and whether the host has AppArmor.
 
-use k8s_cri::v1 as api;
+use crate::cri_api as api;
 
 use super::{Result, RuntimeError};
 use crate::spec::{SeccompChoice, SeccompProfile, SeccompSource, SpecError, seccomp_source};

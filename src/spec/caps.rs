@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use k8s_cri::v1::LinuxContainerSecurityContext;
+use crate::cri_api::LinuxContainerSecurityContext;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
 use super::SpecError;
@@ -183,7 +183,7 @@ fn parse(name: &str) -> Result<Capability, SpecError> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::Capability as CriCaps;
+    use crate::cri_api::Capability as CriCaps;
 
     use super::*;
 

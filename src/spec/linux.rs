@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{LinuxContainerResources, LinuxContainerSecurityContext, NamespaceMode};
+use crate::cri_api::{LinuxContainerResources, LinuxContainerSecurityContext, NamespaceMode};
 use oci_spec::runtime::{
     LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory,
     LinuxNamespace, LinuxNamespaceType, LinuxResources,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use k8s_cri::v1::{HugepageLimit, NamespaceOption};
+use crate::cri_api::{HugepageLimit, NamespaceOption};
 
 use super::*;
 

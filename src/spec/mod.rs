@@ -39,6 +39,7 @@ mod error;
 mod linux;
 mod mounts;
 mod process;
+pub mod raw_env;
 mod sandbox;
 mod seccomp;
 mod user;
@@ -47,7 +48,7 @@ mod userns;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
+use crate::cri_api::{ContainerConfig, PodSandboxConfig};
 use oci_spec::runtime::{Linux, LinuxCapabilities, LinuxDeviceType, Root, Spec};
 
 use crate::image::manifest::ImageConfig;
@@ -148,7 +149,7 @@ pub struct Host {
 /// rules: the container keeps the policy it was created with (its CRI devices, or all devices
 /// when privileged).
 pub fn container_resources(
-    cri: &k8s_cri::v1::LinuxContainerResources,
+    cri: &crate::cri_api::LinuxContainerResources,
     host: &Host,
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
     let mut resources = linux::resources(Some(cri), &[], false, host.swap_controller)?;
@@ -198,7 +199,7 @@ pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
         .set_hostname(plan.hostname.clone())
         .set_domainname(None)
         .set_hooks(None)
-        .set_annotations(Some(annotations(inputs)))
+        .set_annotations(Some(annotations(inputs, hostname)))
         .set_linux(Some(linux));
     Ok(spec)
 }
@@ -224,7 +225,7 @@ fn linux_section(
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|sc| sc.namespace_options.as_ref())
-        .is_some_and(|o| o.pid == k8s_cri::v1::NamespaceMode::Node as i32);
+        .is_some_and(|o| o.pid == crate::cri_api::NamespaceMode::Node as i32);
     userns::check_container(
         sc.and_then(|sc| sc.namespace_options.as_ref()),
         plan.userns.as_ref(),
@@ -275,9 +276,13 @@ fn bounding_names(caps: &LinuxCapabilities) -> Vec<String> {
 
 /// The CRI annotations, then berth's debugging keys (named like containerd's, which tools such
 /// as RuntimeClass handlers already read).
-fn annotations(inputs: &ContainerInputs) -> HashMap<String, String> {
+fn annotations(inputs: &ContainerInputs, hostname: &str) -> HashMap<String, String> {
     let mut out: HashMap<String, String> =
         inputs.container.annotations.clone().into_iter().collect();
+    let env = process::env(&inputs.image.config.env, &inputs.container.envs, hostname);
+    if let (_, Some(exact)) = raw_env::split(&env) {
+        out.insert(raw_env::ANNOTATION.to_string(), exact);
+    }
     let pod = inputs.sandbox.metadata.clone().unwrap_or_default();
     let keys = [
         ("container-type", "container".to_string()),

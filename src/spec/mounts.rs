@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{Mount as CriMount, MountPropagation};
+use crate::cri_api::{Mount as CriMount, MountPropagation};
 use oci_spec::runtime::Mount;
 
 use super::{EtcFiles, SpecError};

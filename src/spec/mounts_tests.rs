@@ -338,7 +338,7 @@ fn cleans_paths_lexically() {
 fn unresolved_image_volumes_are_refused() {
     // The runtime mounts the image and sets host_path before the spec is built.
     let mut m = cri("/mnt/image-volume", "");
-    m.image = Some(k8s_cri::v1::ImageSpec {
+    m.image = Some(crate::cri_api::ImageSpec {
         image: "registry.example/data:1".into(),
         ..Default::default()
     });

@@ -1,7 +1,7 @@
 //! The container process: argv merged from the CRI config and the image, environment, working
 //! directory, user, rlimits and OOM score. Capabilities come from [`super::caps`].
 
-use k8s_cri::v1::{ContainerConfig, KeyValue};
+use crate::cri_api::{ContainerConfig, KeyValue};
 use oci_spec::runtime::{LinuxCapabilities, Process, User as OciUser};
 
 use super::{ContainerInputs, SpecError, user};
@@ -40,11 +40,9 @@ pub(super) fn process(
         .set_user(oci_user)
         .set_args(Some(args(container, inputs.image)?))
         .set_command_line(None)
-        .set_env(Some(env(
-            &inputs.image.config.env,
-            &container.envs,
-            hostname,
-        )))
+        .set_env(Some(
+            super::raw_env::split(&env(&inputs.image.config.env, &container.envs, hostname)).0,
+        ))
         .set_cwd(cwd(container, inputs.image)?.into())
         .set_capabilities(Some(caps))
         // Like containerd's CRI plugin: no rlimits, the container inherits the shim's. Raising
@@ -88,29 +86,36 @@ pub(super) fn args(
 
 /// The environment: default PATH and HOSTNAME, overlaid by the image's ENV, overlaid by the CRI
 /// envs. A later value for a key replaces the earlier one in place; an image entry without `=`
-/// unsets the key.
-pub(super) fn env(image_env: &[String], cri: &[KeyValue], hostname: &str) -> Vec<String> {
-    let mut out: Vec<String> = vec![DEFAULT_PATH.to_string(), format!("HOSTNAME={hostname}")];
+/// unsets the key. Entries are bytes: a CRI value need not be UTF-8 (see [`super::raw_env`]).
+pub(super) fn env(image_env: &[String], cri: &[KeyValue], hostname: &str) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = vec![
+        DEFAULT_PATH.as_bytes().to_vec(),
+        format!("HOSTNAME={hostname}").into_bytes(),
+    ];
     let overrides = image_env
         .iter()
-        .cloned()
-        .chain(cri.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+        .map(|e| e.as_bytes().to_vec())
+        .chain(cri.iter().map(|kv| {
+            let mut entry = format!("{}=", kv.key).into_bytes();
+            entry.extend_from_slice(&kv.value);
+            entry
+        }));
     for entry in overrides {
-        let key = entry
-            .split_once('=')
-            .map_or(entry.as_str(), |(k, _)| k)
-            .to_string();
-        match out.iter_mut().find(|e| env_key(e) == key) {
+        let key = env_key(&entry).to_vec();
+        match out.iter_mut().find(|e| env_key(e) == key.as_slice()) {
             Some(slot) => *slot = entry,
             None => out.push(entry),
         }
     }
-    out.retain(|e| e.contains('='));
+    out.retain(|e| e.contains(&b'='));
     out
 }
 
-fn env_key(entry: &str) -> &str {
-    entry.split_once('=').map_or(entry, |(k, _)| k)
+fn env_key(entry: &[u8]) -> &[u8] {
+    entry
+        .iter()
+        .position(|&b| b == b'=')
+        .map_or(entry, |i| &entry[..i])
 }
 
 /// CRI `working_dir`, else the image's WorkingDir, else `/`. Must be absolute.
@@ -141,7 +146,7 @@ fn oom_score_adj(value: i64) -> Result<i32, SpecError> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::ContainerMetadata;
+    use crate::cri_api::ContainerMetadata;
 
     use super::*;
 
@@ -248,8 +253,19 @@ mod tests {
         ];
         for (image_env, cri, want) in cases {
             let got = env(&strings(image_env), &cri, "pod");
-            assert_eq!(got, strings(want), "{image_env:?} {cri:?}");
+            let want: Vec<Vec<u8>> = want.iter().map(|w| w.as_bytes().to_vec()).collect();
+            assert_eq!(got, want, "{image_env:?} {cri:?}");
         }
+    }
+
+    #[test]
+    fn env_keeps_non_utf8_values_byte_for_byte() {
+        let cri = [KeyValue {
+            key: "RAW".into(),
+            value: b"\xff\x00x".to_vec(),
+        }];
+        let got = env(&[], &cri, "pod");
+        assert_eq!(got[2], b"RAW=\xff\x00x");
     }
 
     #[test]

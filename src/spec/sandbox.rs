@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_cri::v1::{NamespaceMode, NamespaceOption, PodSandboxConfig};
+use crate::cri_api::{NamespaceMode, NamespaceOption, PodSandboxConfig};
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::SpecError;
@@ -176,7 +176,7 @@ fn sysctl_error(name: &str, reason: &'static str) -> SpecError {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, UserNamespace};
+    use crate::cri_api::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, UserNamespace};
 
     use super::*;
 
@@ -276,7 +276,7 @@ mod tests {
             sandbox_plan(&pod(Some(userns), &[])),
             Err(SpecError::UserNamespace(_))
         ));
-        let map = vec![k8s_cri::v1::IdMapping {
+        let map = vec![crate::cri_api::IdMapping {
             container_id: 0,
             host_id: 100000,
             length: 65536,

@@ -7,7 +7,9 @@
 
 use std::path::PathBuf;
 
-use k8s_cri::v1::{LinuxContainerSecurityContext, SecurityProfile, security_profile::ProfileType};
+use crate::cri_api::{
+    LinuxContainerSecurityContext, SecurityProfile, security_profile::ProfileType,
+};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSyscall,
 };

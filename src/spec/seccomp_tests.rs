@@ -1,4 +1,4 @@
-use k8s_cri::v1::{LinuxContainerSecurityContext, SecurityProfile};
+use crate::cri_api::{LinuxContainerSecurityContext, SecurityProfile};
 use oci_spec::runtime::{Arch, LinuxSeccompAction, LinuxSeccompOperator};
 
 use super::*;

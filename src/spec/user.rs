@@ -4,7 +4,7 @@
 //!
 //! Reading those files out of the rootfs is the caller's I/O; everything here is pure.
 
-use k8s_cri::v1::{ContainerConfig, SupplementalGroupsPolicy};
+use crate::cri_api::{ContainerConfig, SupplementalGroupsPolicy};
 
 use super::SpecError;
 use crate::image::manifest::ImageConfig;
@@ -205,7 +205,7 @@ fn records(text: &str) -> impl Iterator<Item = Vec<&str>> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::{Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext};
+    use crate::cri_api::{Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext};
 
     use super::*;
 

@@ -3,7 +3,7 @@
 //! one uid and one gid mapping that maps container id 0; CONTAINER and TARGET are errors), and the
 //! mappings as OCI `linux.uidMappings` / `gidMappings`.
 
-use k8s_cri::v1::{IdMapping, NamespaceMode, NamespaceOption};
+use crate::cri_api::{IdMapping, NamespaceMode, NamespaceOption};
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
 
 use super::SpecError;
@@ -162,7 +162,7 @@ fn invalid(reason: String) -> SpecError {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::UserNamespace;
+    use crate::cri_api::UserNamespace;
 
     use super::*;
 

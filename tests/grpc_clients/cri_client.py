@@ -3,7 +3,7 @@
 
 Usage: cri_client.py SOCKET STUB_DIR [IMAGE] [AUTHORITY]
 
-Generates the CRI stubs from berth's vendored v1.proto into STUB_DIR with grpc_tools.protoc,
+Generates the CRI stubs from the CRI api.proto berth is built from (proto/k8s/cri-api) into STUB_DIR with grpc_tools.protoc,
 then calls Version, ListPodSandbox and (when IMAGE is given) PullImage on unix:SOCKET. The
 channel has grpcio's default options unless AUTHORITY is given (then it is sent as :authority).
 Prints one JSON object per call; exits non-zero on the first failed call.
@@ -15,19 +15,19 @@ import sys
 import grpc
 from grpc_tools import protoc
 
-PROTO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "vendor", "k8s-cri", "proto")
+PROTO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto", "k8s", "cri-api", "v1")
 
 
 def stubs(out):
     os.makedirs(out, exist_ok=True)
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
     rc = protoc.main(["protoc", "-I", PROTO_DIR, "-I", include,
-                      "--python_out", out, "--grpc_python_out", out, "v1.proto"])
+                      "--python_out", out, "--grpc_python_out", out, "api.proto"])
     if rc != 0:
-        sys.exit("grpc_tools.protoc failed on v1.proto")
+        sys.exit("grpc_tools.protoc failed on api.proto")
     sys.path.insert(0, out)
-    import v1_pb2, v1_pb2_grpc  # noqa: E401 (generated just above)
-    return v1_pb2, v1_pb2_grpc
+    import api_pb2, api_pb2_grpc  # noqa: E401 (generated just above)
+    return api_pb2, api_pb2_grpc
 
 
 def main():

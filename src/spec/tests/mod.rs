@@ -6,7 +6,7 @@ mod pod;
 
 use std::path::Path;
 
-use k8s_cri::v1::{
+use crate::cri_api::{
     ContainerMetadata, KeyValue, LinuxContainerConfig, LinuxContainerSecurityContext,
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
     PodSandboxMetadata,

@@ -1,7 +1,7 @@
 //! Whole-spec tests of how a container joins its pod (host network, PID modes, missing paths)
 //! and of its cgroup resources.
 
-use k8s_cri::v1::LinuxContainerResources;
+use crate::cri_api::LinuxContainerResources;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::*;
@@ -138,13 +138,13 @@ fn errors_are_classified() {
 #[test]
 fn user_namespace_pod() {
     let mut f = Fixture::new();
-    let map = vec![k8s_cri::v1::IdMapping {
+    let map = vec![crate::cri_api::IdMapping {
         container_id: 0,
         host_id: 100000,
         length: 65536,
     }];
     let mut options = namespaces(NamespaceMode::Pod, NamespaceMode::Container);
-    options.userns_options = Some(k8s_cri::v1::UserNamespace {
+    options.userns_options = Some(crate::cri_api::UserNamespace {
         mode: NamespaceMode::Pod as i32,
         uids: map.clone(),
         gids: map,
@@ -176,7 +176,7 @@ fn user_namespace_pod() {
         .namespace_options
         .as_mut()
         .unwrap()
-        .userns_options = Some(k8s_cri::v1::UserNamespace {
+        .userns_options = Some(crate::cri_api::UserNamespace {
         mode: NamespaceMode::Node as i32,
         ..Default::default()
     });
