@@ -393,6 +393,16 @@ async fn stats_come_from_cgroups_and_the_writable_layer() {
         .into_inner()
         .stats;
     assert_eq!(all.len(), 1);
+    // Traffic on the pod's interface: pings to the test network's gateway.
+    let ping = exec(
+        &mut cri,
+        &id,
+        &["ping", "-c", "3", "-W", "1", "10.89.0.1"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ping.exit_code, 0, "{ping:?}");
     let req = api::PodSandboxStatsRequest {
         pod_sandbox_id: pod.id.clone(),
     };
@@ -407,6 +417,15 @@ async fn stats_come_from_cgroups_and_the_writable_layer() {
     let linux = p.linux.unwrap();
     assert_eq!(linux.containers.len(), 1);
     assert!(linux.process.unwrap().process_count.unwrap().value >= 1);
+    let network = linux.network.expect("the pod's network counters");
+    let eth0 = network.default_interface.clone().expect("eth0");
+    assert_eq!(eth0.name, "eth0");
+    assert!(eth0.tx_bytes.unwrap().value >= 3 * 84, "{eth0:?}");
+    assert!(eth0.rx_bytes.unwrap().value >= 3 * 84, "{eth0:?}");
+    assert!(
+        network.interfaces.iter().all(|i| i.name != "lo"),
+        "{network:?}"
+    );
     remove_pod(&mut cri, &pod.id).await;
 }
 

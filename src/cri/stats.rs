@@ -2,6 +2,8 @@
 //! containers' cgroups and writable layers. A pod's usage is the sum of its containers'.
 
 use super::api;
+use crate::network::POD_IFNAME;
+use crate::runtime::net_dev;
 use crate::runtime::records::{ContainerRecord, SandboxRecord};
 use crate::runtime::stats::Usage;
 use crate::runtime::{Runtime, RuntimeError};
@@ -125,7 +127,7 @@ fn pod_stats(
         linux: Some(api::LinuxPodSandboxStats {
             cpu: Some(cpu),
             memory: Some(memory),
-            network: None,
+            network: network(sandbox, &sampled, at),
             process: Some(api::ProcessUsage {
                 timestamp: at,
                 process_count: u64v(processes),
@@ -134,6 +136,45 @@ fn pod_stats(
             io: None,
         }),
         windows: None,
+    })
+}
+
+/// The pod's interface counters, read through one of its running containers (they share the
+/// pod's network namespace): the pod interface as the default, every other but loopback beside
+/// it. None for a host-network pod (those are the node's) or one with no running container.
+fn network(
+    sandbox: &SandboxRecord,
+    sampled: &[(ContainerRecord, Usage)],
+    at: i64,
+) -> Option<api::NetworkUsage> {
+    let host_network = sandbox
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == api::NamespaceMode::Node as i32);
+    if host_network {
+        return None;
+    }
+    let (c, _) = sampled.iter().find(|(c, _)| c.pid != 0)?;
+    let to_cri = |i: &net_dev::Interface| api::NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: u64v(i.rx_bytes()),
+        rx_errors: u64v(i.rx_errors()),
+        tx_bytes: u64v(i.tx_bytes()),
+        tx_errors: u64v(i.tx_errors()),
+    };
+    let interfaces = net_dev::interfaces_of(c.pid);
+    let default = interfaces.iter().find(|i| i.name == POD_IFNAME)?;
+    Some(api::NetworkUsage {
+        timestamp: at,
+        default_interface: Some(to_cri(default)),
+        interfaces: interfaces
+            .iter()
+            .filter(|i| i.name != POD_IFNAME && i.name != "lo")
+            .map(to_cri)
+            .collect(),
     })
 }
 

@@ -217,14 +217,11 @@ fn filesystem(dir: &Path) -> (String, Option<nix::sys::statvfs::Statvfs>) {
 
 /// Network counters of the namespace `pid` lives in, one set per interface.
 fn network_samples(pid: u32) -> Vec<Sample> {
-    let Ok(dev) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
-        return Vec::new();
-    };
-    parse_net_dev(&dev)
+    samples_of(&super::net_dev::interfaces_of(pid))
 }
 
-/// `/proc/net/dev`: two header lines, then `iface: rx(8 columns) tx(8 columns)`.
-fn parse_net_dev(dev: &str) -> Vec<Sample> {
+/// cAdvisor's eight network series for each interface.
+fn samples_of(interfaces: &[super::net_dev::Interface]) -> Vec<Sample> {
     const COLUMNS: [(usize, &str); 8] = [
         (0, "container_network_receive_bytes_total"),
         (1, "container_network_receive_packets_total"),
@@ -236,19 +233,12 @@ fn parse_net_dev(dev: &str) -> Vec<Sample> {
         (11, "container_network_transmit_packets_dropped_total"),
     ];
     let mut out = Vec::new();
-    for line in dev.lines().skip(2) {
-        let Some((iface, counters)) = line.split_once(':') else {
-            continue;
-        };
-        let values: Vec<u64> = counters
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0))
-            .collect();
+    for iface in interfaces {
         for (column, name) in COLUMNS {
             out.push(Sample {
                 name,
-                extra: vec![iface.trim().to_string()],
-                value: values.get(column).copied().unwrap_or(0),
+                extra: vec![iface.name.clone()],
+                value: iface.column(column),
             });
         }
     }
@@ -264,7 +254,7 @@ mod tests {
         let dev = "Inter-|   Receive                                                |  Transmit\n \
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
  lo:     100       2    0    0    0     0          0         0      300       4    5    6    0     0       0          0\n";
-        let s = parse_net_dev(dev);
+        let s = samples_of(&super::super::net_dev::parse(dev));
         assert_eq!(s.len(), 8);
         let get = |name: &str| s.iter().find(|x| x.name == name).unwrap();
         assert_eq!(get("container_network_receive_bytes_total").value, 100);

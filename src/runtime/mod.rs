@@ -17,6 +17,7 @@ mod image_etc;
 pub mod image_volumes;
 pub mod intents;
 pub mod metrics;
+pub mod net_dev;
 pub mod pod_cidr;
 pub mod records;
 mod recovery;

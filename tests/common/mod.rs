@@ -2,8 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-pub mod host;
 pub mod fake_registry;
+pub mod host;
 pub mod network;
 pub mod node_image;
 pub mod pods;
