@@ -12,6 +12,9 @@ step() { echo; echo "=== $* ($(date +%T))"; }
 step "dependencies"
 hack/install-deps.sh
 hack/cni-config.sh
+# kubelet for e2e/kubelet.sh: built from the Go module proxy on the first run (~15 min on 2 cores),
+# then taken from /var/cache/berth-k8s.
+hack/k8s/build.sh kubelet >/dev/null
 
 step "test registries and images"
 hack/registry.sh start
