@@ -255,19 +255,27 @@ our_shims() {
   local p
   for p in /proc/[0-9]*; do [[ $(readlink "$p/exe" 2>/dev/null) == "$SHIM" ]] && echo "${p#/proc/}"; done
 }
+# cgroups named after a sandbox or container id of this run.
+our_cgroups() { find /sys/fs/cgroup -type d 2>/dev/null | grep -F -f <(grep . <<<"$SEEN_IDS" || true); }
+# mounts under berthd's directories (its state/pods mount itself stays until berthd stops).
+our_mounts() { awk -v w="$WORK/" 'index($5, w) == 1 && $5 != w "state/pods" {print $5}' /proc/self/mountinfo; }
 removal() {
+  # The leftover checks below must be able to see what they look for.
+  [[ -n $(our_shims) ]] || bad "found no berth-shim of this run before the removal" || return
+  [[ -n $(our_cgroups) ]] || bad "found no container cgroup of this run before the removal" || return
+  [[ -n $(our_mounts) ]] || bad "found no mount under $WORK before the removal" || return
   rm -f "$KW"/manifests/*.yaml
   # kubelet stops the pods at once; its garbage collector removes them within a minute.
   wait_for 150 eval '[[ -z $(crictl_b pods -q) && -z $(crictl_b ps -a -q) ]]' ||
     bad "left after 150 s: pods $(crictl_b pods -q | tr '\n' ' ') containers $(crictl_b ps -a -q | tr '\n' ' ')" || return
   wait_for 30 eval '[[ $(ro /pods | jq ".items | length") == 0 ]]' || bad "kubelet still lists pods" || return
   local left
-  left=$(awk -v w="$WORK/" 'index($5, w) == 1 && $5 != w "state/pods" {print $5}' /proc/self/mountinfo)
+  left=$(our_mounts)
   [[ -z $left ]] || bad "mounts left: $left" || return
   wait_for 20 eval '[[ -z $(our_shims) ]]' || bad "berth-shim processes left: $(our_shims)" || return
   wait_for 30 eval '[[ -z $(find /sys/fs/cgroup/*/'"$CGROOT"' -type d -name "pod*" 2>/dev/null) ]]' ||
     bad "pod cgroups left: $(find /sys/fs/cgroup/*/"$CGROOT" -type d -name 'pod*')" || return
-  left=$(find /sys/fs/cgroup -type d 2>/dev/null | grep -F -f <(grep . <<<"$SEEN_IDS" || true) | head -5)
+  left=$(our_cgroups | head -5)
   [[ -z $left ]] || bad "cgroups of this run's containers or sandboxes left: $left" || return
 }
 check "removing every manifest leaves no pod, container, mount, shim or cgroup" removal

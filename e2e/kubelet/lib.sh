@@ -114,17 +114,20 @@ YAML
 }
 
 # start_kubelet: kubelet in a mount namespace of its own, logging to $KUBELET_LOG; sets
-# KUBELET_PID. The namespace first drops its copies of every mount outside /, /dev, /proc, /sys,
-# /etc and /mnt (mountinfo is read before the first umount; deepest first), then shows the kernel
-# tunables kubelet would otherwise write to the host (container_manager_linux.go) with the values
-# it wants.
+# KUBELET_PID. The namespace first drops its copies of the mounts kubelet has no use for (so it
+# pins no one's overlay, shm or network namespace: all but /, the system directories, and the
+# mounts holding $WORK and kubelet's binary), deepest first, then shows the kernel tunables
+# kubelet would otherwise write to the host (container_manager_linux.go) with the values it wants.
 start_kubelet() {
   local t file setup
   declare -A tunables=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10
     [kernel/panic_on_oops]=1 [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
   mkdir -p "$KW/sysctl"
-  setup='awk '"'"'$5 !~ "^/$|^/(dev|proc|sys)(/|$)|^/etc/|^/mnt/" {print $5}'"'"' /proc/self/mountinfo |
-    sort -r | while read -r m; do umount -l "$m"; done; '
+  awk -v keep="$WORK $(dirname "$KUBELET")" '
+    $5 ~ "^/$|^/(dev|proc|sys|etc|usr|lib[^/]*|bin|sbin|mnt)(/|$)" { next }
+    { n = split(keep, k, " "); for (i = 1; i <= n; i++) if (index(k[i] "/", $5 "/") == 1) next; print $5 }
+  ' /proc/self/mountinfo | sort -r > "$KW/drop-mounts"
+  setup="while read -r m; do umount -l \"\$m\" 2>/dev/null; done < $KW/drop-mounts; "
   for t in "${!tunables[@]}"; do
     file=$KW/sysctl/${t//\//.}
     echo "${tunables[$t]}" > "$file"

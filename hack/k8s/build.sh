@@ -30,8 +30,11 @@ log() { echo "k8s/build: $*" >&2; }
 
 (($#)) || set -- kubelet
 for bin in "$@"; do
-  [[ -n "${MAIN_PKG[$bin]:-}" ]] || die "unknown binary '$bin' (known: ${!MAIN_PKG[*]})"
+  [[ -n "${MAIN_PKG[$bin]:-}" ]] || die "unknown binary '$bin' (known: $(printf '%s\n' "${!MAIN_PKG[@]}" | sort | xargs))"
 done
+# Staging modules are published as v0.<minor>.<patch> for kubernetes v1.<minor>.<patch>.
+[[ "$K8S_VERSION" =~ ^v1\.([0-9]+\.[0-9]+)$ ]] || die "K8S_VERSION must look like v1.37.2, got $K8S_VERSION"
+STAGING_VERSION="v0.${BASH_REMATCH[1]}"
 command -v go >/dev/null || die "go not found (install Go 1.26+ in /usr/local/go)"
 command -v jq >/dev/null || die "jq not found (hack/install-deps.sh installs it)"
 
@@ -50,10 +53,6 @@ flock 9
 todo=()
 for bin in "$@"; do stamp_ok "$bin" || todo+=("$bin"); done
 ((${#todo[@]})) || { echo "$CACHE"; exit 0; }
-
-# Staging modules are published as v0.<minor>.<patch> for kubernetes v1.<minor>.<patch>.
-[[ "$K8S_VERSION" =~ ^v1\.([0-9]+\.[0-9]+)$ ]] || die "K8S_VERSION must look like v1.37.2, got $K8S_VERSION"
-STAGING_VERSION="v0.${BASH_REMATCH[1]}"
 
 log "reading the staging modules of k8s.io/kubernetes@$K8S_VERSION"
 gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .GoMod)
