@@ -10,19 +10,19 @@
 # pod network stats).
 #
 # kubelet comes from hack/k8s/build.sh (built on first use, ~15 min on 2 cores; cached after).
-# kubelet runs in a mount namespace of its own where the six kernel sysctls it insists on read as
-# the values it wants, so this shared machine's sysctls stay untouched (on a real node kubelet
-# sets them itself); that namespace drops its copies of every other mount outside /dev, /proc,
-# /sys and /etc, so it pins no one else's overlay or network namespace. Its pods' cgroups live
-# under a cgroup root made for this run and removed at the end. Ports: KUBELET_PORT (10250), KUBELET_READONLY_PORT (10255), KUBELET_HEALTHZ_PORT
-# (10248), all on 127.0.0.1; the script fails if one is taken.
+# It runs in a mount namespace of its own where the six kernel sysctls it insists on read as the
+# values it wants, so this shared machine's sysctls stay untouched (on a real node kubelet sets
+# them itself); that namespace drops its copies of the mounts kubelet does not need, so it pins
+# no one else's overlay or network namespace. Its pods' cgroups live under a cgroup root made for
+# this run and removed at the end. Ports: KUBELET_PORT (10250), KUBELET_READONLY_PORT (10255),
+# KUBELET_HEALTHZ_PORT (10248), all on 127.0.0.1; the script fails if one is taken.
 source "$(dirname "$0")/lib.sh"
 source "$E2E_ROOT/e2e/kubelet/lib.sh"
 source "$E2E_ROOT/e2e/kubelet/pods.sh"
 eval "$("$E2E_ROOT/hack/registry.sh" env)"
 [[ $EUID -eq 0 ]] || fail "kubelet.sh needs root (berthd, kubelet, cgroups)"
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
-for tool in crictl curl jq go unshare; do command -v "$tool" >/dev/null || fail "$tool not found (hack/install-deps.sh)"; done
+for tool in crictl curl jq go unshare python3; do command -v "$tool" >/dev/null || fail "$tool not found (hack/install-deps.sh)"; done
 
 PORT=${KUBELET_PORT:-10250}
 RO_PORT=${KUBELET_READONLY_PORT:-10255}
@@ -39,11 +39,11 @@ done
 KUBELET_DIR=$("$E2E_ROOT/hack/k8s/build.sh" kubelet) || fail "hack/k8s/build.sh kubelet failed"
 KUBELET=$KUBELET_DIR/kubelet
 
-# berthd and berth-shim are copied, so a rebuild elsewhere cannot swap them mid-run and every
-# berth-shim of this run is recognisable by its executable's path.
+# berthd and berth-shim are linked (or copied) elsewhere, so a rebuild cannot swap them mid-run
+# and every berth-shim of this run is recognisable by its executable's path.
 [[ -x "$BERTHD" && -x "$(dirname "$BERTHD")/berth-shim" ]] || fail "berthd/berth-shim not built beside $BERTHD (cargo build)"
 BIN=$(mktemp -d /tmp/bkbin.XXXXXX)
-cp "$BERTHD" "$(dirname "$BERTHD")/berth-shim" "$BIN/"
+cp -l "$BERTHD" "$(dirname "$BERTHD")/berth-shim" "$BIN/" 2>/dev/null || cp "$BERTHD" "$(dirname "$BERTHD")/berth-shim" "$BIN/"
 BERTHD=$BIN/berthd
 SHIM=$BIN/berth-shim
 
@@ -55,6 +55,8 @@ KUBELET_LOG=$WORK/kubelet.log
 CGROOT=berth-e2e-kubelet-$$
 KUBELET_PID=
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # crictl warns on every call when it finds no config file; flags give it all it needs.
 : > "$WORK/crictl.yaml"
 export CRI_CONFIG_FILE=$WORK/crictl.yaml
