@@ -24,6 +24,9 @@ esac
 step "dependencies"
 hack/install-deps.sh
 hack/cni-config.sh
+# kubelet for e2e/kubelet.sh: built from the Go module proxy on the first run (~15 min on 2 cores),
+# then taken from /var/cache/berth-k8s.
+hack/k8s/build.sh kubelet >/dev/null
 
 # Every image any test or e2e script pulls is built here, before the first test (critest's too:
 # tests/network.rs serves the critest nginx image through a host port).
