@@ -22,8 +22,9 @@ mount_api() {
   hostname berth-vm
 }
 
-# The user-mode network: QEMU forwards 10.0.2.100:<port> to the host's 127.0.0.1:<port> for the
-# test registries, and NAT here makes them answer at 127.0.0.1 like on the host.
+# The user-mode network: QEMU maps 10.0.2.2 to the host's loopback (one host connection per
+# guest connection; guestfwd would share one). NAT here makes the test registries answer at
+# 127.0.0.1:<port> like on the host.
 network() {
   ip link set lo up
   modprobe virtio_net 2>/dev/null
@@ -32,16 +33,16 @@ network() {
   [ -n "$ports" ] || return 0
   echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet
   for p in $ports; do
-    iptables -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp --dport "$p" -j DNAT --to-destination "10.0.2.100:$p"
+    iptables -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp --dport "$p" -j DNAT --to-destination "10.0.2.2:$p"
   done
-  iptables -t nat -A POSTROUTING -s 127.0.0.0/8 -d 10.0.2.100/32 -j SNAT --to-source 10.0.2.15
+  iptables -t nat -A POSTROUTING -s 127.0.0.0/8 -d 10.0.2.2/32 -j SNAT --to-source 10.0.2.15
 }
 
 run() {
   exec </dev/null >/dev/ttyS0 2>&1
   # The root is an overlay on 9p: an overlayfs upper dir cannot live on it, so the places tests
   # and berthd keep their state are tmpfs.
-  for d in /tmp /var/tmp /var/lib/berth; do
+  for d in /tmp /var/lib/berth; do
     mkdir -p "$d" && mount -t tmpfs -o mode=1777 tmpfs "$d"
   done
   chmod 755 /var/lib/berth

@@ -5,7 +5,8 @@
 # package is fetched with `apt-get download` and unpacked with `dpkg-deb -x`.
 #
 #   BERTH_VM_CACHE   cache root (default /var/cache/berth-vm)
-#   BERTH_VM_KERNEL  kernel package (default: the one Debian's linux-image-amd64 depends on)
+#   BERTH_VM_KERNEL  kernel package (default: the one Debian 12's linux-image-6.12-amd64 depends on;
+#                    berth mounts overlays with `lowerdir+` (Linux 6.8+), so 6.1 cannot run pods)
 set -euo pipefail
 
 CACHE=${BERTH_VM_CACHE:-/var/cache/berth-vm}
@@ -14,8 +15,8 @@ die() { echo "vm/kernel.sh: $*" >&2; exit 1; }
 
 pkg=${BERTH_VM_KERNEL:-}
 if [[ -z $pkg ]]; then
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-  [[ -n $pkg ]] || die "cannot resolve linux-image-amd64 (run apt-get update)"
+  pkg=$(apt-cache depends linux-image-6.12-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  [[ -n $pkg ]] || die "cannot resolve linux-image-6.12-amd64 (run apt-get update)"
 fi
 kver=${pkg#linux-image-}
 dir=$CACHE/$kver
@@ -41,7 +42,7 @@ busybox depmod -b "$dir/pkg" "$kver"
 # The uncompressed kernel: QEMU boots an ELF vmlinux through its PVH entry point, skipping the
 # decompressor (slow under TCG). Find the payload's compression magic and decompress from there.
 python3 - "$dir/pkg/boot/vmlinuz-$kver" "$dir/vmlinux.tmp" <<'PY'
-import gzip, lzma, sys, zlib
+import lzma, subprocess, sys, zlib
 data = open(sys.argv[1], "rb").read()
 for magic, kind in ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gz"), (b"\x28\xb5\x2f\xfd", "zstd")):
     at = data.find(magic)
@@ -51,8 +52,8 @@ for magic, kind in ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gz"), (b"\x28\xb
                 out = lzma.LZMADecompressor().decompress(data[at:])
             elif kind == "gz":
                 out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[at:])
-            else:
-                raise SystemExit("zstd-compressed kernels are not handled")
+            else:  # zstd(1) writes the frame, then complains about the bytes after it
+                out = subprocess.run(["zstd", "-dc"], input=data[at:], capture_output=True).stdout
             if out[:4] == b"\x7fELF":
                 open(sys.argv[2], "wb").write(out)
                 sys.exit(0)

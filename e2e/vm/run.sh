@@ -10,7 +10,8 @@
 # (BERTH_VM_INIT=systemd, the default) or guest.sh itself (BERTH_VM_INIT=sh, a few seconds faster).
 # CMD runs as root in the current directory with this shell's PATH, HOME, and BERTH_*, RUST_*,
 # CARGO_* variables; its stdout and stderr arrive on this script's stdout. The host's
-# 127.0.0.1:{5000,5443,5002} (the test registries) answer at the same address in the guest.
+# 127.0.0.1:{5000,5443,5002} (the test registries) answer at the same address in the guest
+# (QEMU's user-mode network maps 10.0.2.2 to the host's loopback; guest.sh NATs those ports).
 # Code runs 20-40x slower than on the host: build here, run only what needs cgroup v2 there.
 #
 #   BERTH_VM_INIT     systemd | sh               BERTH_VM_MEM   MiB (2048)
@@ -49,10 +50,7 @@ mkdir "$xfer/units"
   printf '%q ' "$@"
   echo
 } > "$xfer/cmd"
-ports="5000 5443 5002"
-echo "$ports" > "$xfer/ports"
-fwd=""
-for p in $ports; do fwd+=",guestfwd=tcp:10.0.2.100:$p-tcp:127.0.0.1:$p"; done
+echo "5000 5443 5002" > "$xfer/ports"
 
 cat > "$xfer/units/berth-vm.target" <<'UNIT'
 [Unit]
@@ -90,7 +88,7 @@ timeout --foreground -k 10 "${BERTH_VM_TIMEOUT:-1200}" qemu-system-x86_64 \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
   -fsdev local,id=xfer,path="$xfer",security_model=none \
   -device virtio-9p-pci,fsdev=xfer,mount_tag=xfer \
-  -netdev "user,id=n0,restrict=on$fwd" -device virtio-net-pci,netdev=n0 \
+  -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
   -chardev stdio,id=out,signal=off -serial chardev:out \
   -serial file:"$xfer/console.log" </dev/null
 qrc=$?
