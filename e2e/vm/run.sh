@@ -40,6 +40,7 @@ kver=$(basename "$kdir")
 mkdir -p "$CACHE/runs"
 xfer=$(mktemp -d "$CACHE/runs/run.XXXXXX")
 [[ -n ${BERTH_VM_KEEP:-} ]] || trap 'rm -rf "$xfer"' EXIT
+trap 'exit 143' INT TERM
 cp "$HERE/guest.sh" "$xfer/guest.sh"
 mkdir "$xfer/units"
 {
