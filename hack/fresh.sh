@@ -7,7 +7,7 @@
 #
 # Removed: the test registries (stopped) with their storage, CA and passwords, the built test images
 # and the download/debootstrap caches ($BERTH_TEST_DIR, default /var/lib/berth-test); crictl and
-# critest (binaries, version stamps, /usr/local/bin links); the Kubernetes binaries hack/k8s builds;
+# critest (binaries, version stamps, /usr/local/bin links); the Kubernetes binaries hack/k8s builds; the guest kernel e2e/vm caches;
 # the CNI config hack/cni-config.sh installs (only if it is ours, byte for byte); berth's default data
 # and state dirs (/var/lib/berth, /run/berth) after unmounting what berth mounted under them; the
 # Python packages hack/install-deps.sh installs with pip; the critest reports in target/critest.
@@ -22,6 +22,7 @@ export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
 TEST_DIR=${BERTH_TEST_DIR:-/var/lib/berth-test}
 GOBIN=${GOBIN:-$HOME/go/bin}
 K8S_CACHE=${BERTH_K8S_CACHE:-/var/cache/berth-k8s}
+VM_CACHE=${BERTH_VM_CACHE:-/var/cache/berth-vm}
 DATA_DIRS=(/var/lib/berth /run/berth)
 CNI_CONF=/etc/cni/net.d/10-berth.conflist
 
@@ -71,7 +72,9 @@ done
 for f in "$GOBIN/crictl" "$GOBIN/critest" "$GOBIN/critest.version" /usr/local/bin/crictl /usr/local/bin/critest; do
   [[ -e $f || -L $f ]] && { say "removing $f"; rm -f "$f"; }
 done
-[[ -d $K8S_CACHE ]] && remove_tree "$K8S_CACHE"
+for cache in "$K8S_CACHE" "$VM_CACHE"; do
+  [[ -d $cache ]] && remove_tree "$cache"
+done
 if [[ -f $CNI_CONF ]] && cmp -s "$CNI_CONF" manifests/cni/10-berth.conflist; then
   say "removing $CNI_CONF"
   rm -f "$CNI_CONF"

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   build-essential dpkg-dev # critest images (busybox built from source, static test programs); g++ builds libFuzzer for e2e/fuzz.sh
   iptables iproute2 util-linux
   runc crun                # external OCI runtime handlers
+  qemu-system-x86 systemd dbus  # e2e/vm: the cgroup v2 guest boots the host's / with systemd
   containerd               # only for benchmarks, run on its own socket beside berth
   apache2-utils            # htpasswd for the authenticated registry
   openssl curl jq zstd pigz python3 python3-pip hyperfine

@@ -166,10 +166,11 @@ async fn lifecycle(handler: &str) {
     // resources and stats come from the cgroup the runtime put the container in
     let cgroup = info["cgroup"].as_str().unwrap().to_string();
     let memberships = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        memberships.contains(&format!("memory:{cgroup}")),
-        "{memberships}"
-    );
+    let membership = match berth::cgroup::Hierarchy::detect().unwrap().mode() {
+        berth::cgroup::Mode::V1 => format!("memory:{cgroup}\n"),
+        berth::cgroup::Mode::V2 => format!("0::{cgroup}\n"),
+    };
+    assert!(memberships.contains(&membership), "{memberships}");
     let limit = 80 * 1024 * 1024;
     let req = api::UpdateContainerResourcesRequest {
         container_id: id.clone(),

@@ -11,7 +11,8 @@
 //! The hybrid layout (v1 controllers plus a cgroup2 mount at `/sys/fs/cgroup/unified` that has
 //! no resource controllers of its own) is driven as [`Mode::V1`], as containerd and runc do;
 //! nothing is created in the unified mount there.
-//! Only the cgroupfs driver exists; a systemd driver is future work.
+//! Only the cgroupfs driver exists: a pod parent in systemd's slice form is used as the slice's
+//! directory ([`expand_slice`]); creating slices and scopes as systemd units is future work.
 
 mod detail;
 mod device_bpf;
@@ -21,6 +22,7 @@ mod fs;
 mod group;
 mod hierarchy;
 mod resources;
+mod slice;
 mod stats;
 mod v1;
 mod v2;
@@ -42,4 +44,5 @@ pub use error::CgroupError;
 pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};
 pub use resources::{Resources, shares_to_weight};
+pub use slice::{expand_slice, is_slice_name};
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};

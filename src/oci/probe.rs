@@ -44,7 +44,12 @@ fn run_probe(runtime: &OciRuntime, id: &str, cgroup: &str, bundle: &Path) -> Res
     let mut mounts = vec![serde_json::json!({
         "destination": "/proc", "type": "proc", "source": "proc",
     })];
-    std::fs::create_dir_all(&rootfs).map_err(|e| format!("create {}: {e}", rootfs.display()))?;
+    // The mount points the runtime mounts on in a read-only root: crun (unlike runc) does not
+    // create /dev and fails with "open /dev directory in <rootfs>".
+    for dir in ["dev", "proc"] {
+        let path = rootfs.join(dir);
+        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+    }
     for dir in ["usr", "bin", "sbin", "lib", "lib32", "lib64"] {
         let host = Path::new("/").join(dir);
         match std::fs::read_link(&host) {
