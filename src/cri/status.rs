@@ -56,7 +56,8 @@ pub fn status(
             // the identity actually given to the process.
             supplemental_groups_policy: true,
             user_namespaces_host_network: false,
-            mount_options: false,
+            // Mount.mount_options: nosuid, nodev, noexec and the atime options (spec/mounts.rs).
+            mount_options: true,
         }),
     }
 }

@@ -75,6 +75,16 @@ pub enum SpecError {
         reason: &'static str,
     },
 
+    /// A `Mount.mount_options` entry berth does not apply.
+    #[error(
+        "mount {container_path:?}: mount option {option:?} is not one berth applies ({allowed})"
+    )]
+    MountOption {
+        container_path: String,
+        option: String,
+        allowed: &'static str,
+    },
+
     /// A device the caller resolved with an invalid cgroup permission string.
     #[error("device {path:?}: permissions {permissions:?} must be a non-empty subset of \"rwm\"")]
     DevicePermissions { path: String, permissions: String },

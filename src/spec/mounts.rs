@@ -25,7 +25,20 @@ struct Bind {
     propagation: MountPropagation,
     readonly: bool,
     recursive_readonly: bool,
+    /// `Mount.mount_options`, each one of [`BIND_OPTIONS`].
+    extra_options: Vec<String>,
 }
+
+/// The `Mount.mount_options` berth applies to a CRI bind mount; any other is refused.
+const BIND_OPTIONS: [&str; 6] = [
+    "nosuid",
+    "nodev",
+    "noexec",
+    "noatime",
+    "nodiratime",
+    "relatime",
+];
+const BIND_OPTIONS_TEXT: &str = "nosuid, nodev, noexec, noatime, nodiratime, relatime";
 
 /// Builds the mount table. `readonly_rootfs` makes the /etc file binds read-only; `privileged`
 /// makes /sys and /sys/fs/cgroup writable.
@@ -58,6 +71,7 @@ pub(super) fn mounts(
             propagation: MountPropagation::PropagationPrivate,
             readonly,
             recursive_readonly: false,
+            extra_options: Vec::new(),
         });
     }
     binds.sort_by_key(|b| depth(&b.destination));
@@ -112,12 +126,24 @@ fn cri_bind(m: &CriMount) -> Result<Bind, SpecError> {
     if m.recursive_read_only && propagation != MountPropagation::PropagationPrivate {
         return Err(fail("recursive read-only mount needs private propagation"));
     }
+    if let Some(option) = m
+        .mount_options
+        .iter()
+        .find(|o| !BIND_OPTIONS.contains(&o.as_str()))
+    {
+        return Err(SpecError::MountOption {
+            container_path: m.container_path.clone(),
+            option: option.clone(),
+            allowed: BIND_OPTIONS_TEXT,
+        });
+    }
     Ok(Bind {
         destination: clean(&m.container_path),
         source: PathBuf::from(&m.host_path),
         propagation,
         readonly: m.readonly,
         recursive_readonly: m.recursive_read_only,
+        extra_options: m.mount_options.clone(),
     })
 }
 
@@ -132,11 +158,13 @@ fn bind_mount(b: &Bind) -> Mount {
         (true, false) => "ro",
         (false, false) => "rw",
     };
+    let mut options = vec!["rbind", propagation, access];
+    options.extend(b.extra_options.iter().map(String::as_str));
     mount(
         &b.destination,
         "bind",
         &b.source.to_string_lossy(),
-        &["rbind", propagation, access],
+        &options,
     )
 }
 

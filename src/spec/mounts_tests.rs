@@ -226,6 +226,33 @@ fn cri_mount_options_and_rootfs_propagation() {
 }
 
 #[test]
+fn cri_mount_options_are_applied_and_unknown_ones_refused() {
+    let m = CriMount {
+        readonly: true,
+        mount_options: vec!["noexec".into(), "nosuid".into(), "nodev".into()],
+        ..cri("/vol", "/host/vol")
+    };
+    let plan = mounts(&[m], &EtcFiles::default(), None, false, false).unwrap();
+    assert_eq!(
+        options(find(&plan, "/vol")),
+        ["rbind", "rprivate", "ro", "noexec", "nosuid", "nodev"]
+    );
+    for bad in ["suid", "exec", "remount", "bind", "mode=0777", ""] {
+        let m = CriMount {
+            mount_options: vec!["noexec".into(), bad.into()],
+            ..cri("/vol", "/host/vol")
+        };
+        let err = mounts(&[m], &EtcFiles::default(), None, false, false).unwrap_err();
+        assert!(matches!(err, SpecError::MountOption { .. }), "{bad}: {err}");
+        assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        assert_eq!(
+            crate::error::Classify::kind(&err),
+            crate::error::Kind::InvalidArgument
+        );
+    }
+}
+
+#[test]
 fn privileged_gets_writable_sys_and_cgroup() {
     for (privileged, access) in [(false, "ro"), (true, "rw")] {
         let plan = mounts(&[], &EtcFiles::default(), None, privileged, false).unwrap();
