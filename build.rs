@@ -1,6 +1,7 @@
 //! Compiles the CRI v1 API (proto/k8s/cri-api, upstream's file byte for byte) and berth's own
-//! protocols in proto/berth, and links the per-pod `berth-shim` as a position-dependent executable
-//! (docs/adr/0002-non-pie-shim.md).
+//! protocols in proto/berth, links the per-pod `berth-shim` as a position-dependent executable
+//! (docs/adr/0002-non-pie-shim.md), and records when it ran (`BERTH_BUILD_EPOCH`, for
+//! `berth doctor`'s clock check).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,10 @@ const CRI_PROTO: &str = "proto/k8s/cri-api/v1/api.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // `berth doctor` flags a clock set before this moment (a lower bound of the build time: the
+    // script reruns only when proto/ changes).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    println!("cargo:rustc-env=BERTH_BUILD_EPOCH={}", now.as_secs());
     // One shim runs per pod: without dynamic relocations its pointer tables stay shared file
     // pages instead of ~400 KiB of private memory in every shim.
     println!("cargo:rustc-link-arg-bin=berth-shim=-no-pie");
