@@ -38,9 +38,10 @@ cat > "$WORK/idle.json" <<JSON
  "log_path": "idle.log"}
 JSON
 
-b events -o json > "$WORK/events.json" 2>&1 &
+# The CLI itself, not a shell function around it, so $! is the process that `kill` must end.
+"$BERTH" --socket "$SOCK" events -o json > "$WORK/events.json" 2>&1 &
 EVENTS_PID=$!
-b events > "$WORK/events.txt" 2>&1 &
+"$BERTH" --socket "$SOCK" events > "$WORK/events.txt" 2>&1 &
 EVENTS_HUMAN_PID=$!
 sleep 0.5
 

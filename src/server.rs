@@ -15,6 +15,9 @@ use crate::cri::{Context, Cri};
 use crate::runtime::{Runtime, RuntimeSettings};
 use crate::store::Store;
 
+/// How long calls in flight may take to finish after SIGTERM/SIGINT.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs berthd with a loaded, validated config until a shutdown signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for dir in [&config.root_dir, &config.state_dir] {
@@ -88,7 +91,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
 
-    let result = tonic::transport::Server::builder()
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = tonic::transport::Server::builder()
         .trace_fn(|req| {
             tracing::info_span!(
                 "rpc",
@@ -102,8 +106,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .add_service(crate::admin::proto::admin_server::AdminServer::new(admin))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            shutdown_signal().await;
+            let _ = signalled_tx.send(());
+        });
+    // Draining waits for every open call, and a client's GetContainerEvents stream never ends
+    // on its own: after the signal, calls get DRAIN_GRACE to finish, then berthd stops anyway.
+    tokio::pin!(serve);
+    let result = tokio::select! {
+        result = &mut serve => result,
+        () = async {
+            let _ = signalled_rx.await;
+            tokio::time::sleep(DRAIN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?DRAIN_GRACE, "calls still open after the drain grace; closing them");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&socket);
     result.context("serve CRI")?;
     tracing::info!("berthd stopped");

@@ -155,6 +155,51 @@ fn unknown_config_key_exits_nonzero_before_binding() {
     assert!(!socket.exists(), "no socket was bound");
 }
 
+/// kubelet keeps a GetContainerEvents stream open for as long as it runs: SIGTERM must not wait
+/// for it forever.
+#[tokio::test]
+async fn sigterm_stops_berthd_while_an_event_stream_is_open() {
+    let daemon = Daemon::start("");
+    let mut cri = daemon.client().await;
+    let mut events = cri
+        .runtime
+        .get_container_events(api::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let pid = daemon.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Exited: gone, or a zombie waiting for the harness to reap it.
+    let exited = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(") ")
+                    .next()
+                    .is_some_and(|rest| rest.starts_with('Z'))
+            })
+            .unwrap_or(true)
+    };
+    let started = std::time::Instant::now();
+    while !exited() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "berthd still runs 15 s after SIGTERM, held by an open event stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!daemon.socket.exists());
+    // The stream ends (or fails) rather than hanging.
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), events.message()).await;
+    assert!(
+        next.is_ok(),
+        "the event stream still hangs after berthd stopped"
+    );
+}
+
 #[test]
 fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
     let daemon = Daemon::start("");
