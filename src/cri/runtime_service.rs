@@ -294,11 +294,11 @@ impl api::runtime_service_server::RuntimeService for Cri {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _request: Request<api::UpdatePodSandboxResourcesRequest>,
+        request: Request<api::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<api::UpdatePodSandboxResourcesResponse>, Status> {
-        unimplemented(
-            "UpdatePodSandboxResources",
-            "pod-level cgroup updates are not handled yet",
-        )
+        reply(sandbox::update_resources(
+            &self.ctx.runtime,
+            request.into_inner(),
+        ))
     }
 }

@@ -1,5 +1,5 @@
-//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and ListPodSandbox:
-//! CRI <-> runtime translation.
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox and
+//! UpdatePodSandboxResources: CRI <-> runtime translation.
 
 use std::collections::HashMap;
 
@@ -35,6 +35,16 @@ pub async fn remove(
     super::record("pod_id", &req.pod_sandbox_id);
     runtime.remove_sandbox(&req.pod_sandbox_id).await?;
     Ok(api::RemovePodSandboxResponse {})
+}
+
+/// In-place pod resize: the pod cgroup gets the new totals (`crate::runtime::pod_resources`).
+pub fn update_resources(
+    runtime: &Runtime,
+    req: api::UpdatePodSandboxResourcesRequest,
+) -> Result<api::UpdatePodSandboxResourcesResponse, RuntimeError> {
+    super::record("pod_id", &req.pod_sandbox_id);
+    runtime.update_pod_resources(&req.pod_sandbox_id, req.overhead, req.resources)?;
+    Ok(api::UpdatePodSandboxResourcesResponse {})
 }
 
 pub fn status(

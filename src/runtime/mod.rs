@@ -19,6 +19,7 @@ pub mod intents;
 pub mod metrics;
 pub mod net_dev;
 pub mod pod_cidr;
+mod pod_resources;
 pub mod records;
 mod recovery;
 mod sandbox;
