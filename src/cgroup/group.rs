@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::fs::{Result, read_pids, write};
-use super::{CgroupError, Hierarchy, Mode, Resources, Stats, v1, v2};
+use super::{CgroupError, Hierarchy, Mode, Pressure, Resources, Stats, v1, v2};
 
 /// How long `delete` keeps retrying while the kernel still reports tasks (EBUSY).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -103,6 +103,15 @@ impl Cgroup {
         match self.hierarchy.mode() {
             Mode::V1 => v1::stats(self),
             Mode::V2 => v2::stats(self),
+        }
+    }
+
+    /// The cgroup's pressure stall information. cgroup v1 has none: every field is `None` there
+    /// (unknown, not zero), as it is on a v2 kernel without PSI.
+    pub fn pressure(&self) -> Result<Pressure> {
+        match self.hierarchy.mode() {
+            Mode::V1 => Ok(Pressure::default()),
+            Mode::V2 => super::psi::read_dir(&self.v2_dir()),
         }
     }
 

@@ -3,7 +3,7 @@
 //! A [`Hierarchy`] says where the cgroup filesystems are mounted and which version is in charge.
 //! A [`Cgroup`] is one kubelet-style cgroupfs path (`/kubepods/besteffort/pod<uid>/<id>`) across
 //! every mounted v1 hierarchy, or one directory of the v2 hierarchy. [`Resources`] are the limits
-//! written into it and [`Stats`] what is read back.
+//! written into it, [`Stats`] what is read back, and [`Pressure`] its PSI (v2 only).
 //!
 //! Every path is taken relative to a root passed in, so the same code runs against the host's
 //! `/sys/fs/cgroup` and against a temporary directory laid out like it in tests.
@@ -21,6 +21,7 @@ mod error;
 mod fs;
 mod group;
 mod hierarchy;
+mod psi;
 mod resources;
 mod slice;
 mod stats;
@@ -43,6 +44,7 @@ pub use devices::DeviceRule;
 pub use error::CgroupError;
 pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};
+pub use psi::{Pressure, Psi, PsiLine};
 pub use resources::{Resources, shares_to_weight};
 pub use slice::{expand_slice, is_slice_name};
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};

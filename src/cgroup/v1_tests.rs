@@ -339,6 +339,11 @@ fn stats_sections_are_absent_without_their_hierarchy() {
     assert_eq!(stats.cpu, None);
     assert_eq!(stats.memory, None);
     assert_eq!(stats.pids, Some(PidsStats { current: 0 }));
+    // v1 has no pressure files: unknown, never zero.
+    let fake = Fake::new(ALL);
+    fake.populate_all("c");
+    let cg = Cgroup::open(&fake.hierarchy(), "/c").unwrap();
+    assert_eq!(cg.pressure().unwrap(), Pressure::default());
 }
 
 #[test]

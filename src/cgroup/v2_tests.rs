@@ -315,6 +315,33 @@ fn stats_come_from_v2_files() {
 }
 
 #[test]
+fn pressure_comes_from_the_v2_pressure_files() {
+    let fake = Fake::new(ROOT_CONTROLLERS, "");
+    let cg = fake.leaf();
+    let dir = fake.path("c");
+    assert_eq!(
+        cg.pressure().unwrap(),
+        Pressure::default(),
+        "no files: unknown"
+    );
+    let line = |avg10, total| format!("avg10={avg10} avg60=0.00 avg300=0.00 total={total}");
+    fs::write(
+        dir.join("cpu.pressure"),
+        format!("some {}\n", line("2.50", 10)),
+    )
+    .unwrap();
+    let both = format!("some {}\nfull {}\n", line("0.00", 20), line("0.00", 5));
+    fs::write(dir.join("memory.pressure"), &both).unwrap();
+    fs::write(dir.join("io.pressure"), &both).unwrap();
+    let p = cg.pressure().unwrap();
+    let cpu = p.cpu.unwrap();
+    assert_eq!((cpu.some.avg10_centi, cpu.some.total_us), (250, 10));
+    assert_eq!(cpu.full, None);
+    assert_eq!(p.memory.unwrap().full.unwrap().total_us, 5);
+    assert_eq!(p.io.unwrap().some.total_us, 20);
+}
+
+#[test]
 fn freeze_waits_for_cgroup_events_and_sigkill_uses_cgroup_kill() {
     let fake = Fake::new(ROOT_CONTROLLERS, "");
     let cg = fake.leaf();

@@ -1,7 +1,10 @@
 //! ContainerStats, ListContainerStats, PodSandboxStats and ListPodSandboxStats, from the
-//! containers' cgroups and writable layers. A pod's usage is the sum of its containers'.
+//! containers' cgroups and writable layers. A pod's usage is the sum of its containers'; its
+//! pressure (PSI) is its own cgroup's, on cgroup v2 only: where the kernel has no pressure file
+//! the `psi` and `io` fields stay unset rather than reading as zero.
 
 use super::api;
+use crate::cgroup::{Pressure, Psi, PsiLine};
 use crate::network::POD_IFNAME;
 use crate::runtime::net_dev;
 use crate::runtime::records::{ContainerRecord, SandboxRecord};
@@ -96,6 +99,7 @@ fn pod_stats(
         .sum();
     let containers: Vec<api::ContainerStats> = sampled.iter().map(|(c, u)| to_cri(c, u)).collect();
     let at = crate::runtime::records::now_ns();
+    let pressure = runtime.pod_pressure(sandbox);
     let sum = |f: &dyn Fn(&api::ContainerStats) -> Option<u64>| {
         containers.iter().filter_map(f).sum::<u64>()
     };
@@ -105,7 +109,7 @@ fn pod_stats(
             Some(c.cpu.as_ref()?.usage_core_nano_seconds?.value)
         })),
         usage_nano_cores: u64v(sum(&|c| Some(c.cpu.as_ref()?.usage_nano_cores?.value))),
-        psi: None,
+        psi: pressure.cpu.map(psi),
     };
     let memory = api::MemoryUsage {
         timestamp: at,
@@ -115,7 +119,7 @@ fn pod_stats(
         rss_bytes: u64v(sum(&|c| Some(c.memory.as_ref()?.rss_bytes?.value))),
         page_faults: u64v(sum(&|c| Some(c.memory.as_ref()?.page_faults?.value))),
         major_page_faults: u64v(sum(&|c| Some(c.memory.as_ref()?.major_page_faults?.value))),
-        psi: None,
+        psi: pressure.memory.map(psi),
     };
     Ok(api::PodSandboxStats {
         attributes: Some(api::PodSandboxAttributes {
@@ -133,7 +137,7 @@ fn pod_stats(
                 process_count: u64v(processes),
             }),
             containers,
-            io: None,
+            io: io(&pressure, at),
         }),
         windows: None,
     })
@@ -190,7 +194,7 @@ fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
             timestamp: u.at,
             usage_core_nano_seconds: u64v(cpu.usage_ns),
             usage_nano_cores: u.nano_cores.and_then(u64v),
-            psi: None,
+            psi: u.pressure.cpu.map(psi),
         }),
         memory: u.cgroup.memory.map(|m| api::MemoryUsage {
             timestamp: u.at,
@@ -200,7 +204,7 @@ fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
             rss_bytes: u64v(m.rss_bytes),
             page_faults: u64v(m.page_faults),
             major_page_faults: u64v(m.major_page_faults),
-            psi: None,
+            psi: u.pressure.memory.map(psi),
         }),
         writable_layer: Some(api::FilesystemUsage {
             timestamp: u.at,
@@ -211,6 +215,62 @@ fn to_cri(c: &ContainerRecord, u: &Usage) -> api::ContainerStats {
             inodes_used: u64v(u.layer_inodes),
         }),
         swap: None,
-        io: None,
+        io: io(&u.pressure, u.at),
+    }
+}
+
+/// CRI's IO usage holds nothing but the IO pressure: absent without `io.pressure`.
+fn io(p: &Pressure, at: i64) -> Option<api::IoUsage> {
+    p.io.map(|io| api::IoUsage {
+        timestamp: at,
+        psi: Some(psi(io)),
+    })
+}
+
+/// Kernel PSI (microseconds, hundredths of a percent) in CRI's units (nanoseconds, percent).
+fn psi(p: Psi) -> api::PsiStats {
+    let data = |l: PsiLine| api::PsiData {
+        total: l.total_us.saturating_mul(1000),
+        avg10: PsiLine::percent(l.avg10_centi),
+        avg60: PsiLine::percent(l.avg60_centi),
+        avg300: PsiLine::percent(l.avg300_centi),
+    };
+    api::PsiStats {
+        full: p.full.map(data),
+        some: Some(data(p.some)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psi_is_converted_to_cri_units_and_absent_stays_absent() {
+        let line = PsiLine {
+            total_us: 7,
+            avg10_centi: 1250,
+            avg60_centi: 5,
+            avg300_centi: 0,
+        };
+        let cri = psi(Psi {
+            some: line,
+            full: None,
+        });
+        let some = cri.some.unwrap();
+        assert_eq!(some.total, 7000, "microseconds to nanoseconds");
+        assert_eq!((some.avg10, some.avg60, some.avg300), (12.5, 0.05, 0.0));
+        assert_eq!(cri.full, None);
+        assert_eq!(io(&Pressure::default(), 1), None, "v1: no IO usage at all");
+        let p = Pressure {
+            io: Some(Psi {
+                some: line,
+                full: Some(line),
+            }),
+            ..Default::default()
+        };
+        let io = io(&p, 5).unwrap();
+        assert_eq!(io.timestamp, 5);
+        assert_eq!(io.psi.unwrap().full.unwrap().total, 7000);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::records::{ContainerRecord, now_ns};
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::{Cgroup, Stats};
+use crate::cgroup::{Cgroup, Pressure, Stats};
 
 /// One container's usage at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct Usage {
     /// Unix nanoseconds.
     pub at: i64,
     pub cgroup: Stats,
+    /// PSI of the container's cgroup (cgroup v2 only; all `None` on v1).
+    pub pressure: Pressure,
     /// CPU use since the previous sample of the same container, in nanocores.
     pub nano_cores: Option<u64>,
     pub layer_bytes: u64,
@@ -50,7 +52,9 @@ impl Runtime {
             RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
         })?;
         let at = now_ns();
-        let cgroup = Cgroup::open(hierarchy, &c.cgroup)?.stats()?;
+        let group = Cgroup::open(hierarchy, &c.cgroup)?;
+        let cgroup = group.stats()?;
+        let pressure = pressure_of(&group);
         let nano_cores = cgroup
             .cpu
             .as_ref()
@@ -59,11 +63,37 @@ impl Runtime {
         Ok(Usage {
             at,
             cgroup,
+            pressure,
             nano_cores,
             layer_bytes,
             layer_inodes,
         })
     }
+}
+
+impl Runtime {
+    /// PSI of a pod's own cgroup (its cgroup parent). Unknown (all `None`) for a pod without a
+    /// cgroup parent of its own, whose containers sit in berth's shared tree.
+    pub fn pod_pressure(&self, sandbox: &super::records::SandboxRecord) -> Pressure {
+        let (Some(hierarchy), Ok(Some(path))) = (
+            self.cgroups.as_ref(),
+            super::pod_resources::pod_cgroup(&sandbox.config),
+        ) else {
+            return Pressure::default();
+        };
+        Cgroup::open(hierarchy, &path)
+            .map(|g| pressure_of(&g))
+            .unwrap_or_default()
+    }
+}
+
+/// A cgroup's PSI; a file the kernel filled with something unreadable is logged and left out
+/// (stats stay available without it).
+fn pressure_of(group: &Cgroup) -> Pressure {
+    group.pressure().unwrap_or_else(|e| {
+        tracing::warn!(cgroup = %group.path(), error = %e, "pressure stall information unreadable");
+        Pressure::default()
+    })
 }
 
 /// Bytes of regular files and number of entries below `dir` (symlinks not followed).
