@@ -1,6 +1,8 @@
 //! Clients other than berth's own on berthd's CRI socket: gRPC C-core through Python's grpcio
 //! with its default channel options (it sends the socket path, %-encoded, as `:authority`), and
-//! hand-written HTTP/2 requests carrying the authorities other gRPC stacks send. They need root,
+//! hand-written HTTP/2 requests carrying the authorities other gRPC stacks send; and every RPC of
+//! the v0.37 services called once by grpcio, so a reply its generated types cannot decode fails.
+//! They need root,
 //! python3 with grpcio and grpcio-tools (`hack/install-deps.sh`) and the test registry; a missing
 //! one fails the test.
 
@@ -51,6 +53,38 @@ fn grpcio(socket: &Path, image: &str, authority: Option<&str>) -> Vec<serde_json
     stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+/// Calls every RPC through grpcio (`cri_every_rpc.py`); returns its JSON lines by call name.
+fn grpcio_every_rpc(
+    socket: &Path,
+    image: &str,
+    parent: &str,
+    logs: &Path,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let stubs = tempfile::tempdir().expect("stub dir");
+    let script = Path::new(PY_CLIENT).with_file_name("cri_every_rpc.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([socket, stubs.path()])
+        .args([image, parent])
+        .arg(logs)
+        .output()
+        .unwrap_or_else(|e| panic!("run python3 ({e}): install it with hack/install-deps.sh"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "grpcio client failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))
+        })
+        .map(|v| (v["call"].as_str().expect("call name").to_string(), v))
         .collect()
 }
 
@@ -123,5 +157,65 @@ async fn any_authority_is_accepted_on_the_cri_socket() {
         let version = api::VersionResponse::decode(reply.message.as_slice())
             .unwrap_or_else(|e| panic!(":authority {authority:?}: {e}: {reply:?}"));
         assert_eq!(version.runtime_name, "berth", ":authority {authority:?}");
+    }
+}
+
+#[tokio::test]
+async fn grpcio_decodes_every_reply_of_the_v037_services() {
+    let parent = common::host::CgroupParent::new("berth-every-rpc");
+    let r = registries();
+    let d = daemon(&r);
+    let image = format!("{}/library/busybox:latest", r.plain);
+    let logs = d.dir.path().join("logs");
+    let lines = grpcio_every_rpc(&d.socket, &image, &parent.0, &logs);
+    let code = |call: &str| {
+        let line = lines
+            .get(call)
+            .unwrap_or_else(|| panic!("no {call} in {lines:#?}"));
+        line["code"].as_str().unwrap().to_string()
+    };
+    let unimplemented = ["CheckpointContainer", "CheckpointPod", "RestorePod"];
+    let expected_errors = [
+        ("UpdatePodSandboxResources(unknown)", "NOT_FOUND"),
+        ("UpdatePodSandboxResources(stopped)", "FAILED_PRECONDITION"),
+    ];
+    // Every rpc of the upstream proto was called (UpdatePodSandboxResources twice more).
+    let proto = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proto/k8s/cri-api/v1/api.proto"
+    ))
+    .unwrap();
+    let rpcs: Vec<&str> = proto
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc "))
+        .filter_map(|l| l.split('(').next())
+        .collect();
+    assert_eq!(rpcs.len(), 43, "{rpcs:?}");
+    for rpc in &rpcs {
+        assert!(lines.contains_key(*rpc), "{rpc} was not called");
+    }
+    assert_eq!(lines.len(), rpcs.len() + 2, "{lines:#?}");
+    for (call, line) in &lines {
+        let want = match expected_errors.iter().find(|(c, _)| c == call) {
+            Some((_, code)) => *code,
+            None if unimplemented.contains(&call.as_str()) => "UNIMPLEMENTED",
+            None => "OK",
+        };
+        assert_eq!(code(call), want, "{call}: {line}");
+    }
+    for call in unimplemented {
+        let details = lines[call]["details"].as_str().unwrap();
+        assert!(
+            details.contains(call) && details.contains("CRIU"),
+            "{details}"
+        );
+    }
+    assert_eq!(lines["PodSandboxStatus"]["resources_kept"], true);
+    assert_eq!(lines["ExecSync"]["exit_code"], 0);
+    // cgroup v1 host: no pressure files, so no PSI and no IO usage, rather than zeros.
+    for call in ["ContainerStats", "PodSandboxStats"] {
+        for field in ["cpu_psi", "memory_psi", "io"] {
+            assert_eq!(lines[call][field], false, "{call}.{field}");
+        }
     }
 }
