@@ -22,6 +22,7 @@ PLAN=(
   "metrics pod_metrics_come_from_the_running_pod"
   "cri_foundation runtime_config_reports_the_cgroup_driver"
   "runtime_handlers oom_killed runc_handler_runs_the_pod_lifecycle"
+  "pressure stats_carry_pressure_exactly_where_the_kernel_has_it"
 )
 # Not yet: crun_is_refused_clearly_or_works. On v2 Debian's crun 1.8.1 passes the startup probe
 # (ociVersion 1.0.2) but refuses every container spec berth writes (ociVersion 1.2.0: "unknown
