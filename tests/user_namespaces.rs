@@ -2,7 +2,8 @@
 //! asked for, processes are root inside and an unprivileged host id outside, the image's files
 //! appear owned by root through id-mapped layers, what a container writes to a host directory is
 //! owned by the mapped host id, the pod's network (CNI) and shared PID namespace work, exec
-//! joins the namespace, and bad options are InvalidArgument with nothing left behind. Root;
+//! joins the namespace, a host-network pod with its own user namespace sees the host's network
+//! and a read-only /sys, and bad options are InvalidArgument with nothing left behind. Root;
 //! local registry; real CNI plugins.
 
 mod common;
@@ -261,4 +262,60 @@ async fn host_user_namespace_is_unchanged_and_bad_options_are_invalid() {
         .into_inner()
         .items;
     assert_eq!(pods.len(), 2, "only the fixture's pod and the NODE pod");
+}
+
+#[tokio::test]
+async fn host_network_pod_with_its_own_user_namespace_runs() {
+    let mut f = fixture("hostnet-userns", "library/busybox:latest").await;
+    let status = f
+        .cri
+        .runtime
+        .status(api::StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner();
+    assert!(
+        status.features.unwrap().user_namespaces_host_network,
+        "this host supports it; see berthd's log for the probe's reason"
+    );
+    let mut ns = userns(api::NamespaceMode::Pod, &[(0, 3 * HOST_ID, SIZE)]);
+    ns.network = api::NamespaceMode::Node as i32;
+    let config = pod_config("hnu", &f.daemon.dir.path().join("logs"));
+    let pod = run_pod(&mut f.cri, with_namespaces(config, &ns)).await;
+    let mut config = container_config("c", &f.image, &["sleep", "1000"]);
+    config.linux = Some(api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            namespace_options: Some(ns),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = start_container(&mut f.cri, &pod, config).await;
+    let map = sh(&mut f, &id, "cat /proc/self/uid_map").await;
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "300000", "65536"]
+    );
+    // The host's network namespace, and the host's interfaces in /sys.
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let inside = sh(&mut f, &id, "readlink /proc/self/ns/net").await;
+    assert_eq!(inside, host_net.display().to_string());
+    let host_ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let listed = sh(&mut f, &id, "ls /sys/class/net").await;
+    for iface in &host_ifaces {
+        assert!(
+            listed.split_whitespace().any(|l| l == iface),
+            "{iface}: {listed}"
+        );
+    }
+    // /sys and every mount below it are read-only for the container.
+    let probe = "touch /sys/kernel/x 2>&1; echo 1 > /sys/fs/cgroup/x 2>&1; \
+                 grep ' /sys' /proc/self/mounts | grep -vc ' ro,'";
+    let out = sh(&mut f, &id, &format!("{probe} || true")).await;
+    assert!(out.ends_with('0'), "a writable mount under /sys: {out}");
+    stop_pod(&mut f.cri, &pod.id).await;
+    remove_pod(&mut f.cri, &pod.id).await;
 }

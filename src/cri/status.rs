@@ -55,7 +55,10 @@ pub fn status(
             // Merge and Strict are applied by the spec builder; ContainerStatus.user reports
             // the identity actually given to the process.
             supplemental_groups_policy: true,
-            user_namespaces_host_network: false,
+            // The built-in executor binds the host's /sys where such a pod may not mount sysfs;
+            // true when berthd's start-up probe did exactly that.
+            user_namespaces_host_network:
+                crate::runtime::userns_probe::user_namespaces_host_network_supported(),
             // Mount.mount_options: nosuid, nodev, noexec and the atime options (spec/mounts.rs).
             mount_options: true,
         }),

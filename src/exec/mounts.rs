@@ -12,7 +12,9 @@ use super::cgroupfs;
 use super::error::{Context, StepError};
 use super::mount_options::MountOptions;
 use super::resolve::{Root, proc_fd_path};
-use crate::sys::mount::set_attr_recursive;
+use crate::sys::mount::{
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, set_attr_recursive,
+};
 
 /// What mounting needs besides the mount entry.
 #[derive(Debug)]
@@ -46,6 +48,7 @@ pub(crate) fn mount_entry(ctx: &MountCtx<'_>, m: &Mount) -> Result<(), StepError
     }
     match typ {
         "cgroup" | "cgroup2" => cgroupfs::mount(ctx, dest, &opts),
+        "sysfs" => sysfs(ctx, m, &opts),
         _ => {
             let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
             let target = ctx.root.mkdir_all(dest)?;
@@ -54,6 +57,46 @@ pub(crate) fn mount_entry(ctx: &MountCtx<'_>, m: &Mount) -> Result<(), StepError
             finish(ctx, dest, &opts)
         }
     }
+}
+
+/// A new sysfs, or, where the kernel refuses one (EPERM: a user namespace that does not own
+/// the network namespace, i.e. a host-network pod with its own user namespace), the host's
+/// `/sys` bound recursively, as runc does. The bound tree then gets the requested `ro`,
+/// `nosuid`, `nodev`, `noexec` on every one of its mounts (`mount_setattr`), so no submount of
+/// the host's `/sys` stays writable.
+fn sysfs(ctx: &MountCtx<'_>, m: &Mount, opts: &MountOptions) -> Result<(), StepError> {
+    let dest = m.destination();
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from("sysfs"));
+    let target = ctx.root.mkdir_all(dest)?;
+    match mount_fs(target.as_fd(), &source, "sysfs", opts.flags, &opts.data) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EPERM) => {
+            let what = || {
+                format!(
+                    "bind the host's /sys on {} (no sysfs of its own)",
+                    dest.display()
+                )
+            };
+            bind_onto(Path::new("/sys"), target.as_fd(), MsFlags::MS_REC).ctx(what)?;
+            let set = [
+                (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+                (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+                (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+                (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+            ]
+            .into_iter()
+            .filter(|(ms, _)| opts.flags.contains(*ms))
+            .fold(0, |bits, (_, attr)| bits | attr);
+            set_attr_recursive(ctx.reopen(dest)?.as_fd(), set, 0).ctx(what)?;
+        }
+        Err(e) => {
+            return Err(StepError::new(
+                format!("mount sysfs on {}", dest.display()),
+                e,
+            ));
+        }
+    }
+    finish(ctx, dest, opts)
 }
 
 /// `mount(source, target, typ, flags, data)` onto an open target.

@@ -1,7 +1,9 @@
 //! Whether this host can run pods with their own user namespace: a new user namespace can be
 //! created and given a mapping, and an overlay of an id-mapped layer on the filesystem of
-//! berth's root directory can be mounted (what a container rootfs in such a pod needs). Probed
-//! once at start; `Status` advertises `user_namespaces` from the result.
+//! berth's root directory can be mounted (what a container rootfs in such a pod needs); and
+//! whether such a namespace can bind the host's `/sys` read-only (what a host-network pod in it
+//! needs). Probed once at start; `Status` advertises `user_namespaces` and
+//! `user_namespaces_host_network` from the results.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,6 +13,14 @@ use crate::snapshot::mount::{Overlay, mount_overlay_idmapped, unmount_path};
 use crate::spec::IdMap;
 
 static SUPPORTED: OnceLock<bool> = OnceLock::new();
+static HOST_NETWORK: OnceLock<bool> = OnceLock::new();
+
+/// Whether a host-network pod can have its own user namespace: user namespaces work and a new
+/// one could bind the host's `/sys` read-only (the executor's way, as a pod's user namespace may
+/// not mount a sysfs of the host's network namespace). False when the probe never ran.
+pub fn user_namespaces_host_network_supported() -> bool {
+    HOST_NETWORK.get().copied().unwrap_or(false)
+}
 
 /// The result of [`probe`]; false when it never ran.
 pub fn user_namespaces_supported() -> bool {
@@ -25,7 +35,7 @@ pub fn user_namespaces_supported() -> bool {
 /// adds `g+x,o+x` to the two directories themselves (never `r`, so nothing is listed) and the
 /// probe fails when an ancestor is not searchable, naming it.
 pub fn probe(shim: &Path, root_dir: &Path, state_dir: &Path) -> bool {
-    *SUPPORTED.get_or_init(|| {
+    let supported = *SUPPORTED.get_or_init(|| {
         match traversable(&[root_dir, state_dir]).and_then(|()| try_probe(shim, root_dir)) {
             Ok(()) => true,
             Err(e) => {
@@ -33,7 +43,36 @@ pub fn probe(shim: &Path, root_dir: &Path, state_dir: &Path) -> bool {
                 false
             }
         }
-    })
+    });
+    HOST_NETWORK.get_or_init(|| {
+        supported
+            && probe_host_sys(shim, root_dir)
+                .inspect_err(|e| {
+                    tracing::warn!("host-network pods with a user namespace are not available: {e}")
+                })
+                .is_ok()
+    });
+    supported
+}
+
+/// Binds the host's `/sys` read-only in a new user and mount namespace, then runs
+/// `berth-shim --help` there (which only proves the binding step succeeded).
+fn probe_host_sys(shim: &Path, root_dir: &Path) -> Result<(), String> {
+    let dir = root_dir.join("userns-sys-probe");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut cmd = Command::new(shim);
+    cmd.arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = crate::sys::userns::spawn_with_host_sys_bound(&mut cmd, &dir)
+        .and_then(|mut child| child.wait())
+        .map_err(|e| format!("bind the host's /sys read-only in a new user namespace: {e}"));
+    let _ = std::fs::remove_dir(&dir);
+    match status? {
+        s if s.success() => Ok(()),
+        s => Err(format!("{} --help in the probe: {s}", shim.display())),
+    }
 }
 
 fn traversable(dirs: &[&Path]) -> Result<(), String> {

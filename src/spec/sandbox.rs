@@ -61,10 +61,13 @@ pub fn sandbox_plan(sandbox: &PodSandboxConfig) -> Result<SandboxPlan, SpecError
     let pinned = pinned_namespaces(ns)?;
     let userns = pod_user_namespace(ns)?;
     if userns.is_some() {
+        // The host's network is allowed (kubelet's UserNamespacesHostNetworkSupport): the
+        // executor binds the host's /sys where the pod's user namespace may not mount sysfs.
         let host_pid = ns.is_some_and(|o| o.pid == NamespaceMode::Node as i32);
-        if !pinned.net || !pinned.ipc || host_pid {
+        if !pinned.ipc || host_pid {
             return Err(SpecError::UserNamespace(
-                "a pod with its own user namespace cannot use the host's network, IPC or PID namespace".into(),
+                "a pod with its own user namespace cannot use the host's IPC or PID namespace"
+                    .into(),
             ));
         }
         if sc.is_some_and(|sc| sc.privileged) {
@@ -253,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_modes_and_user_namespaces_without_mappings_or_with_host_network() {
+    fn rejects_unknown_modes_and_user_namespaces_without_mappings_or_with_host_ipc() {
         let bad = NamespaceOption {
             network: 9,
             ..Default::default()
@@ -292,6 +295,9 @@ mod tests {
         let plan = sandbox_plan(&pod(Some(userns.clone()), &[])).expect("a valid userns pod");
         assert_eq!(plan.userns.map(|u| u.uids.host), Some(100000));
         userns.network = NamespaceMode::Node as i32;
+        let plan = sandbox_plan(&pod(Some(userns.clone()), &[])).expect("host network is fine");
+        assert!(plan.userns.is_some() && !plan.pinned.net && !plan.pinned.uts);
+        userns.ipc = NamespaceMode::Node as i32;
         assert!(matches!(
             sandbox_plan(&pod(Some(userns), &[])),
             Err(SpecError::UserNamespace(_))
