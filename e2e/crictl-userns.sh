@@ -2,7 +2,8 @@
 # A pod with its own user namespace (kubelet's hostUsers: false) through real crictl: the mapping
 # kubelet would choose, root inside and an unprivileged host id outside, id-mapped image files,
 # exec (SPDY), a terminal, attach and port-forward into the pod's network namespace, which the
-# user namespace owns; then the pod is removed without leftovers.
+# user namespace owns; a host-network pod with its own user namespace (the host's network and a
+# read-only /sys); then the pods are removed without leftovers.
 source "$(dirname "$0")/lib.sh"
 eval "$("$E2E_ROOT/hack/registry.sh" env)"
 REG=$BERTH_TEST_REGISTRY
@@ -66,6 +67,19 @@ body=$(curl -s --max-time 5 "http://127.0.0.1:$LPORT/index.html") || true
 kill $PF 2>/dev/null || true; wait $PF 2>/dev/null || true
 [[ $body == hello-from-userns ]] || fail "port-forward: '$body' $(cat "$WORK/pf.log")"
 pass "port-forward reaches a server in the user namespace's network namespace"
+
+crictl_b info | grep -q '"user_namespaces_host_network": true' || fail "Status does not claim host-network user namespaces: $(grep -i 'host-network' "$WORK/berthd.log")"
+sed -e 's/"userns-pod"/"userns-hostnet"/; s/"userns-uid"/"userns-hostnet-uid"/' \
+    -e 's/300000/400000/g; s/"pid": 1,/"network": 2, "pid": 1,/' "$WORK/pod.json" >"$WORK/hpod.json"
+sed -e 's/300000/400000/g; s/"pid": 1,/"network": 2, "pid": 1,/' \
+    -e 's/"command": \[.*\]/"command": ["sleep", "600"]/' "$WORK/ctr.json" >"$WORK/hctr.json"
+HPOD=$(crictl_b runp "$WORK/hpod.json") || fail "crictl runp (host network, user namespace)"
+HCTR=$(crictl_b create "$HPOD" "$WORK/hctr.json" "$WORK/hpod.json") || fail "crictl create (host network)"
+crictl_b start "$HCTR" >/dev/null || fail "crictl start (host network)"
+out=$(crictl_b exec "$HCTR" sh -c 'readlink /proc/self/ns/net; head -1 /proc/self/uid_map; touch /sys/kernel/x 2>/dev/null && echo sys-writable; true') || fail "exec (host network)"
+[[ $(echo $out) == "$(readlink /proc/self/ns/net) 0 400000 65536" ]] || fail "host network pod: $out"
+pass "a host-network pod with its own user namespace: the host's network, its mapping, read-only /sys"
+crictl_b rmp -f "$HPOD" >/dev/null || fail "rmp (host network)"
 
 crictl_b rmp -f "$POD" >/dev/null || fail "rmp"
 left=$(awk -v w="$WORK/state/pods/$POD" 'index($5, w) == 1' /proc/self/mountinfo)
