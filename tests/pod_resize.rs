@@ -1,7 +1,7 @@
 //! UpdatePodSandboxResources (in-place pod resize) through a real berthd on this host's cgroups:
 //! the pod cgroup gets resources plus overhead, the sandbox record keeps them across a berthd
 //! restart, and bad requests get InvalidArgument, NotFound or FailedPrecondition. Root, local
-//! registry, cgroup v1 (the v2 file writes are unit tests in src/runtime/pod_resources.rs).
+//! registry; cgroup v1 on this host, cgroup v2 in e2e/vm/suite.sh's guest.
 
 mod common;
 
@@ -15,6 +15,40 @@ use common::pods::*;
 use common::registry::registries;
 
 const MIB: i64 = 1 << 20;
+
+fn cgroup_v2_host() -> bool {
+    let st = nix::sys::statfs::statfs("/sys/fs/cgroup").expect("statfs /sys/fs/cgroup");
+    st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+}
+
+/// The pod cgroup's memory limit, CPU quota, CPU period and CPU weight as the kernel holds them,
+/// from the v1 files or the v2 ones (v1 shares given as the v2 weight berth converts them to).
+fn limits(parent: &str) -> (String, String, String, String) {
+    if cgroup_v2_host() {
+        let max = pod_file(parent, "cpu.max");
+        let (quota, period) = max.split_once(' ').expect("cpu.max");
+        let weight = pod_file(parent, "cpu.weight");
+        (
+            pod_file(parent, "memory.max"),
+            quota.into(),
+            period.into(),
+            weight,
+        )
+    } else {
+        let shares: u64 = pod_file(parent, "cpu.shares").parse().unwrap();
+        (
+            pod_file(parent, "memory.limit_in_bytes"),
+            pod_file(parent, "cpu.cfs_quota_us"),
+            pod_file(parent, "cpu.cfs_period_us"),
+            berth::cgroup::shares_to_weight(shares).to_string(),
+        )
+    }
+}
+
+fn want(memory: i64, quota: &str, shares: u64) -> (String, String, String, String) {
+    let weight = berth::cgroup::shares_to_weight(shares).to_string();
+    (memory.to_string(), quota.into(), "100000".into(), weight)
+}
 
 /// The pod cgroup's `file`, read from whichever mounted hierarchy has it.
 fn pod_file(parent: &str, file: &str) -> String {
@@ -92,23 +126,13 @@ async fn a_pod_resize_reaches_the_pod_cgroup_and_survives_a_restart() {
     )
     .await
     .expect("UpdatePodSandboxResources");
-    assert_eq!(
-        pod_file(&parent.0, "memory.limit_in_bytes"),
-        (72 * MIB).to_string()
-    );
-    assert_eq!(pod_file(&parent.0, "cpu.cfs_quota_us"), "60000");
-    assert_eq!(pod_file(&parent.0, "cpu.cfs_period_us"), "100000");
-    assert_eq!(pod_file(&parent.0, "cpu.shares"), "522");
+    assert_eq!(limits(&parent.0), want(72 * MIB, "60000", 522));
 
     // A smaller pod: the limits go down too; the overhead given before still counts.
     resize(&mut cri, &pod.id, None, Some(res(20_000, 256, 48 * MIB)))
         .await
         .expect("shrink");
-    assert_eq!(
-        pod_file(&parent.0, "memory.limit_in_bytes"),
-        (56 * MIB).to_string()
-    );
-    assert_eq!(pod_file(&parent.0, "cpu.cfs_quota_us"), "30000");
+    assert_eq!(limits(&parent.0), want(56 * MIB, "30000", 266));
     let linux = kept_linux(&mut cri, &pod.id).await;
     assert_eq!(linux["resources"]["memory_limit_in_bytes"], 48 * MIB);
     assert_eq!(linux["overhead"]["memory_limit_in_bytes"], 8 * MIB);
@@ -130,8 +154,8 @@ async fn a_pod_resize_reaches_the_pod_cgroup_and_survives_a_restart() {
     let status = resize(&mut cri, &pod.id, None, None).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert_eq!(
-        pod_file(&parent.0, "memory.limit_in_bytes"),
-        (56 * MIB).to_string(),
+        limits(&parent.0),
+        want(56 * MIB, "30000", 266),
         "a refused request changes nothing"
     );
     let status = resize(&mut cri, &"e".repeat(64), None, Some(res(0, 2, 0)))

@@ -23,6 +23,7 @@ PLAN=(
   "cri_foundation runtime_config_reports_the_cgroup_driver"
   "runtime_handlers oom_killed runc_handler_runs_the_pod_lifecycle"
   "pressure stats_carry_pressure_exactly_where_the_kernel_has_it"
+  "pod_resize a_pod_resize_reaches_the_pod_cgroup_and_survives_a_restart"
 )
 # Not yet: crun_is_refused_clearly_or_works. On v2 Debian's crun 1.8.1 passes the startup probe
 # (ociVersion 1.0.2) but refuses every container spec berth writes (ociVersion 1.2.0: "unknown
