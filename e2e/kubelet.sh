@@ -6,9 +6,6 @@
 # of berthd under running pods, and removal of every manifest leaving nothing behind.
 # Prints PASS/FAIL per check and "N passed, N failed"; exits non-zero if any check failed.
 #
-# Checks marked [needs cri37] need CRI v0.37 in berth (non-UTF-8 env values, UpdateRuntimeConfig,
-# pod network stats).
-#
 # kubelet comes from hack/k8s/build.sh (built on first use, ~15 min on 2 cores; cached after).
 # It runs in a mount namespace of its own where the six kernel sysctls it insists on read as the
 # values it wants, so this shared machine's sysctls stay untouched (on a real node kubelet sets
@@ -73,7 +70,7 @@ env_bytes() {
   out=$("$WORK/crienv" -socket "$SOCK" -image "$IMG" -logs "$WORK/crienv-logs" 2>&1) || bad "$out" || return
   [[ -z $(crictl_b pods -q) ]] || bad "crienv left a pod" || return
 }
-check "CRI: an env value with non-UTF-8 bytes reaches the container unchanged [needs cri37]" env_bytes
+check "CRI: an env value with non-UTF-8 bytes reaches the container unchanged" env_bytes
 
 # --- kubelet: cgroup root, configuration, static pods.
 mkdir -p "$KW/manifests"
@@ -216,13 +213,13 @@ netstats() {
     (.rxBytes // 0) > 0 or any(.interfaces[]?; .rxBytes > 0)' <<<"$s" >/dev/null ||
     bad "probes pod network stats: $(jq -c --arg n "probes-$NODE" '.pods[] | select(.podRef.name == $n) | .network' <<<"$s")" || return
 }
-check "/stats/summary: pod network stats (ListPodSandboxStats) [needs cri37]" netstats
+check "/stats/summary: pod network stats (ListPodSandboxStats)" netstats
 
 podcidr() {
   grep -q '"Updating Pod CIDR".*newPodCIDR="10.88.0.0/16"' "$KUBELET_LOG" ||
     bad "kubelet's log: $(grep -m1 'Pod CIDR update failed' "$KUBELET_LOG")" || return
 }
-check "UpdateRuntimeConfig: kubelet hands its podCIDR to berth [needs cri37]" podcidr
+check "UpdateRuntimeConfig: kubelet hands its podCIDR to berth" podcidr
 
 # --- kill -9 berthd under running pods.
 # The restart counts of the stable pods' containers, as kubelet reports them.
