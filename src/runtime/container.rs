@@ -12,13 +12,13 @@ use super::records::{
     ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
 };
 use super::security;
-use super::shim::CreateContainer;
 use super::stop_signal;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::{Cgroup, Resources, expand_slice, is_slice_name};
 use crate::image::manifest::ImageConfig;
 use crate::image::store::ImageRecord;
+use crate::shimclient::CreateContainer;
 use crate::snapshot::mount::{Overlay, mount_overlay, mount_overlay_idmapped, unmount_path};
 use crate::spec::{
     ContainerInputs, EtcFiles, PodNamespaces, container_spec, resolve_user, user_string,

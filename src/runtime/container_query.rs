@@ -1,8 +1,8 @@
 //! ContainerStatus, ListContainers, ExecSync and ReopenContainerLog.
 
 use super::records::{ContainerRecord, ContainerState};
-use super::shim::ExecOutput;
 use super::{Result, Runtime, RuntimeError};
+use crate::shimclient::ExecOutput;
 
 impl Runtime {
     pub fn container_status(&self, id: &str) -> Result<ContainerRecord> {

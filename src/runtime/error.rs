@@ -8,7 +8,7 @@ use crate::snapshot::mount::MountError;
 use crate::spec::SpecError;
 use crate::store::StoreError;
 
-use super::shim::ShimError;
+use crate::shimclient::ShimError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::Runtime;
 use super::events::EventKind;
 use super::records::{ContainerRecord, ContainerState, Exit, SandboxState, now_ns};
-use super::shim::ExitEvent;
+use crate::shimclient::ExitEvent;
 
 impl Runtime {
     /// Follows the exits of a sandbox's shim until its stream ends.
@@ -115,7 +115,7 @@ const LOST_EXIT_CODE: i32 = 255;
 
 /// The exit the shim wrote to the container's bundle, if any.
 pub(super) fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
-    let exit = crate::shim::exit_file::read(Path::new(&c.bundle))
+    let exit = crate::shimclient::exit_file::read(Path::new(&c.bundle))
         .ok()
         .flatten()?;
     Some(ExitEvent {
@@ -127,7 +127,7 @@ pub(super) fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
 pub(super) fn lost_exit(c: &ContainerRecord) -> ExitEvent {
     ExitEvent {
         id: c.id.clone(),
-        exit: crate::shim::Exit {
+        exit: crate::shimclient::Exit {
             exit_code: LOST_EXIT_CODE,
             signal: 0,
             finished_at: now_ns(),

@@ -24,7 +24,6 @@ mod recovery;
 mod sandbox;
 mod sandbox_network;
 mod security;
-pub mod shim;
 pub mod stats;
 mod stop_signal;
 mod streaming;
@@ -41,10 +40,10 @@ use tokio::sync::broadcast;
 use crate::cgroup::Hierarchy;
 use crate::image::service::ImageService;
 use crate::network::PodNetwork;
+use crate::shimclient::{PodShim, ShimLauncher};
 use crate::store::{Store, Table};
 pub use error::RuntimeError;
 use records::{ContainerRecord, SandboxRecord};
-use shim::{PodShim, ShimLauncher};
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 

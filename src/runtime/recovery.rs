@@ -29,12 +29,12 @@ use std::time::Duration;
 use super::exits::{exit_from_file, lost_exit};
 use super::intents::Intent;
 use super::records::{ContainerState, SandboxState};
-use super::shim::ShimContainer;
 use super::teardown::{kill_cgroup, kill_shims, remove_tree, unmount_under};
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::Cgroup;
 use crate::error::{Classify, Kind};
-use crate::shim::ContainerStatus;
+use crate::shimclient::ContainerStatus;
+use crate::shimclient::ShimContainer;
 
 /// When the shims' tables are swept a second time after startup (see assumption 5).
 const LATE_SWEEP: Duration = Duration::from_secs(10);

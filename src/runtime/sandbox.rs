@@ -8,10 +8,10 @@ use crate::cri_api as api;
 use super::events::EventKind;
 use super::intents::Intent;
 use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
-use super::shim::ShimOptions;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
 use crate::network::dns;
+use crate::shimclient::ShimOptions;
 use crate::spec::sandbox_plan;
 use crate::store::Table;
 
@@ -208,14 +208,14 @@ impl Runtime {
         Ok(record)
     }
 
-    /// Moves the pod's new shim out of berthd's cgroup (`shim::placement`), on a spare thread.
+    /// Moves the pod's new shim out of berthd's cgroup (`shimclient::placement`), on a spare thread.
     fn place_shim(&self, pod_id: &str, shim_pid: u32) {
         let (Some(hierarchy), Ok(pid)) = (self.cgroups.clone(), i32::try_from(shim_pid)) else {
             return;
         };
         let pod_id = pod_id.to_string();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::shim::placement::move_shim(&hierarchy, pid) {
+            if let Err(e) = crate::shimclient::placement::move_shim(&hierarchy, pid) {
                 tracing::warn!(pod_id, "move the shim out of berthd's cgroup: {e}");
             }
         });

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::records::SandboxState;
-use super::shim::{StreamInputs, StreamOutputs, StreamStart};
 use super::{Result, Runtime, RuntimeError};
+use crate::shimclient::{StreamInputs, StreamOutputs, StreamStart};
 
 impl Runtime {
     /// The full id of running container `id` (which may be a unique prefix).
