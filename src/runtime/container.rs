@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::cri_api as api;
 
 use super::events::EventKind;
+use super::host::IdMapping;
 use super::image_etc;
 use super::intents::Intent;
 use super::records::{
@@ -15,11 +16,11 @@ use super::security;
 use super::stop_signal;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::{Cgroup, Resources, expand_slice, is_slice_name};
+use crate::cgroup::{Resources, expand_slice, is_slice_name};
 use crate::image::manifest::ImageConfig;
 use crate::image::store::ImageRecord;
 use crate::shimclient::CreateContainer;
-use crate::snapshot::mount::{Overlay, mount_overlay, mount_overlay_idmapped, unmount_path};
+use crate::snapshot::mount::Overlay;
 use crate::spec::{
     ContainerInputs, EtcFiles, PodNamespaces, container_spec, resolve_user, user_string,
 };
@@ -163,19 +164,21 @@ impl Runtime {
             });
         }
         let overlay = self.image_overlay(image, &rw_dir)?;
-        match (&plan.userns, &sandbox.namespaces.user) {
-            (Some(maps), Some(userns)) => {
-                let root = (maps.uids.host, maps.gids.host);
-                let scratch = rw_dir.join("idmapped");
-                mount_overlay_idmapped(&overlay, &rootfs, userns, &scratch, root)?;
-            }
+        let idmap = match (&plan.userns, &sandbox.namespaces.user) {
+            (Some(maps), Some(userns)) => Some(IdMapping {
+                userns: userns.clone(),
+                scratch: rw_dir.join("idmapped"),
+                root: (maps.uids.host, maps.gids.host),
+            }),
             (Some(_), None) => return Err(crate::spec::SpecError::MissingNamespace("user").into()),
-            (None, _) => mount_overlay(&overlay, &rootfs)?,
-        }
+            (None, _) => None,
+        };
+        self.effects
+            .mount_rootfs(&overlay, &rootfs, idmap.as_ref())?;
         {
-            let rootfs = rootfs.clone();
+            let (effects, rootfs) = (self.effects.clone(), rootfs.clone());
             undo.push("rootfs mount", move || {
-                Box::pin(async move { unmount_path(&rootfs).map_err(|e| e.to_string()) })
+                Box::pin(async move { effects.unmount(&rootfs).map_err(|e| e.to_string()) })
             });
         }
         let userns = plan.userns.as_ref().and(sandbox.namespaces.user.as_deref());
@@ -217,18 +220,16 @@ impl Runtime {
             format!("write {}/config.json", bundle.display()),
         ))?;
 
-        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
-            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
-        })?;
-        let cgroup = Cgroup::create(hierarchy, &cgroup_path)?;
+        self.effects.create_cgroup(&cgroup_path)?;
         {
-            let cgroup = cgroup.clone();
+            let (effects, path) = (self.effects.clone(), cgroup_path.clone());
             undo.push("container cgroup", move || {
-                Box::pin(async move { cgroup.delete().map_err(|e| e.to_string()) })
+                Box::pin(async move { effects.remove_cgroup(&path).map_err(|e| e.to_string()) })
             });
         }
         if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cgroup.apply(&Resources::from(resources))?;
+            self.effects
+                .limit_cgroup(&cgroup_path, &Resources::from(resources))?;
         }
 
         let log_path = log_path(sandbox_config, &config);

@@ -22,6 +22,9 @@ pub enum RuntimeError {
     FailedPrecondition(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// No cgroup hierarchy was found at start: containers cannot be created.
+    #[error("no cgroup hierarchy on this host")]
+    NoCgroupHierarchy,
     #[error("{0} is not implemented by berth yet")]
     Unimplemented(String),
     #[error("{action}: {source}")]
@@ -86,7 +89,9 @@ impl Classify for RuntimeError {
                 Kind::InvalidArgument
             }
             RuntimeError::AlreadyExists(_) => Kind::AlreadyExists,
-            RuntimeError::FailedPrecondition(_) => Kind::FailedPrecondition,
+            RuntimeError::FailedPrecondition(_) | RuntimeError::NoCgroupHierarchy => {
+                Kind::FailedPrecondition
+            }
             RuntimeError::Unimplemented(_) => Kind::Unimplemented,
             RuntimeError::Io { .. } | RuntimeError::Mount(_) => Kind::Internal,
             RuntimeError::Spec(e) => e.kind(),

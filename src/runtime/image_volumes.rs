@@ -117,12 +117,16 @@ impl Runtime {
 }
 
 /// Unmounts a container's image volumes (before its bundle is removed).
-pub(super) fn unmount_image_volumes(volumes: &[ImageVolume]) -> Result<()> {
+pub(super) fn unmount_image_volumes(
+    host: &dyn super::host::HostOps,
+    volumes: &[ImageVolume],
+) -> Result<()> {
     for v in volumes {
-        unmount_path(&v.mount_dir).map_err(RuntimeError::io(format!(
-            "unmount image volume {}",
-            v.mount_dir.display()
-        )))?;
+        host.unmount(&v.mount_dir)
+            .map_err(RuntimeError::io(format!(
+                "unmount image volume {}",
+                v.mount_dir.display()
+            )))?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 mod exits;
 pub mod handlers;
+pub mod host;
 mod image_etc;
 pub mod image_volumes;
 pub mod intents;
@@ -28,6 +29,8 @@ pub mod stats;
 mod stop_signal;
 mod streaming;
 mod teardown;
+#[cfg(test)]
+mod tests;
 mod undo;
 pub mod userns_probe;
 
@@ -63,6 +66,8 @@ pub struct Runtime {
     launcher: Arc<dyn ShimLauncher>,
     /// The pod network (CNI) seam.
     network: Arc<dyn PodNetwork>,
+    /// Mounts and cgroups (the seam that needs root).
+    effects: Arc<dyn host::HostOps>,
     shims: Mutex<HashMap<String, Arc<dyn PodShim>>>,
     cgroups: Option<Hierarchy>,
     host: crate::spec::Host,
@@ -91,6 +96,22 @@ impl Runtime {
                 None
             }
         };
+        let effects = Arc::new(host::RealHost {
+            cgroups: cgroups.clone(),
+        });
+        Runtime::assemble(settings, db, images, launcher, network, effects, cgroups)
+    }
+
+    /// A runtime over the given seams (`new` passes the real ones; unit tests pass fakes).
+    fn assemble(
+        settings: RuntimeSettings,
+        db: Arc<Store>,
+        images: Arc<ImageService>,
+        launcher: Arc<dyn ShimLauncher>,
+        network: Arc<dyn PodNetwork>,
+        effects: Arc<dyn host::HostOps>,
+        cgroups: Option<Hierarchy>,
+    ) -> Arc<Runtime> {
         let host = crate::spec::Host {
             cgroup_v2: cgroups
                 .as_ref()
@@ -107,6 +128,7 @@ impl Runtime {
             images,
             launcher,
             network,
+            effects,
             shims: Mutex::default(),
             cgroups,
             host,

@@ -29,9 +29,8 @@ use std::time::Duration;
 use super::exits::{exit_from_file, lost_exit};
 use super::intents::Intent;
 use super::records::{ContainerState, SandboxState};
-use super::teardown::{kill_cgroup, kill_shims, remove_tree, unmount_under};
+use super::teardown::{kill_shims, remove_tree, unmount_under};
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::Cgroup;
 use crate::error::{Classify, Kind};
 use crate::shimclient::ContainerStatus;
 use crate::shimclient::ShimContainer;
@@ -173,7 +172,7 @@ impl Runtime {
             tracing::debug!(pod_id = id, error = %e, "shut the shim down; killing it");
         }
         kill_shims(pod_dir).await?;
-        unmount_under(pod_dir)?;
+        unmount_under(self.effects.as_ref(), pod_dir)?;
         remove_tree(pod_dir)?;
         remove_tree(data_dir)
     }
@@ -189,14 +188,14 @@ impl Runtime {
             }
         }
         self.forget_everywhere(parts.id).await?;
-        if let (Some(hierarchy), Some(path)) = (&self.cgroups, &parts.cgroup) {
-            // Only a cgroup of this container: its leaf is the container id.
-            if Path::new(path).file_name() == Some(parts.id.as_ref()) {
-                kill_cgroup(&Cgroup::open(hierarchy, path)?)?;
-            }
+        // Only a cgroup of this container: its leaf is the container id.
+        if let Some(path) = &parts.cgroup
+            && Path::new(path).file_name() == Some(parts.id.as_ref())
+        {
+            self.effects.remove_cgroup(path)?;
         }
         for dir in [parts.bundle, parts.rw_dir] {
-            unmount_under(dir)?;
+            unmount_under(self.effects.as_ref(), dir)?;
             remove_tree(dir)?;
         }
         Ok(())

@@ -15,9 +15,6 @@ use crate::shimclient::ShimOptions;
 use crate::spec::sandbox_plan;
 use crate::store::Table;
 
-/// Size of a pod's /dev/shm, as containerd and kubelet default it.
-const SHM_SIZE: &str = "size=65536k";
-
 /// The name a pod is unique by (kubelet's naming: name, namespace, uid, attempt).
 fn sandbox_name(meta: &api::PodSandboxMetadata) -> String {
     format!(
@@ -132,12 +129,10 @@ impl Runtime {
 
         let shm = if plan.pinned.ipc {
             let shm = pod_dir.join("shm");
-            mount_shm(&shm)?;
-            let target = shm.clone();
+            self.effects.mount_shm(&shm)?;
+            let (effects, target) = (self.effects.clone(), shm.clone());
             undo.push("pod shm", move || {
-                Box::pin(async move {
-                    crate::snapshot::mount::unmount_path(&target).map_err(|e| e.to_string())
-                })
+                Box::pin(async move { effects.unmount(&target).map_err(|e| e.to_string()) })
             });
             Some(shm)
         } else {
@@ -255,11 +250,13 @@ impl Runtime {
             .into_iter()
             .flatten()
         {
-            crate::snapshot::mount::unmount_path(pin)
+            self.effects
+                .unmount(pin)
                 .map_err(RuntimeError::io(format!("unpin {}", pin.display())))?;
         }
         if let Some(shm) = &sandbox.shm {
-            crate::snapshot::mount::unmount_path(shm)
+            self.effects
+                .unmount(shm)
                 .map_err(RuntimeError::io(format!("unmount {}", shm.display())))?;
         }
         let was = self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady);
@@ -337,20 +334,6 @@ fn write_pod_files(
         None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
     write("resolv.conf", &resolv)
-}
-
-fn mount_shm(target: &Path) -> Result<()> {
-    use nix::mount::{MsFlags, mount};
-    std::fs::create_dir_all(target)
-        .map_err(RuntimeError::io(format!("create {}", target.display())))?;
-    mount(
-        Some("shm"),
-        target,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
-    )
-    .map_err(|e| RuntimeError::io(format!("mount shm on {}", target.display()))(e.into()))
 }
 
 /// Removes a directory tree; missing is fine. Mounts inside must be gone first.
