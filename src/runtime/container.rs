@@ -10,7 +10,7 @@ use super::host::IdMapping;
 use super::image_etc;
 use super::intents::Intent;
 use super::records::{
-    ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
+    ContainerRecord, ContainerState, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
 };
 use super::security;
 use super::stop_signal;
@@ -54,10 +54,7 @@ impl Runtime {
     ) -> Result<String> {
         let sandbox = self.sandbox(sandbox_id)?;
         if sandbox.state != SandboxState::Ready {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "pod sandbox {} is not ready",
-                sandbox.id
-            )));
+            return Err(RuntimeError::SandboxNotReady(sandbox.id));
         }
         let meta = config.metadata.clone().ok_or_else(|| {
             RuntimeError::InvalidArgument("container config has no metadata".into())
@@ -69,10 +66,11 @@ impl Runtime {
             .into_iter()
             .find(|c| c.sandbox_id == sandbox.id && container_name(&c.metadata()) == name);
         if let Some(c) = duplicate {
-            return Err(RuntimeError::AlreadyExists(format!(
-                "container name {name} in pod {} is already used by {}",
-                sandbox.id, c.id
-            )));
+            return Err(RuntimeError::NameInUse {
+                what: "container",
+                name: format!("{name} in pod {}", sandbox.id),
+                by: c.id,
+            });
         }
         security::check_apparmor(&config)?;
         stop_signal::validate(config.stop_signal)?;
@@ -326,11 +324,13 @@ impl Runtime {
     }
 
     pub(super) fn image_config(&self, image: &ImageRecord) -> Result<ImageConfig> {
-        let bytes = self.images.store().content.read(&image.id).map_err(|e| {
-            RuntimeError::FailedPrecondition(format!("image {}: config: {e}", image.id))
-        })?;
-        ImageConfig::parse(&image.id, &bytes)
-            .map_err(|e| RuntimeError::FailedPrecondition(format!("image {}: {e}", image.id)))
+        let failed = |message: String| RuntimeError::ImageConfig {
+            image: image.id.to_string(),
+            message,
+        };
+        let bytes =
+            (self.images.store().content.read(&image.id)).map_err(|e| failed(e.to_string()))?;
+        ImageConfig::parse(&image.id, &bytes).map_err(|e| failed(e.to_string()))
     }
 
     /// Releases a created container's process. A start that fails leaves it Exited with reason
@@ -338,10 +338,11 @@ impl Runtime {
     pub async fn start_container(&self, id: &str) -> Result<()> {
         let container = self.container(id)?;
         if container.state != ContainerState::Created {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "container {} is {:?}, not Created",
-                container.id, container.state
-            )));
+            return Err(RuntimeError::ContainerState {
+                id: container.id,
+                state: container.state,
+                wanted: "Created",
+            });
         }
         let shim = self.shim(&container.sandbox_id)?;
         // Taken before the process is released, so it never comes after the exit time of a
@@ -353,10 +354,7 @@ impl Runtime {
         match shim.start(&container.id).await {
             Ok(()) => {
                 self.update_container(&container.id, |c| {
-                    if c.state == ContainerState::Created {
-                        c.state = ContainerState::Running;
-                    }
-                    c.started_at = started_at;
+                    c.start(started_at);
                 })?;
                 tracing::info!(container_id = %container.id, "container started");
                 Ok(())
@@ -364,13 +362,7 @@ impl Runtime {
             Err(e) => {
                 let message = e.to_string();
                 self.update_container(&container.id, |c| {
-                    c.state = ContainerState::Exited;
-                    c.exit = Some(Exit {
-                        code: 128,
-                        finished_at: now_ns(),
-                        reason: "StartError".into(),
-                        message: message.clone(),
-                    });
+                    c.fail_start(message);
                 })?;
                 self.emit(&container.id, &container.sandbox_id, EventKind::Stopped);
                 Err(e.into())

@@ -105,7 +105,10 @@ impl Runtime {
         for chain in chain_ids.iter().rev() {
             let record = snapshots
                 .get(chain)
-                .map_err(|e| RuntimeError::FailedPrecondition(e.to_string()))?
+                .map_err(|e| RuntimeError::Snapshot {
+                    chain: chain.to_string(),
+                    message: e.to_string(),
+                })?
                 .ok_or_else(|| RuntimeError::NotFound {
                     what: "image snapshot",
                     id: chain.to_string(),

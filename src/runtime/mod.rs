@@ -156,20 +156,14 @@ impl Runtime {
             .expect("shims lock")
             .get(sandbox_id)
             .cloned()
-            .ok_or_else(|| {
-                RuntimeError::FailedPrecondition(format!(
-                    "pod sandbox {sandbox_id}: its shim is not running"
-                ))
-            })
+            .ok_or_else(|| RuntimeError::ShimNotRunning(sandbox_id.to_string()))
     }
 
     /// Reserves a name for the duration of a creation; released when the guard drops.
     fn reserve(&self, name: String) -> Result<Reservation<'_>> {
         let mut reserved = self.reserved.lock().expect("reserved lock");
         if !reserved.insert(name.clone()) {
-            return Err(RuntimeError::AlreadyExists(format!(
-                "{name} is being created by another request"
-            )));
+            return Err(RuntimeError::NameReserved(name));
         }
         Ok(Reservation {
             runtime: self,

@@ -26,7 +26,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::exits::{exit_from_file, lost_exit};
 use super::intents::Intent;
 use super::records::{ContainerState, SandboxState};
 use super::teardown::{kill_shims, remove_tree, unmount_under};
@@ -114,7 +113,9 @@ impl Runtime {
                 Ok(shim) => shim,
                 Err(e) => {
                     tracing::warn!(pod_id = %sandbox.id, error = %e, "pod shim is gone");
-                    self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady)?;
+                    self.update_sandbox(&sandbox.id, |s| {
+                        s.stop();
+                    })?;
                     self.exit_orphans(&sandbox.id);
                     continue;
                 }
@@ -146,12 +147,11 @@ impl Runtime {
                 continue;
             }
             match known.iter().find(|k| k.id == c.id) {
-                None => self.record_exit(&exit_from_file(&c).unwrap_or_else(|| lost_exit(&c))),
+                None => self.record_unseen_exit(&c),
                 Some(k) if k.status != ContainerStatus::Created => {
                     self.update_container(&c.id, |c| {
                         if c.state == ContainerState::Created {
-                            c.state = ContainerState::Running;
-                            c.started_at = k.started_at;
+                            c.start(k.started_at);
                         }
                     })?;
                 }

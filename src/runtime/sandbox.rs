@@ -68,10 +68,11 @@ impl Runtime {
             .into_iter()
             .find(|s| sandbox_name(&s.metadata()) == name)
         {
-            return Err(RuntimeError::AlreadyExists(format!(
-                "pod sandbox name {name} is already used by {}",
-                existing.id
-            )));
+            return Err(RuntimeError::NameInUse {
+                what: "pod sandbox",
+                name,
+                by: existing.id,
+            });
         }
         let plan = sandbox_plan(&config)?;
         let id = new_id();
@@ -168,11 +169,8 @@ impl Runtime {
             }
         }
         let ips = if plan.pinned.net {
-            let netns = namespaces.net.as_deref().ok_or_else(|| {
-                RuntimeError::FailedPrecondition(format!(
-                    "pod sandbox {id}: its shim pinned no network namespace"
-                ))
-            })?;
+            let netns = (namespaces.net.as_deref())
+                .ok_or_else(|| RuntimeError::NoNetworkNamespace(id.to_string()))?;
             let ips = self.attach_network(id, &config, netns, undo).await?;
             super::sandbox_network::write_hosts(&data_dir, plan.hostname.as_deref(), &ips.0)?;
             ips.0
@@ -259,7 +257,9 @@ impl Runtime {
                 .unmount(shm)
                 .map_err(RuntimeError::io(format!("unmount {}", shm.display())))?;
         }
-        let was = self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady);
+        let was = self.update_sandbox(&sandbox.id, |s| {
+            s.stop();
+        });
         if sandbox.state == SandboxState::Ready {
             self.emit(&sandbox.id, &sandbox.id, EventKind::Stopped);
         }
@@ -285,8 +285,8 @@ impl Runtime {
         {
             self.remove_container(&container.id).await?;
         }
-        remove_dir(&sandbox.pod_dir).map_err(RuntimeError::FailedPrecondition)?;
-        remove_dir(&sandbox.data_dir).map_err(RuntimeError::FailedPrecondition)?;
+        super::teardown::remove_tree(&sandbox.pod_dir)?;
+        super::teardown::remove_tree(&sandbox.data_dir)?;
         self.db.write(|w| {
             w.delete(Table::Sandboxes, &sandbox.id)?;
             w.delete(Table::Intents, &sandbox.id)

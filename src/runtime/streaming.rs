@@ -36,10 +36,7 @@ impl Runtime {
     pub fn pod_netns(&self, id: &str) -> Result<(String, Option<PathBuf>)> {
         let sandbox = self.sandbox(id)?;
         if sandbox.state != SandboxState::Ready {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "pod sandbox {} is not ready",
-                sandbox.id
-            )));
+            return Err(RuntimeError::SandboxNotReady(sandbox.id));
         }
         Ok((sandbox.id, sandbox.namespaces.net))
     }

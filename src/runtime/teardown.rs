@@ -29,10 +29,7 @@ pub(super) fn unmount_under(host: &dyn HostOps, dir: &Path) -> Result<()> {
     }
     match host.mounts_under(dir).first() {
         None => Ok(()),
-        Some(left) => Err(RuntimeError::FailedPrecondition(format!(
-            "{} stays mounted",
-            left.display()
-        ))),
+        Some(left) => Err(RuntimeError::StaysMounted(left.clone())),
     }
 }
 
