@@ -14,7 +14,7 @@ use super::records::{
 };
 use super::security;
 use super::stop_signal;
-use super::undo::Undo;
+use super::undo::{Step, Undo, UndoFailure};
 use super::{Result, Runtime, RuntimeError};
 use crate::cgroup::{Resources, expand_slice, is_slice_name};
 use crate::image::manifest::ImageConfig;
@@ -109,10 +109,15 @@ impl Runtime {
                 Ok(id)
             }
             Err(e) => {
-                let failures = undo.unwind().await;
+                let failures = undo.unwind(self).await;
                 // A failed cleanup keeps the intent: the next start tries again.
                 let failures = match failures.is_empty() {
-                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    true => self.fulfil(&id, &intent).err().map(|error| {
+                        vec![UndoFailure {
+                            what: format!("intent of container {id}"),
+                            error,
+                        }]
+                    }),
                     false => Some(failures),
                 };
                 Err(e.with_cleanup(failures.unwrap_or_default()))
@@ -155,11 +160,7 @@ impl Runtime {
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
         }
         for dir in [bundle.clone(), rw_dir.clone()] {
-            undo.push("container directory", move || {
-                Box::pin(async move {
-                    std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
-                })
-            });
+            undo.push(Step::RemoveDir(dir));
         }
         let overlay = self.image_overlay(image, &rw_dir)?;
         let idmap = match (&plan.userns, &sandbox.namespaces.user) {
@@ -173,12 +174,7 @@ impl Runtime {
         };
         self.effects
             .mount_rootfs(&overlay, &rootfs, idmap.as_ref())?;
-        {
-            let (effects, rootfs) = (self.effects.clone(), rootfs.clone());
-            undo.push("rootfs mount", move || {
-                Box::pin(async move { effects.unmount(&rootfs).map_err(|e| e.to_string()) })
-            });
-        }
+        undo.push(Step::Unmount(rootfs.clone()));
         let userns = plan.userns.as_ref().and(sandbox.namespaces.user.as_deref());
         let (spec_config, image_volumes) =
             self.mount_image_volumes(&config, &bundle, userns, undo)?;
@@ -219,12 +215,7 @@ impl Runtime {
         ))?;
 
         self.effects.create_cgroup(&cgroup_path)?;
-        {
-            let (effects, path) = (self.effects.clone(), cgroup_path.clone());
-            undo.push("container cgroup", move || {
-                Box::pin(async move { effects.remove_cgroup(&path).map_err(|e| e.to_string()) })
-            });
-        }
+        undo.push(Step::RemoveCgroup(cgroup_path.clone()));
         if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             self.effects
                 .limit_cgroup(&cgroup_path, &Resources::from(resources))?;
@@ -248,13 +239,10 @@ impl Runtime {
             runtime,
         };
         let pid = shim.create(&request).await?;
-        {
-            let shim = shim.clone();
-            let id = id.to_string();
-            undo.push("container process", move || {
-                Box::pin(async move { shim.delete(&id).await.map_err(|e| e.to_string()) })
-            });
-        }
+        undo.push(Step::DeleteFromShim {
+            shim: shim.clone(),
+            id: id.to_string(),
+        });
         let record = ContainerRecord {
             id: id.to_string(),
             sandbox_id: sandbox.id.clone(),

@@ -99,10 +99,10 @@ pub enum RuntimeError {
     #[error("{action}: deadline of {seconds}s exceeded")]
     Timeout { action: String, seconds: i64 },
     /// A failed creation whose unwinding also failed: both are reported.
-    #[error("{cause} (cleanup also failed: {})", cleanup.join("; "))]
+    #[error("{cause} (cleanup also failed: {})", join(cleanup))]
     Unwound {
         cause: Box<RuntimeError>,
-        cleanup: Vec<String>,
+        cleanup: Vec<super::undo::UndoFailure>,
     },
 }
 
@@ -113,7 +113,7 @@ impl RuntimeError {
     }
 
     /// Attaches the failures of an unwind to the error that caused it.
-    pub fn with_cleanup(self, cleanup: Vec<String>) -> RuntimeError {
+    pub fn with_cleanup(self, cleanup: Vec<super::undo::UndoFailure>) -> RuntimeError {
         if cleanup.is_empty() {
             self
         } else {
@@ -123,6 +123,11 @@ impl RuntimeError {
             }
         }
     }
+}
+
+fn join(failures: &[super::undo::UndoFailure]) -> String {
+    let all: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+    all.join("; ")
 }
 
 impl Classify for RuntimeError {
@@ -220,11 +225,14 @@ mod tests {
 
     #[test]
     fn an_unwound_error_keeps_its_cause_code() {
-        let err = RuntimeError::ShimNotRunning("p".into()).with_cleanup(vec!["undo x: y".into()]);
+        let failure = crate::runtime::undo::UndoFailure {
+            what: "cgroup /berth/c".into(),
+            error: RuntimeError::NoCgroupHierarchy,
+        };
+        let err = RuntimeError::ShimNotRunning("p".into()).with_cleanup(vec![failure]);
         assert_eq!(err.kind(), Kind::FailedPrecondition);
-        assert!(
-            err.to_string()
-                .ends_with("(cleanup also failed: undo x: y)")
-        );
+        let cleanup =
+            "(cleanup also failed: undo cgroup /berth/c: no cgroup hierarchy on this host)";
+        assert!(err.to_string().ends_with(cleanup), "{err}");
     }
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::cri_api as api;
 use serde::{Deserialize, Serialize};
 
-use super::undo::Undo;
+use super::undo::{Step, Undo};
 use super::{Result, Runtime, RuntimeError};
-use crate::snapshot::mount::{mount_readonly_layers, mount_readonly_layers_idmapped, unmount_path};
+use crate::snapshot::mount::{mount_readonly_layers, mount_readonly_layers_idmapped};
 
 /// One mounted image volume, kept in the container record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,10 +72,7 @@ impl Runtime {
                 None => mount_readonly_layers(&lowers, &mount_dir)?,
             }
             {
-                let mount_dir = mount_dir.clone();
-                undo.push("image volume mount", move || {
-                    Box::pin(async move { unmount_path(&mount_dir).map_err(|e| e.to_string()) })
-                });
+                undo.push(Step::Unmount(mount_dir.clone()));
             }
             let source = if m.image_sub_path.is_empty() {
                 mount_dir.clone()

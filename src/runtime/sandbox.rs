@@ -8,7 +8,7 @@ use crate::cri_api as api;
 use super::events::EventKind;
 use super::intents::Intent;
 use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
-use super::undo::Undo;
+use super::undo::{Step, Undo, UndoFailure};
 use super::{Result, Runtime, RuntimeError};
 use crate::network::dns;
 use crate::shimclient::ShimOptions;
@@ -96,10 +96,15 @@ impl Runtime {
                 Ok(record.id)
             }
             Err(e) => {
-                let failures = undo.unwind().await;
+                let failures = undo.unwind(self).await;
                 // A failed cleanup keeps the intent: the next start tries again.
                 let failures = match failures.is_empty() {
-                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    true => self.fulfil(&id, &intent).err().map(|error| {
+                        vec![UndoFailure {
+                            what: format!("intent of pod {id}"),
+                            error,
+                        }]
+                    }),
                     false => Some(failures),
                 };
                 Err(e.with_cleanup(failures.unwrap_or_default()))
@@ -121,20 +126,14 @@ impl Runtime {
         for dir in [&pod_dir, &data_dir] {
             super::dirs::private_dir(dir, userns_gid)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
-            let dir = dir.clone();
-            undo.push("pod directory", move || {
-                Box::pin(async move { remove_dir(&dir) })
-            });
+            undo.push(Step::RemoveDir(dir.clone()));
         }
         write_pod_files(&data_dir, &config, plan)?;
 
         let shm = if plan.pinned.ipc {
             let shm = pod_dir.join("shm");
             self.effects.mount_shm(&shm)?;
-            let (effects, target) = (self.effects.clone(), shm.clone());
-            undo.push("pod shm", move || {
-                Box::pin(async move { effects.unmount(&target).map_err(|e| e.to_string()) })
-            });
+            undo.push(Step::Unmount(shm.clone()));
             Some(shm)
         } else {
             None
@@ -149,12 +148,7 @@ impl Runtime {
             userns: plan.userns,
         };
         let shim = self.launcher.spawn(id, &pod_dir, &options).await?;
-        {
-            let shim = shim.clone();
-            undo.push("pod shim", move || {
-                Box::pin(async move { shim.shutdown().await.map_err(|e| e.to_string()) })
-            });
-        }
+        undo.push(Step::ShutdownShim(shim.clone()));
         let info = shim.info().await?;
         self.place_shim(id, info.pid);
         let mut namespaces = PinnedPaths::default();
@@ -334,14 +328,4 @@ fn write_pod_files(
         None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
     write("resolv.conf", &resolv)
-}
-
-/// Removes a directory tree; missing is fine. Mounts inside must be gone first.
-fn remove_dir(dir: &Path) -> std::result::Result<(), String> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("remove {}: {e}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }

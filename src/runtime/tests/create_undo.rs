@@ -71,8 +71,9 @@ async fn an_undo_that_fails_keeps_the_intent_and_the_restart_finishes_it() {
         .unwrap_err();
     match &err {
         RuntimeError::Unwound { cleanup, .. } => {
+            let rootfs = format!("mount {}", h.dir.path().join("state/containers").display());
             assert!(
-                cleanup.iter().any(|c| c.contains("rootfs mount")),
+                cleanup.iter().any(|c| c.what.starts_with(&rootfs)),
                 "{cleanup:?}"
             )
         }
