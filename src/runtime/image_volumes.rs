@@ -52,7 +52,7 @@ impl Runtime {
                     m.container_path
                 )));
             }
-            let spec = super::container::image_name(m.image.as_ref());
+            let spec = super::container_plan::image_name(m.image.as_ref());
             let image = self.pulled_image(&spec, "image (of an image volume)")?;
             let mut lowers = self.layer_dirs(&image.chain_ids)?;
             let mount_dir = bundle.join("image-volumes").join(n.to_string());

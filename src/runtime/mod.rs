@@ -5,6 +5,7 @@
 //! side effect; `recovery` (whose top lists the restart assumptions) undoes or finishes them.
 
 mod container;
+mod container_plan;
 mod container_query;
 mod container_stop;
 mod devices;
