@@ -22,6 +22,8 @@ pub(crate) mod oci;
 pub mod runtime;
 pub mod server;
 pub mod shim;
+pub mod shimapi;
+pub mod shimclient;
 pub(crate) mod snapshot;
 pub mod spec;
 pub mod store;

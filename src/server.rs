@@ -46,7 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         db.clone(),
         images.clone(),
-        Arc::new(crate::shim::adapter::Launcher::new(shim.clone())),
+        Arc::new(crate::shimclient::Launcher::new(shim.clone())),
         Arc::new(crate::network::cni::Cni::new(
             crate::network::cni::CniSettings {
                 conf_dir: config.network.conf_dir.clone(),

@@ -569,7 +569,7 @@ async fn shims_leave_berthds_cgroup() {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-            let in_shims = |l: &str| l.ends_with(berth::shim::placement::SHIM_CGROUP);
+            let in_shims = |l: &str| l.ends_with(berth::shimclient::placement::SHIM_CGROUP);
             // every hierarchy berth uses; the root ones are those of hierarchies it skips
             let placed = groups.lines().any(in_shims)
                 && groups.lines().filter(|l| !l.ends_with(":/")).all(in_shims);

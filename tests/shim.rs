@@ -15,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use berth::error::{Classify, Kind};
-use berth::shim::{ContainerStatus, ShimClient, exit_file};
+use berth::shimclient::{ContainerStatus, ShimClient, exit_file};
 use container_support::Bundle;
 use prost::Message;
 use support::{PidNs, Pod, args, inode, lines_of, next_exit, pod_options, pod_spec, read_log};
@@ -54,14 +54,14 @@ async fn namespaces_are_pinned_in_the_shim_itself() {
 #[tokio::test]
 async fn shim_socket_accepts_any_authority() {
     let pod = Pod::spawn(pod_options()).await;
-    let socket = pod.dir().join(berth::shim::SOCKET);
+    let socket = pod.dir().join(berth::shimapi::SOCKET);
     let path = socket.display().to_string();
     let c_core = path.trim_start_matches('/').replace('/', "%2F");
     for authority in ["localhost", &path, &c_core, ""] {
         let reply = raw_h2::unary(&socket, authority, "/berth.shim.v1.Shim/Info", &[]);
         assert_eq!(reply.reset, None, ":authority {authority:?} was refused");
         assert_eq!(reply.header_blocks, 2, "headers and trailers: {reply:?}");
-        let info = berth::shim::proto::InfoResponse::decode(reply.message.as_slice())
+        let info = berth::shimapi::proto::InfoResponse::decode(reply.message.as_slice())
             .unwrap_or_else(|e| panic!(":authority {authority:?}: {e}: {reply:?}"));
         assert_eq!(info.pid as i32, pod.shim_pid, ":authority {authority:?}");
     }
@@ -147,7 +147,7 @@ async fn exec_sync_signal_and_a_reconnecting_daemon() {
         .await
         .unwrap();
     assert!(out.timed_out, "{out:?}");
-    assert_eq!(out.exit_code, berth::shim::EXEC_TIMEOUT_EXIT_CODE);
+    assert_eq!(out.exit_code, berth::shimapi::EXEC_TIMEOUT_EXIT_CODE);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use berth::shim::StreamInput;
+use berth::shimclient::StreamInput;
 use berth::streaming::fuzzing::{Message, exec_message, resizes};
 use libfuzzer_sys::fuzz_target;
 use tokio::sync::mpsc;

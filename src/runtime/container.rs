@@ -1,25 +1,23 @@
-//! CreateContainer (under an intent, see `super::intents`) and StartContainer.
+//! CreateContainer (its plan is `super::container_plan`; under an intent, see
+//! `super::intents`) and StartContainer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::cri_api as api;
 
+use super::container_plan::{ContainerPlan, Made, image_name};
 use super::events::EventKind;
 use super::image_etc;
-use super::intents::Intent;
-use super::records::{
-    ContainerRecord, ContainerState, Exit, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns,
-};
+use super::records::{ContainerState, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns};
 use super::security;
-use super::shim::CreateContainer;
 use super::stop_signal;
-use super::undo::Undo;
+use super::undo::{Step, Undo, UndoFailure};
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::{Cgroup, Resources, expand_slice, is_slice_name};
+use crate::cgroup::Resources;
 use crate::image::manifest::ImageConfig;
 use crate::image::store::ImageRecord;
-use crate::snapshot::mount::{Overlay, mount_overlay, mount_overlay_idmapped, unmount_path};
+use crate::snapshot::mount::Overlay;
 use crate::spec::{
     ContainerInputs, EtcFiles, PodNamespaces, container_spec, resolve_user, user_string,
 };
@@ -53,10 +51,7 @@ impl Runtime {
     ) -> Result<String> {
         let sandbox = self.sandbox(sandbox_id)?;
         if sandbox.state != SandboxState::Ready {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "pod sandbox {} is not ready",
-                sandbox.id
-            )));
+            return Err(RuntimeError::SandboxNotReady(sandbox.id));
         }
         let meta = config.metadata.clone().ok_or_else(|| {
             RuntimeError::InvalidArgument("container config has no metadata".into())
@@ -68,10 +63,11 @@ impl Runtime {
             .into_iter()
             .find(|c| c.sandbox_id == sandbox.id && container_name(&c.metadata()) == name);
         if let Some(c) = duplicate {
-            return Err(RuntimeError::AlreadyExists(format!(
-                "container name {name} in pod {} is already used by {}",
-                sandbox.id, c.id
-            )));
+            return Err(RuntimeError::NameInUse {
+                what: "container",
+                name: format!("{name} in pod {}", sandbox.id),
+                by: c.id,
+            });
         }
         security::check_apparmor(&config)?;
         stop_signal::validate(config.stop_signal)?;
@@ -81,18 +77,14 @@ impl Runtime {
         let image = self.pulled_image(&image_spec, "image")?;
         let sandbox_config = sandbox_config.unwrap_or_else(|| sandbox.config.clone());
         let id = new_id();
-        let intent = Intent::CreateContainer {
-            sandbox_id: sandbox.id.clone(),
-            bundle: self.settings.state_dir.join("containers").join(&id),
-            rw_dir: self.settings.root_dir.join("containers").join(&id),
-            cgroup: cgroup_path(&sandbox_config, &id)?,
-        };
+        let plan = ContainerPlan::new(&self.settings, &id, &sandbox, &sandbox_config, &config)?;
+        let intent = plan.intent();
         // Before the first side effect: a kill from here on leaves a note of what to undo.
         self.intend(&id, intent.clone())?;
         let mut undo = Undo::default();
         let result = self
             .build_container(
-                &id,
+                &plan,
                 &sandbox,
                 &sandbox_config,
                 config,
@@ -110,10 +102,15 @@ impl Runtime {
                 Ok(id)
             }
             Err(e) => {
-                let failures = undo.unwind().await;
+                let failures = undo.unwind(self).await;
                 // A failed cleanup keeps the intent: the next start tries again.
                 let failures = match failures.is_empty() {
-                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    true => self.fulfil(&id, &intent).err().map(|error| {
+                        vec![UndoFailure {
+                            what: format!("intent of container {id}"),
+                            error,
+                        }]
+                    }),
                     false => Some(failures),
                 };
                 Err(e.with_cleanup(failures.unwrap_or_default()))
@@ -121,10 +118,12 @@ impl Runtime {
         }
     }
 
+    /// Applies `plan`: directories, rootfs mount, image volumes, config.json, cgroup, the
+    /// shim's process, then the record (which ends the intent, in one transaction).
     #[allow(clippy::too_many_arguments)]
     async fn build_container(
         &self,
-        id: &str,
+        plan: &ContainerPlan,
         sandbox: &SandboxRecord,
         sandbox_config: &api::PodSandboxConfig,
         config: api::ContainerConfig,
@@ -133,66 +132,35 @@ impl Runtime {
         seccomp: crate::spec::SeccompChoice,
         undo: &mut Undo,
     ) -> Result<()> {
-        let bundle = self.settings.state_dir.join("containers").join(id);
-        let rw_dir = self.settings.root_dir.join("containers").join(id);
-        let rootfs = bundle.join("rootfs");
-        let plan = crate::spec::sandbox_plan(sandbox_config)?;
-        let userns_gid = plan.userns.as_ref().map(|maps| maps.gids.host);
-        let mut private = vec![(&bundle, userns_gid), (&rw_dir, None)];
-        if userns_gid.is_some() {
-            // The pod's directories too: one tightened at start (an older berth made it without
-            // the group) gets its group back.
-            private.extend([
-                (&sandbox.pod_dir, userns_gid),
-                (&sandbox.data_dir, userns_gid),
-            ]);
-        }
-        for (dir, gid) in private {
-            super::dirs::private_dir(dir, gid)
+        for (dir, gid) in &plan.private_dirs {
+            super::dirs::private_dir(dir, *gid)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
         }
-        for dir in [rootfs.clone(), rw_dir.join("upper"), rw_dir.join("work")] {
-            std::fs::create_dir_all(&dir)
+        for dir in &plan.dirs {
+            std::fs::create_dir_all(dir)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
         }
-        for dir in [bundle.clone(), rw_dir.clone()] {
-            undo.push("container directory", move || {
-                Box::pin(async move {
-                    std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
-                })
-            });
+        for dir in [&plan.bundle, &plan.rw_dir] {
+            undo.push(Step::RemoveDir(dir.clone()));
         }
-        let overlay = self.image_overlay(image, &rw_dir)?;
-        match (&plan.userns, &sandbox.namespaces.user) {
-            (Some(maps), Some(userns)) => {
-                let root = (maps.uids.host, maps.gids.host);
-                let scratch = rw_dir.join("idmapped");
-                mount_overlay_idmapped(&overlay, &rootfs, userns, &scratch, root)?;
-            }
-            (Some(_), None) => return Err(crate::spec::SpecError::MissingNamespace("user").into()),
-            (None, _) => mount_overlay(&overlay, &rootfs)?,
-        }
-        {
-            let rootfs = rootfs.clone();
-            undo.push("rootfs mount", move || {
-                Box::pin(async move { unmount_path(&rootfs).map_err(|e| e.to_string()) })
-            });
-        }
-        let userns = plan.userns.as_ref().and(sandbox.namespaces.user.as_deref());
+        let overlay = self.image_overlay(image, &plan.rw_dir)?;
+        self.effects
+            .mount_rootfs(&overlay, &plan.rootfs, plan.idmap.as_ref())?;
+        undo.push(Step::Unmount(plan.rootfs.clone()));
+        let userns = plan.idmap.as_ref().map(|m| m.userns.as_path());
         let (spec_config, image_volumes) =
-            self.mount_image_volumes(&config, &bundle, userns, undo)?;
+            self.mount_image_volumes(&config, &plan.bundle, userns, undo)?;
         let image_config = self.image_config(image)?;
         let stop_sig = stop_signal::choose(config.stop_signal, &image_config.config.stop_signal);
-        let (passwd, group) = image_etc::passwd_and_group(&rootfs).await?;
+        let (passwd, group) = image_etc::passwd_and_group(&plan.rootfs).await?;
         let user = resolve_user(&user_string(&config, &image_config)?, &passwd, &group)?;
-        let cgroup_path = cgroup_path(sandbox_config, id)?;
         let spec = container_spec(&ContainerInputs {
             container: &spec_config,
             sandbox: sandbox_config,
             image: &image_config,
             sandbox_id: &sandbox.id,
             image_name: image_spec,
-            rootfs: rootfs.clone(),
+            rootfs: plan.rootfs.clone(),
             namespaces: PodNamespaces {
                 net: sandbox.namespaces.net.clone(),
                 ipc: sandbox.namespaces.ipc.clone(),
@@ -200,7 +168,7 @@ impl Runtime {
                 pid: sandbox.namespaces.pid.clone(),
                 user: sandbox.namespaces.user.clone(),
             },
-            cgroups_path: cgroup_path.clone(),
+            cgroups_path: plan.cgroup.clone(),
             user,
             etc: EtcFiles {
                 hosts: Some(sandbox.data_dir.join("hosts")),
@@ -213,74 +181,32 @@ impl Runtime {
             host: &self.host,
         })?;
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
-        write_private(&bundle.join("config.json"), &spec_json).map_err(RuntimeError::io(
-            format!("write {}/config.json", bundle.display()),
-        ))?;
+        let spec_path = plan.bundle.join("config.json");
+        write_private(&spec_path, &spec_json)
+            .map_err(RuntimeError::io(format!("write {}", spec_path.display())))?;
 
-        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
-            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
-        })?;
-        let cgroup = Cgroup::create(hierarchy, &cgroup_path)?;
-        {
-            let cgroup = cgroup.clone();
-            undo.push("container cgroup", move || {
-                Box::pin(async move { cgroup.delete().map_err(|e| e.to_string()) })
-            });
-        }
+        self.effects.create_cgroup(&plan.cgroup)?;
+        undo.push(Step::RemoveCgroup(plan.cgroup.clone()));
         if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cgroup.apply(&Resources::from(resources))?;
+            (self.effects).limit_cgroup(&plan.cgroup, &Resources::from(resources))?;
         }
 
-        let log_path = log_path(sandbox_config, &config);
-        if let Some(parent) = log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = plan.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(RuntimeError::io(format!("create {}", parent.display())))?;
         }
         let shim = self.shim(&sandbox.id)?;
-        let runtime = self.pod_runtime(&sandbox.runtime_handler)?;
-        let request = CreateContainer {
-            id: id.to_string(),
-            bundle: bundle.clone(),
-            log_path: Some(log_path.clone()).filter(|p| !p.as_os_str().is_empty()),
-            stdin: config.stdin,
-            stdin_once: config.stdin_once,
-            tty: config.tty,
-            cgroup: Some(cgroup_path.clone()),
-            runtime,
-        };
+        let request = plan.request(&config, self.pod_runtime(&sandbox.runtime_handler)?);
         let pid = shim.create(&request).await?;
-        {
-            let shim = shim.clone();
-            let id = id.to_string();
-            undo.push("container process", move || {
-                Box::pin(async move { shim.delete(&id).await.map_err(|e| e.to_string()) })
-            });
-        }
-        let record = ContainerRecord {
-            id: id.to_string(),
-            sandbox_id: sandbox.id.clone(),
-            state: ContainerState::Created,
-            created_at: now_ns(),
-            started_at: 0,
-            exit: None,
+        undo.push(Step::DeleteFromShim {
+            shim: shim.clone(),
+            id: plan.id.clone(),
+        });
+        let record = plan.record(Made {
             pid,
             config,
-            image_id: image.id.to_string(),
+            image,
             image_name: image_spec.to_string(),
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.to_string()),
-            log_path,
-            bundle,
-            rw_dir,
-            chain_id: image
-                .chain_ids
-                .last()
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-            cgroup: cgroup_path,
             user: spec.process().as_ref().map(|p| ProcessUser {
                 uid: p.user().uid(),
                 gid: p.user().gid(),
@@ -288,10 +214,10 @@ impl Runtime {
             }),
             image_volumes,
             stop_signal: stop_sig.cri as i32,
-        };
+        });
         self.db.write(|w| {
-            w.put(Table::Containers, id, &record)?;
-            w.delete(Table::Intents, id)
+            w.put(Table::Containers, &plan.id, &record)?;
+            w.delete(Table::Intents, &plan.id)
         })?;
         Ok(())
     }
@@ -325,11 +251,13 @@ impl Runtime {
     }
 
     pub(super) fn image_config(&self, image: &ImageRecord) -> Result<ImageConfig> {
-        let bytes = self.images.store().content.read(&image.id).map_err(|e| {
-            RuntimeError::FailedPrecondition(format!("image {}: config: {e}", image.id))
-        })?;
-        ImageConfig::parse(&image.id, &bytes)
-            .map_err(|e| RuntimeError::FailedPrecondition(format!("image {}: {e}", image.id)))
+        let failed = |message: String| RuntimeError::ImageConfig {
+            image: image.id.to_string(),
+            message,
+        };
+        let bytes =
+            (self.images.store().content.read(&image.id)).map_err(|e| failed(e.to_string()))?;
+        ImageConfig::parse(&image.id, &bytes).map_err(|e| failed(e.to_string()))
     }
 
     /// Releases a created container's process. A start that fails leaves it Exited with reason
@@ -337,10 +265,11 @@ impl Runtime {
     pub async fn start_container(&self, id: &str) -> Result<()> {
         let container = self.container(id)?;
         if container.state != ContainerState::Created {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "container {} is {:?}, not Created",
-                container.id, container.state
-            )));
+            return Err(RuntimeError::ContainerState {
+                id: container.id,
+                state: container.state,
+                wanted: "Created",
+            });
         }
         let shim = self.shim(&container.sandbox_id)?;
         // Taken before the process is released, so it never comes after the exit time of a
@@ -352,10 +281,7 @@ impl Runtime {
         match shim.start(&container.id).await {
             Ok(()) => {
                 self.update_container(&container.id, |c| {
-                    if c.state == ContainerState::Created {
-                        c.state = ContainerState::Running;
-                    }
-                    c.started_at = started_at;
+                    c.start(started_at);
                 })?;
                 tracing::info!(container_id = %container.id, "container started");
                 Ok(())
@@ -363,13 +289,7 @@ impl Runtime {
             Err(e) => {
                 let message = e.to_string();
                 self.update_container(&container.id, |c| {
-                    c.state = ContainerState::Exited;
-                    c.exit = Some(Exit {
-                        code: 128,
-                        finished_at: now_ns(),
-                        reason: "StartError".into(),
-                        message: message.clone(),
-                    });
+                    c.fail_start(message);
                 })?;
                 self.emit(&container.id, &container.sandbox_id, EventKind::Stopped);
                 Err(e.into())
@@ -395,71 +315,5 @@ impl Runtime {
              (an OCI runtime reading config.json) cannot be given; the built-in handler can",
             raw.key
         )))
-    }
-}
-
-/// The image a CRI `ImageSpec` names; empty when there is none.
-pub(super) fn image_name(spec: Option<&api::ImageSpec>) -> String {
-    spec.map(|i| i.image.clone()).unwrap_or_default()
-}
-
-/// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree. A parent
-/// in systemd's form (`kubepods-besteffort-pod1.slice`, kubelet's systemd driver) is its slice's
-/// directory.
-pub(super) fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> Result<String> {
-    let parent = sandbox
-        .linux
-        .as_ref()
-        .map(|l| l.cgroup_parent.trim_end_matches('/'))
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/berth");
-    if is_slice_name(parent) {
-        let slice = expand_slice(parent)?;
-        return Ok(format!("{}/{id}", slice.trim_end_matches('/')));
-    }
-    Ok(format!("{parent}/{id}"))
-}
-
-/// `log_directory/log_path`, or nothing when the pod has no log directory.
-fn log_path(sandbox: &api::PodSandboxConfig, container: &api::ContainerConfig) -> PathBuf {
-    if sandbox.log_directory.is_empty() || container.log_path.is_empty() {
-        return PathBuf::new();
-    }
-    Path::new(&sandbox.log_directory).join(&container.log_path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cgroup_paths_and_log_paths() {
-        let mut pod = api::PodSandboxConfig::default();
-        assert_eq!(cgroup_path(&pod, "abc").unwrap(), "/berth/abc");
-        pod.linux = Some(api::LinuxPodSandboxConfig {
-            cgroup_parent: "/kubepods/besteffort/pod123/".into(),
-            ..Default::default()
-        });
-        assert_eq!(
-            cgroup_path(&pod, "abc").unwrap(),
-            "/kubepods/besteffort/pod123/abc"
-        );
-        pod.linux.as_mut().unwrap().cgroup_parent = "kubepods-besteffort-pod1.slice".into();
-        assert_eq!(
-            cgroup_path(&pod, "abc").unwrap(),
-            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/abc"
-        );
-        pod.linux.as_mut().unwrap().cgroup_parent = "kubepods--x.slice".into();
-        assert!(cgroup_path(&pod, "abc").is_err());
-        let c = api::ContainerConfig {
-            log_path: "app/0.log".into(),
-            ..Default::default()
-        };
-        assert_eq!(log_path(&pod, &c), PathBuf::new());
-        pod.log_directory = "/var/log/pods/x".into();
-        assert_eq!(
-            log_path(&pod, &c),
-            PathBuf::from("/var/log/pods/x/app/0.log")
-        );
     }
 }

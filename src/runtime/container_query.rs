@@ -1,8 +1,8 @@
 //! ContainerStatus, ListContainers, ExecSync and ReopenContainerLog.
 
 use super::records::{ContainerRecord, ContainerState};
-use super::shim::ExecOutput;
 use super::{Result, Runtime, RuntimeError};
+use crate::shimclient::ExecOutput;
 
 impl Runtime {
     pub fn container_status(&self, id: &str) -> Result<ContainerRecord> {
@@ -45,10 +45,11 @@ impl Runtime {
     pub(super) fn running(&self, id: &str) -> Result<ContainerRecord> {
         let container = self.container(id)?;
         if container.state != ContainerState::Running {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "container {} is not running",
-                container.id
-            )));
+            return Err(RuntimeError::ContainerState {
+                id: container.id,
+                state: container.state,
+                wanted: "Running",
+            });
         }
         Ok(container)
     }
@@ -63,14 +64,16 @@ impl Runtime {
     ) -> Result<()> {
         let container = self.container(id)?;
         if container.state == ContainerState::Exited {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "container {} has exited",
-                container.id
-            )));
+            return Err(RuntimeError::ContainerState {
+                id: container.id,
+                state: container.state,
+                wanted: "Created or Running",
+            });
         }
-        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
-            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
-        })?;
+        let hierarchy = self
+            .cgroups
+            .as_ref()
+            .ok_or(RuntimeError::NoCgroupHierarchy)?;
         let oci = crate::spec::container_resources(&resources, &self.host)?;
         let handler = self.sandbox(&container.sandbox_id)?.runtime_handler;
         match self.pod_runtime(&handler)? {

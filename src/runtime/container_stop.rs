@@ -8,9 +8,7 @@ use super::intents::Intent;
 use super::records::{ContainerRecord, ContainerState};
 use super::stop_signal;
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::Cgroup;
 use crate::error::{Classify, Kind};
-use crate::snapshot::mount::unmount_path;
 use crate::store::Table;
 
 impl Runtime {
@@ -139,15 +137,13 @@ impl Runtime {
         }
         self.forget_in_runtime(&container).await?;
         let rootfs = container.bundle.join("rootfs");
-        unmount_path(&rootfs).map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;
-        unmount_image_volumes(&container.image_volumes)?;
-        if let Some(hierarchy) = &self.cgroups
-            && let Ok(cgroup) = Cgroup::open(hierarchy, &container.cgroup)
-        {
-            // Without its shim nothing stopped what is left in it (processes of a container
-            // with its own PID namespace outlive the shim).
-            super::teardown::kill_cgroup(&cgroup)?;
-        }
+        self.effects
+            .unmount(&rootfs)
+            .map_err(RuntimeError::io(format!("unmount {}", rootfs.display())))?;
+        unmount_image_volumes(self.effects.as_ref(), &container.image_volumes)?;
+        // Without its shim nothing stopped what is left in it (processes of a container with
+        // its own PID namespace outlive the shim).
+        self.effects.remove_cgroup(&container.cgroup)?;
         for dir in [&container.bundle, &container.rw_dir] {
             match std::fs::remove_dir_all(dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

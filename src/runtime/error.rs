@@ -8,7 +8,7 @@ use crate::snapshot::mount::MountError;
 use crate::spec::SpecError;
 use crate::store::StoreError;
 
-use super::shim::ShimError;
+use crate::shimclient::ShimError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -16,12 +16,59 @@ pub enum RuntimeError {
     NotFound { what: &'static str, id: String },
     #[error("{what} {id:?} matches more than one; give more of the id")]
     Ambiguous { what: &'static str, id: String },
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
+    /// A pod or container name is taken by a recorded object.
+    #[error("{what} name {name} is already used by {by}")]
+    NameInUse {
+        what: &'static str,
+        name: String,
+        by: String,
+    },
+    /// A pod or container name is being created by another request right now.
+    #[error("{0} is being created by another request")]
+    NameReserved(String),
+    /// The pod is not Ready (stopped, or its shim died).
+    #[error("pod sandbox {0} is not ready")]
+    SandboxNotReady(String),
+    /// The pod's shim is not running (berthd is not connected to it).
+    #[error("pod sandbox {0}: its shim is not running")]
+    ShimNotRunning(String),
+    /// The pod's shim reported no network namespace although the pod has its own.
+    #[error("pod sandbox {0}: its shim pinned no network namespace")]
+    NoNetworkNamespace(String),
+    /// An operation needs the container in another state.
+    #[error("container {id} is {state:?}, not {wanted}")]
+    ContainerState {
+        id: String,
+        state: super::records::ContainerState,
+        wanted: &'static str,
+    },
+    /// A stored image's config cannot be read or parsed.
+    #[error("image {image}: config: {message}")]
+    ImageConfig { image: String, message: String },
+    /// A file of an image (`/etc/passwd`, `/etc/group`) is unusable.
+    #[error("image file /{path}: {why}")]
+    ImageFile { path: String, why: String },
+    /// An image's snapshot record cannot be read.
+    #[error("image snapshot {chain}: {message}")]
+    Snapshot { chain: String, message: String },
+    /// A configured runtime handler failed its startup check.
+    #[error("runtime handler {name:?} ({}) cannot run containers on this host: {reason}", path.display())]
+    HandlerUnusable {
+        name: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A pod's runtime handler is no longer configured (the config changed across a restart).
+    #[error("the pod's runtime handler {0:?} is no longer configured")]
+    HandlerGone(String),
+    /// A mount below a directory being removed does not go away.
+    #[error("{} stays mounted", .0.display())]
+    StaysMounted(std::path::PathBuf),
     #[error("{0}")]
     InvalidArgument(String),
+    /// No cgroup hierarchy was found at start: containers cannot be created.
+    #[error("no cgroup hierarchy on this host")]
+    NoCgroupHierarchy,
     #[error("{0} is not implemented by berth yet")]
     Unimplemented(String),
     #[error("{action}: {source}")]
@@ -52,10 +99,10 @@ pub enum RuntimeError {
     #[error("{action}: deadline of {seconds}s exceeded")]
     Timeout { action: String, seconds: i64 },
     /// A failed creation whose unwinding also failed: both are reported.
-    #[error("{cause} (cleanup also failed: {})", cleanup.join("; "))]
+    #[error("{cause} (cleanup also failed: {})", join(cleanup))]
     Unwound {
         cause: Box<RuntimeError>,
-        cleanup: Vec<String>,
+        cleanup: Vec<super::undo::UndoFailure>,
     },
 }
 
@@ -66,7 +113,7 @@ impl RuntimeError {
     }
 
     /// Attaches the failures of an unwind to the error that caused it.
-    pub fn with_cleanup(self, cleanup: Vec<String>) -> RuntimeError {
+    pub fn with_cleanup(self, cleanup: Vec<super::undo::UndoFailure>) -> RuntimeError {
         if cleanup.is_empty() {
             self
         } else {
@@ -78,6 +125,11 @@ impl RuntimeError {
     }
 }
 
+fn join(failures: &[super::undo::UndoFailure]) -> String {
+    let all: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+    all.join("; ")
+}
+
 impl Classify for RuntimeError {
     fn kind(&self) -> Kind {
         match self {
@@ -85,8 +137,18 @@ impl Classify for RuntimeError {
             RuntimeError::Ambiguous { .. } | RuntimeError::InvalidArgument(_) => {
                 Kind::InvalidArgument
             }
-            RuntimeError::AlreadyExists(_) => Kind::AlreadyExists,
-            RuntimeError::FailedPrecondition(_) => Kind::FailedPrecondition,
+            RuntimeError::NameInUse { .. } | RuntimeError::NameReserved(_) => Kind::AlreadyExists,
+            RuntimeError::SandboxNotReady(_)
+            | RuntimeError::ShimNotRunning(_)
+            | RuntimeError::NoNetworkNamespace(_)
+            | RuntimeError::ContainerState { .. }
+            | RuntimeError::ImageConfig { .. }
+            | RuntimeError::ImageFile { .. }
+            | RuntimeError::Snapshot { .. }
+            | RuntimeError::HandlerUnusable { .. }
+            | RuntimeError::HandlerGone(_)
+            | RuntimeError::StaysMounted(_)
+            | RuntimeError::NoCgroupHierarchy => Kind::FailedPrecondition,
             RuntimeError::Unimplemented(_) => Kind::Unimplemented,
             RuntimeError::Io { .. } | RuntimeError::Mount(_) => Kind::Internal,
             RuntimeError::Spec(e) => e.kind(),
@@ -100,5 +162,77 @@ impl Classify for RuntimeError {
             RuntimeError::Timeout { .. } => Kind::DeadlineExceeded,
             RuntimeError::Unwound { cause, .. } => cause.kind(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::records::ContainerState;
+
+    #[test]
+    fn each_state_error_has_its_code_and_names_the_object() {
+        let cases = [
+            (
+                RuntimeError::NameInUse {
+                    what: "pod sandbox",
+                    name: "web_default_u_0".into(),
+                    by: "abc".into(),
+                },
+                Kind::AlreadyExists,
+                "pod sandbox name web_default_u_0 is already used by abc",
+            ),
+            (
+                RuntimeError::NameReserved("pod web".into()),
+                Kind::AlreadyExists,
+                "pod web is being created by another request",
+            ),
+            (
+                RuntimeError::SandboxNotReady("abc".into()),
+                Kind::FailedPrecondition,
+                "pod sandbox abc is not ready",
+            ),
+            (
+                RuntimeError::ShimNotRunning("abc".into()),
+                Kind::FailedPrecondition,
+                "pod sandbox abc: its shim is not running",
+            ),
+            (
+                RuntimeError::ContainerState {
+                    id: "c1".into(),
+                    state: ContainerState::Exited,
+                    wanted: "Created",
+                },
+                Kind::FailedPrecondition,
+                "container c1 is Exited, not Created",
+            ),
+            (
+                RuntimeError::NoCgroupHierarchy,
+                Kind::FailedPrecondition,
+                "no cgroup hierarchy on this host",
+            ),
+            (
+                RuntimeError::HandlerGone("runc".into()),
+                Kind::FailedPrecondition,
+                "the pod's runtime handler \"runc\" is no longer configured",
+            ),
+        ];
+        for (err, kind, message) in cases {
+            assert_eq!(err.kind(), kind, "{err}");
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn an_unwound_error_keeps_its_cause_code() {
+        let failure = crate::runtime::undo::UndoFailure {
+            what: "cgroup /berth/c".into(),
+            error: RuntimeError::NoCgroupHierarchy,
+        };
+        let err = RuntimeError::ShimNotRunning("p".into()).with_cleanup(vec![failure]);
+        assert_eq!(err.kind(), Kind::FailedPrecondition);
+        let cleanup =
+            "(cleanup also failed: undo cgroup /berth/c: no cgroup hierarchy on this host)";
+        assert!(err.to_string().ends_with(cleanup), "{err}");
     }
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::Runtime;
 use super::events::EventKind;
 use super::records::{ContainerRecord, ContainerState, Exit, SandboxState, now_ns};
-use super::shim::ExitEvent;
+use super::{Runtime, RuntimeError};
+use crate::shimclient::ExitEvent;
+use crate::store::StoreError;
 
 impl Runtime {
     /// Follows the exits of a sandbox's shim until its stream ends.
@@ -45,24 +46,27 @@ impl Runtime {
             reason: Exit::reason_for(event.exit.exit_code, event.exit.oom_killed).to_string(),
             message: String::new(),
         };
+        self.record_exit_as(&event.id, exit);
+    }
+
+    /// Records `exit` as container `id`'s, unless an exit is recorded already.
+    fn record_exit_as(&self, id: &str, exit: Exit) {
+        let code = exit.code;
         let mut changed = false;
-        let updated = self.update_container(&event.id, |c| {
-            if c.state != ContainerState::Exited {
-                c.state = ContainerState::Exited;
-                c.exit = Some(exit);
-                changed = true;
-            }
-        });
-        match updated {
+        match self.update_container(id, |c| changed = c.exit(exit)) {
             Ok(c) => {
                 if changed {
-                    tracing::info!(container_id = %c.id, code = event.exit.exit_code, "container exited");
+                    tracing::info!(container_id = %c.id, code, "container exited");
                     self.emit(&c.id, &c.sandbox_id, EventKind::Stopped);
                 }
+                // No waiter is fine.
                 let _ = self.exited.send(c.id);
             }
+            Err(RuntimeError::Store(StoreError::Missing { .. })) => {
+                tracing::debug!(container_id = %id, "exit of a container no longer recorded")
+            }
             Err(e) => {
-                tracing::debug!(container_id = %event.id, error = %e, "exit of unknown container")
+                tracing::warn!(container_id = %id, error = %e, "record a container's exit")
             }
         }
     }
@@ -83,29 +87,45 @@ impl Runtime {
             return;
         }
         tracing::warn!(pod_id = %sandbox_id, "pod shim died");
-        let _ = self.update_sandbox(sandbox_id, |s| s.state = SandboxState::NotReady);
+        if let Err(e) = self.update_sandbox(sandbox_id, |s| {
+            s.stop();
+        }) {
+            tracing::warn!(pod_id = %sandbox_id, error = %e, "record the pod NotReady");
+        }
         self.exit_orphans(sandbox_id);
     }
 
     /// Marks every not-exited container of a pod without a shim as exited.
     pub(super) fn exit_orphans(&self, sandbox_id: &str) {
-        let Ok(containers) = self.containers() else {
-            return;
+        let containers = match self.containers() {
+            Ok(containers) => containers,
+            Err(e) => {
+                tracing::warn!(pod_id = %sandbox_id, error = %e, "list the containers of a pod whose shim died");
+                return;
+            }
         };
         for c in containers
             .iter()
             .filter(|c| c.sandbox_id == sandbox_id && c.state != ContainerState::Exited)
         {
-            let event = exit_from_file(c).unwrap_or_else(|| lost_exit(c));
-            self.record_exit(&event);
-            if event.exit.exit_code == LOST_EXIT_CODE {
-                let _ = self.update_container(&c.id, |c| {
-                    if let Some(exit) = &mut c.exit {
-                        exit.reason = "Unknown".into();
-                        exit.message = "the pod's shim died; the exit status was lost".into();
-                    }
-                });
-            }
+            self.record_unseen_exit(c);
+        }
+    }
+
+    /// Records the exit of a container no shim runs: its exit file's, else a lost one (code
+    /// 255, reason Unknown).
+    pub(super) fn record_unseen_exit(&self, c: &ContainerRecord) {
+        match exit_from_file(c) {
+            Some(event) => self.record_exit(&event),
+            None => self.record_exit_as(
+                &c.id,
+                Exit {
+                    code: LOST_EXIT_CODE,
+                    finished_at: now_ns(),
+                    reason: "Unknown".into(),
+                    message: "the pod's shim died; the exit status was lost".into(),
+                },
+            ),
         }
     }
 }
@@ -114,25 +134,12 @@ impl Runtime {
 const LOST_EXIT_CODE: i32 = 255;
 
 /// The exit the shim wrote to the container's bundle, if any.
-pub(super) fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
-    let exit = crate::shim::exit_file::read(Path::new(&c.bundle))
+fn exit_from_file(c: &ContainerRecord) -> Option<ExitEvent> {
+    let exit = crate::shimclient::exit_file::read(Path::new(&c.bundle))
         .ok()
         .flatten()?;
     Some(ExitEvent {
         id: c.id.clone(),
         exit,
     })
-}
-
-pub(super) fn lost_exit(c: &ContainerRecord) -> ExitEvent {
-    ExitEvent {
-        id: c.id.clone(),
-        exit: crate::shim::Exit {
-            exit_code: LOST_EXIT_CODE,
-            signal: 0,
-            finished_at: now_ns(),
-            oom_killed: false,
-            pid: c.pid,
-        },
-    }
 }

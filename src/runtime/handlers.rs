@@ -73,10 +73,11 @@ impl Runtime {
             })?;
         match &handler.check {
             Ok(_) => Ok(Some(handler.runtime.clone())),
-            Err(reason) => Err(RuntimeError::FailedPrecondition(format!(
-                "runtime handler {name:?} ({}) cannot run containers on this host: {reason}",
-                handler.runtime.path.display()
-            ))),
+            Err(reason) => Err(RuntimeError::HandlerUnusable {
+                name: name.to_string(),
+                path: handler.runtime.path.clone(),
+                reason: reason.to_string(),
+            }),
         }
     }
 
@@ -91,10 +92,6 @@ impl Runtime {
             .iter()
             .find(|h| h.name == handler)
             .map(|h| Some(h.runtime.clone()))
-            .ok_or_else(|| {
-                RuntimeError::FailedPrecondition(format!(
-                    "the pod's runtime handler {handler:?} is no longer configured"
-                ))
-            })
+            .ok_or_else(|| RuntimeError::HandlerGone(handler.to_string()))
     }
 }

@@ -31,8 +31,10 @@ pub async fn passwd_and_group(rootfs: &Path) -> Result<(String, String)> {
 /// missing file (or a missing rootfs) reads as empty; anything but a regular file of at most
 /// [`MAX_ETC_FILE`] bytes is `FailedPrecondition` naming it.
 pub fn read_in_root(rootfs: &Path, path: &str) -> Result<String> {
-    let refuse =
-        |why: String| RuntimeError::FailedPrecondition(format!("image file /{path}: {why}"));
+    let refuse = |why: String| RuntimeError::ImageFile {
+        path: path.to_string(),
+        why,
+    };
     let Ok(root) = std::fs::File::open(rootfs) else {
         return Ok(String::new());
     };

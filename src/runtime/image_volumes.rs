@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::cri_api as api;
 use serde::{Deserialize, Serialize};
 
-use super::undo::Undo;
+use super::undo::{Step, Undo};
 use super::{Result, Runtime, RuntimeError};
-use crate::snapshot::mount::{mount_readonly_layers, mount_readonly_layers_idmapped, unmount_path};
+use crate::snapshot::mount::{mount_readonly_layers, mount_readonly_layers_idmapped};
 
 /// One mounted image volume, kept in the container record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ impl Runtime {
                     m.container_path
                 )));
             }
-            let spec = super::container::image_name(m.image.as_ref());
+            let spec = super::container_plan::image_name(m.image.as_ref());
             let image = self.pulled_image(&spec, "image (of an image volume)")?;
             let mut lowers = self.layer_dirs(&image.chain_ids)?;
             let mount_dir = bundle.join("image-volumes").join(n.to_string());
@@ -72,10 +72,7 @@ impl Runtime {
                 None => mount_readonly_layers(&lowers, &mount_dir)?,
             }
             {
-                let mount_dir = mount_dir.clone();
-                undo.push("image volume mount", move || {
-                    Box::pin(async move { unmount_path(&mount_dir).map_err(|e| e.to_string()) })
-                });
+                undo.push(Step::Unmount(mount_dir.clone()));
             }
             let source = if m.image_sub_path.is_empty() {
                 mount_dir.clone()
@@ -105,7 +102,10 @@ impl Runtime {
         for chain in chain_ids.iter().rev() {
             let record = snapshots
                 .get(chain)
-                .map_err(|e| RuntimeError::FailedPrecondition(e.to_string()))?
+                .map_err(|e| RuntimeError::Snapshot {
+                    chain: chain.to_string(),
+                    message: e.to_string(),
+                })?
                 .ok_or_else(|| RuntimeError::NotFound {
                     what: "image snapshot",
                     id: chain.to_string(),
@@ -117,12 +117,16 @@ impl Runtime {
 }
 
 /// Unmounts a container's image volumes (before its bundle is removed).
-pub(super) fn unmount_image_volumes(volumes: &[ImageVolume]) -> Result<()> {
+pub(super) fn unmount_image_volumes(
+    host: &dyn super::host::HostOps,
+    volumes: &[ImageVolume],
+) -> Result<()> {
     for v in volumes {
-        unmount_path(&v.mount_dir).map_err(RuntimeError::io(format!(
-            "unmount image volume {}",
-            v.mount_dir.display()
-        )))?;
+        host.unmount(&v.mount_dir)
+            .map_err(RuntimeError::io(format!(
+                "unmount image volume {}",
+                v.mount_dir.display()
+            )))?;
     }
     Ok(())
 }

@@ -65,9 +65,10 @@ impl Runtime {
     }
 
     fn container_samples(&self, c: &ContainerRecord) -> Result<Vec<Sample>> {
-        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
-            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
-        })?;
+        let hierarchy = self
+            .cgroups
+            .as_ref()
+            .ok_or(RuntimeError::NoCgroupHierarchy)?;
         let cgroup = Cgroup::open(hierarchy, &c.cgroup)?;
         let usage = self.container_usage(c)?;
         let detail = cgroup.detailed_stats()?;

@@ -5,6 +5,7 @@
 //! side effect; `recovery` (whose top lists the restart assumptions) undoes or finishes them.
 
 mod container;
+mod container_plan;
 mod container_query;
 mod container_stop;
 mod devices;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod events;
 mod exits;
 pub mod handlers;
+pub mod host;
 mod image_etc;
 pub mod image_volumes;
 pub mod intents;
@@ -25,11 +27,12 @@ mod recovery;
 mod sandbox;
 mod sandbox_network;
 mod security;
-pub mod shim;
 pub mod stats;
 mod stop_signal;
 mod streaming;
 mod teardown;
+#[cfg(test)]
+mod tests;
 mod undo;
 pub mod userns_probe;
 
@@ -42,10 +45,10 @@ use tokio::sync::broadcast;
 use crate::cgroup::Hierarchy;
 use crate::image::service::ImageService;
 use crate::network::PodNetwork;
+use crate::shimclient::{PodShim, ShimLauncher};
 use crate::store::{Store, Table};
 pub use error::RuntimeError;
 use records::{ContainerRecord, SandboxRecord};
-use shim::{PodShim, ShimLauncher};
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
@@ -65,6 +68,8 @@ pub struct Runtime {
     launcher: Arc<dyn ShimLauncher>,
     /// The pod network (CNI) seam.
     network: Arc<dyn PodNetwork>,
+    /// Mounts and cgroups (the seam that needs root).
+    effects: Arc<dyn host::HostOps>,
     shims: Mutex<HashMap<String, Arc<dyn PodShim>>>,
     cgroups: Option<Hierarchy>,
     host: crate::spec::Host,
@@ -93,6 +98,22 @@ impl Runtime {
                 None
             }
         };
+        let effects = Arc::new(host::RealHost {
+            cgroups: cgroups.clone(),
+        });
+        Runtime::assemble(settings, db, images, launcher, network, effects, cgroups)
+    }
+
+    /// A runtime over the given seams (`new` passes the real ones; unit tests pass fakes).
+    fn assemble(
+        settings: RuntimeSettings,
+        db: Arc<Store>,
+        images: Arc<ImageService>,
+        launcher: Arc<dyn ShimLauncher>,
+        network: Arc<dyn PodNetwork>,
+        effects: Arc<dyn host::HostOps>,
+        cgroups: Option<Hierarchy>,
+    ) -> Arc<Runtime> {
         let host = crate::spec::Host {
             cgroup_v2: cgroups
                 .as_ref()
@@ -109,6 +130,7 @@ impl Runtime {
             images,
             launcher,
             network,
+            effects,
             shims: Mutex::default(),
             cgroups,
             host,
@@ -136,20 +158,14 @@ impl Runtime {
             .expect("shims lock")
             .get(sandbox_id)
             .cloned()
-            .ok_or_else(|| {
-                RuntimeError::FailedPrecondition(format!(
-                    "pod sandbox {sandbox_id}: its shim is not running"
-                ))
-            })
+            .ok_or_else(|| RuntimeError::ShimNotRunning(sandbox_id.to_string()))
     }
 
     /// Reserves a name for the duration of a creation; released when the guard drops.
     fn reserve(&self, name: String) -> Result<Reservation<'_>> {
         let mut reserved = self.reserved.lock().expect("reserved lock");
         if !reserved.insert(name.clone()) {
-            return Err(RuntimeError::AlreadyExists(format!(
-                "{name} is being created by another request"
-            )));
+            return Err(RuntimeError::NameReserved(name));
         }
         Ok(Reservation {
             runtime: self,

@@ -76,6 +76,13 @@ impl SandboxRecord {
     pub fn metadata(&self) -> api::PodSandboxMetadata {
         self.config.metadata.clone().unwrap_or_default()
     }
+
+    /// Ready → NotReady (StopPodSandbox, or its shim died). True when the state changed.
+    pub fn stop(&mut self) -> bool {
+        let was = self.state;
+        self.state = SandboxState::NotReady;
+        was != self.state
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,5 +173,131 @@ pub struct ProcessUser {
 impl ContainerRecord {
     pub fn metadata(&self) -> api::ContainerMetadata {
         self.config.metadata.clone().unwrap_or_default()
+    }
+
+    /// Created → Running: the shim released the process at `started_at`. A container whose
+    /// exit came first stays Exited (with its start time). True when the state changed.
+    pub fn start(&mut self, started_at: i64) -> bool {
+        self.started_at = started_at;
+        let created = self.state == ContainerState::Created;
+        if created {
+            self.state = ContainerState::Running;
+        }
+        created
+    }
+
+    /// Created or Running → Exited with `exit`. The first exit recorded stays: a replayed or
+    /// duplicate one changes nothing. True when the state changed.
+    pub fn exit(&mut self, exit: Exit) -> bool {
+        if self.state == ContainerState::Exited {
+            return false;
+        }
+        self.state = ContainerState::Exited;
+        self.exit = Some(exit);
+        true
+    }
+
+    /// Created → Exited with reason StartError (code 128), as kubelet expects of a start that
+    /// failed.
+    pub fn fail_start(&mut self, message: String) -> bool {
+        self.exit(Exit {
+            code: START_ERROR_CODE,
+            finished_at: now_ns(),
+            reason: "StartError".into(),
+            message,
+        })
+    }
+}
+
+/// The exit code of a container whose start failed.
+pub const START_ERROR_CODE: i32 = 128;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container() -> ContainerRecord {
+        ContainerRecord {
+            id: "c1".into(),
+            sandbox_id: "p1".into(),
+            state: ContainerState::Created,
+            created_at: 1,
+            started_at: 0,
+            exit: None,
+            pid: 10,
+            config: Default::default(),
+            image_id: String::new(),
+            image_name: String::new(),
+            image_ref: String::new(),
+            log_path: PathBuf::new(),
+            bundle: PathBuf::new(),
+            rw_dir: PathBuf::new(),
+            chain_id: String::new(),
+            cgroup: String::new(),
+            user: None,
+            image_volumes: vec![],
+            stop_signal: 0,
+        }
+    }
+
+    fn exit(code: i32) -> Exit {
+        Exit {
+            code,
+            finished_at: 5,
+            reason: Exit::reason_for(code, false).into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_container_goes_created_running_exited_once() {
+        let mut c = container();
+        assert!(c.start(3));
+        assert_eq!((c.state, c.started_at), (ContainerState::Running, 3));
+        assert!(!c.start(4), "a second start changes no state");
+        assert!(c.exit(exit(2)));
+        assert_eq!(c.state, ContainerState::Exited);
+        assert!(!c.exit(exit(9)), "the first exit stays");
+        assert_eq!(c.exit.as_ref().map(|e| e.code), Some(2));
+        assert!(!c.start(6), "an exited container never runs again");
+        assert_eq!(c.state, ContainerState::Exited);
+    }
+
+    #[test]
+    fn an_exit_before_the_start_is_recorded_keeps_the_container_exited() {
+        let mut c = container();
+        assert!(c.exit(exit(0)));
+        assert!(!c.start(3));
+        assert_eq!((c.state, c.started_at), (ContainerState::Exited, 3));
+    }
+
+    #[test]
+    fn a_failed_start_is_a_start_error_exit() {
+        let mut c = container();
+        assert!(c.fail_start("boom".into()));
+        let e = c.exit.unwrap();
+        assert_eq!(
+            (e.code, e.reason.as_str(), e.message.as_str()),
+            (128, "StartError", "boom")
+        );
+    }
+
+    #[test]
+    fn states_change_only_through_the_transitions_here() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/runtime");
+        let mut offenders = vec![];
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("records.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains(".state = ") {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "state assigned outside records.rs: {offenders:?}"
+        );
     }
 }

@@ -26,15 +26,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::exits::{exit_from_file, lost_exit};
 use super::intents::Intent;
 use super::records::{ContainerState, SandboxState};
-use super::shim::ShimContainer;
-use super::teardown::{kill_cgroup, kill_shims, remove_tree, unmount_under};
+use super::teardown::{kill_shims, remove_tree, unmount_under};
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::Cgroup;
 use crate::error::{Classify, Kind};
-use crate::shim::ContainerStatus;
+use crate::shimclient::ContainerStatus;
+use crate::shimclient::ShimContainer;
 
 /// When the shims' tables are swept a second time after startup (see assumption 5).
 const LATE_SWEEP: Duration = Duration::from_secs(10);
@@ -115,7 +113,9 @@ impl Runtime {
                 Ok(shim) => shim,
                 Err(e) => {
                     tracing::warn!(pod_id = %sandbox.id, error = %e, "pod shim is gone");
-                    self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady)?;
+                    self.update_sandbox(&sandbox.id, |s| {
+                        s.stop();
+                    })?;
                     self.exit_orphans(&sandbox.id);
                     continue;
                 }
@@ -147,12 +147,11 @@ impl Runtime {
                 continue;
             }
             match known.iter().find(|k| k.id == c.id) {
-                None => self.record_exit(&exit_from_file(&c).unwrap_or_else(|| lost_exit(&c))),
+                None => self.record_unseen_exit(&c),
                 Some(k) if k.status != ContainerStatus::Created => {
                     self.update_container(&c.id, |c| {
                         if c.state == ContainerState::Created {
-                            c.state = ContainerState::Running;
-                            c.started_at = k.started_at;
+                            c.start(k.started_at);
                         }
                     })?;
                 }
@@ -173,7 +172,7 @@ impl Runtime {
             tracing::debug!(pod_id = id, error = %e, "shut the shim down; killing it");
         }
         kill_shims(pod_dir).await?;
-        unmount_under(pod_dir)?;
+        unmount_under(self.effects.as_ref(), pod_dir)?;
         remove_tree(pod_dir)?;
         remove_tree(data_dir)
     }
@@ -189,14 +188,14 @@ impl Runtime {
             }
         }
         self.forget_everywhere(parts.id).await?;
-        if let (Some(hierarchy), Some(path)) = (&self.cgroups, &parts.cgroup) {
-            // Only a cgroup of this container: its leaf is the container id.
-            if Path::new(path).file_name() == Some(parts.id.as_ref()) {
-                kill_cgroup(&Cgroup::open(hierarchy, path)?)?;
-            }
+        // Only a cgroup of this container: its leaf is the container id.
+        if let Some(path) = &parts.cgroup
+            && Path::new(path).file_name() == Some(parts.id.as_ref())
+        {
+            self.effects.remove_cgroup(path)?;
         }
         for dir in [parts.bundle, parts.rw_dir] {
-            unmount_under(dir)?;
+            unmount_under(self.effects.as_ref(), dir)?;
             remove_tree(dir)?;
         }
         Ok(())

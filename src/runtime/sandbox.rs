@@ -8,15 +8,12 @@ use crate::cri_api as api;
 use super::events::EventKind;
 use super::intents::Intent;
 use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
-use super::shim::ShimOptions;
-use super::undo::Undo;
+use super::undo::{Step, Undo, UndoFailure};
 use super::{Result, Runtime, RuntimeError};
 use crate::network::dns;
+use crate::shimclient::ShimOptions;
 use crate::spec::sandbox_plan;
 use crate::store::Table;
-
-/// Size of a pod's /dev/shm, as containerd and kubelet default it.
-const SHM_SIZE: &str = "size=65536k";
 
 /// The name a pod is unique by (kubelet's naming: name, namespace, uid, attempt).
 fn sandbox_name(meta: &api::PodSandboxMetadata) -> String {
@@ -71,10 +68,11 @@ impl Runtime {
             .into_iter()
             .find(|s| sandbox_name(&s.metadata()) == name)
         {
-            return Err(RuntimeError::AlreadyExists(format!(
-                "pod sandbox name {name} is already used by {}",
-                existing.id
-            )));
+            return Err(RuntimeError::NameInUse {
+                what: "pod sandbox",
+                name,
+                by: existing.id,
+            });
         }
         let plan = sandbox_plan(&config)?;
         let id = new_id();
@@ -98,10 +96,15 @@ impl Runtime {
                 Ok(record.id)
             }
             Err(e) => {
-                let failures = undo.unwind().await;
+                let failures = undo.unwind(self).await;
                 // A failed cleanup keeps the intent: the next start tries again.
                 let failures = match failures.is_empty() {
-                    true => self.fulfil(&id, &intent).err().map(|e| vec![e.to_string()]),
+                    true => self.fulfil(&id, &intent).err().map(|error| {
+                        vec![UndoFailure {
+                            what: format!("intent of pod {id}"),
+                            error,
+                        }]
+                    }),
                     false => Some(failures),
                 };
                 Err(e.with_cleanup(failures.unwrap_or_default()))
@@ -123,22 +126,14 @@ impl Runtime {
         for dir in [&pod_dir, &data_dir] {
             super::dirs::private_dir(dir, userns_gid)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
-            let dir = dir.clone();
-            undo.push("pod directory", move || {
-                Box::pin(async move { remove_dir(&dir) })
-            });
+            undo.push(Step::RemoveDir(dir.clone()));
         }
         write_pod_files(&data_dir, &config, plan)?;
 
         let shm = if plan.pinned.ipc {
             let shm = pod_dir.join("shm");
-            mount_shm(&shm)?;
-            let target = shm.clone();
-            undo.push("pod shm", move || {
-                Box::pin(async move {
-                    crate::snapshot::mount::unmount_path(&target).map_err(|e| e.to_string())
-                })
-            });
+            self.effects.mount_shm(&shm)?;
+            undo.push(Step::Unmount(shm.clone()));
             Some(shm)
         } else {
             None
@@ -153,12 +148,7 @@ impl Runtime {
             userns: plan.userns,
         };
         let shim = self.launcher.spawn(id, &pod_dir, &options).await?;
-        {
-            let shim = shim.clone();
-            undo.push("pod shim", move || {
-                Box::pin(async move { shim.shutdown().await.map_err(|e| e.to_string()) })
-            });
-        }
+        undo.push(Step::ShutdownShim(shim.clone()));
         let info = shim.info().await?;
         self.place_shim(id, info.pid);
         let mut namespaces = PinnedPaths::default();
@@ -173,11 +163,8 @@ impl Runtime {
             }
         }
         let ips = if plan.pinned.net {
-            let netns = namespaces.net.as_deref().ok_or_else(|| {
-                RuntimeError::FailedPrecondition(format!(
-                    "pod sandbox {id}: its shim pinned no network namespace"
-                ))
-            })?;
+            let netns = (namespaces.net.as_deref())
+                .ok_or_else(|| RuntimeError::NoNetworkNamespace(id.to_string()))?;
             let ips = self.attach_network(id, &config, netns, undo).await?;
             super::sandbox_network::write_hosts(&data_dir, plan.hostname.as_deref(), &ips.0)?;
             ips.0
@@ -208,14 +195,14 @@ impl Runtime {
         Ok(record)
     }
 
-    /// Moves the pod's new shim out of berthd's cgroup (`shim::placement`), on a spare thread.
+    /// Moves the pod's new shim out of berthd's cgroup (`shimclient::placement`), on a spare thread.
     fn place_shim(&self, pod_id: &str, shim_pid: u32) {
         let (Some(hierarchy), Ok(pid)) = (self.cgroups.clone(), i32::try_from(shim_pid)) else {
             return;
         };
         let pod_id = pod_id.to_string();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::shim::placement::move_shim(&hierarchy, pid) {
+            if let Err(e) = crate::shimclient::placement::move_shim(&hierarchy, pid) {
                 tracing::warn!(pod_id, "move the shim out of berthd's cgroup: {e}");
             }
         });
@@ -255,14 +242,18 @@ impl Runtime {
             .into_iter()
             .flatten()
         {
-            crate::snapshot::mount::unmount_path(pin)
+            self.effects
+                .unmount(pin)
                 .map_err(RuntimeError::io(format!("unpin {}", pin.display())))?;
         }
         if let Some(shm) = &sandbox.shm {
-            crate::snapshot::mount::unmount_path(shm)
+            self.effects
+                .unmount(shm)
                 .map_err(RuntimeError::io(format!("unmount {}", shm.display())))?;
         }
-        let was = self.update_sandbox(&sandbox.id, |s| s.state = SandboxState::NotReady);
+        let was = self.update_sandbox(&sandbox.id, |s| {
+            s.stop();
+        });
         if sandbox.state == SandboxState::Ready {
             self.emit(&sandbox.id, &sandbox.id, EventKind::Stopped);
         }
@@ -288,8 +279,8 @@ impl Runtime {
         {
             self.remove_container(&container.id).await?;
         }
-        remove_dir(&sandbox.pod_dir).map_err(RuntimeError::FailedPrecondition)?;
-        remove_dir(&sandbox.data_dir).map_err(RuntimeError::FailedPrecondition)?;
+        super::teardown::remove_tree(&sandbox.pod_dir)?;
+        super::teardown::remove_tree(&sandbox.data_dir)?;
         self.db.write(|w| {
             w.delete(Table::Sandboxes, &sandbox.id)?;
             w.delete(Table::Intents, &sandbox.id)
@@ -337,28 +328,4 @@ fn write_pod_files(
         None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
     write("resolv.conf", &resolv)
-}
-
-fn mount_shm(target: &Path) -> Result<()> {
-    use nix::mount::{MsFlags, mount};
-    std::fs::create_dir_all(target)
-        .map_err(RuntimeError::io(format!("create {}", target.display())))?;
-    mount(
-        Some("shm"),
-        target,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
-    )
-    .map_err(|e| RuntimeError::io(format!("mount shm on {}", target.display()))(e.into()))
-}
-
-/// Removes a directory tree; missing is fine. Mounts inside must be gone first.
-fn remove_dir(dir: &Path) -> std::result::Result<(), String> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("remove {}: {e}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }

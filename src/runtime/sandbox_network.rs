@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cri_api as api;
 
-use super::undo::Undo;
+use super::undo::{Step, Undo};
 use super::{Result, Runtime, RuntimeError};
 use crate::network::{Attachment, PodIps, RuntimeConfig, dns};
 
@@ -34,13 +34,7 @@ impl Runtime {
             pod_uid: meta.uid,
             runtime_config,
         };
-        {
-            let network = self.network.clone();
-            let id = id.to_string();
-            undo.push("pod network", move || {
-                Box::pin(async move { network.detach(&id).await.map_err(|e| e.to_string()) })
-            });
-        }
+        undo.push(Step::DetachNetwork(id.to_string()));
         Ok(self.network.attach(&pod).await?)
     }
 

@@ -48,9 +48,10 @@ impl CpuSamples {
 impl Runtime {
     /// Usage of one container now.
     pub fn container_usage(&self, c: &ContainerRecord) -> Result<Usage> {
-        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
-            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
-        })?;
+        let hierarchy = self
+            .cgroups
+            .as_ref()
+            .ok_or(RuntimeError::NoCgroupHierarchy)?;
         let at = now_ns();
         let group = Cgroup::open(hierarchy, &c.cgroup)?;
         let cgroup = group.stats()?;

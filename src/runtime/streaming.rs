@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::records::SandboxState;
-use super::shim::{StreamInputs, StreamOutputs, StreamStart};
 use super::{Result, Runtime, RuntimeError};
+use crate::shimclient::{StreamInputs, StreamOutputs, StreamStart};
 
 impl Runtime {
     /// The full id of running container `id` (which may be a unique prefix).
@@ -36,10 +36,7 @@ impl Runtime {
     pub fn pod_netns(&self, id: &str) -> Result<(String, Option<PathBuf>)> {
         let sandbox = self.sandbox(id)?;
         if sandbox.state != SandboxState::Ready {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "pod sandbox {} is not ready",
-                sandbox.id
-            )));
+            return Err(RuntimeError::SandboxNotReady(sandbox.id));
         }
         Ok((sandbox.id, sandbox.namespaces.net))
     }

@@ -1,6 +1,6 @@
 //! Host-level teardown of what a pod or container may have left behind when berthd was killed
-//! while making it: shim processes found by their pod directory, every mount under a directory,
-//! a container cgroup with whatever still runs in it. Each function is idempotent and touches
+//! while making it: shim processes found by their pod directory, every mount under a directory
+//! (unmounted through `super::host`), directory trees. Each function is idempotent and touches
 //! only what it is pointed at, which the callers take from berth's own records and directories.
 
 use std::path::{Path, PathBuf};
@@ -9,51 +9,28 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use super::host::HostOps;
 use super::{Result, RuntimeError};
-use crate::cgroup::Cgroup;
-use crate::snapshot::mount::unmount_path;
 
 /// How long killed shim processes may take to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// Mount points at or below `dir` (berthd's own mount namespace), in mount order.
-pub(super) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(crate::cgroup::unescape_mountinfo(m)))
-        .filter(|m| m.starts_with(dir))
-        .collect()
-}
-
 /// Detaches every mount at or below `dir`, the latest first (stacked mounts included).
-pub(super) fn unmount_under(dir: &Path) -> Result<()> {
+pub(super) fn unmount_under(host: &dyn HostOps, dir: &Path) -> Result<()> {
     for _ in 0..8 {
-        let mounts = mounts_under(dir);
+        let mounts = host.mounts_under(dir);
         if mounts.is_empty() {
             return Ok(());
         }
         for target in mounts.iter().rev() {
-            unmount_path(target)
+            host.unmount(target)
                 .map_err(RuntimeError::io(format!("unmount {}", target.display())))?;
         }
     }
-    match mounts_under(dir).first() {
+    match host.mounts_under(dir).first() {
         None => Ok(()),
-        Some(left) => Err(RuntimeError::FailedPrecondition(format!(
-            "{} stays mounted",
-            left.display()
-        ))),
+        Some(left) => Err(RuntimeError::StaysMounted(left.clone())),
     }
-}
-
-/// Kills what runs in a container's cgroup and removes it; a cgroup that does not exist is fine.
-pub(super) fn kill_cgroup(cgroup: &Cgroup) -> Result<()> {
-    if cgroup.pids().is_ok() {
-        // A failure to signal shows as the delete's EBUSY below.
-        let _ = cgroup.kill_all(Signal::SIGKILL);
-    }
-    Ok(cgroup.delete()?)
 }
 
 /// `berth-shim serve` processes (the shim, its starting parent, its user-namespace helper)
@@ -137,7 +114,8 @@ mod tests {
     #[test]
     fn no_mounts_under_a_fresh_dir() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(mounts_under(dir.path()).is_empty());
-        unmount_under(dir.path()).unwrap();
+        let host = super::super::host::RealHost { cgroups: None };
+        assert!(host.mounts_under(dir.path()).is_empty());
+        unmount_under(&host, dir.path()).unwrap();
     }
 }

@@ -1,32 +1,85 @@
-//! Multi-step creation that unwinds: each step pushes how to undo it; on failure the undos run
-//! in reverse order and any cleanup failure is reported beside the original error.
+//! Multi-step creation that unwinds: each step records how to undo it as an [`Step`] value; on
+//! failure the steps run in reverse and each cleanup failure is kept, typed, beside the original
+//! error (`RuntimeError::Unwound`).
 
-use futures::future::BoxFuture;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-type Step = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send>;
+use super::{Result, Runtime, RuntimeError};
+use crate::shimclient::PodShim;
+
+/// How to undo one step of a creation.
+pub enum Step {
+    /// Remove a directory tree berth made (missing is fine).
+    RemoveDir(PathBuf),
+    /// Detach a mount berth made (the rootfs, an image volume, the pod's shm).
+    Unmount(PathBuf),
+    /// Kill what runs in a container cgroup berth made and remove it.
+    RemoveCgroup(String),
+    /// Delete a container's process from its pod's shim.
+    DeleteFromShim { shim: Arc<dyn PodShim>, id: String },
+    /// Shut a pod's new shim down (releasing its namespace pins).
+    ShutdownShim(Arc<dyn PodShim>),
+    /// CNI DEL of a pod (from the attachment cached at ADD).
+    DetachNetwork(String),
+}
+
+impl Step {
+    /// What the step undoes, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::RemoveDir(dir) => format!("directory {}", dir.display()),
+            Step::Unmount(target) => format!("mount {}", target.display()),
+            Step::RemoveCgroup(path) => format!("cgroup {path}"),
+            Step::DeleteFromShim { id, .. } => format!("container process {id}"),
+            Step::ShutdownShim(_) => "pod shim".into(),
+            Step::DetachNetwork(id) => format!("pod network of {id}"),
+        }
+    }
+
+    async fn run(self, runtime: &Runtime) -> Result<()> {
+        match self {
+            Step::RemoveDir(dir) => super::teardown::remove_tree(&dir),
+            Step::Unmount(target) => runtime
+                .effects
+                .unmount(&target)
+                .map_err(RuntimeError::io(format!("unmount {}", target.display()))),
+            Step::RemoveCgroup(path) => runtime.effects.remove_cgroup(&path),
+            Step::DeleteFromShim { shim, id } => Ok(shim.delete(&id).await?),
+            Step::ShutdownShim(shim) => Ok(shim.shutdown().await?),
+            Step::DetachNetwork(id) => runtime.detach_network(&id).await,
+        }
+    }
+}
+
+/// A cleanup that failed while a creation unwound.
+#[derive(Debug, thiserror::Error)]
+#[error("undo {what}: {error}")]
+pub struct UndoFailure {
+    pub what: String,
+    pub error: RuntimeError,
+}
 
 /// Undo steps of a half-done creation. Call [`Undo::commit`] on success; otherwise
 /// [`Undo::unwind`] before returning the error.
 #[derive(Default)]
 pub struct Undo {
-    steps: Vec<(&'static str, Step)>,
+    steps: Vec<Step>,
 }
 
 impl Undo {
-    /// Registers how to undo the step just done.
-    pub fn push<F>(&mut self, what: &'static str, f: F)
-    where
-        F: FnOnce() -> BoxFuture<'static, Result<(), String>> + Send + 'static,
-    {
-        self.steps.push((what, Box::new(f)));
+    /// Records how to undo the step just done.
+    pub fn push(&mut self, step: Step) {
+        self.steps.push(step);
     }
 
-    /// Runs every undo in reverse; returns the failures as "what: error" strings.
-    pub async fn unwind(self) -> Vec<String> {
+    /// Runs every undo in reverse; returns the failures.
+    pub async fn unwind(self, runtime: &Runtime) -> Vec<UndoFailure> {
         let mut failures = vec![];
-        for (what, step) in self.steps.into_iter().rev() {
-            if let Err(e) = step().await {
-                failures.push(format!("undo {what}: {e}"));
+        for step in self.steps.into_iter().rev() {
+            let what = step.describe();
+            if let Err(error) = step.run(runtime).await {
+                failures.push(UndoFailure { what, error });
             }
         }
         failures
@@ -38,28 +91,31 @@ impl Undo {
 
 #[cfg(test)]
 mod tests {
+    use super::super::host::HostOps;
+    use super::super::tests::Harness;
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     #[tokio::test]
-    async fn unwinds_in_reverse_and_reports_failures() {
-        let log = Arc::new(Mutex::new(vec![]));
+    async fn unwinds_every_step_and_keeps_each_failure_typed() {
+        let h = Harness::new();
+        let dir = h.dir.path().join("made");
+        std::fs::create_dir_all(&dir).unwrap();
+        h.host.create_cgroup("/berth/c").unwrap();
+        h.host.mount_shm(&dir.join("shm")).unwrap();
         let mut undo = Undo::default();
-        for name in ["first", "second", "third"] {
-            let log = log.clone();
-            undo.push(name, move || {
-                Box::pin(async move {
-                    log.lock().unwrap().push(name);
-                    if name == "second" {
-                        Err("boom".to_string())
-                    } else {
-                        Ok(())
-                    }
-                })
-            });
-        }
-        let failures = undo.unwind().await;
-        assert_eq!(*log.lock().unwrap(), ["third", "second", "first"]);
-        assert_eq!(failures, ["undo second: boom"]);
+        undo.push(Step::RemoveDir(dir.clone()));
+        undo.push(Step::RemoveCgroup("/berth/c".into()));
+        undo.push(Step::Unmount(dir.join("shm")));
+        h.host.fail_next("unmount");
+        let failures = undo.unwind(&h.runtime).await;
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(
+            failures[0].what,
+            format!("mount {}", dir.join("shm").display())
+        );
+        assert!(matches!(failures[0].error, RuntimeError::Io { .. }));
+        // The later failure stopped nothing done before it.
+        assert!(h.host.cgroups().is_empty());
+        assert!(!dir.exists());
     }
 }

@@ -16,7 +16,7 @@ use super::exec_stream::feed;
 use super::io::writer;
 use super::state::Phase;
 use super::supervisor::Supervisor;
-use super::types::{Exit, StreamInput, StreamOutput, StreamStart};
+use crate::shimapi::{Exit, StreamInput, StreamOutput, StreamStart};
 
 /// How long the exit is awaited once the output has ended.
 const EXIT_WAIT: Duration = Duration::from_secs(5);

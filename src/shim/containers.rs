@@ -16,7 +16,7 @@ use super::reaper::record_exit;
 use super::runner;
 use super::state::{Container, Phase};
 use super::supervisor::Supervisor;
-use super::types::{CreateContainer, Exit, START_ERROR_EXIT_CODE, unix_nanos_now};
+use crate::shimapi::{CreateContainer, Exit, START_ERROR_EXIT_CODE, unix_nanos_now};
 
 /// How long a SIGKILLed container may take to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);

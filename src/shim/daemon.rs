@@ -16,9 +16,9 @@ use std::process::ExitCode;
 
 use nix::unistd::Pid;
 
-use super::args::ServeArgs;
 use super::error::StartupError;
 use super::pins::Pins;
+use crate::shimapi::args::ServeArgs;
 use crate::sys::fork::{Forked, SingleThreaded};
 
 /// What the detached child sends when it serves.
@@ -109,16 +109,16 @@ fn prepare(args: &ServeArgs) -> Result<Prepared, StartupError> {
     std::fs::create_dir_all(&args.dir).map_err(StartupError::io("create", &args.dir))?;
     let dir = std::fs::canonicalize(&args.dir).map_err(StartupError::io("resolve", &args.dir))?;
     nix::unistd::chdir("/").map_err(|e| StartupError::sys("change directory to /", e))?;
-    let socket = dir.join(super::SOCKET);
+    let socket = dir.join(crate::shimapi::SOCKET);
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         return Err(StartupError::AlreadyServing { socket });
     }
-    redirect_stdio(&dir.join(super::LOG))?;
+    redirect_stdio(&dir.join(crate::shimapi::LOG))?;
     init_logging();
     tracing::info!(pod_id = args.id, dir = %dir.display(), "berth-shim starting");
     crate::exec::set_child_subreaper()?;
     let pins = Pins::create(&dir, &args.options())?;
-    let pid_file = dir.join(super::PID_FILE);
+    let pid_file = dir.join(crate::shimapi::PID_FILE);
     if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         let mut pins = pins;
         let _ = pins.remove();

@@ -17,8 +17,8 @@ use super::error::ContainerError;
 use super::exec_sync::{kill_if_pending, spawn_exec};
 use super::io::{Source, open_pty, open_pty_in, writer};
 use super::supervisor::Supervisor;
-use super::types::{StreamInput, StreamOutput, StreamStart, TermSize};
 use crate::exec::Stdio;
+use crate::shimapi::{StreamInput, StreamOutput, StreamStart, TermSize};
 
 /// How long output is still read after the process exited (a child it left behind may hold
 /// the pipes or the terminal open).

@@ -17,8 +17,8 @@ use super::io::Source;
 use super::runner::Target;
 use super::state::Phase;
 use super::supervisor::Supervisor;
-use super::types::{EXEC_OUTPUT_LIMIT, EXEC_TIMEOUT_EXIT_CODE, ExecOutput};
 use crate::exec::Stdio;
+use crate::shimapi::{EXEC_OUTPUT_LIMIT, EXEC_TIMEOUT_EXIT_CODE, ExecOutput};
 
 /// How long output is still read after the process exited (a child it left behind may hold
 /// the pipes open).

@@ -18,8 +18,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::logs::{LogSink, Splitter, Stream};
-use super::types::StreamOutput;
 use crate::exec::Stdio;
+use crate::shimapi::StreamOutput;
 
 /// How much one read of a container's output takes at most.
 const READ_CHUNK: usize = 8 * 1024;

@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::error::StartupError;
-use super::types::ShimOptions;
+use crate::shimapi::ShimOptions;
 
 /// The namespaces the shim unshares in itself, by pin name.
 const OWN_KINDS: [(&str, CloneFlags); 3] = [
@@ -40,7 +40,7 @@ impl Pins {
     /// Creates and pins the namespaces `opts` asks for under `<dir>/ns`. On failure whatever was
     /// done is undone (the shim's own namespaces simply die with it).
     pub fn create(dir: &Path, opts: &ShimOptions) -> Result<Pins, StartupError> {
-        let ns_dir = dir.join(super::NS_DIR);
+        let ns_dir = dir.join(crate::shimapi::NS_DIR);
         for kind in requested(opts) {
             let path = ns_dir.join(kind);
             if path.symlink_metadata().is_ok() {

@@ -19,10 +19,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::signal::unix::Signal;
 
-use super::exit_file;
 use super::state::{Container, Table};
 use super::supervisor::Supervisor;
-use super::types::{Exit, unix_nanos_now};
+use crate::shimapi::exit_file;
+use crate::shimapi::{Exit, unix_nanos_now};
 
 /// Reaps until the process exits. `sigchld` is installed before the first child is started.
 pub(crate) async fn run(sup: Arc<Supervisor>, mut sigchld: Signal) {

@@ -11,14 +11,14 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_stream::wrappers::UnixListenerStream;
 
-use super::args::ServeArgs;
 use super::daemon::{Prepared, Ready};
 use super::error::StartupError;
-use super::proto::shim_server::ShimServer;
 use super::reaper;
 use super::service::Service;
 use super::supervisor::Supervisor;
 use crate::exec::Executor;
+use crate::shimapi::args::ServeArgs;
+use crate::shimapi::proto::shim_server::ShimServer;
 
 /// How long in-flight replies (Shutdown's own) may take once the exit was requested.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
@@ -46,12 +46,12 @@ fn abort(mut prepared: Prepared, ready: Ready, error: StartupError) -> ExitCode 
     if let Err(e) = prepared.pins.remove() {
         tracing::warn!("undo namespace pins: {e}");
     }
-    let _ = std::fs::remove_file(prepared.dir.join(super::PID_FILE));
+    let _ = std::fs::remove_file(prepared.dir.join(crate::shimapi::PID_FILE));
     ExitCode::FAILURE
 }
 
 async fn serve(args: ServeArgs, prepared: Prepared, ready: Ready) -> ExitCode {
-    let socket = prepared.dir.join(super::SOCKET);
+    let socket = prepared.dir.join(crate::shimapi::SOCKET);
     let sigchld = match signal(SignalKind::child()) {
         Ok(sigchld) => sigchld,
         Err(e) => return abort(prepared, ready, StartupError::Sigchld(e)),
@@ -87,7 +87,7 @@ async fn serve(args: ServeArgs, prepared: Prepared, ready: Ready) -> ExitCode {
         } => Ok(()),
     };
     let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(dir.join(super::PID_FILE));
+    let _ = std::fs::remove_file(dir.join(crate::shimapi::PID_FILE));
     match result {
         Ok(()) => {
             tracing::info!("berth-shim exiting");

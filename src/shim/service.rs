@@ -11,14 +11,14 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::attach::Inputs;
-use super::convert::stream_input;
 use super::error::ContainerError;
-use super::proto::shim_server::Shim;
-use super::proto::{self, Empty};
 use super::supervisor::Supervisor;
-use super::types::{StreamOutput, StreamStart};
 use super::{attach, containers, exec_stream, exec_sync, shutdown};
 use crate::error::to_status;
+use crate::shimapi::convert::stream_input;
+use crate::shimapi::proto::shim_server::Shim;
+use crate::shimapi::proto::{self, Empty};
+use crate::shimapi::{StreamOutput, StreamStart};
 
 /// The service over one pod's supervisor.
 pub(crate) struct Service {

@@ -24,8 +24,8 @@ use tokio::sync::{oneshot, watch};
 use super::error::ContainerError;
 use super::io::ContainerIo;
 use super::runner::{Launched, Runner};
-use super::types::{ContainerState, ContainerStatus, Exit, ExitEvent};
 use crate::cgroup::Cgroup;
+use crate::shimapi::{ContainerState, ContainerStatus, Exit, ExitEvent};
 
 /// Where a container is; see the diagram at the top of the file.
 pub(crate) enum Phase {

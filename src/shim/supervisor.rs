@@ -11,9 +11,9 @@ use tokio::sync::{Notify, broadcast, watch};
 use super::error::ContainerError;
 use super::pins::Pins;
 use super::state::Table;
-use super::types::ExitEvent;
 use crate::cgroup::{Cgroup, CgroupError, Hierarchy};
 use crate::exec::Executor;
+use crate::shimapi::ExitEvent;
 
 /// How many exits a slow Events subscriber may fall behind before it gets a fresh replay.
 const EVENT_BACKLOG: usize = 64;

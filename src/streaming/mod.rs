@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use crate::config::StreamingConfig;
 use crate::error::{Classify, Kind};
 use crate::runtime::Runtime;
-use crate::runtime::shim::TermSize;
+use crate::shimclient::TermSize;
 
 pub use tokens::{MAX_OUTSTANDING, TOKEN_TTL};
 

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::spdy::{Connection, SpdyStream, StreamWriter};
 use super::{Command, Resize, Server};
-use crate::runtime::shim::{StreamInput, StreamOutput, StreamStart, TermSize};
+use crate::shimclient::{StreamInput, StreamOutput, StreamStart, TermSize};
 
 /// How long the client may take to open its streams.
 const STREAM_WAIT: Duration = Duration::from_secs(30);
@@ -128,7 +128,7 @@ pub async fn serve(
 
 /// Copies the session's outputs to the client; returns the exit code (or why there is none).
 pub async fn pump(
-    mut outputs: crate::runtime::shim::StreamOutputs,
+    mut outputs: crate::shimclient::StreamOutputs,
     stdout: Option<&StreamWriter>,
     stderr: Option<&StreamWriter>,
 ) -> Result<i32, String> {

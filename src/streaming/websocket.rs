@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use super::remotecommand::{resizes, status_json, status_text};
 use super::spdy::Connection;
 use super::{Command, Server};
-use crate::runtime::shim::{StreamInput, StreamOutput, StreamStart};
+use crate::shimclient::{StreamInput, StreamOutput, StreamStart};
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;

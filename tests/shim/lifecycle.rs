@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use berth::cgroup::{Cgroup, Hierarchy};
 use berth::error::{Classify, Kind};
-use berth::shim::{CreateContainer, ShimClient, ShimError, ShimOptions};
+use berth::shimclient::{CreateContainer, ShimClient, ShimError, ShimOptions};
 
 use crate::container_support::Bundle;
 use crate::support::{PidNs, Pod, args, eventually, inode, next_exit, pod_options, pod_spec};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use berth::shim::{ContainerStatus, CreateContainer};
+use berth::shimclient::{ContainerStatus, CreateContainer};
 
 use crate::container_support::Bundle;
 use crate::support::{self, PidNs, Pod, lines_of, next_exit, pod_options, pod_spec, read_log};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth::shim::{CreateContainer, ExitEvent, ShimClient, ShimOptions};
+use berth::shimclient::{CreateContainer, ExitEvent, ShimClient, ShimOptions};
 use nix::errno::Errno;
 use nix::mount::MntFlags;
 use nix::sys::signal::{Signal, kill};
@@ -264,7 +264,7 @@ pub fn lines_of(records: &[Record], stream: &str) -> Vec<String> {
 }
 
 /// Waits for the next exit event of `id` on `events`.
-pub async fn next_exit(events: &mut berth::shim::client::EventStream, id: &str) -> ExitEvent {
+pub async fn next_exit(events: &mut berth::shimclient::EventStream, id: &str) -> ExitEvent {
     use futures::StreamExt;
     loop {
         let event = tokio::time::timeout(WAIT, events.next())

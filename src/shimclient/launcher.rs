@@ -1,4 +1,4 @@
-//! [`ShimClient`] as the runtime's shim seam (`runtime::shim::{PodShim, ShimLauncher}`).
+//! [`ShimClient`] as the runtime's shim seam ([`super::PodShim`], [`super::ShimLauncher`]): starts real `berth-shim serve` processes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +7,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::client::{EventStream, ShimClient, StreamInputs, StreamOutputs};
-use super::{ContainerState, CreateContainer, ExecOutput, ShimInfo, ShimOptions, StreamStart};
-use crate::runtime::shim::{PodShim, ShimLauncher, ShimResult};
+use super::seam::{PodShim, ShimLauncher, ShimResult};
+use crate::shimapi::{
+    ContainerState, CreateContainer, ExecOutput, ShimInfo, ShimOptions, StreamStart,
+};
 
 /// Starts `berth-shim serve` processes from one binary.
 pub struct Launcher {

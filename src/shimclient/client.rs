@@ -16,19 +16,19 @@ use futures::{Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::args::ServeArgs;
-use super::convert::stream_output;
-use super::proto::{self, shim_client::ShimClient as GrpcClient};
-use super::types::{
+use crate::error::{Classify, Kind};
+use crate::shimapi::args::ServeArgs;
+use crate::shimapi::convert::stream_output;
+use crate::shimapi::proto::{self, shim_client::ShimClient as GrpcClient};
+use crate::shimapi::{
     ContainerState, CreateContainer, ExecOutput, ExitEvent, ShimInfo, ShimOptions, StreamInput,
     StreamOutput, StreamStart,
 };
-use crate::error::{Classify, Kind};
 
 /// How long `berth-shim serve` may take to report ready.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Room for an ExecSync reply with both streams at their limit.
-const MAX_MESSAGE: usize = 2 * super::EXEC_OUTPUT_LIMIT + 1024 * 1024;
+const MAX_MESSAGE: usize = 2 * crate::shimapi::EXEC_OUTPUT_LIMIT + 1024 * 1024;
 
 /// The inputs of a streamed exec or attach after its start.
 pub type StreamInputs = Pin<Box<dyn Stream<Item = StreamInput> + Send>>;
@@ -145,7 +145,7 @@ impl ShimClient {
     /// Connects to the shim serving `pod_dir` (after a berthd restart). A shim that is not
     /// running is [`ShimError::Unavailable`].
     pub async fn connect(pod_dir: &Path) -> Result<ShimClient, ShimError> {
-        let socket = pod_dir.join(super::SOCKET);
+        let socket = pod_dir.join(crate::shimapi::SOCKET);
         let path = socket.clone();
         // The URI is required by tonic but unused: the connector always dials the socket.
         let channel = Endpoint::from_static("http://shim.sock")

@@ -1,16 +1,16 @@
 //! The seam between the runtime and a pod's shim process: what the runtime asks of a shim. The
-//! real implementation is `crate::shim::ShimClient` (see `crate::shim::adapter`); the types are
-//! the shim client's own domain types.
+//! real implementation is [`super::ShimClient`] (see `launcher`); the types are the protocol's
+//! domain types (`crate::shimapi`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use crate::shim::client::{EventStream, StreamInputs, StreamOutputs};
-pub use crate::shim::{
-    ContainerState as ShimContainer, CreateContainer, ExecOutput, ExitEvent, ShimError, ShimInfo,
-    ShimOptions, StreamInput, StreamOutput, StreamStart, TermSize,
+use super::client::{EventStream, ShimError, StreamInputs, StreamOutputs};
+use crate::shimapi::{
+    ContainerState as ShimContainer, CreateContainer, ExecOutput, ShimInfo, ShimOptions,
+    StreamStart,
 };
 
 pub type ShimResult<T> = Result<T, ShimError>;
