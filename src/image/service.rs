@@ -22,6 +22,9 @@ use crate::error::{Classify, Kind};
 
 /// How often a running pull logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long after the last running pull ends the allocator's free memory goes back to the system
+/// (once the answers are sent and the unpack threads have let go of their buffers).
+const TRIM_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -265,6 +268,7 @@ impl ImageService {
                 collector.after_failure(&key);
             }
             let _ = tx.send(Some(result.map_err(Arc::new)));
+            trim_when_idle(flights);
         });
         Arc::new(Flight {
             id,
@@ -313,6 +317,17 @@ impl ImageService {
             .sum();
         Ok((snap_bytes + blob_bytes, snap_inodes + blobs.len() as u64))
     }
+}
+
+/// A pull moves hundreds of MiB through short-lived buffers on several threads; glibc keeps what
+/// they freed in its arenas. Once no pull runs, that memory goes back to the system.
+fn trim_when_idle(flights: Flights) {
+    tokio::spawn(async move {
+        tokio::time::sleep(TRIM_DELAY).await;
+        if flights.lock().expect("flights lock").is_empty() {
+            let _ = tokio::task::spawn_blocking(crate::sys::malloc::trim).await;
+        }
+    });
 }
 
 /// Records a finished pull in the metrics: its result, duration, bytes and layers.
