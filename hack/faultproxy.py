@@ -18,11 +18,13 @@ Modes (see docs/test-fixtures.md for the details and curl examples):
     wrongdigest   same length, one byte changed (a gzip blob keeps inflating: its header mtime changes)
     error500      HTTP 500 without asking the registry
     stall         headers and a little body, then silence for stall_seconds (default 120), then close
+    trickle       the whole body at rate bytes per second (default 1), in pieces 10 times a second
     redirect      307 to /__blob/<digest>?name=<repo> on this proxy, which serves the blob
     unauthorized  401 with a Basic challenge on every request, every path
     bearer        token auth: /v2/ requests need `Authorization: Bearer <token>` from GET /token
 
 `count` (default: unlimited) is how many matching requests get the fault; after that they pass.
+`digest` (default: any) limits the fault to requests whose path contains that text (a blob digest).
 truncate, wrongdigest, error500, stall and redirect hit blob GETs only, unless "target" says
 "manifest" (manifest GETs) or "any" (every GET under /v2/<name>/). bearer combines with one of them:
 "bearer+truncate"; count then applies to the second part.
@@ -43,7 +45,7 @@ import threading
 import time
 import urllib.parse
 
-BLOB_MODES = {"none", "truncate", "wrongdigest", "error500", "stall", "redirect"}
+BLOB_MODES = {"none", "truncate", "wrongdigest", "error500", "stall", "trickle", "redirect"}
 AUTH_MODES = {"unauthorized", "bearer"}
 TARGETS = {"blob", "manifest", "any"}
 HOP_BY_HOP = {
@@ -75,6 +77,8 @@ class State:
             self.count = None
             self.target = "blob"
             self.stall_seconds = 120.0
+            self.rate = 1.0
+            self.digest = None
             self.redirect_host = None
             self.reject_auth = False
             self.tokens.clear()
@@ -100,6 +104,8 @@ class State:
             self.count = None if count in (None, -1) else count
             self.target = target
             self.stall_seconds = float(cfg.get("stall_seconds", 120))
+            self.rate = float(cfg.get("rate", 1))
+            self.digest = cfg.get("digest")
             self.redirect_host = cfg.get("redirect_host")
             self.reject_auth = bool(cfg.get("reject_auth", False))
 
@@ -108,7 +114,8 @@ class State:
             mode = "+".join(m for m in (self.auth_mode, self.blob_mode) if m and m != "none") or "none"
             return {
                 "mode": mode, "count": self.count, "target": self.target,
-                "stall_seconds": self.stall_seconds, "redirect_host": self.redirect_host,
+                "stall_seconds": self.stall_seconds, "rate": self.rate, "digest": self.digest,
+                "redirect_host": self.redirect_host,
                 "reject_auth": self.reject_auth,
             }
 
@@ -314,6 +321,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.serve_redirected_blob(target)
         with state.lock:
             auth_mode, blob_mode, scope = state.auth_mode, state.blob_mode, state.target
+            only = state.digest
         if auth_mode == "unauthorized" and state.take():
             self.note("fault", "unauthorized")
             self.request_body()
@@ -323,7 +331,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.note("fault", "bearer")
             self.request_body()
             return self.bearer_challenge(target.path)
-        if blob_mode != "none" and self.command == "GET" and self.in_scope(target.path, scope) and state.take():
+        if (blob_mode != "none" and self.command == "GET" and self.in_scope(target.path, scope)
+                and (only is None or only in target.path) and state.take()):
             self.note("fault", blob_mode)
             return getattr(self, "fault_" + blob_mode)(target)
         self.relay(self.upstream(self.command, self.path))
@@ -410,6 +419,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         time.sleep(self.state.stall_seconds)
         self.hang_up()
+
+    def fault_trickle(self, target):
+        resp = self.upstream("GET", self.path)
+        length = resp.getheader("Content-Length")
+        if resp.status not in (200, 206) or length is None:
+            return self.relay(resp)
+        self.send_upstream_headers(resp, int(length))
+        with self.state.lock:
+            rate = self.state.rate
+        # Pieces of rate/10 bytes every tenth of a second, paced against the clock so a slow
+        # scheduler does not lower the rate; at least one byte per piece.
+        piece = max(1, int(rate / 10))
+        started, sent = time.monotonic(), 0
+        while data := resp.read(piece):
+            self.wfile.write(data)
+            self.wfile.flush()
+            sent += len(data)
+            delay = started + sent / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
 
     def fault_redirect(self, target):
         match = BLOB_GET.match(target.path)

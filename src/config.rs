@@ -228,6 +228,17 @@ pub struct ImageConfig {
     pub max_layer_bytes: u64,
     /// Delete a layer's compressed blob once it is unpacked (halves disk use; re-push needs a pull).
     pub discard_compressed_layers: bool,
+    /// How long the verified layers of a failed or cancelled pull stay for a retry to reuse;
+    /// then they are collected (at startup too).
+    #[serde(with = "humantime_serde_compat")]
+    pub failed_pull_grace: Duration,
+    /// Free space a pull leaves on the data filesystem: `N%` of its size, or a number of bytes.
+    pub disk_reserve: String,
+    /// A blob connection delivering fewer bytes per second than this over `slow_download_window`
+    /// is dropped and resumed with a Range request; 0 turns the check off.
+    pub min_download_rate: u64,
+    #[serde(with = "humantime_serde_compat")]
+    pub slow_download_window: Duration,
 }
 
 impl Default for ImageConfig {
@@ -240,6 +251,10 @@ impl Default for ImageConfig {
             max_attempts: 5,
             max_layer_bytes: 32 * 1024 * 1024 * 1024,
             discard_compressed_layers: false,
+            failed_pull_grace: Duration::from_secs(600),
+            disk_reserve: "15%".into(),
+            min_download_rate: 1024,
+            slow_download_window: Duration::from_secs(10),
         }
     }
 }
@@ -428,6 +443,12 @@ impl Config {
         if self.image.connect_timeout.is_zero() {
             return invalid("image.connect_timeout", "must be longer than zero");
         }
+        if let Err(e) = crate::image::unpack::DiskReserve::parse(&self.image.disk_reserve) {
+            return invalid("image.disk_reserve", &e);
+        }
+        if self.image.slow_download_window.is_zero() {
+            return invalid("image.slow_download_window", "must be longer than zero");
+        }
         if !self.image.platform.is_empty() && self.image.platform.split('/').count() < 2 {
             return invalid(
                 "image.platform",
@@ -550,6 +571,12 @@ mod tests {
                 "no_progress_timeout",
             ),
             ("image:\n  connect_timeout: 0s\n", "image.connect_timeout"),
+            ("image:\n  disk_reserve: 101%\n", "image.disk_reserve"),
+            ("image:\n  disk_reserve: lots\n", "image.disk_reserve"),
+            (
+                "image:\n  slow_download_window: 0s\n",
+                "image.slow_download_window",
+            ),
             (
                 "streaming:\n  max_connections: 0\n",
                 "streaming.max_connections",

@@ -5,6 +5,8 @@
 #   (c) the machine's limit: curl | gunzip | tar -x of the image's largest layer alone
 #   (d) the ratios containerd/berth (target >= 3) and berth/limit (target <= 1.5)
 #   (e) berthd's peak RSS (VmHWM) while pulling test/big:1g, one ~1 GiB gzip layer
+#   (f) berthd's PSS (smaps_rollup) after its pulls end: after the Debian rounds, and after the
+#       1 GiB pull; target <= 16 MiB within 30 s
 # docs/benchmarks.md explains each number and keeps the measured results.
 #
 #   e2e/bench/pull.sh [-n RUNS] [--no-big]
@@ -274,6 +276,26 @@ done
 berth_cold
 containerd_cold
 
+# berthd's proportional set size, KiB: what it costs the node, shared pages split among sharers.
+pss_kib() { awk '$1 == "Pss:" {print $2}' "/proc/$BERTHD_PID/smaps_rollup"; }
+# Polls PSS each second for up to 30 s after the last pull ended; prints "<KiB> <seconds>" for the
+# first sample at or under 16 MiB, else the sample at 30 s.
+pss_settled() {
+  local s kib
+  for s in $(seq 0 30); do
+    kib=$(pss_kib)
+    if ((kib <= 16384)) || ((s == 30)); then echo "$kib $s"; return; fi
+    sleep 1
+  done
+}
+pss_line() { # <what> <"KiB seconds">
+  awk -v what="$1" -v k="${2% *}" -v s="${2#* }" 'BEGIN {
+    printf "%s: PSS %.1f MiB %d s after the pull ended (target <= 16 MiB within 30 s: %s)", what, k / 1024, s, (k <= 16384) ? "met" : "MISSED"
+  }'
+}
+PSS_DEBIAN=$(pss_line "(f) berthd after $((RUNS + 1)) pulls and removals of $IMAGE" "$(pss_settled)")
+log "$PSS_DEBIAN"
+
 # ---------------------------------------------------------------------------------------------------
 # Peak memory of berthd during a 1 GiB pull: a fresh berthd, so nothing earlier counts.
 
@@ -304,6 +326,7 @@ if ((BIG)); then
   SAMPLED_KIB=$(sort -n "$WORK/rss.samples" | tail -n 1)
   BIG_MS=$((t1 - t0))
   crictl_b rmi "$BIG_IMAGE" >/dev/null
+  PSS_BIG=$(pss_line "    berthd after the 1 GiB pull and its removal" "$(pss_settled)")
   assert_empty "$B/root/snapshots"
   assert_empty "$B/root/content/blobs/sha256"
   BIG_LINE=$(awk -v h="$HWM_KIB" -v s="$SAMPLED_KIB" -v i="$IDLE_KIB" -v ms="$BIG_MS" -v b="$BIG_SIZE" 'BEGIN {
@@ -350,5 +373,7 @@ RESULT=$OUT/pull-$STAMP.txt
   echo "    the same from the minima (least disturbed by other load): containerd/berth $(ratio "$CMIN" "$BMIN"), berth/limit $(ratio "$BMIN" "$LMIN")"
   echo "    berth/limit(all layers at once) = $(ratio "$BM" "$AM") (medians)"
   echo "$BIG_LINE"
+  echo "$PSS_DEBIAN"
+  [[ -z ${PSS_BIG:-} ]] || echo "$PSS_BIG"
 } | tee "$RESULT"
 echo "results: $RESULT" >&2

@@ -183,7 +183,7 @@ mod tests {
             sent
         });
         let layer = Digest::of(compressed);
-        let limits = unpack::Limits { max_bytes };
+        let limits = unpack::Limits::bytes(max_bytes);
         let result = unpack_stream(rx, None, Compression::Gzip, &sb.root(), &limits, &layer);
         (result, feeder.join().unwrap())
     }

@@ -8,6 +8,7 @@ pub mod manifest;
 pub(crate) mod pull;
 pub mod reference;
 pub mod registry;
+pub(crate) mod retain;
 pub(crate) mod service;
 pub(crate) mod store;
 pub mod unpack;
@@ -47,7 +48,11 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
             max_concurrent_downloads: config.image.max_concurrent_downloads,
             max_layer_bytes: config.image.max_layer_bytes,
             discard_compressed_layers: config.image.discard_compressed_layers,
+            failed_pull_grace: config.image.failed_pull_grace,
+            disk_reserve: unpack::DiskReserve::parse(&config.image.disk_reserve)
+                .map_err(|e| anyhow::anyhow!("image.disk_reserve: {e}"))?,
         }),
+        retainer: Arc::default(),
     };
     Ok(service::ImageService::new(puller))
 }

@@ -19,6 +19,7 @@ use super::manifest::{
 };
 use super::reference::ImageRef;
 use super::registry::{Credentials, FetchedManifest, Registry, RegistryError};
+use super::retain::{Claim, Retainer};
 use super::store::{ImageRecord, ImageStore, ImageStoreError};
 use super::unpack::{self, UnpackError};
 use crate::error::{Classify, Kind};
@@ -163,6 +164,10 @@ pub struct PullSettings {
     pub max_concurrent_downloads: usize,
     pub max_layer_bytes: u64,
     pub discard_compressed_layers: bool,
+    /// How long the verified layers of a failed pull are kept for a retry.
+    pub failed_pull_grace: std::time::Duration,
+    /// Free space unpacking leaves on the data filesystem.
+    pub disk_reserve: unpack::DiskReserve,
 }
 
 /// Everything one pull needs; cheap to clone into tasks.
@@ -171,6 +176,8 @@ pub struct Puller {
     pub registry: Arc<dyn Registry>,
     pub images: Arc<ImageStore>,
     pub settings: Arc<PullSettings>,
+    /// What garbage collection must keep for running and failed pulls.
+    pub retainer: Arc<Retainer>,
 }
 
 /// The image's manifest after platform resolution, with the documents to store on success.
@@ -191,10 +198,20 @@ impl Puller {
         let resolved = self.resolve(image, creds).await?;
         let manifest = &resolved.manifest;
         let config_desc = &manifest.config;
+        // Everything this pull stores or finds stored is claimed first, so no sweep deletes it
+        // before the image record references it; a failure keeps only the completed layers.
+        let claim = self.retainer.claim(self.settings.failed_pull_grace);
+        claim.add(
+            [&resolved.manifest_doc.digest, &config_desc.digest]
+                .into_iter()
+                .chain(resolved.index_doc.as_ref().map(|i| &i.digest))
+                .chain(manifest.layers.iter().map(|l| &l.digest)),
+        );
         let config_bytes = self.config(image, config_desc, creds).await?;
         let config = ImageConfig::parse(&config_desc.digest, &config_bytes)?;
         config.check_layers(manifest, &resolved.manifest_doc.digest)?;
         let chains = chain_ids(&config.rootfs.diff_ids);
+        claim.add(&chains);
 
         let present: Vec<bool> = chains
             .iter()
@@ -232,7 +249,7 @@ impl Puller {
                 chain_id: chains[i].clone(),
                 parent: i.checked_sub(1).map(|p| chains[p].clone()),
             };
-            self.fetch_layer(image, creds, layer, progress)
+            self.fetch_layer(image, creds, layer, progress, &claim)
         }))
         .buffer_unordered(self.settings.max_concurrent_downloads)
         .try_collect::<Vec<()>>()
@@ -262,7 +279,9 @@ impl Puller {
             user: config.config.user.clone(),
             pinned: false,
         };
-        Ok(self.images.add(record)?)
+        let record = self.images.add(record)?;
+        claim.succeeded();
+        Ok(record)
     }
 
     /// Fetches the top-level manifest and, for an index, the platform's manifest.
@@ -340,6 +359,7 @@ impl Puller {
         creds: Option<&Credentials>,
         job: LayerJob,
         progress: &Progress,
+        claim: &Claim,
     ) -> Result<(), PullError> {
         let compression = Compression::of_layer(&job.desc.media_type)
             .expect("Manifest::parse accepts only known layer media types");
@@ -354,13 +374,16 @@ impl Puller {
             .fetch_blob(image, &job.desc.digest, job.desc.size, creds)
             .await?;
         let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-        let target = staging.path().to_path_buf();
         let limits = unpack::Limits {
             max_bytes: self.settings.max_layer_bytes,
+            disk_reserve: self.settings.disk_reserve,
         };
         let layer = job.desc.digest.clone();
+        // The staging dir belongs to the unpacker: should this pull be cancelled, the unpacker
+        // stops at its next read and removes the dir once it no longer writes into it.
         let worker = tokio::task::spawn_blocking(move || {
-            unpack_stream(rx, blob, compression, &target, &limits, &layer)
+            let result = unpack_stream(rx, blob, compression, staging.path(), &limits, &layer);
+            result.map(|streamed| (streamed, staging))
         });
         progress.update(job.index, |l| l.state = LayerState::Downloading);
         let mut download_error = None;
@@ -391,8 +414,9 @@ impl Puller {
         if let Some(e) = download_error {
             return Err(e.into());
         }
-        let streamed = outcome??;
+        let (streamed, staging) = outcome??;
         job.verify(&streamed)?;
+        let stored = streamed.blob.is_some();
         if let Some(blob) = streamed.blob {
             blob.commit(&job.desc.digest, job.desc.size)?;
         }
@@ -404,6 +428,7 @@ impl Puller {
             streamed.unpacked.bytes,
             streamed.unpacked.inodes,
         )?;
+        claim.completed(std::iter::once(&job.chain_id).chain(stored.then_some(&job.desc.digest)));
         progress.update(job.index, |l| l.state = LayerState::Done);
         Ok(())
     }

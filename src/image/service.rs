@@ -1,23 +1,30 @@
 //! The image service the CRI layer calls: pulls (identical concurrent pulls merged into one,
 //! cancelled when every caller has gone), listing, lookup, removal with garbage collection, and
-//! filesystem usage.
+//! filesystem usage. A pull that fails or is cancelled is followed by a sweep, so that nothing it
+//! stored stays unreferenced but its verified layers, which are collected after their grace.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::digest::Digest;
 use super::pull::{LayerState, Progress, PullError, Puller};
 use super::reference::ImageRef;
 use super::registry::Credentials;
+use super::retain::Retainer;
 use super::store::{ImageRecord, ImageStore, ImageStoreError, Swept};
 use crate::error::{Classify, Kind};
 
 /// How often a running pull logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long after the last running pull ends the allocator's free memory goes back to the system
+/// (once the answers are sent and the unpack threads have let go of their buffers).
+const TRIM_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -43,11 +50,15 @@ type Outcome = Option<Result<ImageRecord, Arc<PullError>>>;
 
 /// One pull in flight, shared by every caller that asked for the same reference.
 struct Flight {
+    /// Tells this flight apart from a later one for the same image.
+    id: u64,
     done: watch::Receiver<Outcome>,
     waiters: AtomicUsize,
-    task: tokio::task::AbortHandle,
+    cancel: CancellationToken,
     progress: Arc<Progress>,
 }
+
+static FLIGHT_IDS: AtomicU64 = AtomicU64::new(0);
 
 type Flights = Arc<Mutex<HashMap<String, Arc<Flight>>>>;
 
@@ -58,7 +69,69 @@ pub struct ImageService {
     /// sees a committed snapshot whose image record is not written yet.
     gc_lock: Arc<RwLock<()>>,
     flights: Flights,
-    snapshot_users: std::sync::OnceLock<SnapshotUsers>,
+    collector: Arc<Collector>,
+}
+
+/// Garbage collection that keeps what running pulls claim, the layers of failed pulls within
+/// their grace, and the snapshots containers use.
+struct Collector {
+    images: Arc<ImageStore>,
+    retainer: Arc<Retainer>,
+    snapshot_users: OnceLock<SnapshotUsers>,
+}
+
+impl Collector {
+    fn collect(&self) -> Result<Swept, ImageStoreError> {
+        let mut keep = self.snapshot_users.get().map(|f| f()).unwrap_or_default();
+        self.retainer.sweep(Instant::now(), |protected| {
+            keep.extend(protected.iter().cloned());
+            self.images.collect_garbage(&keep)
+        })
+    }
+
+    /// After a failed or cancelled pull: removes what it left that nothing references (but its
+    /// verified layers), and collects those once their grace has passed.
+    fn after_failure(self: &Arc<Self>, image: &str) {
+        match self.collect() {
+            Ok(swept) => tracing::debug!(
+                image,
+                blobs = swept.blobs,
+                snapshots = swept.snapshots,
+                "removed what the failed pull left"
+            ),
+            Err(e) => tracing::warn!(image, error = %e, "clean up after a failed pull"),
+        }
+        self.collect_when_grace_ends();
+    }
+
+    /// Sweeps again when the next kept layer's grace ends (and then for the next one).
+    fn collect_when_grace_ends(self: &Arc<Self>) {
+        let Some(at) = self.retainer.next_expiry() else {
+            return;
+        };
+        let collector = self.clone();
+        tokio::spawn(async move {
+            // A little after the grace, so the sweep's clock is surely past it.
+            let at = tokio::time::Instant::from_std(at) + Duration::from_millis(10);
+            tokio::time::sleep_until(at).await;
+            match collector.collect() {
+                Ok(swept) if swept.blobs + swept.snapshots > 0 => tracing::info!(
+                    blobs = swept.blobs,
+                    snapshots = swept.snapshots,
+                    "collected the layers of failed pulls after their grace"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "collect the layers of failed pulls"),
+            }
+            if collector
+                .retainer
+                .next_expiry()
+                .is_some_and(|next| next > at.into_std())
+            {
+                collector.collect_when_grace_ends();
+            }
+        });
+    }
 }
 
 /// Reports the snapshot chain ids something outside the image store still uses.
@@ -68,21 +141,21 @@ impl ImageService {
     pub fn new(puller: Puller) -> ImageService {
         ImageService {
             images: puller.images.clone(),
+            collector: Arc::new(Collector {
+                images: puller.images.clone(),
+                retainer: puller.retainer.clone(),
+                snapshot_users: OnceLock::new(),
+            }),
             puller,
             gc_lock: Arc::new(RwLock::new(())),
             flights: Arc::default(),
-            snapshot_users: std::sync::OnceLock::new(),
         }
     }
 
     /// Tells the service who else holds snapshots (containers' rootfs), so garbage collection
     /// keeps them. Set once, before the first sweep.
     pub fn set_snapshot_users(&self, users: SnapshotUsers) {
-        let _ = self.snapshot_users.set(users);
-    }
-
-    fn in_use(&self) -> HashSet<Digest> {
-        self.snapshot_users.get().map(|f| f()).unwrap_or_default()
+        let _ = self.collector.snapshot_users.set(users);
     }
 
     /// Removes leftovers of pulls interrupted by a crash, and content no image or container
@@ -98,7 +171,7 @@ impl ImageService {
             .snapshots
             .sweep_orphans()
             .map_err(ImageStoreError::from)?;
-        let swept = images.collect_garbage(&self.in_use())?;
+        let swept = self.collector.collect()?;
         if ingest + orphans + swept.blobs + swept.snapshots > 0 {
             tracing::info!(
                 ingest,
@@ -165,21 +238,43 @@ impl ImageService {
         let puller = self.puller.clone();
         let gc_lock = self.gc_lock.clone();
         let flights = self.flights.clone();
+        let collector = self.collector.clone();
         let task_progress = progress.clone();
-        let task = tokio::spawn(async move {
-            let _shared = gc_lock.read().await;
+        let cancel = CancellationToken::new();
+        let cancelled = cancel.clone();
+        let id = FLIGHT_IDS.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
             let key = image.to_string();
             let started = Instant::now();
-            let pull = puller.pull(&image, creds.as_ref(), &task_progress);
-            let result = log_progress(&key, started, &task_progress, pull).await;
+            let pull = async {
+                let _shared = gc_lock.read().await;
+                let pull = puller.pull(&image, creds.as_ref(), &task_progress);
+                log_progress(&key, started, &task_progress, pull).await
+            };
+            // Cancelling drops the pull future: its unpackers stop and remove their staging
+            // dirs, its claims end, and the sweep below removes what it stored.
+            let result = tokio::select! {
+                result = pull => result,
+                () = cancelled.cancelled() => Err(PullError::Cancelled),
+            };
             record_pull(&result, started, &task_progress);
-            flights.lock().expect("flights lock").remove(&key);
+            {
+                let mut flights = flights.lock().expect("flights lock");
+                if flights.get(&key).is_some_and(|f| f.id == id) {
+                    flights.remove(&key);
+                }
+            }
+            if result.is_err() {
+                collector.after_failure(&key);
+            }
             let _ = tx.send(Some(result.map_err(Arc::new)));
+            trim_when_idle(flights);
         });
         Arc::new(Flight {
+            id,
             done: rx,
             waiters: AtomicUsize::new(0),
-            task: task.abort_handle(),
+            cancel,
             progress,
         })
     }
@@ -203,7 +298,7 @@ impl ImageService {
             return Ok(None);
         };
         self.images.remove(&record.id)?;
-        let swept = self.images.collect_garbage(&self.in_use())?;
+        let swept = self.collector.collect()?;
         tracing::info!(image = %record.id, blobs = swept.blobs, snapshots = swept.snapshots, "image removed");
         Ok(Some(swept))
     }
@@ -222,6 +317,17 @@ impl ImageService {
             .sum();
         Ok((snap_bytes + blob_bytes, snap_inodes + blobs.len() as u64))
     }
+}
+
+/// A pull moves hundreds of MiB through short-lived buffers on several threads; glibc keeps what
+/// they freed in its arenas. Once no pull runs, that memory goes back to the system.
+fn trim_when_idle(flights: Flights) {
+    tokio::spawn(async move {
+        tokio::time::sleep(TRIM_DELAY).await;
+        if flights.lock().expect("flights lock").is_empty() {
+            let _ = tokio::task::spawn_blocking(crate::sys::malloc::trim).await;
+        }
+    });
 }
 
 /// Records a finished pull in the metrics: its result, duration, bytes and layers.
@@ -299,7 +405,7 @@ impl Drop for Waiter {
         let mut flights = self.flights.lock().expect("flights lock");
         let last = self.flight.waiters.fetch_sub(1, Ordering::SeqCst) == 1;
         if last && self.flight.done.borrow().is_none() {
-            self.flight.task.abort();
+            self.flight.cancel.cancel();
             if flights
                 .get(&self.key)
                 .is_some_and(|f| Arc::ptr_eq(f, &self.flight))

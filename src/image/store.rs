@@ -171,11 +171,12 @@ impl ImageStore {
         Ok(removed)
     }
 
-    /// Deletes every blob and snapshot no image refers to. `in_use` adds chain ids held by
-    /// something else (containers). The caller excludes concurrent pulls.
+    /// Deletes every blob and snapshot no image refers to. `in_use` adds chain ids and blobs
+    /// held by something else (containers, running pulls, failed pulls' layers in their grace).
     pub fn collect_garbage(&self, in_use: &HashSet<Digest>) -> Result<Swept, ImageStoreError> {
         let images = self.list()?;
-        let blobs: HashSet<&Digest> = images.iter().flat_map(|i| i.blobs()).collect();
+        let mut blobs: HashSet<&Digest> = images.iter().flat_map(|i| i.blobs()).collect();
+        blobs.extend(in_use);
         let mut chains: HashSet<&Digest> = images.iter().flat_map(|i| &i.chain_ids).collect();
         chains.extend(in_use);
         // A snapshot in use keeps the snapshots below it (its parents) too.
@@ -312,6 +313,19 @@ mod tests {
                 snapshots: 1
             }
         );
+    }
+
+    #[test]
+    fn blobs_in_use_are_kept_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (kept, gone) = (Digest::of(b"kept-layer"), Digest::of(b"gone"));
+        s.content.put(&kept, b"kept-layer").unwrap();
+        s.content.put(&gone, b"gone").unwrap();
+        let swept = s.collect_garbage(&HashSet::from([kept.clone()])).unwrap();
+        assert_eq!(swept.blobs, 1);
+        assert!(s.content.contains(&kept));
+        assert!(!s.content.contains(&gone));
     }
 
     #[test]

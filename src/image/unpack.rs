@@ -17,6 +17,7 @@
 mod meta;
 mod meter;
 mod path;
+mod space;
 mod tree;
 
 #[cfg(test)]
@@ -42,12 +43,28 @@ use meter::{HEADER_WINDOW, Meter, Trip};
 use path::{Name, RelPath};
 use tree::{Tree, TreeError};
 
+pub use space::DiskReserve;
+use space::{ENTRY_COST, Free, Space};
+
 /// Bounds on what one layer may cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// Most bytes of (decompressed) tar read from the stream, and most bytes of file content
     /// written; past either the unpack fails with [`UnpackError::TooLarge`].
     pub max_bytes: u64,
+    /// Free space the unpack leaves on the destination's filesystem; past it the unpack fails
+    /// with [`UnpackError::DiskReserve`].
+    pub disk_reserve: DiskReserve,
+}
+
+impl Limits {
+    /// At most `max_bytes`, and no disk reserve.
+    pub fn bytes(max_bytes: u64) -> Limits {
+        Limits {
+            max_bytes,
+            disk_reserve: DiskReserve::NONE,
+        }
+    }
 }
 
 /// What an unpack produced.
@@ -70,6 +87,9 @@ pub enum UnpackError {
     /// The layer is bigger than [`Limits::max_bytes`].
     #[error("layer is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    /// Writing on would take the filesystem's free space below the disk reserve.
+    #[error("unpacking stopped: {0}")]
+    DiskReserve(String),
     /// The headers in front of one entry are bigger than any honest layer needs.
     #[error("layer entry headers are larger than the limit of {limit} bytes")]
     HeadersTooLarge { limit: u64 },
@@ -91,7 +111,7 @@ impl Classify for UnpackError {
             UnpackError::Hostile { .. } | UnpackError::HeadersTooLarge { .. } => {
                 Kind::InvalidArgument
             }
-            UnpackError::TooLarge { .. } => Kind::ResourceExhausted,
+            UnpackError::TooLarge { .. } | UnpackError::DiskReserve(_) => Kind::ResourceExhausted,
             UnpackError::Io { .. } | UnpackError::Tar(_) => Kind::Internal,
         }
     }
@@ -105,12 +125,17 @@ pub fn unpack_layer<R: Read>(
     limits: &Limits,
 ) -> Result<Unpacked, UnpackError> {
     let meter = Meter::new(limits.max_bytes);
-    let tree = Tree::open(dest).map_err(|source| UnpackError::Io {
+    let io_at_dest = |source| UnpackError::Io {
         path: dest.to_path_buf(),
         source,
-    })?;
+    };
+    let tree = Tree::open(dest).map_err(io_at_dest)?;
+    let dest_owned = dest.to_path_buf();
+    let query: FreeQuery = Box::new(move || space::statvfs(&dest_owned));
+    let space = Space::new(query, limits.disk_reserve).map_err(io_at_dest)?;
     let mut x = Extractor {
         tree,
+        space,
         meter: &meter,
         limit: limits.max_bytes,
         bytes: 0,
@@ -136,9 +161,12 @@ pub fn unpack_layer<R: Read>(
     })
 }
 
+type FreeQuery = Box<dyn FnMut() -> io::Result<Free>>;
+
 /// The state of one unpack between entries.
 struct Extractor<'m> {
     tree: Tree,
+    space: Space<FreeQuery>,
     meter: &'m Meter,
     limit: u64,
     /// File content written so far.
@@ -157,6 +185,7 @@ impl Extractor<'_> {
             return Ok(());
         }
         let path = RelPath::parse(&raw).map_err(|reason| hostile(&at, reason))?;
+        self.take_space(ENTRY_COST)?;
         if self.whiteout(&path, &at)? {
             return Ok(());
         }
@@ -267,9 +296,16 @@ impl Extractor<'_> {
             if self.bytes > self.limit {
                 return Err(UnpackError::TooLarge { limit: self.limit });
             }
+            self.take_space(n as u64)?;
             file.write_all(&self.buf[..n]).map_err(io_error(at))?;
         }
         meta.apply_fd(&file.into(), true).map_err(io_error(at))
+    }
+
+    fn take_space(&mut self, n: u64) -> Result<(), UnpackError> {
+        self.space
+            .take(n)
+            .map_err(|e| UnpackError::DiskReserve(e.message))
     }
 
     /// Names a failure to read the stream: a limit the meter enforced, or a broken stream.

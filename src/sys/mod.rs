@@ -6,6 +6,7 @@ pub mod bpf;
 pub mod caps;
 pub mod fd;
 pub mod fork;
+pub mod malloc;
 pub mod mount;
 pub mod net;
 pub mod scm;

@@ -27,7 +27,14 @@ pub struct Daemon {
 impl Daemon {
     /// Starts berthd with a config rooted in a fresh temp dir; `extra_yaml` is appended to it.
     pub fn start(extra_yaml: &str) -> Daemon {
+        Daemon::start_with(|_| {}, extra_yaml)
+    }
+
+    /// [`Daemon::start`], first calling `prepare` with the temp dir (berthd's data goes to its
+    /// `root` subdir: a test may mount a filesystem there).
+    pub fn start_with(prepare: impl FnOnce(&Path), extra_yaml: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
+        prepare(dir.path());
         // Searchable by others, as on a node: containers in a user namespace reach their rootfs
         // under it as an unprivileged host id.
         let searchable = std::os::unix::fs::PermissionsExt::from_mode(0o711);

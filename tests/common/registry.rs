@@ -87,14 +87,53 @@ pub fn http(host: &str, method: &str, path: &str, body: &str) -> std::io::Result
 /// The fault proxy's control API.
 pub struct FaultProxy {
     pub addr: String,
+    /// A proxy of this test's own (killed on drop), not the shared one.
+    child: Option<std::process::Child>,
 }
 
 impl FaultProxy {
     pub fn new(r: &Registries) -> FaultProxy {
         let p = FaultProxy {
             addr: r.proxy.clone(),
+            child: None,
         };
         p.reset();
+        p
+    }
+
+    /// Starts a fault proxy of the test's own in front of the plain registry, on a free port, so
+    /// that its faults meet no other test's pulls (and it has this checkout's modes).
+    pub fn private(r: &Registries) -> FaultProxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/faultproxy.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .args([
+                "--listen",
+                &addr,
+                "--upstream",
+                &format!("http://{}", r.plain),
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start python3 hack/faultproxy.py");
+        let p = FaultProxy {
+            addr,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while http(&p.addr, "GET", "/__fault/state", "").is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fault proxy on {} did not start",
+                p.addr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         p
     }
 
@@ -125,5 +164,14 @@ impl FaultProxy {
             })
             .map(|e| e["path"].as_str().unwrap_or("").to_string())
             .collect()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

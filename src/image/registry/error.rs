@@ -33,6 +33,8 @@ pub enum Cause {
     Status(u16),
     #[error("no byte received for {0:?}")]
     Stalled(Duration),
+    #[error("{bytes} bytes received in {window:?}, slower than image.min_download_rate")]
+    TooSlow { bytes: u64, window: Duration },
     #[error("connecting (TCP connect and TLS handshake) took longer than {0:?}")]
     ConnectTimeout(Duration),
     #[error("request sent, no answer within {0:?}")]

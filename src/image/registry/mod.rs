@@ -128,6 +128,10 @@ impl RegistryClient {
             transport: Arc::new(Transport::new(
                 image.max_attempts,
                 image.no_progress_timeout,
+                transport::MinRate {
+                    bytes_per_second: image.min_download_rate,
+                    window: image.slow_download_window,
+                },
             )),
             endpoints: Mutex::new(HashMap::new()),
         })

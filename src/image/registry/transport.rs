@@ -27,14 +27,24 @@ const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 pub(super) struct Transport {
     max_attempts: u32,
     pub no_progress: Duration,
+    /// The slowest a blob connection may deliver over a window before it is replaced.
+    pub min_rate: MinRate,
     auth: AuthCache,
 }
 
+/// A minimum delivery rate in bytes per second, judged over `window`; a rate of 0 is no minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MinRate {
+    pub bytes_per_second: u64,
+    pub window: Duration,
+}
+
 impl Transport {
-    pub fn new(max_attempts: u32, no_progress: Duration) -> Transport {
+    pub fn new(max_attempts: u32, no_progress: Duration, min_rate: MinRate) -> Transport {
         Transport {
             max_attempts: max_attempts.max(1),
             no_progress,
+            min_rate,
             auth: AuthCache::default(),
         }
     }

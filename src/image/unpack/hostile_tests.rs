@@ -247,7 +247,7 @@ fn a_decompression_bomb_stops_at_the_limit() {
         count: count.clone(),
     };
     let sb = Sandbox::new();
-    let err = unpack_layer(reader, &sb.root(), &Limits { max_bytes: MIB }).unwrap_err();
+    let err = unpack_layer(reader, &sb.root(), &Limits::bytes(MIB)).unwrap_err();
     assert!(
         matches!(err, UnpackError::TooLarge { limit } if limit == MIB),
         "{err:?}"
@@ -315,7 +315,7 @@ fn oversized_headers_are_refused_before_they_fill_memory() {
             count: count.clone(),
         };
         let sb = Sandbox::new();
-        let err = unpack_layer(reader, &sb.root(), &Limits { max_bytes: 1 << 30 }).unwrap_err();
+        let err = unpack_layer(reader, &sb.root(), &Limits::bytes(1 << 30)).unwrap_err();
         assert!(
             matches!(err, UnpackError::HeadersTooLarge { .. }),
             "{kind:?}: {err:?}"

@@ -22,7 +22,7 @@ impl Drop for Mounted {
 
 fn unpack(entries: &[E], dest: &Path) {
     fs::create_dir(dest).unwrap();
-    unpack_layer(&tar(entries)[..], dest, &Limits { max_bytes: 1 << 20 }).unwrap();
+    unpack_layer(&tar(entries)[..], dest, &Limits::bytes(1 << 20)).unwrap();
 }
 
 #[test]

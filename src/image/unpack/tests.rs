@@ -392,7 +392,7 @@ fn reads_the_stream_to_its_very_end() {
         count: count.clone(),
     };
     let sb = Sandbox::new();
-    super::unpack_layer(reader, &sb.root(), &super::Limits { max_bytes: 1 << 20 }).unwrap();
+    super::unpack_layer(reader, &sb.root(), &super::Limits::bytes(1 << 20)).unwrap();
     assert_eq!(count.get(), 10240);
 }
 
@@ -418,7 +418,7 @@ fn a_broken_stream_is_a_tar_error() {
         }
     }
     let sb = Sandbox::new();
-    let err = super::unpack_layer(Broken, &sb.root(), &super::Limits { max_bytes: 1 }).unwrap_err();
+    let err = super::unpack_layer(Broken, &sb.root(), &super::Limits::bytes(1)).unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
 }
 

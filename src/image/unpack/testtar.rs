@@ -206,7 +206,7 @@ impl Sandbox {
     }
 
     pub(crate) fn unpack_limited(&self, tar: &[u8], max: u64) -> Result<Unpacked, UnpackError> {
-        unpack_layer(tar, &self.root(), &Limits { max_bytes: max })
+        unpack_layer(tar, &self.root(), &Limits::bytes(max))
     }
 
     /// Asserts nothing outside `root/` changed: the temp dir holds only `root` and `outside`,
