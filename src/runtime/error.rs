@@ -32,6 +32,9 @@ pub enum RuntimeError {
     /// The pod's shim is not running (berthd is not connected to it).
     #[error("pod sandbox {0}: its shim is not running")]
     ShimNotRunning(String),
+    /// The pod has no cgroup parent of its own (kubelet gave none), so it cannot be resized.
+    #[error("pod sandbox {0} has no cgroup parent of its own to resize")]
+    NoPodCgroup(String),
     /// The pod's shim reported no network namespace although the pod has its own.
     #[error("pod sandbox {0}: its shim pinned no network namespace")]
     NoNetworkNamespace(String),
@@ -141,6 +144,7 @@ impl Classify for RuntimeError {
             RuntimeError::SandboxNotReady(_)
             | RuntimeError::ShimNotRunning(_)
             | RuntimeError::NoNetworkNamespace(_)
+            | RuntimeError::NoPodCgroup(_)
             | RuntimeError::ContainerState { .. }
             | RuntimeError::ImageConfig { .. }
             | RuntimeError::ImageFile { .. }

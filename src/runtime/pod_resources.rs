@@ -45,20 +45,14 @@ impl Runtime {
         }
         let sandbox = self.sandbox(id)?;
         if sandbox.state != SandboxState::Ready {
-            return Err(RuntimeError::FailedPrecondition(format!(
-                "pod sandbox {} is not ready: a stopped pod cannot be resized",
-                sandbox.id
-            )));
+            return Err(RuntimeError::SandboxNotReady(sandbox.id.clone()));
         }
-        let path = pod_cgroup(&sandbox.config)?.ok_or_else(|| {
-            RuntimeError::FailedPrecondition(format!(
-                "pod sandbox {} has no cgroup parent of its own to resize",
-                sandbox.id
-            ))
-        })?;
-        let hierarchy = self.cgroups.as_ref().ok_or_else(|| {
-            RuntimeError::FailedPrecondition("no cgroup hierarchy on this host".into())
-        })?;
+        let path = pod_cgroup(&sandbox.config)?
+            .ok_or_else(|| RuntimeError::NoPodCgroup(sandbox.id.clone()))?;
+        let hierarchy = self
+            .cgroups
+            .as_ref()
+            .ok_or(RuntimeError::NoCgroupHierarchy)?;
         // A part the request leaves out is the one the pod was given before.
         let kept = sandbox.config.linux.as_ref();
         let overhead = overhead.or_else(|| kept.and_then(|l| l.overhead.clone()));
