@@ -26,6 +26,15 @@ pub enum Output {
     Json,
 }
 
+/// The tarball layout `berth export` writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormat {
+    /// An OCI image layout (oci-layout, index.json, blobs/).
+    Oci,
+    /// The OCI layout plus docker save's manifest.json, loadable by `docker load`.
+    Docker,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Show the daemon's name and version.
@@ -36,6 +45,19 @@ pub enum Command {
     Pull { image: String },
     /// List images.
     Images,
+    /// Import the images of an OCI image layout or docker-archive tarball (`-` for stdin).
+    Import { file: PathBuf },
+    /// Write images to a tarball (`-` for stdout), like `ctr images export`.
+    Export {
+        /// Where to write the tarball.
+        file: PathBuf,
+        /// Images by name, id or id prefix.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// The tarball's layout.
+        #[arg(long, value_enum, default_value_t = ArchiveFormat::Oci)]
+        format: ArchiveFormat,
+    },
     /// Remove images (all their tags) by name or id.
     Rmi {
         #[arg(required = true)]

@@ -13,6 +13,7 @@ pub mod pods;
 pub mod ps;
 pub mod pull;
 pub mod stats;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Info => info::info(&client).await,
         Command::Pull { image } => pull::pull(&client, &image).await,
         Command::Images => images::images(&client).await,
+        Command::Import { file } => transfer::import(&client, &file, out).await,
+        Command::Export {
+            file,
+            images,
+            format,
+        } => transfer::export(&client, &file, &images, format).await,
         Command::Rmi { images } => images::remove(&client, &images).await,
         Command::History { image } => images::history(&client, &image).await,
         Command::Inspect { image } => images::inspect(&client, &image).await,

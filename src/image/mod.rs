@@ -1,6 +1,7 @@
 //! Images: references, registries, the content store, layer unpacking and image records.
 //! Knows nothing of pods or containers.
 
+pub mod archive;
 pub(crate) mod content;
 pub mod digest;
 mod layer_stream;

@@ -188,6 +188,24 @@ impl Puller {
         creds: Option<&Credentials>,
         progress: &Progress,
     ) -> Result<ImageRecord, PullError> {
+        let fetched = self.fetch(image, creds, progress).await?;
+        // Docker reports the digest the tag resolved to: the index's for a multi-platform image.
+        let repo_digest = fetched.index.as_ref().unwrap_or(&fetched.manifest).clone();
+        let record = fetched.record(
+            image.repo_tag().into_iter().collect(),
+            vec![image.repo_digest(&repo_digest)],
+        );
+        Ok(self.images.add(record)?)
+    }
+
+    /// Stores everything `image` needs (manifest, index, config, layer blobs and snapshots)
+    /// without recording the image: the caller names it.
+    pub async fn fetch(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        progress: &Progress,
+    ) -> Result<Fetched, PullError> {
         let resolved = self.resolve(image, creds).await?;
         let manifest = &resolved.manifest;
         let config_desc = &manifest.config;
@@ -243,26 +261,15 @@ impl Puller {
         if let Some(index) = &resolved.index_doc {
             content.put(&index.digest, &index.bytes)?;
         }
-        // Docker reports the digest the tag resolved to: the index's for a multi-platform image.
-        let repo_digest = resolved
-            .index_doc
-            .as_ref()
-            .unwrap_or(&resolved.manifest_doc)
-            .digest
-            .clone();
-        let record = ImageRecord {
+        Ok(Fetched {
             id: config_desc.digest.clone(),
-            repo_tags: image.repo_tag().into_iter().collect(),
-            repo_digests: vec![image.repo_digest(&repo_digest)],
             manifest: resolved.manifest_doc.digest.clone(),
             index: resolved.index_doc.as_ref().map(|i| i.digest.clone()),
             layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
             chain_ids: chains,
             size: config_desc.size + manifest.layers.iter().map(|l| l.size).sum::<u64>(),
             user: config.config.user.clone(),
-            pinned: false,
-        };
-        Ok(self.images.add(record)?)
+        })
     }
 
     /// Fetches the top-level manifest and, for an index, the platform's manifest.
@@ -406,6 +413,36 @@ impl Puller {
         )?;
         progress.update(job.index, |l| l.state = LayerState::Done);
         Ok(())
+    }
+}
+
+/// An image whose content is stored, not yet recorded under any name.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub id: Digest,
+    pub manifest: Digest,
+    pub index: Option<Digest>,
+    pub layers: Vec<Digest>,
+    pub chain_ids: Vec<Digest>,
+    pub size: u64,
+    pub user: String,
+}
+
+impl Fetched {
+    /// The image record under these names.
+    pub fn record(self, repo_tags: Vec<String>, repo_digests: Vec<String>) -> ImageRecord {
+        ImageRecord {
+            id: self.id,
+            repo_tags,
+            repo_digests,
+            manifest: self.manifest,
+            index: self.index,
+            layers: self.layers,
+            chain_ids: self.chain_ids,
+            size: self.size,
+            user: self.user,
+            pinned: false,
+        }
     }
 }
 
