@@ -1,6 +1,7 @@
 //! The `berth` operator CLI's commands, over berthd's socket (CRI plus berth's admin API).
 
 pub mod args;
+pub mod attach;
 pub mod completion;
 pub mod doctor;
 pub mod events;
@@ -59,7 +60,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tail,
         } => logs::logs(&client, &container, follow, tail, out).await,
         Command::Events => events::events(&client, out).await,
-        Command::Stats { watch } => stats::stats(&client, watch, out).await,
+        Command::Exec {
+            interactive,
+            tty,
+            container,
+            command,
+        } => {
+            let streams = attach::Streams {
+                stdin: interactive,
+                tty,
+            };
+            attach::exec(&client, &container, command, streams).await
+        }
+        Command::Attach {
+            interactive,
+            tty,
+            container,
+        } => {
+            let streams = attach::Streams {
+                stdin: interactive,
+                tty,
+            };
+            attach::attach(&client, &container, streams).await
+        }
+        Command::Stats { no_stream } => stats::stats(&client, no_stream, out).await,
         Command::Completion { .. } | Command::Doctor { .. } => unreachable!("handled above"),
     }
 }
