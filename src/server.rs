@@ -95,13 +95,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
         .trace_fn(|req| {
-            tracing::info_span!(
+            let path = req.uri().path();
+            let span = tracing::info_span!(
                 "rpc",
-                method = req.uri().path().rsplit('/').next().unwrap_or(""),
+                method = path.rsplit('/').next().unwrap_or(""),
                 pod_id = Empty,
                 container_id = Empty,
                 image = Empty,
-            )
+                otel.name = path.trim_start_matches('/'),
+                otel.kind = "server",
+            );
+            crate::telemetry::otel::continue_trace(&span, req.headers());
+            span
         })
         .layer(crate::telemetry::grpc::RpcMetricsLayer)
         .add_service(cri.runtime_server())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::content::ContentError;
 use super::digest::Digest;
@@ -206,10 +207,16 @@ impl Puller {
         creds: Option<&Credentials>,
         progress: &Progress,
     ) -> Result<Fetched, PullError> {
-        let resolved = self.resolve(image, creds).await?;
+        let resolved = self
+            .resolve(image, creds)
+            .instrument(tracing::info_span!("pull.resolve", image = %image))
+            .await?;
         let manifest = &resolved.manifest;
         let config_desc = &manifest.config;
-        let config_bytes = self.config(image, config_desc, creds).await?;
+        let config_bytes = self
+            .config(image, config_desc, creds)
+            .instrument(tracing::info_span!("pull.config", digest = %config_desc.digest))
+            .await?;
         let config = ImageConfig::parse(&config_desc.digest, &config_bytes)?;
         config.check_layers(manifest, &resolved.manifest_doc.digest)?;
         let chains = chain_ids(&config.rootfs.diff_ids);
@@ -250,7 +257,9 @@ impl Puller {
                 chain_id: chains[i].clone(),
                 parent: i.checked_sub(1).map(|p| chains[p].clone()),
             };
+            let span = tracing::info_span!("pull.layer", digest = %layer.desc.digest);
             self.fetch_layer(image, creds, layer, progress)
+                .instrument(span)
         }))
         .buffer_unordered(self.settings.max_concurrent_downloads)
         .try_collect::<Vec<()>>()

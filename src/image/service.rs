@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, watch};
+use tracing::Instrument as _;
 
 use super::archive::ArchiveError;
 use super::archive::export::{self, ExportError, Format};
@@ -184,16 +185,20 @@ impl ImageService {
         let gc_lock = self.gc_lock.clone();
         let flights = self.flights.clone();
         let task_progress = progress.clone();
-        let task = tokio::spawn(async move {
-            let _shared = gc_lock.read().await;
-            let key = image.to_string();
-            let started = Instant::now();
-            let pull = puller.pull(&image, creds.as_ref(), &task_progress);
-            let result = log_progress(&key, started, &task_progress, pull).await;
-            record_pull(&result, started, &task_progress);
-            flights.lock().expect("flights lock").remove(&key);
-            let _ = tx.send(Some(result.map_err(Arc::new)));
-        });
+        let task = tokio::spawn(
+            async move {
+                let _shared = gc_lock.read().await;
+                let key = image.to_string();
+                let started = Instant::now();
+                let pull = puller.pull(&image, creds.as_ref(), &task_progress);
+                let result = log_progress(&key, started, &task_progress, pull).await;
+                record_pull(&result, started, &task_progress);
+                flights.lock().expect("flights lock").remove(&key);
+                let _ = tx.send(Some(result.map_err(Arc::new)));
+            }
+            // Traced as part of the RPC that started it.
+            .instrument(tracing::Span::current()),
+        );
         Arc::new(Flight {
             done: rx,
             waiters: AtomicUsize::new(0),
