@@ -101,6 +101,10 @@ check "exec: stdout, stderr and exit code 3" test "$out,$(cat "$WORK/exec.err"),
 check "exec -i: stdin reaches the command" test "$(printf 'one\ntwo\n' | b exec -i "$PRINTER" wc -l)" == 2
 out=$(b exec -t "$PRINTER" sh -c 'tty; stty size' | tr -d '\r')
 check "exec -t: the command has a terminal" grep -q '^/dev/pts/' <<<"$out"
+# -it on a real terminal (script(1) gives berth one): raw mode, the exit code, the terminal restored.
+# script's input stays open (sleep) so the remote terminal is not hung up before `tty` runs.
+out=$(sleep 5 | script -qec "stty -echo; $BERTH --socket $SOCK exec -it $PRINTER sh -c 'tty; exit 5'; echo berth-exit=\$?; stty -a | grep -o -- '-icanon' || echo cooked" /dev/null | tr -d '\r')
+check "exec -it on a terminal: a remote terminal, exit code 5, this one back in cooked mode" test "$(grep -c '^/dev/pts/' <<<"$out"),$(grep -o 'berth-exit=[0-9]*' <<<"$out"),$(tail -1 <<<"$out")" == "1,berth-exit=5,cooked"
 out=$(b exec nosuch true 2>&1) && st=0 || st=$?
 check "exec in an unknown container fails clearly" test "$st" -ne 0 -a -n "$(grep 'no container with an id starting with "nosuch"' <<<"$out")"
 
