@@ -366,7 +366,23 @@ async fn hostile_archives_are_refused_and_leave_nothing() {
         ));
         raw_tar(&e)
     };
+    // A docker archive whose config file is named by a digest its bytes do not have.
+    let lying_config = {
+        let other = format!("{}.json", &sha256(b"something else")[7..]);
+        let manifest = serde_json::json!([{"Config": other, "RepoTags": ["example.test/lie:1"],
+                                           "Layers": ["l/layer.tar"]}]);
+        tar_of(&[
+            (&other, good.config.clone()),
+            ("l/layer.tar", good.layer.clone()),
+            ("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+        ])
+    };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "docker config named by another digest",
+            lying_config,
+            "digest mismatch",
+        ),
         (
             "not a tar",
             b"GIF89a this is not a tarball at all".repeat(40),

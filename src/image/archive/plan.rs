@@ -131,6 +131,18 @@ fn docker(entries: &Arc<Entries>) -> Result<Vec<ImagePlan>, ArchiveError> {
 fn docker_image(entries: &Arc<Entries>, image: DockerEntry) -> Result<ImagePlan, ArchiveError> {
     let config_bytes = entries.read(&image.config, MAX_JSON_BYTES)?;
     let config_digest = Digest::of(&config_bytes);
+    // docker save names the config by its digest: a name that says otherwise is a lie.
+    let stem = image.config.rsplit('/').next().unwrap_or("");
+    let stem = stem.strip_suffix(".json").unwrap_or(stem);
+    if stem.len() == 64
+        && stem.bytes().all(|b| b.is_ascii_hexdigit())
+        && stem != config_digest.hex()
+    {
+        return Err(ArchiveError::Invalid(format!(
+            "manifest.json: config {:?}: digest mismatch, got {config_digest}",
+            image.config
+        )));
+    }
     let config = ImageConfig::parse(&config_digest, &config_bytes)?;
     if config.rootfs.diff_ids.len() != image.layers.len() {
         return Err(ArchiveError::Invalid(format!(
