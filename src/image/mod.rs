@@ -6,6 +6,7 @@ pub(crate) mod content;
 pub mod digest;
 mod layer_stream;
 pub mod manifest;
+mod progress;
 pub(crate) mod pull;
 pub mod reference;
 pub mod registry;
