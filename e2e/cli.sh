@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The `berth` operator CLI against a live berthd: ps, pods, logs (tail, partial lines, -f until
-# exit), events, stats, doctor and completion, in human output and in `-o json` (checked with jq).
+# exit), events, stats (live and one-shot), exec and attach, import and export (an exported image
+# imported by a second berthd on a fresh data dir runs a container), doctor and completion, in
+# human output and in `-o json` (checked with jq).
 # Ends with "N passed, N failed" and exits non-zero on any failure.
 source "$(dirname "$0")/lib.sh"
 eval "$("$E2E_ROOT/hack/registry.sh" env)"
@@ -85,8 +87,36 @@ check "ps without pod labels uses the pod's metadata" test "$(jq -r '[.pod_name,
 
 # stats, while both run
 json=$(b stats -o json)
-check "stats -o json: CPU and memory of the running container" test "$(jq -r ".[] | select(.id == \"$PRINTER\") | (.cpu_percent != null and .memory_working_set_bytes > 0)" <<<"$json")" == true
-check "stats table" grep -q "^CONTAINER .*CPU % .*MEM" <(b stats)
+pod_stats=$(jq -c ".[] | select(.id == \"$POD\")" <<<"$json")
+check "stats -o json: the pod's PIDs, memory and network" test "$(jq -r '[.pids > 1, .memory_working_set_bytes > 0, .network_rx_bytes != null, .network_tx_bytes != null] | all' <<<"$pod_stats")" == true
+check "stats -o json: CPU and memory of the running container under its pod" test "$(jq -r ".containers[] | select(.id == \"$PRINTER\") | (.cpu_percent != null and .memory_working_set_bytes > 0)" <<<"$pod_stats")" == true
+out=$(b stats --no-stream)
+check "stats --no-stream: one table with CPU, memory, PIDs and network per pod" test "$(grep -c '^POD .*CPU % .*MEM .*PIDS .*NET I/O' <<<"$out"),$(grep -c "^${POD:0:13} .*cli-ns/cli-pod .*B / .*B" <<<"$out"),$(grep -c $'\e' <<<"$out")" == "1,1,0"
+out=$(timeout 4 "$BERTH" --socket "$SOCK" stats | tr -d '\r') || true
+check "stats refreshes the table in place" test "$(grep -o $'\e\\[H' <<<"$out" | wc -l)" -ge 2
+
+# exec: stdout, stderr and the exit code; stdin with -i; a terminal with -t
+out=$(b exec "${PRINTER:0:8}" sh -c 'echo out; echo err >&2; exit 3' 2>"$WORK/exec.err") && st=0 || st=$?
+check "exec: stdout, stderr and exit code 3" test "$out,$(cat "$WORK/exec.err"),$st" == "out,err,3"
+check "exec -i: stdin reaches the command" test "$(printf 'one\ntwo\n' | b exec -i "$PRINTER" wc -l)" == 2
+out=$(b exec -t "$PRINTER" sh -c 'tty; stty size' | tr -d '\r')
+check "exec -t: the command has a terminal" grep -q '^/dev/pts/' <<<"$out"
+# -it on a real terminal (script(1) gives berth one): raw mode, the exit code, the terminal restored.
+# script's input stays open (sleep) so the remote terminal is not hung up before `tty` runs.
+out=$(sleep 5 | script -qec "stty -echo; $BERTH --socket $SOCK exec -it $PRINTER sh -c 'tty; exit 5'; echo berth-exit=\$?; stty -a | grep -o -- '-icanon' || echo cooked" /dev/null | tr -d '\r')
+check "exec -it on a terminal: a remote terminal, exit code 5, this one back in cooked mode" test "$(grep -c '^/dev/pts/' <<<"$out"),$(grep -o 'berth-exit=[0-9]*' <<<"$out"),$(tail -1 <<<"$out")" == "1,berth-exit=5,cooked"
+out=$(b exec nosuch true 2>&1) && st=0 || st=$?
+check "exec in an unknown container fails clearly" test "$st" -ne 0 -a -n "$(grep 'no container with an id starting with "nosuch"' <<<"$out")"
+
+# attach: stdin to a container waiting for a line, its answer back
+cat > "$WORK/reader.json" <<JSON
+{"metadata": {"name": "reader"}, "image": {"image": "$IMG"}, "stdin": true, "stdin_once": true,
+ "command": ["sh", "-c", "read line; echo got \$line"], "log_path": "reader.log"}
+JSON
+READER=$(crictl_b create "$POD" "$WORK/reader.json" "$WORK/pod.json") || fail "create reader"
+crictl_b start "$READER" >/dev/null || fail "start reader"
+out=$( (sleep 1; echo hello) | timeout 20 "$BERTH" --socket "$SOCK" attach -i "$READER") || true
+check "attach -i: stdin in, output back" grep -q "got hello" <<<"$out"
 
 # logs -f follows until the container exits (timeout guards a hang)
 out=$(timeout 30 "$BERTH" --socket "$SOCK" logs -f "$IDLE") && st=0 || st=$?
@@ -111,6 +141,55 @@ check "doctor exit code matches its FAIL count" test "$([[ $st -eq 0 ]] && echo 
 check "doctor human output: one OK line per passing check" grep -q "^OK  *kernel" <<<"$out"
 out=$("$BERTH" --socket "$WORK/nosuch.sock" doctor --config "$WORK/config.yaml") && st=0 || st=$?
 check "doctor fails on a missing socket, with a fix" test "$st,$(grep -c '^FAIL  *socket' <<<"$out"),$(grep -c 'fix: start berthd' <<<"$out")" == "1,1,1"
+
+# export and import: a second berthd on a fresh data dir, knowing no registry, runs the image
+b export "$WORK/oci.tar" "$IMG"
+check "export: an OCI image layout" test "$(tar tf "$WORK/oci.tar" | grep -c -e '^oci-layout$' -e '^index.json$' -e '^manifest.json$')" == 2
+b export --format docker "$WORK/docker.tar" "$IMG"
+check "export --format docker: docker save's manifest.json names the image" test "$(tar xOf "$WORK/docker.tar" manifest.json | jq -r '.[0].RepoTags[0]')" == "$IMG"
+check "export - writes the tarball to stdout" test "$(b export - "$IMG" | tar t | grep -c '^index.json$')" == 1
+out=$(b export "$WORK/none.tar" no.such/image:1 2>&1) && st=0 || st=$?
+check "export of an unknown image fails and writes nothing" test "$st,$(grep -c 'not found' <<<"$out"),$(ls "$WORK"/none.* 2>/dev/null | wc -l)" == "1,1,0"
+WORK2=$(mktemp -d /tmp/be2e2.XXXXXX); chmod 711 "$WORK2"; SOCK2=$WORK2/state/berth.sock
+cat > "$WORK2/config.yaml" <<YAML
+root_dir: $WORK2/root
+state_dir: $WORK2/state
+grpc:
+  socket: $SOCK2
+YAML
+"$BERTHD" --config "$WORK2/config.yaml" > "$WORK2/berthd.log" 2>&1 &
+BERTHD2_PID=$!
+stop_second() {
+  for p in $(crictl --runtime-endpoint "unix://$SOCK2" pods -q 2>/dev/null); do
+    crictl --runtime-endpoint "unix://$SOCK2" rmp -f "$p" >/dev/null 2>&1 || true
+  done
+  kill -TERM "$BERTHD2_PID" 2>/dev/null; wait "$BERTHD2_PID" 2>/dev/null || true
+  awk -v w="$WORK2" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$WORK2"
+}
+trap 'stop_second; stop_berthd' EXIT
+for _ in $(seq 200); do [[ -S "$SOCK2" ]] && break; sleep 0.05; done
+b2() { "$BERTH" --socket "$SOCK2" "$@"; }
+out=$(b2 import "$WORK/docker.tar")
+check "import (docker format) names the image" grep -q "^imported $IMG sha256:" <<<"$out"
+json=$(b2 import -o json - < "$WORK/oci.tar")
+check "import - (OCI layout from stdin) -o json" test "$(jq -r '.[0] | [.repo_tags[0], (.id | startswith("sha256:"))] | join(",")' <<<"$json")" == "$IMG,true"
+printf 'not a tarball' > "$WORK/junk.tar"
+out=$(b2 import "$WORK/junk.tar" 2>&1) && st=0 || st=$?
+check "import of a malformed archive fails clearly" test "$st,$(grep -c 'archive: not a tar file' <<<"$out")" == "1,1"
+cat > "$WORK2/pod.json" <<JSON
+{"metadata": {"name": "imported", "namespace": "cli-ns", "uid": "imported-uid", "attempt": 0},
+ "log_directory": "$WORK2/logs"}
+JSON
+cat > "$WORK2/echo.json" <<JSON
+{"metadata": {"name": "echo"}, "image": {"image": "$IMG"},
+ "command": ["sh", "-c", "echo from-an-imported-image"], "log_path": "echo.log"}
+JSON
+c2() { crictl --runtime-endpoint "unix://$SOCK2" --image-endpoint "unix://$SOCK2" "$@"; }
+out=$(c2 run "$WORK2/echo.json" "$WORK2/pod.json" 2>&1) || true
+for _ in $(seq 100); do grep -q from-an-imported-image "$WORK2/logs/echo.log" 2>/dev/null && break; sleep 0.1; done
+check "a container runs from the imported image on a fresh data dir" grep -q "stdout F from-an-imported-image" "$WORK2/logs/echo.log"
 
 # completion
 check "completion bash" grep -q "complete -F _berth" <(b completion bash)

@@ -9,7 +9,8 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::image::ImageRef;
-use crate::image::service::ImageService;
+use crate::image::archive::export::Format;
+use crate::image::service::{ImageError, ImageService};
 
 pub mod proto {
     tonic::include_proto!("berth.v1");
@@ -18,8 +19,26 @@ pub mod proto {
 /// How often a watched pull's progress is sent.
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Bytes per chunk of an exported archive.
+const EXPORT_CHUNK: usize = 1 << 20;
+
 pub struct Admin {
     images: Arc<ImageService>,
+}
+
+/// The `Images` service: import and export of image tarballs.
+pub struct Transfer {
+    images: Arc<ImageService>,
+}
+
+impl Transfer {
+    pub fn new(images: Arc<ImageService>) -> Transfer {
+        Transfer { images }
+    }
+}
+
+fn status(error: ImageError) -> Status {
+    crate::error::to_status(&error)
 }
 
 impl Admin {
@@ -60,5 +79,102 @@ impl proto::admin_server::Admin for Admin {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<proto::ExportChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::images_server::Images for Transfer {
+    type ExportStream = ExportStream;
+
+    /// Spools the upload into the content store's ingest area, then imports it.
+    async fn import(
+        &self,
+        request: Request<tonic::Streaming<proto::ImportChunk>>,
+    ) -> Result<Response<proto::ImportResponse>, Status> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut upload = request.into_inner();
+        let scratch = self
+            .images
+            .store()
+            .content
+            .scratch()
+            .map_err(|e| status(ImageError::Store(e.into())))?;
+        let spool_error =
+            |e: std::io::Error| Status::internal(format!("import: spooling the upload: {e}"));
+        let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(
+            scratch.file.try_clone().map_err(spool_error)?,
+        ));
+        while let Some(chunk) = upload.message().await? {
+            file.write_all(&chunk.data).await.map_err(spool_error)?;
+        }
+        file.flush().await.map_err(spool_error)?;
+        drop(file);
+        let records = self.images.import(&scratch.path).await.map_err(status)?;
+        let images = records
+            .into_iter()
+            .map(|r| proto::ImportedImage {
+                id: r.id.to_string(),
+                repo_tags: r.repo_tags,
+                repo_digests: r.repo_digests,
+            })
+            .collect();
+        Ok(Response::new(proto::ImportResponse { images }))
+    }
+
+    async fn export(
+        &self,
+        request: Request<proto::ExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let request = request.into_inner();
+        let format = match request.format.as_str() {
+            "" | "oci" => Format::Oci,
+            "docker" => Format::Docker,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "export: format {other:?} is neither \"oci\" nor \"docker\""
+                )));
+            }
+        };
+        if request.images.is_empty() {
+            return Err(Status::invalid_argument("export: no image named"));
+        }
+        let job = self
+            .images
+            .export(&request.images, format)
+            .await
+            .map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let sender = ChunkSender(tx.clone());
+            let out = std::io::BufWriter::with_capacity(EXPORT_CHUNK, sender);
+            if let Err(e) = job.write(out) {
+                let _ = tx.blocking_send(Err(status(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// A `Write` that sends what it is given as export chunks; fails once the client is gone.
+struct ChunkSender(tokio::sync::mpsc::Sender<Result<proto::ExportChunk, Status>>);
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let chunk = proto::ExportChunk { data: buf.to_vec() };
+        self.0.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "export: the client went away",
+            )
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

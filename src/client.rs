@@ -6,6 +6,10 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::admin::proto::admin_client::AdminClient;
+use crate::admin::proto::images_client::ImagesClient;
+
+/// berth's admin API messages (pull progress, image import and export).
+pub use crate::admin::proto as admin_proto;
 use crate::cri::api::image_service_client::ImageServiceClient;
 use crate::cri::api::runtime_service_client::RuntimeServiceClient;
 
@@ -15,6 +19,8 @@ pub struct CriClient {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,
     pub admin: AdminClient<Channel>,
+    /// Image import and export.
+    pub transfer: ImagesClient<Channel>,
 }
 
 /// Connects to the CRI socket at `path`.
@@ -38,6 +44,7 @@ pub async fn connect(path: &Path) -> Result<CriClient, tonic::transport::Error> 
         image: ImageServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
-        admin: AdminClient::new(channel),
+        admin: AdminClient::new(channel.clone()),
+        transfer: ImagesClient::new(channel),
     })
 }

@@ -52,6 +52,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
+    pub tracing: TracingConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -69,6 +70,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             metrics: MetricsConfig::default(),
+            tracing: TracingConfig::default(),
             registries: BTreeMap::new(),
         }
     }
@@ -106,6 +108,14 @@ pub struct MetricsConfig {
     pub address: String,
     /// Allow an address other than loopback: the endpoint has no authentication.
     pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/gRPC collector to send traces to (`http://127.0.0.1:4317`); empty (the default)
+    /// exports none.
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -389,6 +399,17 @@ impl Config {
                 &format!("{:?} is not an ip:port address", self.streaming.address),
             );
         }
+        let otlp = &self.tracing.otlp_endpoint;
+        if !otlp.is_empty()
+            && !(otlp.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            }))
+        {
+            return invalid(
+                "tracing.otlp_endpoint",
+                &format!("{otlp:?} is not an http:// or https:// URL"),
+            );
+        }
         if !self.metrics.address.is_empty() {
             match self.metrics.address.parse::<std::net::SocketAddr>() {
                 Err(_) => {
@@ -552,6 +573,9 @@ mod tests {
     #[test]
     fn metrics_are_off_by_default_and_remote_only_when_allowed() {
         assert!(Config::default().metrics.address.is_empty());
+        assert!(Config::default().tracing.otlp_endpoint.is_empty());
+        let c = parse("tracing:\n  otlp_endpoint: http://127.0.0.1:4317\n").unwrap();
+        assert_eq!(c.tracing.otlp_endpoint, "http://127.0.0.1:4317");
         let c = parse("metrics:\n  address: 127.0.0.1:9338\n").unwrap();
         assert_eq!(c.metrics.address, "127.0.0.1:9338");
         parse("metrics:\n  address: 0.0.0.0:9338\n  allow_remote: true\n").unwrap();
@@ -612,6 +636,11 @@ mod tests {
             ("network:\n  bin_dirs: []\n", "network.bin_dirs"),
             ("network:\n  bin_dirs: [cni]\n", "network.bin_dirs"),
             ("metrics:\n  address: localhost:9\n", "metrics.address"),
+            (
+                "tracing:\n  otlp_endpoint: 127.0.0.1:4317\n",
+                "tracing.otlp_endpoint",
+            ),
+            ("tracing:\n  otlp_endpont: x\n", "otlp_endpont"),
             (
                 "metrics:\n  address: 0.0.0.0:9338\n",
                 "metrics.allow_remote",

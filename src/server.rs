@@ -70,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
+    let transfer = crate::admin::Transfer::new(images.clone());
     // Before the CRI socket: a bad streaming address or TLS file fails the start cleanly.
     let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
         .await
@@ -94,18 +95,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
         .trace_fn(|req| {
-            tracing::info_span!(
+            let path = req.uri().path();
+            let span = tracing::info_span!(
                 "rpc",
-                method = req.uri().path().rsplit('/').next().unwrap_or(""),
+                method = path.rsplit('/').next().unwrap_or(""),
                 pod_id = Empty,
                 container_id = Empty,
                 image = Empty,
-            )
+                otel.name = path.trim_start_matches('/'),
+                otel.kind = "server",
+            );
+            crate::telemetry::otel::continue_trace(&span, req.headers());
+            span
         })
         .layer(crate::telemetry::grpc::RpcMetricsLayer)
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .add_service(crate::admin::proto::admin_server::AdminServer::new(admin))
+        .add_service(crate::admin::proto::images_server::ImagesServer::new(
+            transfer,
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             shutdown_signal().await;
             let _ = signalled_tx.send(());

@@ -11,9 +11,15 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("build a current-thread runtime");
-    match runtime.block_on(berth::cli::run(args)) {
+    let result = runtime.block_on(berth::cli::run(args));
+    // A read of stdin (exec -i) may still be blocked: do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if berth::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(ref e) if let Some(exit) = e.downcast_ref::<berth::cli::attach::Exit>() => {
+            ExitCode::from(u8::try_from(exit.0).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE

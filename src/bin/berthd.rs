@@ -39,7 +39,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    berth::logging::init(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -47,12 +46,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(berth::server::run(config)) {
+    // The trace exporter sends its batches from a task of this runtime.
+    let _entered = runtime.enter();
+    let traces = match berth::logging::init(&config.log, &config.tracing.otlp_endpoint) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("berthd: tracing.otlp_endpoint: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match runtime.block_on(berth::server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("berthd: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(traces) = traces
+        && let Err(e) = traces.shutdown()
+    {
+        eprintln!("berthd: flushing traces: {e}");
     }
+    code
 }

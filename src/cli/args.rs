@@ -26,6 +26,15 @@ pub enum Output {
     Json,
 }
 
+/// The tarball layout `berth export` writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormat {
+    /// An OCI image layout (oci-layout, index.json, blobs/).
+    Oci,
+    /// The OCI layout plus docker save's manifest.json, loadable by `docker load`.
+    Docker,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Show the daemon's name and version.
@@ -36,6 +45,19 @@ pub enum Command {
     Pull { image: String },
     /// List images.
     Images,
+    /// Import the images of an OCI image layout or docker-archive tarball (`-` for stdin).
+    Import { file: PathBuf },
+    /// Write images to a tarball (`-` for stdout), like `ctr images export`.
+    Export {
+        /// Where to write the tarball.
+        file: PathBuf,
+        /// Images by name, id or id prefix.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// The tarball's layout.
+        #[arg(long, value_enum, default_value_t = ArchiveFormat::Oci)]
+        format: ArchiveFormat,
+    },
     /// Remove images (all their tags) by name or id.
     Rmi {
         #[arg(required = true)]
@@ -67,13 +89,38 @@ pub enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// Run a command in a running container through the streaming server; exits with its code.
+    Exec {
+        /// Keep stdin open and send it to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a terminal (puts this one in raw mode when it is one).
+        #[arg(short, long)]
+        tty: bool,
+        /// Container id or unique id prefix.
+        container: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Attach to a running container's stdio; -t must match the container's own tty setting.
+    Attach {
+        /// Send stdin to the container.
+        #[arg(short, long)]
+        interactive: bool,
+        /// The container has a terminal (puts this one in raw mode when it is one).
+        #[arg(short, long)]
+        tty: bool,
+        /// Container id or unique id prefix.
+        container: String,
+    },
     /// Stream container lifecycle events, one line per event.
     Events,
-    /// Show CPU and memory use of running containers.
+    /// Show CPU, memory, PIDs and network I/O per pod (containers beneath), refreshed in place.
     Stats {
-        /// Refresh every second until interrupted.
-        #[arg(short, long)]
-        watch: bool,
+        /// Print one table and exit (-o json always prints once).
+        #[arg(long)]
+        no_stream: bool,
     },
     /// Check this node's prerequisites for berth; exits non-zero if any check fails.
     Doctor {

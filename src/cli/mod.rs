@@ -1,6 +1,7 @@
 //! The `berth` operator CLI's commands, over berthd's socket (CRI plus berth's admin API).
 
 pub mod args;
+pub mod attach;
 pub mod completion;
 pub mod doctor;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod pods;
 pub mod ps;
 pub mod pull;
 pub mod stats;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +43,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Info => info::info(&client).await,
         Command::Pull { image } => pull::pull(&client, &image).await,
         Command::Images => images::images(&client).await,
+        Command::Import { file } => transfer::import(&client, &file, out).await,
+        Command::Export {
+            file,
+            images,
+            format,
+        } => transfer::export(&client, &file, &images, format).await,
         Command::Rmi { images } => images::remove(&client, &images).await,
         Command::History { image } => images::history(&client, &image).await,
         Command::Inspect { image } => images::inspect(&client, &image).await,
@@ -52,7 +60,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tail,
         } => logs::logs(&client, &container, follow, tail, out).await,
         Command::Events => events::events(&client, out).await,
-        Command::Stats { watch } => stats::stats(&client, watch, out).await,
+        Command::Exec {
+            interactive,
+            tty,
+            container,
+            command,
+        } => {
+            let streams = attach::Streams {
+                stdin: interactive,
+                tty,
+            };
+            attach::exec(&client, &container, command, streams).await
+        }
+        Command::Attach {
+            interactive,
+            tty,
+            container,
+        } => {
+            let streams = attach::Streams {
+                stdin: interactive,
+                tty,
+            };
+            attach::attach(&client, &container, streams).await
+        }
+        Command::Stats { no_stream } => stats::stats(&client, no_stream, out).await,
         Command::Completion { .. } | Command::Doctor { .. } => unreachable!("handled above"),
     }
 }

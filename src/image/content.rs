@@ -109,6 +109,19 @@ impl ContentStore {
         })
     }
 
+    /// A file for temporary data in the ingest area, removed when dropped (or, after a crash,
+    /// with the other ingest leftovers at startup).
+    pub fn scratch(&self) -> Result<Scratch, ContentError> {
+        let name = format!("{:016x}", rand::random::<u64>());
+        let path = self.root.join("ingest").join(name);
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(Scratch { path, file })
+    }
+
     /// Deletes a committed blob; a missing blob is not an error.
     pub fn delete(&self, digest: &Digest) -> Result<(), ContentError> {
         let path = self.path(digest);
@@ -150,6 +163,19 @@ impl ContentStore {
             .iter()
             .filter_map(|d| self.size(d))
             .sum()
+    }
+}
+
+/// A temporary file in the ingest area; deleted when dropped.
+#[derive(Debug)]
+pub struct Scratch {
+    pub path: PathBuf,
+    pub file: File,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 

@@ -1,10 +1,12 @@
 //! Images: references, registries, the content store, layer unpacking and image records.
 //! Knows nothing of pods or containers.
 
+pub mod archive;
 pub(crate) mod content;
 pub mod digest;
 mod layer_stream;
 pub mod manifest;
+mod progress;
 pub(crate) mod pull;
 pub mod reference;
 pub mod registry;

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+pub use super::progress::{LayerProgress, LayerState, Progress};
 
 use super::content::ContentError;
 use super::digest::Digest;
@@ -84,79 +87,6 @@ impl Classify for PullError {
     }
 }
 
-/// What a layer of a running pull is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerState {
-    /// Already unpacked by an earlier pull: not transferred.
-    Exists,
-    Waiting,
-    Downloading,
-    Done,
-}
-
-impl LayerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LayerState::Exists => "exists",
-            LayerState::Waiting => "waiting",
-            LayerState::Downloading => "downloading",
-            LayerState::Done => "done",
-        }
-    }
-}
-
-/// One layer's progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerProgress {
-    pub digest: Digest,
-    pub size: u64,
-    pub done: u64,
-    pub state: LayerState,
-}
-
-/// Live progress of one pull, read by the progress logger and the CLI.
-#[derive(Debug, Default)]
-pub struct Progress {
-    layers: std::sync::Mutex<Vec<LayerProgress>>,
-}
-
-/// Totals over a pull's layers that are transferred.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub layers_done: usize,
-    pub layers_total: usize,
-}
-
-impl Progress {
-    fn set_layers(&self, layers: Vec<LayerProgress>) {
-        *self.layers.lock().expect("progress lock") = layers;
-    }
-
-    fn update(&self, index: usize, f: impl FnOnce(&mut LayerProgress)) {
-        if let Some(layer) = self.layers.lock().expect("progress lock").get_mut(index) {
-            f(layer);
-        }
-    }
-
-    /// A copy of every layer's state, bottom layer first.
-    pub fn layers(&self) -> Vec<LayerProgress> {
-        self.layers.lock().expect("progress lock").clone()
-    }
-
-    pub fn totals(&self) -> Totals {
-        let layers = self.layers.lock().expect("progress lock");
-        let moving = layers.iter().filter(|l| l.state != LayerState::Exists);
-        moving.fold(Totals::default(), |t, l| Totals {
-            bytes_done: t.bytes_done + l.done,
-            bytes_total: t.bytes_total + l.size,
-            layers_done: t.layers_done + usize::from(l.state == LayerState::Done),
-            layers_total: t.layers_total + 1,
-        })
-    }
-}
-
 /// Settings of the pull pipeline, from `ImageConfig`.
 #[derive(Debug, Clone)]
 pub struct PullSettings {
@@ -195,19 +125,46 @@ impl Puller {
         creds: Option<&Credentials>,
         progress: &Progress,
     ) -> Result<ImageRecord, PullError> {
-        let resolved = self.resolve(image, creds).await?;
-        let manifest = &resolved.manifest;
-        let config_desc = &manifest.config;
         // Everything this pull stores or finds stored is claimed first, so no sweep deletes it
         // before the image record references it; a failure keeps only the completed layers.
         let claim = self.retainer.claim(self.settings.failed_pull_grace);
+        let fetched = self.fetch(image, creds, progress, &claim).await?;
+        // Docker reports the digest the tag resolved to: the index's for a multi-platform image.
+        let repo_digest = fetched.index.as_ref().unwrap_or(&fetched.manifest).clone();
+        let record = fetched.record(
+            image.repo_tag().into_iter().collect(),
+            vec![image.repo_digest(&repo_digest)],
+        );
+        let record = self.images.add(record)?;
+        claim.succeeded();
+        Ok(record)
+    }
+
+    /// Stores everything `image` needs (manifest, index, config, layer blobs and snapshots)
+    /// without recording the image: the caller names it, then ends `claim` as succeeded.
+    pub async fn fetch(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        progress: &Progress,
+        claim: &Claim,
+    ) -> Result<Fetched, PullError> {
+        let resolved = self
+            .resolve(image, creds)
+            .instrument(tracing::info_span!("pull.resolve", image = %image))
+            .await?;
+        let manifest = &resolved.manifest;
+        let config_desc = &manifest.config;
         claim.add(
             [&resolved.manifest_doc.digest, &config_desc.digest]
                 .into_iter()
                 .chain(resolved.index_doc.as_ref().map(|i| &i.digest))
                 .chain(manifest.layers.iter().map(|l| &l.digest)),
         );
-        let config_bytes = self.config(image, config_desc, creds).await?;
+        let config_bytes = self
+            .config(image, config_desc, creds)
+            .instrument(tracing::info_span!("pull.config", digest = %config_desc.digest))
+            .await?;
         let config = ImageConfig::parse(&config_desc.digest, &config_bytes)?;
         config.check_layers(manifest, &resolved.manifest_doc.digest)?;
         let chains = chain_ids(&config.rootfs.diff_ids);
@@ -249,7 +206,9 @@ impl Puller {
                 chain_id: chains[i].clone(),
                 parent: i.checked_sub(1).map(|p| chains[p].clone()),
             };
-            self.fetch_layer(image, creds, layer, progress, &claim)
+            let span = tracing::info_span!("pull.layer", digest = %layer.desc.digest);
+            self.fetch_layer(image, creds, layer, progress, claim)
+                .instrument(span)
         }))
         .buffer_unordered(self.settings.max_concurrent_downloads)
         .try_collect::<Vec<()>>()
@@ -260,28 +219,15 @@ impl Puller {
         if let Some(index) = &resolved.index_doc {
             content.put(&index.digest, &index.bytes)?;
         }
-        // Docker reports the digest the tag resolved to: the index's for a multi-platform image.
-        let repo_digest = resolved
-            .index_doc
-            .as_ref()
-            .unwrap_or(&resolved.manifest_doc)
-            .digest
-            .clone();
-        let record = ImageRecord {
+        Ok(Fetched {
             id: config_desc.digest.clone(),
-            repo_tags: image.repo_tag().into_iter().collect(),
-            repo_digests: vec![image.repo_digest(&repo_digest)],
             manifest: resolved.manifest_doc.digest.clone(),
             index: resolved.index_doc.as_ref().map(|i| i.digest.clone()),
             layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
             chain_ids: chains,
             size: config_desc.size + manifest.layers.iter().map(|l| l.size).sum::<u64>(),
             user: config.config.user.clone(),
-            pinned: false,
-        };
-        let record = self.images.add(record)?;
-        claim.succeeded();
-        Ok(record)
+        })
     }
 
     /// Fetches the top-level manifest and, for an index, the platform's manifest.
@@ -431,6 +377,36 @@ impl Puller {
         claim.completed(std::iter::once(&job.chain_id).chain(stored.then_some(&job.desc.digest)));
         progress.update(job.index, |l| l.state = LayerState::Done);
         Ok(())
+    }
+}
+
+/// An image whose content is stored, not yet recorded under any name.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub id: Digest,
+    pub manifest: Digest,
+    pub index: Option<Digest>,
+    pub layers: Vec<Digest>,
+    pub chain_ids: Vec<Digest>,
+    pub size: u64,
+    pub user: String,
+}
+
+impl Fetched {
+    /// The image record under these names.
+    pub fn record(self, repo_tags: Vec<String>, repo_digests: Vec<String>) -> ImageRecord {
+        ImageRecord {
+            id: self.id,
+            repo_tags,
+            repo_digests,
+            manifest: self.manifest,
+            index: self.index,
+            layers: self.layers,
+            chain_ids: self.chain_ids,
+            size: self.size,
+            user: self.user,
+            pinned: false,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! stored stays unreferenced but its verified layers, which are collected after their grace.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
+use super::archive::ArchiveError;
+use super::archive::export::{self, ExportError, Format};
 use super::digest::Digest;
 use super::pull::{LayerState, Progress, PullError, Puller};
 use super::reference::ImageRef;
@@ -35,6 +39,18 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Store(#[from] ImageStoreError),
+    #[error(transparent)]
+    Archive(Box<ArchiveError>),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("image {0:?} not found")]
+    NotFound(String),
+}
+
+impl From<ArchiveError> for ImageError {
+    fn from(e: ArchiveError) -> ImageError {
+        ImageError::Archive(Box::new(e))
+    }
 }
 
 impl Classify for ImageError {
@@ -42,6 +58,9 @@ impl Classify for ImageError {
         match self {
             ImageError::Pull { source, .. } => source.kind(),
             ImageError::Store(e) => e.kind(),
+            ImageError::Archive(e) => e.kind(),
+            ImageError::Export(e) => e.kind(),
+            ImageError::NotFound(_) => Kind::NotFound,
         }
     }
 }
@@ -243,33 +262,37 @@ impl ImageService {
         let cancel = CancellationToken::new();
         let cancelled = cancel.clone();
         let id = FLIGHT_IDS.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let key = image.to_string();
-            let started = Instant::now();
-            let pull = async {
-                let _shared = gc_lock.read().await;
-                let pull = puller.pull(&image, creds.as_ref(), &task_progress);
-                log_progress(&key, started, &task_progress, pull).await
-            };
-            // Cancelling drops the pull future: its unpackers stop and remove their staging
-            // dirs, its claims end, and the sweep below removes what it stored.
-            let result = tokio::select! {
-                result = pull => result,
-                () = cancelled.cancelled() => Err(PullError::Cancelled),
-            };
-            record_pull(&result, started, &task_progress);
-            {
-                let mut flights = flights.lock().expect("flights lock");
-                if flights.get(&key).is_some_and(|f| f.id == id) {
-                    flights.remove(&key);
+        tokio::spawn(
+            async move {
+                let key = image.to_string();
+                let started = Instant::now();
+                let pull = async {
+                    let _shared = gc_lock.read().await;
+                    let pull = puller.pull(&image, creds.as_ref(), &task_progress);
+                    log_progress(&key, started, &task_progress, pull).await
+                };
+                // Cancelling drops the pull future: its unpackers stop and remove their staging
+                // dirs, its claims end, and the sweep below removes what it stored.
+                let result = tokio::select! {
+                    result = pull => result,
+                    () = cancelled.cancelled() => Err(PullError::Cancelled),
+                };
+                record_pull(&result, started, &task_progress);
+                {
+                    let mut flights = flights.lock().expect("flights lock");
+                    if flights.get(&key).is_some_and(|f| f.id == id) {
+                        flights.remove(&key);
+                    }
                 }
+                if result.is_err() {
+                    collector.after_failure(&key);
+                }
+                let _ = tx.send(Some(result.map_err(Arc::new)));
+                trim_when_idle(flights);
             }
-            if result.is_err() {
-                collector.after_failure(&key);
-            }
-            let _ = tx.send(Some(result.map_err(Arc::new)));
-            trim_when_idle(flights);
-        });
+            // Traced as part of the RPC that started it.
+            .instrument(tracing::Span::current()),
+        );
         Arc::new(Flight {
             id,
             done: rx,
@@ -303,6 +326,62 @@ impl ImageService {
         Ok(Some(swept))
     }
 
+    /// Imports every image of the archive (OCI layout or docker archive) at `path`. Runs to its
+    /// end even if the caller goes away; on failure no image is recorded and what it stored is
+    /// collected again.
+    pub async fn import(&self, path: &Path) -> Result<Vec<ImageRecord>, ImageError> {
+        let puller = self.puller.clone();
+        let gc_lock = self.gc_lock.clone();
+        let path = path.to_path_buf();
+        let task = tokio::spawn(async move {
+            let _shared = gc_lock.read().await;
+            super::archive::import::import(&puller, &path).await
+        });
+        let result = task
+            .await
+            .map_err(|e| ArchiveError::Invalid(format!("import stopped: {e}")))
+            .and_then(|r| r);
+        if let Err(error) = &result {
+            let _exclusive = self.gc_lock.write().await;
+            match self.images.collect_garbage(&self.in_use()) {
+                Ok(swept) => {
+                    tracing::info!(%error, blobs = swept.blobs, snapshots = swept.snapshots, "import failed; its content removed")
+                }
+                Err(e) => {
+                    tracing::warn!(%error, cleanup = %e, "import failed and its content could not be removed")
+                }
+            }
+        }
+        let records = result?;
+        for r in &records {
+            tracing::info!(image = %r.id, names = ?r.repo_tags, "image imported");
+        }
+        Ok(records)
+    }
+
+    /// Looks up the images `specs` name and checks their blobs are stored. The returned job
+    /// writes the archive; garbage collection waits until it is dropped.
+    pub async fn export(&self, specs: &[String], format: Format) -> Result<ExportJob, ImageError> {
+        let guard = self.gc_lock.clone().read_owned().await;
+        let mut records: Vec<ImageRecord> = Vec::new();
+        for spec in specs {
+            let record = self
+                .images
+                .lookup(spec)?
+                .ok_or_else(|| ImageError::NotFound(spec.clone()))?;
+            if !records.iter().any(|r| r.id == record.id) {
+                records.push(record);
+            }
+        }
+        export::check(&self.images.content, &records)?;
+        Ok(ExportJob {
+            content: self.images.content.clone(),
+            records,
+            format,
+            _guard: guard,
+        })
+    }
+
     /// (bytes, inodes) used by image content and snapshots.
     pub fn usage(&self) -> Result<(u64, u64), ImageError> {
         let (snap_bytes, snap_inodes) = self
@@ -328,6 +407,26 @@ fn trim_when_idle(flights: Flights) {
             let _ = tokio::task::spawn_blocking(crate::sys::malloc::trim).await;
         }
     });
+}
+
+/// An export checked and ready to write.
+pub struct ExportJob {
+    content: super::content::ContentStore,
+    records: Vec<ImageRecord>,
+    format: Format,
+    _guard: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+impl ExportJob {
+    /// Writes the archive (blocking I/O: run it on a blocking thread).
+    pub fn write(self, out: impl std::io::Write) -> Result<(), ImageError> {
+        Ok(export::write(
+            &self.content,
+            &self.records,
+            self.format,
+            out,
+        )?)
+    }
 }
 
 /// Records a finished pull in the metrics: its result, duration, bytes and layers.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use super::cache::{CACHE_VERSION, Cache, CachedAttachment};
 use super::conf::{self, Fingerprint, NetworkList};
@@ -162,7 +163,14 @@ impl Cni {
             cni_args: &entry.cni_args,
         };
         let started = std::time::Instant::now();
-        let out = invoke::run(&binary, &call, config).await.map_err(failed)?;
+        let span = match command {
+            "ADD" => tracing::info_span!("cni.add", plugin = kind),
+            _ => tracing::info_span!("cni.del", plugin = kind),
+        };
+        let out = invoke::run(&binary, &call, config)
+            .instrument(span)
+            .await
+            .map_err(failed)?;
         tracing::debug!(
             pod_id = %entry.sandbox_id,
             plugin = kind,

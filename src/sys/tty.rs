@@ -49,3 +49,17 @@ pub fn open_pty_peer(master: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, Err
     // SAFETY: on success the ioctl returned a new descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// The window size (columns, rows) of the terminal open on `fd` (`ioctl(TIOCGWINSZ)`).
+pub fn window_size(fd: BorrowedFd<'_>) -> Result<(u16, u16), Errno> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a live local
+    // for the whole call; `fd` is a valid borrowed descriptor.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    Errno::result(rc).map(|_| (size.ws_col, size.ws_row))
+}

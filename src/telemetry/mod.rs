@@ -1,8 +1,9 @@
 //! Telemetry: berthd's Prometheus metrics (recorded everywhere, served on `metrics.address`
-//! when it is set).
+//! when it is set) and OpenTelemetry traces (exported to `tracing.otlp_endpoint` when set).
 
 pub mod grpc;
 pub mod metrics;
+pub mod otel;
 pub mod serve;
 
 pub use metrics::{NodeSnapshot, metrics};
