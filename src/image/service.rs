@@ -342,15 +342,8 @@ impl ImageService {
             .map_err(|e| ArchiveError::Invalid(format!("import stopped: {e}")))
             .and_then(|r| r);
         if let Err(error) = &result {
-            let _exclusive = self.gc_lock.write().await;
-            match self.images.collect_garbage(&self.in_use()) {
-                Ok(swept) => {
-                    tracing::info!(%error, blobs = swept.blobs, snapshots = swept.snapshots, "import failed; its content removed")
-                }
-                Err(e) => {
-                    tracing::warn!(%error, cleanup = %e, "import failed and its content could not be removed")
-                }
-            }
+            tracing::info!(%error, "import failed; removing what it stored");
+            self.collector.after_failure("import");
         }
         let records = result?;
         for r in &records {
