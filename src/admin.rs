@@ -1,5 +1,10 @@
 //! berth's own operator API (`proto/berth/v1/admin.proto`), served beside CRI on the same socket:
-//! what the `berth` CLI needs that CRI cannot say, such as live pull progress.
+//! what the `berth` CLI needs that CRI cannot say, such as live pull progress, and what it
+//! cannot do: push and tag (`images.rs`).
+
+mod images;
+
+pub use images::Images;
 
 use std::pin::Pin;
 use std::sync::Arc;

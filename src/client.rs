@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+/// berth's admin API messages, for callers of [`CriClient::admin`] and [`CriClient::images`].
+pub use crate::admin::proto;
 use crate::admin::proto::admin_client::AdminClient;
+use crate::admin::proto::images_client::ImagesClient;
 use crate::cri::api::image_service_client::ImageServiceClient;
 use crate::cri::api::runtime_service_client::RuntimeServiceClient;
 
@@ -15,6 +18,8 @@ pub struct CriClient {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,
     pub admin: AdminClient<Channel>,
+    /// berth's push and tag service.
+    pub images: ImagesClient<Channel>,
 }
 
 /// Connects to the CRI socket at `path`.
@@ -38,6 +43,7 @@ pub async fn connect(path: &Path) -> Result<CriClient, tonic::transport::Error> 
         image: ImageServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
-        admin: AdminClient::new(channel),
+        admin: AdminClient::new(channel.clone()),
+        images: ImagesClient::new(channel),
     })
 }

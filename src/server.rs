@@ -70,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
+    let admin_images = crate::admin::Images::new(images.clone());
     // Before the CRI socket: a bad streaming address or TLS file fails the start cleanly.
     let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
         .await
@@ -106,6 +107,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .add_service(crate::admin::proto::admin_server::AdminServer::new(admin))
+        .add_service(crate::admin::proto::images_server::ImagesServer::new(
+            admin_images,
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             shutdown_signal().await;
             let _ = signalled_tx.send(());

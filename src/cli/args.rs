@@ -34,6 +34,19 @@ pub enum Command {
     Info,
     /// Pull an image, with a progress bar per layer.
     Pull { image: String },
+    /// Push a stored image to a registry: only the blobs it lacks, then the manifest.
+    Push {
+        /// A stored image (name or id).
+        image: String,
+        /// Where to push it (a reference with a tag) [default: IMAGE itself].
+        dest: Option<String>,
+        /// Username for the registry; the password comes from $BERTH_REGISTRY_PASSWORD. Without
+        /// it, the registry's `registries` config entry decides.
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Give a stored image another name.
+    Tag { source: String, target: String },
     /// List images.
     Images,
     /// Remove images (all their tags) by name or id.

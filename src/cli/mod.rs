@@ -12,6 +12,7 @@ pub mod logs_follow;
 pub mod pods;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Version => info::version(&client).await,
         Command::Info => info::info(&client).await,
         Command::Pull { image } => pull::pull(&client, &image).await,
+        Command::Push {
+            image,
+            dest,
+            username,
+        } => {
+            let auth = push::PushAuth {
+                password: username
+                    .as_ref()
+                    .and_then(|_| std::env::var("BERTH_REGISTRY_PASSWORD").ok()),
+                username,
+            };
+            push::push(&client, &image, dest.as_deref(), auth).await
+        }
+        Command::Tag { source, target } => push::tag(&client, &source, &target).await,
         Command::Images => images::images(&client).await,
         Command::Rmi { images } => images::remove(&client, &images).await,
         Command::History { image } => images::history(&client, &image).await,

@@ -6,6 +6,7 @@ pub mod digest;
 mod layer_stream;
 pub mod manifest;
 pub(crate) mod pull;
+pub(crate) mod push;
 pub mod reference;
 pub mod registry;
 pub(crate) mod service;
@@ -38,9 +39,16 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
             anyhow::anyhow!("image.platform {:?} is invalid", config.image.platform)
         })?
     };
-    let registry = registry::RegistryClient::new(&config.registries, &config.image)?;
+    let registry = Arc::new(registry::RegistryClient::new(
+        &config.registries,
+        &config.image,
+    )?);
+    let pusher = push::Pusher {
+        registry: registry.clone(),
+        images: images.clone(),
+    };
     let puller = pull::Puller {
-        registry: Arc::new(registry),
+        registry,
         images,
         settings: Arc::new(pull::PullSettings {
             platform,
@@ -49,5 +57,5 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
             discard_compressed_layers: config.image.discard_compressed_layers,
         }),
     };
-    Ok(service::ImageService::new(puller))
+    Ok(service::ImageService::new(puller, pusher))
 }
