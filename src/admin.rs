@@ -1,7 +1,8 @@
 //! berth's own operator API (`proto/berth/v1/admin.proto`), served beside CRI on the same socket:
 //! what the `berth` CLI needs that CRI cannot say, such as live pull progress, and what it
-//! cannot do: push and tag (`images.rs`).
+//! cannot do: push, tag (`images.rs`) and build (`build.rs`).
 
+mod build;
 mod images;
 
 pub use images::Images;

@@ -70,7 +70,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
-    let admin_images = crate::admin::Images::new(images.clone());
+    let builder = Arc::new(crate::build::Builder {
+        images: images.clone(),
+        shim: shim.clone(),
+        dir: config.root_dir.join("build"),
+    });
+    builder.sweep();
+    let admin_images = crate::admin::Images::new(images.clone(), builder);
     // Before the CRI socket: a bad streaming address or TLS file fails the start cleanly.
     let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
         .await

@@ -1,4 +1,5 @@
-//! The admin API's `Images` service: pushing and tagging stored images.
+//! The admin API's `Images` service: pushing and tagging stored images (and building them,
+//! `build.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,11 +21,12 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
 pub struct Images {
     images: Arc<ImageService>,
+    builder: Arc<crate::build::Builder>,
 }
 
 impl Images {
-    pub fn new(images: Arc<ImageService>) -> Images {
-        Images { images }
+    pub fn new(images: Arc<ImageService>, builder: Arc<crate::build::Builder>) -> Images {
+        Images { images, builder }
     }
 }
 
@@ -58,6 +60,15 @@ impl<T> Drop for AbortOnDrop<T> {
 #[tonic::async_trait]
 impl proto::images_server::Images for Images {
     type PushStream = PushStream;
+    type BuildStream = super::build::BuildStream;
+
+    async fn build(
+        &self,
+        request: Request<proto::BuildRequest>,
+    ) -> Result<Response<Self::BuildStream>, Status> {
+        let stream = super::build::start(self.builder.clone(), request.into_inner())?;
+        Ok(Response::new(stream))
+    }
 
     async fn push(
         &self,

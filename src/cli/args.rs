@@ -45,6 +45,26 @@ pub enum Command {
         #[arg(long)]
         username: Option<String>,
     },
+    /// Build an image from a Dockerfile (in berthd, into its image store).
+    Build {
+        /// The build context directory.
+        context: PathBuf,
+        /// The Dockerfile [default: CONTEXT/Dockerfile].
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// Name the image (repeatable).
+        #[arg(short, long = "tag")]
+        tags: Vec<String>,
+        /// Build this stage (and what it needs) instead of the last one.
+        #[arg(long)]
+        target: Option<String>,
+        /// A build arg, NAME=VALUE (or NAME: from the environment); repeatable.
+        #[arg(long = "build-arg")]
+        build_args: Vec<String>,
+        /// Run every step, ignoring the layer cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Give a stored image another name.
     Tag { source: String, target: String },
     /// List images.

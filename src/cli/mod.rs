@@ -1,6 +1,7 @@
 //! The `berth` operator CLI's commands, over berthd's socket (CRI plus berth's admin API).
 
 pub mod args;
+pub mod build;
 pub mod completion;
 pub mod doctor;
 pub mod events;
@@ -53,6 +54,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 username,
             };
             push::push(&client, &image, dest.as_deref(), auth).await
+        }
+        Command::Build {
+            context,
+            file,
+            tags,
+            target,
+            build_args,
+            no_cache,
+        } => {
+            let args = build::BuildArgs {
+                context,
+                file,
+                tags,
+                target,
+                build_args,
+                no_cache,
+            };
+            build::build(&client, args).await
         }
         Command::Tag { source, target } => push::tag(&client, &source, &target).await,
         Command::Images => images::images(&client).await,

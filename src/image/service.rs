@@ -126,6 +126,11 @@ impl ImageService {
         Ok(swept)
     }
 
+    /// Keeps garbage collection away (a build holds it while its layers have no image yet).
+    pub async fn hold_gc(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gc_lock.clone().read_owned().await
+    }
+
     pub fn store(&self) -> &ImageStore {
         &self.images
     }

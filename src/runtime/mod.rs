@@ -13,7 +13,7 @@ pub mod error;
 pub mod events;
 mod exits;
 pub mod handlers;
-mod image_etc;
+pub(crate) mod image_etc;
 pub mod image_volumes;
 pub mod intents;
 pub mod metrics;
