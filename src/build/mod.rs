@@ -144,6 +144,10 @@ impl Builder {
         }
         let _gc = self.images.hold_gc().await;
         std::fs::create_dir_all(self.dir.join("cache"))
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            })
             .map_err(|e| BuildError::Store(format!("{}: {e}", self.dir.display())))?;
         let mut run = stage::Run {
             builder: self,
