@@ -42,6 +42,10 @@ echo "$out"
 grep -q '^built sha256:' <<<"$out" || fail "no image id in: $out"
 [[ $(result_of "$out" "RUN echo") == DONE ]] || fail "first build ran the RUN"
 pass "two-stage build"
+hist=$(b history "$NAME")
+grep -qE '^[^ ]+ +- +CMD \["cat", "/app.out"\]' <<<"$hist" || fail "history: CMD not an empty layer: $hist"
+grep -qE '^[^ ]+ +yes +COPY --from=build' <<<"$hist" || fail "history: COPY --from not a layer: $hist"
+pass "berth history: one line per instruction, empty layers marked"
 
 # Run it with crictl.
 cat > "$WORK/pod.json" <<JSON

@@ -11,6 +11,7 @@ pub mod dockerfile;
 pub mod expand;
 mod image;
 mod layer;
+mod plan;
 mod run;
 mod stage;
 mod steps;
@@ -137,7 +138,7 @@ impl Builder {
             .map_err(|e| BuildError::Context(format!("{}: {e}", path.display())))?;
         let instructions = dockerfile::parse(&text)?;
         let context = context::Context::open(&request.context)?;
-        let plan = stage::plan(&instructions, request)?;
+        let plan = plan::plan(&instructions, request)?;
         // Base images are pulled before the build holds the garbage-collection lock.
         for base in plan.bases() {
             self.base(&base, &output).await?;

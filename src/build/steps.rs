@@ -10,8 +10,9 @@ use super::copy::{self, Apply};
 use super::dockerfile::{Args, Instruction};
 use super::expand::expand;
 use super::layer::{self, Layer};
+use super::plan::Plan;
 use super::run::{self, RunStep};
-use super::stage::{Built, Plan, Run};
+use super::stage::{Built, Run};
 use crate::image::digest::Digest;
 use crate::snapshot::mount::{mount_readonly_layers, unmount_path};
 
