@@ -1,5 +1,11 @@
 //! berth's own operator API (`proto/berth/v1/admin.proto`), served beside CRI on the same socket:
-//! what the `berth` CLI needs that CRI cannot say, such as live pull progress.
+//! what the `berth` CLI needs that CRI cannot say, such as live pull progress, and what it
+//! cannot do: push, tag (`images.rs`) and build (`build.rs`).
+
+mod build;
+mod images;
+
+pub use images::Images;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,7 +32,7 @@ pub struct Admin {
     images: Arc<ImageService>,
 }
 
-/// The `Images` service: import and export of image tarballs.
+/// The `Transfer` service: import and export of image tarballs.
 pub struct Transfer {
     images: Arc<ImageService>,
 }
@@ -85,7 +91,7 @@ impl proto::admin_server::Admin for Admin {
 type ExportStream = Pin<Box<dyn Stream<Item = Result<proto::ExportChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl proto::images_server::Images for Transfer {
+impl proto::transfer_server::Transfer for Transfer {
     type ExportStream = ExportStream;
 
     /// Spools the upload into the content store's ingest area, then imports it.

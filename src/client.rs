@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+/// berth's admin API messages, for callers of [`CriClient::admin`], [`CriClient::images`] and
+/// [`CriClient::transfer`].
+pub use crate::admin::proto;
 use crate::admin::proto::admin_client::AdminClient;
 use crate::admin::proto::images_client::ImagesClient;
+use crate::admin::proto::transfer_client::TransferClient;
 
-/// berth's admin API messages (pull progress, image import and export).
-pub use crate::admin::proto as admin_proto;
 use crate::cri::api::image_service_client::ImageServiceClient;
 use crate::cri::api::runtime_service_client::RuntimeServiceClient;
 
@@ -20,7 +22,9 @@ pub struct CriClient {
     pub image: ImageServiceClient<Channel>,
     pub admin: AdminClient<Channel>,
     /// Image import and export.
-    pub transfer: ImagesClient<Channel>,
+    pub transfer: TransferClient<Channel>,
+    /// berth's push, tag and build service.
+    pub images: ImagesClient<Channel>,
 }
 
 /// Connects to the CRI socket at `path`.
@@ -45,6 +49,7 @@ pub async fn connect(path: &Path) -> Result<CriClient, tonic::transport::Error> 
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
         admin: AdminClient::new(channel.clone()),
-        transfer: ImagesClient::new(channel),
+        transfer: TransferClient::new(channel.clone()),
+        images: ImagesClient::new(channel),
     })
 }

@@ -7,6 +7,7 @@
 //! `sys`, the one module of thin system-call wrappers.
 
 pub(crate) mod admin;
+pub mod build;
 pub mod cgroup;
 pub mod cli;
 pub mod client;

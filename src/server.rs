@@ -71,6 +71,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
     let transfer = crate::admin::Transfer::new(images.clone());
+    let builder = Arc::new(crate::build::Builder {
+        images: images.clone(),
+        shim: shim.clone(),
+        dir: config.root_dir.join("build"),
+    });
+    builder.sweep();
+    let admin_images = crate::admin::Images::new(images.clone(), builder);
     // Before the CRI socket: a bad streaming address or TLS file fails the start cleanly.
     let streaming = crate::streaming::Server::start(&config.streaming, runtime.clone())
         .await
@@ -113,6 +120,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(cri.image_server())
         .add_service(crate::admin::proto::admin_server::AdminServer::new(admin))
         .add_service(crate::admin::proto::images_server::ImagesServer::new(
+            admin_images,
+        ))
+        .add_service(crate::admin::proto::transfer_server::TransferServer::new(
             transfer,
         ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Read;
 
-use berth::client::admin_proto::{ExportRequest, ImportChunk, ImportedImage};
+use berth::client::proto::{ExportRequest, ImportChunk, ImportedImage};
 use berth::cri::api;
 use common::Daemon;
 use common::pods::{container_config, pod_config, pull, run_pod, start_container, wait_exited};

@@ -1,7 +1,7 @@
 //! berth-shim: the per-pod supervisor (`berth-shim serve`, see `berth::shim`). Its hidden
 //! subcommands are dispatched first, before anything could start a thread: `init` is the
 //! built-in executor's fork helper (`berth::exec`), `pause` the init of a pod-shared PID
-//! namespace.
+//! namespace, `build-run` the container of one `berth build` RUN step.
 
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     match std::env::args_os().nth(1) {
         Some(a) if a == "init" => berth::exec::init_main(),
         Some(a) if a == "pause" => berth::shim::pause_main(),
+        Some(a) if a == "build-run" => return berth::build::runner_main(),
         _ => {}
     }
     match berth::shim::Cli::parse().command {

@@ -43,6 +43,39 @@ pub enum Command {
     Info,
     /// Pull an image, with a progress bar per layer.
     Pull { image: String },
+    /// Push a stored image to a registry: only the blobs it lacks, then the manifest.
+    Push {
+        /// A stored image (name or id).
+        image: String,
+        /// Where to push it (a reference with a tag) [default: IMAGE itself].
+        dest: Option<String>,
+        /// Username for the registry; the password comes from $BERTH_REGISTRY_PASSWORD. Without
+        /// it, the registry's `registries` config entry decides.
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Build an image from a Dockerfile (in berthd, into its image store).
+    Build {
+        /// The build context directory.
+        context: PathBuf,
+        /// The Dockerfile [default: CONTEXT/Dockerfile].
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// Name the image (repeatable).
+        #[arg(short, long = "tag")]
+        tags: Vec<String>,
+        /// Build this stage (and what it needs) instead of the last one.
+        #[arg(long)]
+        target: Option<String>,
+        /// A build arg, NAME=VALUE (or NAME: from the environment); repeatable.
+        #[arg(long = "build-arg")]
+        build_args: Vec<String>,
+        /// Run every step, ignoring the layer cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Give a stored image another name.
+    Tag { source: String, target: String },
     /// List images.
     Images,
     /// Import the images of an OCI image layout or docker-archive tarball (`-` for stdin).

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod attach;
+pub mod build;
 pub mod completion;
 pub mod doctor;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod logs_follow;
 pub mod pods;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod stats;
 pub mod transfer;
 
@@ -42,6 +44,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Version => info::version(&client).await,
         Command::Info => info::info(&client).await,
         Command::Pull { image } => pull::pull(&client, &image).await,
+        Command::Push {
+            image,
+            dest,
+            username,
+        } => {
+            let auth = push::PushAuth {
+                password: username
+                    .as_ref()
+                    .and_then(|_| std::env::var("BERTH_REGISTRY_PASSWORD").ok()),
+                username,
+            };
+            push::push(&client, &image, dest.as_deref(), auth).await
+        }
+        Command::Build {
+            context,
+            file,
+            tags,
+            target,
+            build_args,
+            no_cache,
+        } => {
+            let args = build::BuildArgs {
+                context,
+                file,
+                tags,
+                target,
+                build_args,
+                no_cache,
+            };
+            build::build(&client, args).await
+        }
+        Command::Tag { source, target } => push::tag(&client, &source, &target).await,
         Command::Images => images::images(&client).await,
         Command::Import { file } => transfer::import(&client, &file, out).await,
         Command::Export {

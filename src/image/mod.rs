@@ -8,6 +8,7 @@ mod layer_stream;
 pub mod manifest;
 mod progress;
 pub(crate) mod pull;
+pub(crate) mod push;
 pub mod reference;
 pub mod registry;
 pub(crate) mod retain;
@@ -41,9 +42,16 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
             anyhow::anyhow!("image.platform {:?} is invalid", config.image.platform)
         })?
     };
-    let registry = registry::RegistryClient::new(&config.registries, &config.image)?;
+    let registry = Arc::new(registry::RegistryClient::new(
+        &config.registries,
+        &config.image,
+    )?);
+    let pusher = push::Pusher {
+        registry: registry.clone(),
+        images: images.clone(),
+    };
     let puller = pull::Puller {
-        registry: Arc::new(registry),
+        registry,
         images,
         settings: Arc::new(pull::PullSettings {
             platform,
@@ -56,5 +64,5 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
         }),
         retainer: Arc::default(),
     };
-    Ok(service::ImageService::new(puller))
+    Ok(service::ImageService::new(puller, pusher))
 }

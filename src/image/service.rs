@@ -18,6 +18,7 @@ use super::archive::ArchiveError;
 use super::archive::export::{self, ExportError, Format};
 use super::digest::Digest;
 use super::pull::{LayerState, Progress, PullError, Puller};
+use super::push::{BlobProgress, PushError, Pushed, Pusher};
 use super::reference::ImageRef;
 use super::registry::Credentials;
 use super::retain::Retainer;
@@ -37,14 +38,21 @@ pub enum ImageError {
         image: String,
         source: Arc<PullError>,
     },
+    #[error("push {image}: {source}")]
+    Push {
+        image: String,
+        source: Box<PushError>,
+    },
+    #[error("{spec}: no such image")]
+    NotFound { spec: String },
+    #[error("tag {target}: the new name needs a tag, not a digest")]
+    TagDigest { target: String },
     #[error(transparent)]
     Store(#[from] ImageStoreError),
     #[error(transparent)]
     Archive(Box<ArchiveError>),
     #[error(transparent)]
     Export(#[from] ExportError),
-    #[error("image {0:?} not found")]
-    NotFound(String),
 }
 
 impl From<ArchiveError> for ImageError {
@@ -57,10 +65,12 @@ impl Classify for ImageError {
     fn kind(&self) -> Kind {
         match self {
             ImageError::Pull { source, .. } => source.kind(),
+            ImageError::Push { source, .. } => source.kind(),
+            ImageError::NotFound { .. } => Kind::NotFound,
+            ImageError::TagDigest { .. } => Kind::InvalidArgument,
             ImageError::Store(e) => e.kind(),
             ImageError::Archive(e) => e.kind(),
             ImageError::Export(e) => e.kind(),
-            ImageError::NotFound(_) => Kind::NotFound,
         }
     }
 }
@@ -83,6 +93,7 @@ type Flights = Arc<Mutex<HashMap<String, Arc<Flight>>>>;
 
 pub struct ImageService {
     puller: Puller,
+    pusher: Pusher,
     images: Arc<ImageStore>,
     /// Pulls hold it shared; removal and garbage collection hold it exclusively, so a sweep never
     /// sees a committed snapshot whose image record is not written yet.
@@ -157,7 +168,7 @@ impl Collector {
 pub type SnapshotUsers = Box<dyn Fn() -> HashSet<Digest> + Send + Sync>;
 
 impl ImageService {
-    pub fn new(puller: Puller) -> ImageService {
+    pub fn new(puller: Puller, pusher: Pusher) -> ImageService {
         ImageService {
             images: puller.images.clone(),
             collector: Arc::new(Collector {
@@ -166,6 +177,7 @@ impl ImageService {
                 snapshot_users: OnceLock::new(),
             }),
             puller,
+            pusher,
             gc_lock: Arc::new(RwLock::new(())),
             flights: Arc::default(),
         }
@@ -201,6 +213,11 @@ impl ImageService {
             );
         }
         Ok(swept)
+    }
+
+    /// Keeps garbage collection away (a build holds it while its layers have no image yet).
+    pub async fn hold_gc(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gc_lock.clone().read_owned().await
     }
 
     pub fn store(&self) -> &ImageStore {
@@ -302,6 +319,66 @@ impl ImageService {
         })
     }
 
+    /// Finds `spec` and lists the blobs a push of it sends, for progress; then
+    /// [`ImageService::push`] with that list.
+    pub fn push_plan(
+        &self,
+        spec: &str,
+    ) -> Result<(ImageRecord, Vec<Arc<BlobProgress>>), ImageError> {
+        let record = self
+            .images
+            .lookup(spec)?
+            .ok_or_else(|| ImageError::NotFound {
+                spec: spec.to_string(),
+            })?;
+        let plan = self
+            .pusher
+            .plan(&record)
+            .map_err(|source| ImageError::Push {
+                image: spec.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok((record, plan))
+    }
+
+    /// Pushes a stored image to `dest`: only the blobs the registry lacks, then its manifest.
+    /// Holds the garbage-collection lock shared, so the blobs stay while they are read.
+    pub async fn push(
+        &self,
+        record: &ImageRecord,
+        dest: &ImageRef,
+        creds: Option<&Credentials>,
+        plan: &[Arc<BlobProgress>],
+    ) -> Result<Pushed, ImageError> {
+        let _shared = self.gc_lock.read().await;
+        let pushed = self.pusher.push(record, dest, creds, plan).await;
+        pushed.map_err(|source| ImageError::Push {
+            image: dest.to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Gives the image `source` names the tag `target` (moved from any image that had it).
+    pub fn tag(&self, source: &str, target: &ImageRef) -> Result<ImageRecord, ImageError> {
+        let Some(mut record) = self.images.lookup(source)? else {
+            return Err(ImageError::NotFound {
+                spec: source.to_string(),
+            });
+        };
+        let tag = match (target.digest(), target.repo_tag()) {
+            (None, Some(tag)) => tag,
+            _ => {
+                return Err(ImageError::TagDigest {
+                    target: target.to_string(),
+                });
+            }
+        };
+        if !record.repo_tags.contains(&tag) {
+            record.repo_tags.push(tag);
+        }
+        Ok(self.images.add(record)?)
+    }
+
     pub fn list(&self, filter: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         Ok(match filter {
             Some(spec) => self.images.lookup(spec)?.into_iter().collect(),
@@ -361,7 +438,7 @@ impl ImageService {
             let record = self
                 .images
                 .lookup(spec)?
-                .ok_or_else(|| ImageError::NotFound(spec.clone()))?;
+                .ok_or_else(|| ImageError::NotFound { spec: spec.clone() })?;
             if !records.iter().any(|r| r.id == record.id) {
                 records.push(record);
             }

@@ -15,7 +15,7 @@ pub mod events;
 mod exits;
 pub mod handlers;
 pub mod host;
-mod image_etc;
+pub(crate) mod image_etc;
 pub mod image_volumes;
 pub mod intents;
 pub mod metrics;

@@ -1,6 +1,6 @@
-//! The OCI distribution API client berth pulls with: manifests as bytes, blobs as streams.
-//! Transport only — parsing manifests is someone else's job. The pull code sees only the
-//! [`Registry`] trait.
+//! The OCI distribution API client berth pulls and pushes with: manifests as bytes, blobs as
+//! streams. Transport only — parsing manifests is someone else's job. The pull code sees only
+//! the [`Registry`] trait, the push code only [`RegistryPush`] (`push.rs`).
 //!
 //! - Requests go to a registry's mirrors in order, then to the registry itself; any failure on a
 //!   mirror (logged at warn) moves on to the next. Schemes and TLS are per host (`endpoint.rs`).
@@ -18,6 +18,7 @@ mod blob;
 mod endpoint;
 mod error;
 mod manifest;
+mod push;
 mod transport;
 
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub use manifest::{
     ACCEPTED_MEDIA_TYPES, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_MANIFEST_BYTES, OCI_INDEX,
     OCI_MANIFEST,
 };
+pub use push::{BlobPushed, BlobUpload, RegistryPush};
 
 use blob::BlobSource;
 use endpoint::{Clients, Endpoint, Endpoints};

@@ -64,7 +64,29 @@ impl Transport {
         path: &str,
         headers: &HeaderMap,
     ) -> Result<Response, RegistryError> {
+        let access = Access::pull(repository);
+        let build = || {
+            endpoint
+                .client
+                .get(endpoint.url(path))
+                .headers(headers.clone())
+        };
+        self.request(endpoint, &access, credentials, subject, build)
+            .await
+    }
+
+    /// Sends the request `build` makes to `endpoint` with the authorization `access` needs,
+    /// asking for it as a 401 says. `build` is called once per attempt (its body is sent again).
+    pub async fn request(
+        &self,
+        endpoint: &Endpoint,
+        access: &Access,
+        credentials: Option<&Credentials>,
+        subject: &Subject,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let host = endpoint.host.as_str();
+        let repository = access.repository.as_str();
         let key = CacheKey::new(host, repository, credentials);
         let mut authenticated = false;
         loop {
@@ -72,13 +94,9 @@ impl Transport {
                 Some(Credentials::RegistryToken(token)) => Some(auth::bearer(token)),
                 _ => self.auth.get(&key),
             };
-            let build = || {
-                let request = endpoint.client.get(endpoint.url(path));
-                let request = request.headers(headers.clone());
-                match &authorization {
-                    Some(value) => request.header(AUTHORIZATION, value.clone()),
-                    None => request,
-                }
+            let build = || match &authorization {
+                Some(value) => build().header(AUTHORIZATION, value.clone()),
+                None => build(),
             };
             let response = self.send(subject, host, endpoint, true, build).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
@@ -114,7 +132,7 @@ impl Transport {
                     },
                     _,
                 ) => {
-                    let scopes = scopes(repository, scope);
+                    let scopes = access.scopes(scope);
                     let (token, ttl) = self
                         .token(endpoint, subject, credentials, &realm, service, &scopes)
                         .await?;
@@ -330,11 +348,42 @@ fn bad_certificate(error: &reqwest::Error) -> bool {
     matches!(tls_error(error), Some(rustls::Error::InvalidCertificate(_)))
 }
 
-/// Pull access to `repository`, plus whatever other scope the registry's challenge named.
-fn scopes(repository: &str, challenged: Option<String>) -> Vec<String> {
-    let mut scopes = vec![format!("repository:{repository}:pull")];
-    scopes.extend(challenged.filter(|s| !s.is_empty() && *s != scopes[0]));
-    scopes
+/// The repository access a request needs: pull, or pull and push, plus pull of the
+/// repositories a cross-repository mount reads from.
+#[derive(Debug, Clone)]
+pub(super) struct Access {
+    pub repository: String,
+    pub push: bool,
+    pub also_pull: Vec<String>,
+}
+
+impl Access {
+    pub fn pull(repository: &str) -> Access {
+        Access {
+            repository: repository.to_string(),
+            push: false,
+            also_pull: Vec::new(),
+        }
+    }
+
+    pub fn push(repository: &str) -> Access {
+        Access {
+            push: true,
+            ..Access::pull(repository)
+        }
+    }
+
+    /// The token scopes to ask for: this access, plus whatever other scope the registry's
+    /// challenge named.
+    fn scopes(&self, challenged: Option<String>) -> Vec<String> {
+        let actions = if self.push { "pull,push" } else { "pull" };
+        let mut scopes = vec![format!("repository:{}:{actions}", self.repository)];
+        for other in &self.also_pull {
+            scopes.push(format!("repository:{other}:pull"));
+        }
+        scopes.extend(challenged.filter(|s| !s.is_empty() && !scopes.contains(s)));
+        scopes
+    }
 }
 
 /// The URL without its query, which may carry signed-URL secrets.
@@ -357,14 +406,25 @@ mod tests {
 
     #[test]
     fn scope_always_includes_pull_of_the_repository() {
-        assert_eq!(scopes("a/b", None), ["repository:a/b:pull"]);
+        let pull = Access::pull("a/b");
+        assert_eq!(pull.scopes(None), ["repository:a/b:pull"]);
         assert_eq!(
-            scopes("a/b", Some("repository:a/b:pull".into())),
+            pull.scopes(Some("repository:a/b:pull".into())),
             ["repository:a/b:pull"]
         );
         assert_eq!(
-            scopes("a/b", Some("repository:a/b:pull,push".into())),
+            pull.scopes(Some("repository:a/b:pull,push".into())),
             ["repository:a/b:pull", "repository:a/b:pull,push"]
+        );
+    }
+
+    #[test]
+    fn push_scope_asks_for_push_and_pull_of_mount_sources() {
+        let mut push = Access::push("a/b");
+        push.also_pull.push("c/d".into());
+        assert_eq!(
+            push.scopes(Some("repository:a/b:pull,push".into())),
+            ["repository:a/b:pull,push", "repository:c/d:pull"]
         );
     }
 
