@@ -52,6 +52,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
+    pub cdi: CdiConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -69,6 +70,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             metrics: MetricsConfig::default(),
+            cdi: CdiConfig::default(),
             registries: BTreeMap::new(),
         }
     }
@@ -95,6 +97,25 @@ impl Default for StreamingConfig {
             tls: None,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Devices for containers through CDI (docs/devices.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdiConfig {
+    /// Where CDI spec files are read, lowest priority first; empty turns CDI off.
+    pub spec_dirs: Vec<PathBuf>,
+}
+
+impl Default for CdiConfig {
+    fn default() -> Self {
+        CdiConfig {
+            spec_dirs: crate::devices::registry::DEFAULT_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 }
@@ -347,6 +368,12 @@ impl Config {
         ] {
             if !dir.is_absolute() {
                 return invalid(key, &format!("{} is not an absolute path", dir.display()));
+            }
+        }
+        for dir in &self.cdi.spec_dirs {
+            if !dir.is_absolute() {
+                let message = format!("{} is not an absolute path", dir.display());
+                return invalid("cdi.spec_dirs", &message);
             }
         }
         // A pod's shim listens on <state_dir>/pods/<64-hex id>/shim.sock, and a unix socket path

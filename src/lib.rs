@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod cri;
 pub mod cri_api;
+pub mod devices;
 pub mod error;
 pub mod exec;
 pub mod image;

@@ -212,6 +212,7 @@ impl Runtime {
             seccomp,
             host: &self.host,
         })?;
+        let spec = self.inject_cdi_devices(&config, &sandbox.runtime_handler, spec)?;
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
         write_private(&bundle.join("config.json"), &spec_json).map_err(RuntimeError::io(
             format!("write {}/config.json", bundle.display()),
