@@ -19,6 +19,7 @@ pub mod exec;
 pub mod image;
 pub mod logging;
 pub mod network;
+pub mod nri;
 pub(crate) mod oci;
 pub mod runtime;
 pub mod server;
