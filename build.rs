@@ -1,5 +1,5 @@
-//! Compiles the CRI v1 API (proto/k8s/cri-api, upstream's file byte for byte) and berth's own
-//! protocols in proto/berth, links the per-pod `berth-shim` as a position-dependent executable
+//! Compiles the CRI v1 API (proto/k8s/cri-api, upstream's file byte for byte), the NRI API
+//! (proto/nri, upstream's file byte for byte, for ttrpc) and berth's own protocols in proto/berth, links the per-pod `berth-shim` as a position-dependent executable
 //! (docs/adr/0002-non-pie-shim.md), and records when it ran (`BERTH_BUILD_EPOCH`, for
 //! `berth doctor`'s clock check).
 
@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // pages instead of ~400 KiB of private memory in every shim.
     println!("cargo:rustc-link-arg-bin=berth-shim=-no-pie");
     compile_cri()?;
+    compile_nri()?;
     tonic_prost_build::configure().compile_protos(
         &[
             "proto/berth/v1/admin.proto",
@@ -25,6 +26,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         &["proto"],
     )?;
+    Ok(())
+}
+
+/// Compiles the NRI API (proto/nri/README.md) into `$OUT_DIR/nri/{api,api_ttrpc}.rs`, without
+/// the inner attributes and doc comments rust-protobuf puts at the top of each file (they cannot
+/// stand inside the `mod` that `include!`s them; src/nri/mod.rs sets its own).
+fn compile_nri() -> Result<(), Box<dyn std::error::Error>> {
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("nri");
+    std::fs::create_dir_all(&out)?;
+    ttrpc_codegen::Codegen::new()
+        .out_dir(&out)
+        .inputs(["proto/nri/api.proto"])
+        .include("proto/nri")
+        .rust_protobuf()
+        .customize(ttrpc_codegen::Customize {
+            async_all: true,
+            ..Default::default()
+        })
+        .run()?;
+    for name in ["api.rs", "api_ttrpc.rs"] {
+        let path = out.join(name);
+        let text = std::fs::read_to_string(&path)?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("#![") && !l.starts_with("//!"))
+            .collect();
+        std::fs::write(&path, kept.join("\n"))?;
+    }
     Ok(())
 }
 

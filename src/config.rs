@@ -53,6 +53,8 @@ pub struct Config {
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
     pub tracing: TracingConfig,
+    pub cdi: CdiConfig,
+    pub nri: NriConfig,
     /// Per-registry settings keyed by host (`host[:port]`, `docker.io` for Docker Hub).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -71,6 +73,8 @@ impl Default for Config {
             streaming: StreamingConfig::default(),
             metrics: MetricsConfig::default(),
             tracing: TracingConfig::default(),
+            cdi: CdiConfig::default(),
+            nri: NriConfig::default(),
             registries: BTreeMap::new(),
         }
     }
@@ -97,6 +101,58 @@ impl Default for StreamingConfig {
             tls: None,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Devices for containers through CDI (docs/devices.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdiConfig {
+    /// Where CDI spec files are read, lowest priority first; empty turns CDI off.
+    pub spec_dirs: Vec<PathBuf>,
+}
+
+impl Default for CdiConfig {
+    fn default() -> Self {
+        CdiConfig {
+            spec_dirs: crate::devices::registry::DEFAULT_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        }
+    }
+}
+
+/// berth as an NRI runtime (docs/nri.md). Off by default; not implemented yet, so turning it
+/// on is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NriConfig {
+    pub enable: bool,
+    /// The socket external plugins connect to.
+    pub socket_path: PathBuf,
+    /// Plugins started by berth (`NN-name` executables).
+    pub plugin_path: PathBuf,
+    /// Configuration of the plugins berth starts.
+    pub plugin_config_path: PathBuf,
+    /// How long a plugin may take to register after connecting.
+    #[serde(with = "humantime_serde_compat")]
+    pub registration_timeout: Duration,
+    /// How long a plugin may take to answer one request.
+    #[serde(with = "humantime_serde_compat")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NriConfig {
+    fn default() -> Self {
+        NriConfig {
+            enable: false,
+            socket_path: PathBuf::from("/var/run/nri/nri.sock"),
+            plugin_path: PathBuf::from("/opt/nri/plugins"),
+            plugin_config_path: PathBuf::from("/etc/nri/conf.d"),
+            registration_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -374,6 +430,30 @@ impl Config {
                 return invalid(key, &format!("{} is not an absolute path", dir.display()));
             }
         }
+        for dir in &self.cdi.spec_dirs {
+            if !dir.is_absolute() {
+                let message = format!("{} is not an absolute path", dir.display());
+                return invalid("cdi.spec_dirs", &message);
+            }
+        }
+        if self.nri.enable {
+            return invalid(
+                "nri.enable",
+                "berth's NRI runtime is not implemented yet (docs/nri.md); leave it false",
+            );
+        }
+        for (key, dir) in [
+            ("nri.socket_path", &self.nri.socket_path),
+            ("nri.plugin_path", &self.nri.plugin_path),
+            ("nri.plugin_config_path", &self.nri.plugin_config_path),
+        ] {
+            if !dir.is_absolute() {
+                return invalid(key, &format!("{} is not an absolute path", dir.display()));
+            }
+        }
+        if self.nri.registration_timeout.is_zero() || self.nri.request_timeout.is_zero() {
+            return invalid("nri", "timeouts must be longer than zero");
+        }
         // A pod's shim listens on <state_dir>/pods/<64-hex id>/shim.sock, and a unix socket path
         // holds at most 107 bytes.
         let longest_pod_socket =
@@ -645,6 +725,10 @@ mod tests {
                 "metrics:\n  address: 0.0.0.0:9338\n",
                 "metrics.allow_remote",
             ),
+            ("cdi:\n  spec_dirs: [etc/cdi]\n", "cdi.spec_dirs"),
+            ("nri:\n  enable: true\n", "not implemented yet"),
+            ("nri:\n  socket_path: nri.sock\n", "nri.socket_path"),
+            ("nri:\n  request_timeout: 0s\n", "timeouts"),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();

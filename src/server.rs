@@ -43,6 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     .collect::<Vec<_>>(),
                 &config.state_dir,
             ),
+            cdi: Arc::new(crate::devices::Registry::new(config.cdi.spec_dirs.clone())),
         },
         db.clone(),
         images.clone(),

@@ -180,6 +180,7 @@ impl Runtime {
             seccomp,
             host: &self.host,
         })?;
+        let spec = self.inject_cdi_devices(&config, &sandbox.runtime_handler, spec)?;
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
         let spec_path = plan.bundle.join("config.json");
         write_private(&spec_path, &spec_json)

@@ -248,6 +248,7 @@ mod tests {
             root_dir: "/var/lib/berth".into(),
             state_dir: "/run/berth".into(),
             handlers: vec![],
+            cdi: std::sync::Arc::new(crate::devices::Registry::new(vec![])),
         }
     }
 

@@ -93,6 +93,9 @@ pub enum RuntimeError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// A CDI device could not be resolved or injected.
+    #[error(transparent)]
+    Cdi(#[from] crate::devices::CdiError),
     /// An external OCI runtime (runc, crun) failed.
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
@@ -161,6 +164,7 @@ impl Classify for RuntimeError {
             RuntimeError::Image(e) => e.kind(),
             RuntimeError::Cgroup(e) => e.kind(),
             RuntimeError::Network(e) => e.kind(),
+            RuntimeError::Cdi(e) => e.kind(),
             RuntimeError::Oci(e) => e.kind(),
             RuntimeError::Task(_) => Kind::Internal,
             RuntimeError::Timeout { .. } => Kind::DeadlineExceeded,

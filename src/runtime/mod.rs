@@ -4,6 +4,7 @@
 //! Crash safety: every creation, stop and removal writes an intent (`intents`) before its first
 //! side effect; `recovery` (whose top lists the restart assumptions) undoes or finishes them.
 
+mod cdi;
 mod container;
 mod container_plan;
 mod container_query;
@@ -59,6 +60,8 @@ pub struct RuntimeSettings {
     pub state_dir: PathBuf,
     /// Configured external runtime handlers beside the built-in one (""), checked.
     pub handlers: Vec<handlers::Handler>,
+    /// The node's CDI specs (`ContainerConfig.cdi_devices`, `cdi.k8s.io/*` annotations).
+    pub cdi: Arc<crate::devices::Registry>,
 }
 
 pub struct Runtime {

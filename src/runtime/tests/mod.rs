@@ -194,6 +194,7 @@ fn assemble(
             root_dir: dir.path().join("root"),
             state_dir: dir.path().join("state"),
             handlers: vec![],
+            cdi: Arc::new(crate::devices::Registry::new(vec![])),
         },
         db.clone(),
         images.clone(),
