@@ -1,5 +1,7 @@
-//! Pod sandboxes and containers: their records and state machines (`records`), the seam to each
-//! pod's shim (`shim`), and the operations kubelet drives. One file per family of operations.
+//! Pod sandboxes and containers: their records and state machines (`records`), the operations
+//! kubelet drives (one file per family), and the seams they use: each pod's shim
+//! (`crate::shimclient`), the pod network (`crate::network::PodNetwork`) and the host's mounts
+//! and cgroups (`host`). `tests` runs the state machines over fakes of all of them, without root.
 //!
 //! Crash safety: every creation, stop and removal writes an intent (`intents`) before its first
 //! side effect; `recovery` (whose top lists the restart assumptions) undoes or finishes them.

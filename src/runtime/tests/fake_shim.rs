@@ -38,7 +38,7 @@ pub struct FakeShim {
 
 impl FakeShim {
     fn new(pod_dir: &Path, options: &ShimOptions) -> FakeShim {
-        let ns = pod_dir.join(crate::shimapi::NS_DIR);
+        let ns = pod_dir.join("ns");
         let kinds = [
             ("net", options.net),
             ("ipc", options.ipc),
@@ -85,7 +85,7 @@ impl FakeShim {
             pid: 1000,
             exit_code: code,
             signal: 0,
-            finished_at: crate::shimapi::unix_nanos_now(),
+            finished_at: super::super::records::now_ns(),
             oom_killed: false,
         };
         if let Some(c) = self.containers.lock().unwrap().get_mut(id) {
@@ -170,7 +170,7 @@ impl PodShim for FakeShim {
             let mut held = self.containers.lock().unwrap();
             let c = held.get_mut(id).ok_or_else(|| FakeShim::not_found(id))?;
             c.status = ContainerStatus::Running;
-            c.started_at = crate::shimapi::unix_nanos_now();
+            c.started_at = super::super::records::now_ns();
             Ok(())
         })
     }
@@ -365,7 +365,7 @@ impl ShimLauncher for FakeLauncher {
             match shim.filter(|s| s.alive()) {
                 Some(shim) => Ok(shim as Arc<dyn PodShim>),
                 None => Err(ShimError::Unavailable {
-                    socket: pod_dir.join(crate::shimapi::SOCKET),
+                    socket: pod_dir.join("shim.sock"),
                     message: "no shim".into(),
                 }),
             }
