@@ -179,6 +179,7 @@ mod tests {
             runtime: OciRuntime {
                 path: format!("/usr/bin/{name}").into(),
                 root: format!("/run/berth/{name}").into(),
+                systemd_cgroup: false,
             },
             check,
         }
@@ -188,6 +189,7 @@ mod tests {
     fn only_handlers_that_passed_their_check_are_offered() {
         let rro = Features {
             recursive_read_only_mounts: true,
+            ..Features::default()
         };
         let handlers = [
             handler("runc", Ok(rro)),

@@ -16,7 +16,7 @@ use super::shim::CreateContainer;
 use super::stop_signal;
 use super::undo::Undo;
 use super::{Result, Runtime, RuntimeError};
-use crate::cgroup::{Cgroup, Resources, expand_slice, is_slice_name};
+use crate::cgroup::{Cgroup, Driver, Resources};
 use crate::image::manifest::ImageConfig;
 use crate::image::store::ImageRecord;
 use crate::snapshot::mount::{Overlay, mount_overlay, mount_overlay_idmapped, unmount_path};
@@ -85,7 +85,7 @@ impl Runtime {
             sandbox_id: sandbox.id.clone(),
             bundle: self.settings.state_dir.join("containers").join(&id),
             rw_dir: self.settings.root_dir.join("containers").join(&id),
-            cgroup: cgroup_path(&sandbox_config, &id)?,
+            cgroup: cgroup_path(self.settings.cgroup_driver, &sandbox_config, &id)?,
         };
         // Before the first side effect: a kill from here on leaves a note of what to undo.
         self.intend(&id, intent.clone())?;
@@ -185,8 +185,9 @@ impl Runtime {
         let stop_sig = stop_signal::choose(config.stop_signal, &image_config.config.stop_signal);
         let (passwd, group) = image_etc::passwd_and_group(&rootfs).await?;
         let user = resolve_user(&user_string(&config, &image_config)?, &passwd, &group)?;
-        let cgroup_path = cgroup_path(sandbox_config, id)?;
-        let spec = container_spec(&ContainerInputs {
+        let driver = self.settings.cgroup_driver;
+        let cgroup_path = cgroup_path(driver, sandbox_config, id)?;
+        let mut spec = container_spec(&ContainerInputs {
             container: &spec_config,
             sandbox: sandbox_config,
             image: &image_config,
@@ -200,7 +201,7 @@ impl Runtime {
                 pid: sandbox.namespaces.pid.clone(),
                 user: sandbox.namespaces.user.clone(),
             },
-            cgroups_path: cgroup_path.clone(),
+            cgroups_path: driver.oci_path(&cgroup_path),
             user,
             etc: EtcFiles {
                 hosts: Some(sandbox.data_dir.join("hosts")),
@@ -212,6 +213,9 @@ impl Runtime {
             seccomp,
             host: &self.host,
         })?;
+        if let Some(version) = self.handler_oci_version(&sandbox.runtime_handler, spec.version()) {
+            spec.set_version(version);
+        }
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
         write_private(&bundle.join("config.json"), &spec_json).map_err(RuntimeError::io(
             format!("write {}/config.json", bundle.display()),
@@ -228,7 +232,7 @@ impl Runtime {
             });
         }
         if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cgroup.apply(&Resources::from(resources))?;
+            cgroup.apply_new(&Resources::from(resources))?;
         }
 
         let log_path = log_path(sandbox_config, &config);
@@ -403,21 +407,18 @@ pub(super) fn image_name(spec: Option<&api::ImageSpec>) -> String {
     spec.map(|i| i.image.clone()).unwrap_or_default()
 }
 
-/// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree. A parent
-/// in systemd's form (`kubepods-besteffort-pod1.slice`, kubelet's systemd driver) is its slice's
-/// directory.
-pub(super) fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> Result<String> {
+/// The container's cgroupfs path under the pod's cgroup parent, as the driver names it
+/// (`cgroup::Driver::container_path`).
+pub(super) fn cgroup_path(
+    driver: Driver,
+    sandbox: &api::PodSandboxConfig,
+    id: &str,
+) -> Result<String> {
     let parent = sandbox
         .linux
         .as_ref()
-        .map(|l| l.cgroup_parent.trim_end_matches('/'))
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/berth");
-    if is_slice_name(parent) {
-        let slice = expand_slice(parent)?;
-        return Ok(format!("{}/{id}", slice.trim_end_matches('/')));
-    }
-    Ok(format!("{parent}/{id}"))
+        .map_or("", |l| l.cgroup_parent.as_str());
+    Ok(driver.container_path(parent, id)?)
 }
 
 /// `log_directory/log_path`, or nothing when the pod has no log directory.
@@ -435,22 +436,25 @@ mod tests {
     #[test]
     fn cgroup_paths_and_log_paths() {
         let mut pod = api::PodSandboxConfig::default();
-        assert_eq!(cgroup_path(&pod, "abc").unwrap(), "/berth/abc");
+        assert_eq!(
+            cgroup_path(Driver::Cgroupfs, &pod, "abc").unwrap(),
+            "/berth/abc"
+        );
         pod.linux = Some(api::LinuxPodSandboxConfig {
             cgroup_parent: "/kubepods/besteffort/pod123/".into(),
             ..Default::default()
         });
         assert_eq!(
-            cgroup_path(&pod, "abc").unwrap(),
+            cgroup_path(Driver::Cgroupfs, &pod, "abc").unwrap(),
             "/kubepods/besteffort/pod123/abc"
         );
         pod.linux.as_mut().unwrap().cgroup_parent = "kubepods-besteffort-pod1.slice".into();
         assert_eq!(
-            cgroup_path(&pod, "abc").unwrap(),
+            cgroup_path(Driver::Cgroupfs, &pod, "abc").unwrap(),
             "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/abc"
         );
         pod.linux.as_mut().unwrap().cgroup_parent = "kubepods--x.slice".into();
-        assert!(cgroup_path(&pod, "abc").is_err());
+        assert!(cgroup_path(Driver::Cgroupfs, &pod, "abc").is_err());
         let c = api::ContainerConfig {
             log_path: "app/0.log".into(),
             ..Default::default()

@@ -55,6 +55,8 @@ pub struct RuntimeSettings {
     pub state_dir: PathBuf,
     /// Configured external runtime handlers beside the built-in one (""), checked.
     pub handlers: Vec<handlers::Handler>,
+    /// Who makes pod and container cgroups (kubelet's `cgroupDriver` matches it).
+    pub cgroup_driver: crate::cgroup::Driver,
 }
 
 pub struct Runtime {

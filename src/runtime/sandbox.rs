@@ -288,6 +288,12 @@ impl Runtime {
         {
             self.remove_container(&container.id).await?;
         }
+        let parent = sandbox
+            .config
+            .linux
+            .as_ref()
+            .map_or("", |l| l.cgroup_parent.as_str());
+        crate::cgroup::release_parent(self.settings.cgroup_driver, parent)?;
         remove_dir(&sandbox.pod_dir).map_err(RuntimeError::FailedPrecondition)?;
         remove_dir(&sandbox.data_dir).map_err(RuntimeError::FailedPrecondition)?;
         self.db.write(|w| {

@@ -47,6 +47,13 @@ impl Daemon {
                 network::PLUGIN_DIR
             ));
         }
+        // The VM suite runs the cgroup tests once per driver (e2e/vm/suite.sh).
+        if let Ok(driver) = std::env::var("BERTH_TEST_CGROUP_DRIVER")
+            && !extra_yaml.starts_with("cgroup:")
+            && !extra_yaml.contains("\ncgroup:")
+        {
+            extra_yaml.push_str(&format!("cgroup:\n  driver: {driver}\n"));
+        }
         let config = format!(
             "root_dir: {root}\nstate_dir: {state}\ngrpc:\n  socket: {socket}\nlog:\n  level: \"info,berth=debug\"\n{extra_yaml}",
             root = dir.path().join("root").display(),
