@@ -22,6 +22,10 @@ grpc:
   socket: $SOCK
 ${1:-}
 YAML
+  # BERTH_E2E_CGROUP_DRIVER: the cgroup driver (e2e/vm/suite.sh runs the scripts with both).
+  if [[ -n ${BERTH_E2E_CGROUP_DRIVER:-} && ${1:-} != *"cgroup:"* ]]; then
+    printf 'cgroup:\n  driver: %s\n' "$BERTH_E2E_CGROUP_DRIVER" >> "$WORK/config.yaml"
+  fi
   "$BERTHD" --config "$WORK/config.yaml" > "$WORK/berthd.log" 2>&1 &
   BERTHD_PID=$!
   trap stop_berthd EXIT
