@@ -19,6 +19,20 @@ fn load_state(unit: &str) -> String {
         .join(" ")
 }
 
+/// Waits (10 s at most) until systemd has collected `unit`: a stopped unit stays loaded until
+/// systemd's next garbage collection.
+fn wait_gone(unit: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while load_state(unit) != "not-found inactive" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unit} is still {}",
+            load_state(unit)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn systemd_driver_makes_limits_and_removes_units() {
     require_root();
@@ -92,8 +106,8 @@ fn systemd_driver_makes_limits_and_removes_units() {
     child.wait().unwrap();
     cg.delete().unwrap();
     assert!(!dir.exists(), "the scope's cgroup is gone");
-    assert_eq!(load_state(&scope), "not-found inactive");
+    wait_gone(&scope);
     release_parent(Driver::Systemd, &slice).unwrap();
-    assert_eq!(load_state(&slice), "not-found inactive");
+    wait_gone(&slice);
     assert!(!h.root().join(&slice).exists());
 }

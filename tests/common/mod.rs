@@ -73,14 +73,16 @@ impl Daemon {
     }
 
     fn wait_for_socket(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // 60 s: in the e2e/vm guest (20-40x slower) the handlers' startup probes alone can take
+        // 20 s with the systemd cgroup driver.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("berthd did not open {} within 20s", self.socket.display());
+        panic!("berthd did not open {} within 60s", self.socket.display());
     }
 
     pub async fn client(&self) -> CriClient {
