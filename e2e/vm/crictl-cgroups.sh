@@ -28,7 +28,7 @@ got=$(crictl_b info | jq -r .config.cgroup.driver)
 [[ $got == "$DRIVER" ]] || fail "crictl info: cgroup driver $got, not $DRIVER"
 pass "crictl info shows the $DRIVER cgroup driver"
 
-units() { systemctl list-units --all --plain --no-legend "$@" 2>/dev/null | awk '{print $1}'; }
+units() { systemctl list-units --all --plain --no-legend --type=scope,slice "$@" 2>/dev/null | awk '{print $1}'; }
 wait_exited() { # wait_exited CTR: its reason once it exited (60 s at most)
   for _ in $(seq 600); do
     if [[ $(crictl_b inspect "$1" | jq -r .status.state) == CONTAINER_EXITED ]]; then
@@ -100,7 +100,12 @@ JSON
   crictl_b stopp "$POD" >/dev/null && crictl_b rmp "$POD" >/dev/null || fail "$name: remove the pod"
   [[ ! -e $dir ]] || fail "$name: $cg left behind"
   if [[ $DRIVER == systemd ]]; then
-    left=$(units 'berth-*' "$parent")
+    # A stopped unit stays listed until systemd's next garbage collection.
+    for _ in $(seq 100); do
+      left=$(units 'berth-*' "$parent")
+      [[ -z $left ]] && break
+      sleep 0.1
+    done
     [[ -z $left ]] || fail "$name: units left behind: $left"
     [[ ! -e /sys/fs/cgroup$pdir ]] || fail "$name: the pod slice's cgroup is left behind"
   fi
