@@ -40,8 +40,9 @@ wait_exited() { # wait_exited CTR: its reason once it exited (60 s at most)
   return 1
 }
 
-for handler in "" runc crun; do
-  name=${handler:-built-in}
+# BERTH_E2E_HANDLERS: the handlers to check (default: built-in runc crun).
+for name in ${BERTH_E2E_HANDLERS:-built-in runc crun}; do
+  handler=$name; [[ $name == built-in ]] && handler=
   uid=e2e${RANDOM}x$$
   case $DRIVER in
     systemd)
@@ -67,7 +68,10 @@ JSON
   cg=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")
   case $DRIVER in
     systemd)
-      [[ $cg == "$pdir/berth-$CTR.scope" ]] || fail "$name: container cgroup $cg, not the scope in $pdir"
+      # crun puts the process in a child `container` of its delegated scope.
+      [[ $cg == "$pdir/berth-$CTR.scope" || ($name == crun && $cg == "$pdir/berth-$CTR.scope/container") ]] ||
+        fail "$name: container cgroup $cg, not the scope in $pdir"
+      cg=$pdir/berth-$CTR.scope
       [[ $(systemctl show -p ActiveState --value "berth-$CTR.scope") == active ]] || fail "$name: scope not active"
       [[ $(systemctl show -p Delegate --value "berth-$CTR.scope") == yes ]] || fail "$name: scope not delegated" ;;
     *)

@@ -154,7 +154,7 @@ pub fn release_slice(name: &str) -> Result<()> {
 }
 
 /// Starts scope `scope` in `slice` holding `pid`, delegated (`Delegate=yes`: berth may write
-/// the cgroup's other files), with `props`; returns once its cgroup `dir` exists.
+/// the cgroup's other files), with `props`; returns once it is active (its cgroup `dir` made).
 pub fn start_scope(
     scope: &str,
     slice: &str,
@@ -178,8 +178,12 @@ pub fn start_scope(
     if !start_transient(&conn, scope, &all)? {
         return Err(failed(scope, "start", "a unit of that name exists already"));
     }
-    wait(scope, "waiting for the scope's cgroup", || {
-        Ok(dir.join("cgroup.procs").exists())
+    // Active once systemd has made the cgroup, applied the unit's settings to it (which rewrites
+    // files such as `memory.oom.group`) and moved the process in: only then are berth's own
+    // writes into it safe from being overwritten.
+    wait(scope, "waiting for the scope to start", || {
+        Ok(dir.join("cgroup.procs").exists()
+            && string_property(&conn, scope, "ActiveState")?.as_deref() == Some("active"))
     })
 }
 
