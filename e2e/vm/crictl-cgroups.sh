@@ -68,10 +68,9 @@ JSON
   cg=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")
   case $DRIVER in
     systemd)
-      # crun puts the process in a child `container` of its delegated scope.
+      # crun puts the process, and its limits, in a child `container` of its delegated scope.
       [[ $cg == "$pdir/berth-$CTR.scope" || ($name == crun && $cg == "$pdir/berth-$CTR.scope/container") ]] ||
         fail "$name: container cgroup $cg, not the scope in $pdir"
-      cg=$pdir/berth-$CTR.scope
       [[ $(systemctl show -p ActiveState --value "berth-$CTR.scope") == active ]] || fail "$name: scope not active"
       [[ $(systemctl show -p Delegate --value "berth-$CTR.scope") == yes ]] || fail "$name: scope not delegated" ;;
     *)
