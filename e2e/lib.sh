@@ -22,10 +22,14 @@ grpc:
   socket: $SOCK
 ${1:-}
 YAML
+  # BERTH_E2E_CGROUP_DRIVER: the cgroup driver (e2e/vm/suite.sh runs the scripts with both).
+  if [[ -n ${BERTH_E2E_CGROUP_DRIVER:-} && ${1:-} != *"cgroup:"* ]]; then
+    printf 'cgroup:\n  driver: %s\n' "$BERTH_E2E_CGROUP_DRIVER" >> "$WORK/config.yaml"
+  fi
   "$BERTHD" --config "$WORK/config.yaml" > "$WORK/berthd.log" 2>&1 &
   BERTHD_PID=$!
   trap stop_berthd EXIT
-  for _ in $(seq 200); do
+  for _ in $(seq 1200); do  # 60 s: the e2e/vm guest is slow to start berthd
     [[ -S "$SOCK" ]] && return 0
     kill -0 "$BERTHD_PID" 2>/dev/null || { cat "$WORK/berthd.log" >&2; fail "berthd exited at start"; }
     sleep 0.05
@@ -47,4 +51,8 @@ stop_berthd() {
   return 0
 }
 
-crictl_b() { crictl --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" "$@"; }
+# BERTH_E2E_CRICTL_TIMEOUT: crictl's per-call timeout (its default, 2s, is too short in e2e/vm).
+crictl_b() {
+  crictl --timeout "${BERTH_E2E_CRICTL_TIMEOUT:-2s}" --runtime-endpoint "unix://$SOCK" \
+    --image-endpoint "unix://$SOCK" "$@"
+}

@@ -58,7 +58,7 @@ echo "e2e: $passed passed, $failed failed"
 # This host is cgroup v1 (hybrid): the cgroup tests run again in a QEMU guest on pure v2 with
 # systemd (e2e/vm/suite.sh). It fails, counted below, when the guest cannot boot.
 step "cgroup v2 guest"
-if BERTH_VM_TIMEOUT=900 e2e/vm/suite.sh --no-build; then
+if BERTH_VM_TIMEOUT=1800 e2e/vm/suite.sh --no-build; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))

@@ -23,6 +23,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for dir in [&config.root_dir, &config.state_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
+    if config.cgroup.driver != crate::cgroup::Driver::Cgroupfs {
+        let hierarchy = crate::cgroup::Hierarchy::detect().context("cgroup.driver")?;
+        crate::cgroup::check_driver(config.cgroup.driver, &hierarchy)
+            .context("cgroup.driver: systemd")?;
+    }
     let db = Arc::new(Store::open(&config.root_dir.join("meta.redb"))?);
     crate::runtime::dirs::harden(&config.root_dir, &config.state_dir)
         .context("set the modes of berth's directories")?;
@@ -42,8 +47,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     .map(|h| (h.name.clone(), h.path.clone()))
                     .collect::<Vec<_>>(),
                 &config.state_dir,
+                config.cgroup.driver,
             ),
             cdi: Arc::new(crate::devices::Registry::new(config.cdi.spec_dirs.clone())),
+            cgroup_driver: config.cgroup.driver,
         },
         db.clone(),
         images.clone(),

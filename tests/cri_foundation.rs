@@ -50,20 +50,76 @@ async fn status_reports_runtime_ready_and_handlers() {
     );
 }
 
+/// Whether this host can run the systemd cgroup driver: systemd as PID 1 on pure cgroup v2 (the
+/// e2e/vm guest; CI's host is a hybrid container).
+fn systemd_cgroup_host() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+        && berth::cgroup::Hierarchy::detect().is_ok_and(|h| h.mode() == berth::cgroup::Mode::V2)
+}
+
 #[tokio::test]
 async fn runtime_config_reports_the_cgroup_driver() {
-    let daemon = Daemon::start("cgroup:\n  driver: systemd\n");
-    let mut cri = daemon.client().await;
-    let r = cri
-        .runtime
-        .runtime_config(api::RuntimeConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.linux.unwrap().cgroup_driver,
-        api::CgroupDriver::Systemd as i32
+    for (yaml, driver) in [
+        ("cgroup:\n  driver: cgroupfs\n", api::CgroupDriver::Cgroupfs),
+        ("cgroup:\n  driver: systemd\n", api::CgroupDriver::Systemd),
+    ] {
+        if driver == api::CgroupDriver::Systemd && !systemd_cgroup_host() {
+            continue; // the_systemd_driver_needs_systemd_on_cgroup_v2 covers this host
+        }
+        let daemon = Daemon::start(yaml);
+        let mut cri = daemon.client().await;
+        let r = cri
+            .runtime
+            .runtime_config(api::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.linux.unwrap().cgroup_driver, driver as i32, "{yaml}");
+    }
+}
+
+/// On a host without systemd or cgroup v2 berthd refuses the systemd driver before binding,
+/// naming the key; on one with both it runs (`runtime_config_reports_the_cgroup_driver`).
+#[test]
+fn the_systemd_driver_needs_systemd_on_cgroup_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("berth.sock");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "root_dir: {d}/root\nstate_dir: {d}/state\ngrpc:\n  socket: {s}\ncgroup:\n  driver: systemd\n",
+            d = dir.path().display(),
+            s = socket.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::berthd_path())
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if systemd_cgroup_host() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !socket.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "berthd exited");
+            assert!(std::time::Instant::now() < deadline, "no socket");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        return;
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cgroup.driver"),
+        "stderr names the key: {stderr}"
     );
+    assert!(stderr.contains("systemd"), "and says why: {stderr}");
+    assert!(!socket.exists(), "no socket was bound");
 }
 
 #[tokio::test]

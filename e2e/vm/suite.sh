@@ -5,8 +5,12 @@
 #   e2e/vm/suite.sh --no-build run the binaries the last `cargo test --no-run` left (CI builds first)
 #
 # The plan is a list of `<cargo test target> <filter>...` lines: the library's cgroup module (its
-# host tests then run on a v2 host, in Mode::V2) and the integration tests whose subject is a
-# cgroup (limits, updates, stats, OOM, placement of shims, device isolation, the cgroup driver).
+# host tests then run on a v2 host, in Mode::V2, and the systemd driver's against the guest's
+# systemd) and the integration tests whose subject is a cgroup (limits, updates, stats, OOM,
+# placement of shims, device isolation, the cgroup driver, runc and crun). E2E lists crictl
+# scripts. Each line runs once per cgroup driver in DRIVERS (the test harness reads
+# BERTH_TEST_CGROUP_DRIVER, e2e/lib.sh BERTH_E2E_CGROUP_DRIVER), or, when it starts with
+# `<driver>:`, with that driver only (what does not depend on the driver runs once).
 # The test registries run on the host; the guest reaches them at the same addresses. Exits
 # non-zero when a test fails or the guest does not boot (run.sh's 125).
 set -euo pipefail
@@ -16,28 +20,73 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-shared}
 export PATH=$PATH:$HOME/.cargo/bin
 
 PLAN=(
-  "lib cgroup::"
+  "cgroupfs: lib cgroup::"
   "runtime_pod stats_come_from_cgroups_and_the_writable_layer update_container_resources_changes_the_cgroup a_memory_hog_is_oom_killed_and_reported shims_leave_berthds_cgroup"
   "isolation a_hostile_container_stays_inside"
-  "metrics pod_metrics_come_from_the_running_pod"
-  "cri_foundation runtime_config_reports_the_cgroup_driver"
-  "runtime_handlers oom_killed runc_handler_runs_the_pod_lifecycle"
-  "pressure stats_carry_pressure_exactly_where_the_kernel_has_it"
-  "pod_resize a_pod_resize_reaches_the_pod_cgroup_and_survives_a_restart"
+  "cgroupfs: metrics pod_metrics_come_from_the_running_pod"
+  "cgroupfs: cri_foundation runtime_config_reports_the_cgroup_driver the_systemd_driver_needs_systemd_on_cgroup_v2"
+  "runtime_handlers oom_killed runc_handler_runs_the_pod_lifecycle crun_is_refused_clearly_or_works"
+  "cgroupfs: pressure stats_carry_pressure_exactly_where_the_kernel_has_it"
+  "cgroupfs: pod_resize a_pod_resize_reaches_the_pod_cgroup_and_survives_a_restart"
 )
-# Not yet: crun_is_refused_clearly_or_works. On v2 Debian's crun 1.8.1 passes the startup probe
-# (ociVersion 1.0.2) but refuses every container spec berth writes (ociVersion 1.2.0: "unknown
-# version specified"; it takes 1.0.x and 1.1.x).
+DRIVERS=(cgroupfs systemd)
+# crictl scripts (paths from the repository root). e2e/crictl-pods.sh and crictl-pods-runc.sh
+# pass here with the cgroupfs driver but add 2 min each per driver for little cgroup coverage
+# beyond crictl-cgroups.sh: they run on the host only.
+E2E=(
+  e2e/vm/crictl-cgroups.sh
+)
+
+# for_driver DRIVER LINE: LINE without its `<driver>:` prefix if it runs with DRIVER, else fails.
+for_driver() {
+  if [[ $2 =~ ^([a-z]+):\ (.*)$ ]]; then
+    [[ ${BASH_REMATCH[1]} == "$1" ]] || return 1
+    echo "${BASH_REMATCH[2]}"
+  else
+    echo "$2"
+  fi
+}
 
 if [[ ${1:-} == --guest ]]; then
-  # In the guest: $2 is the file of `<binary> <filter>...` lines.
+  # In the guest: $2 is the file of `<binary> <filter>...` lines, the library's first.
   failed=()
-  while read -r bin filters; do
-    echo "=== vm suite: $(basename "$bin") $filters"
-    # shellcheck disable=SC2086
-    if ! "$bin" --test-threads=1 $filters; then failed+=("$(basename "$bin")"); fi
-  done < "$2"
-  echo "=== vm suite: cgroup $(stat -fc %T /sys/fs/cgroup), PID 1 $(cat /proc/1/comm)"
+  started=$SECONDS
+  run_plan() { # run_plan DRIVER PLANFILE: the plan's lines for DRIVER
+    local line bin filters
+    while read -r line; do
+      line=$(for_driver "$1" "$line") || continue
+      read -r bin filters <<<"$line"
+      echo "=== vm suite [$1]: $(basename "$bin") $filters"
+      # shellcheck disable=SC2086
+      if ! BERTH_TEST_CGROUP_DRIVER=$1 "$bin" --test-threads=1 $filters; then
+        failed+=("$(basename "$bin")[$1]")
+      fi
+    done < "$2"
+  }
+  run_e2e() { # run_e2e DRIVER
+    local line script
+    for line in "${E2E[@]}"; do
+      script=$(for_driver "$1" "$line") || continue
+      echo "=== vm suite [$1]: $script"
+      if ! BERTH_E2E_CGROUP_DRIVER=$1 BERTH_E2E_CRICTL_TIMEOUT=120s \
+        BERTHD=$CARGO_TARGET_DIR/debug/berthd bash "$script"; then
+        failed+=("$script[$1]")
+      fi
+    done
+  }
+  for driver in "${DRIVERS[@]}"; do
+    t=$SECONDS
+    run_plan "$driver" "$2"
+    run_e2e "$driver"
+    left=$(systemctl list-units --all --plain --no-legend --type=scope,slice 'berth*' 2>/dev/null |
+      awk '{print $1}')
+    if [[ -n $left ]]; then
+      echo "=== vm suite [$driver]: units left behind: $left"
+      failed+=("units-left[$driver]")
+    fi
+    echo "=== vm suite [$driver]: $((SECONDS - t)) s"
+  done
+  echo "=== vm suite: cgroup $(stat -fc %T /sys/fs/cgroup), PID 1 $(cat /proc/1/comm), $((SECONDS - started)) s"
   if ((${#failed[@]})); then
     echo "=== vm suite: FAILED in ${failed[*]}"
     exit 1
@@ -49,6 +98,7 @@ fi
 cd "$ROOT"
 targets=()
 for line in "${PLAN[@]}"; do
+  line=${line#*: }
   t=${line%% *}
   if [[ $t == lib ]]; then targets+=(--lib); else targets+=(--test "$t"); fi
 done
@@ -57,10 +107,13 @@ trap 'rm -f "$json" "${plan:-}"' EXIT
 if [[ ${1:-} == --no-build ]]; then
   cargo test --no-run --offline --frozen --quiet "${targets[@]}" --message-format=json >"$json"
 else
+  cargo build --bins
   cargo test --no-run "${targets[@]}" --message-format=json >"$json"
 fi
 plan=$(mktemp /var/tmp/berth-vm-plan.XXXXXX)
 for line in "${PLAN[@]}"; do
+  prefix=
+  [[ $line =~ ^[a-z]+:\  ]] && { prefix=${line%%: *}": "; line=${line#*: }; }
   t=${line%% *}
   filters=${line#* }
   kind=test; [[ $t == lib ]] && { kind=lib; t=berth; }
@@ -68,7 +121,7 @@ for line in "${PLAN[@]}"; do
     'select(.reason=="compiler-artifact" and .target.name==$t and (.target.kind|index($k)) and .profile.test and .executable!=null) | .executable' \
     "$json" | tail -n1)
   [[ -n $exe && -x $exe ]] || { echo "vm/suite.sh: no test binary for $t" >&2; exit 1; }
-  echo "$exe $filters" >>"$plan"
+  echo "$prefix$exe $filters" >>"$plan"
 done
 
 hack/registry.sh start >/dev/null

@@ -57,6 +57,13 @@ pub enum CgroupError {
         cause: Box<CgroupError>,
         cleanup: Box<CgroupError>,
     },
+    /// systemd refused or failed a unit operation (systemd cgroup driver).
+    #[error("systemd: {action} unit {unit}: {message}")]
+    Systemd {
+        unit: String,
+        action: &'static str,
+        message: String,
+    },
     #[error("cgroup {cgroup}: timed out {what}")]
     Timeout { cgroup: String, what: &'static str },
 }

@@ -3,6 +3,10 @@
 //! On v1 a cgroup is the same relative path in every mounted hierarchy (`name=systemd`
 //! included, as runc does); on v2 it is one directory. Version-specific file handling lives in
 //! `v1.rs` and `v2.rs`; this file holds what is shared.
+//!
+//! A cgroup whose path is a systemd scope in a slice (the systemd driver, `driver.rs`) is a
+//! transient unit: it is started with the container's first process ([`Cgroup::enter`]), its
+//! limits go through unit properties where systemd owns them, and deleting it stops the unit.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -14,8 +18,11 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::driver::{Unit, unit_of};
 use super::fs::{Result, read_pids, write};
-use super::{CgroupError, Hierarchy, Mode, Pressure, Resources, Stats, v1, v2};
+use super::{
+    CgroupError, Hierarchy, Mode, Pressure, Resources, Stats, systemd, unit_props, v1, v2,
+};
 
 /// How long `delete` keeps retrying while the kernel still reports tasks (EBUSY).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,8 +43,15 @@ impl Cgroup {
     /// gets its parent's `cpus` and `mems` (the kernel leaves them empty, and an empty cpuset
     /// cannot hold tasks); on v2 every available controller is enabled in each ancestor's
     /// `cgroup.subtree_control`. Directories this call made are removed again on failure.
+    ///
+    /// A systemd scope cannot exist without a process: here only its slice is started (when
+    /// nothing started it yet); the scope starts when the first process enters.
     pub fn create(h: &Hierarchy, path: &str) -> Result<Cgroup> {
         let cg = Cgroup::open(h, path)?;
+        if let Some(unit) = cg.unit() {
+            systemd::ensure_slice(&unit.slice)?;
+            return Ok(cg);
+        }
         let mut made = Vec::new();
         let result = match h.mode() {
             Mode::V1 => v1::create(&cg, &mut made),
@@ -78,8 +92,54 @@ impl Cgroup {
         &self.hierarchy
     }
 
-    /// Writes the limits; fields left `None` are not touched.
+    /// The systemd unit this cgroup is, when its path is a scope in a slice.
+    pub fn unit(&self) -> Option<Unit> {
+        unit_of(&self.rel)
+    }
+
+    /// Limits a cgroup `create` just made, before its first process enters. A systemd scope
+    /// does not exist yet: it takes its limits as it starts ([`Cgroup::enter`]).
+    pub fn apply_new(&self, r: &Resources) -> Result<()> {
+        match self.unit() {
+            Some(_) => Ok(()),
+            None => self.apply(r),
+        }
+    }
+
+    /// Puts a new container's first process in the cgroup: a systemd scope is started with it
+    /// and with the limits `r` (properties, then the rest written into the delegated cgroup); a
+    /// cgroupfs cgroup (made and limited by `create` and `apply_new`) just takes it.
+    pub fn enter(&self, pid: i32, r: &Resources) -> Result<()> {
+        let Some(unit) = self.unit() else {
+            return self.add_process(pid);
+        };
+        let (props, rest) = unit_props::split(&self.path(), r)?;
+        let pid = u32::try_from(pid).map_err(|_| CgroupError::InvalidPath {
+            path: self.path(),
+            reason: "a process id out of range",
+        })?;
+        systemd::start_scope(&unit.scope, &unit.slice, pid, &props, &self.v2_dir())?;
+        v2::apply(self, &rest)
+    }
+
+    /// Writes the limits; fields left `None` are not touched. A systemd scope gets the ones
+    /// systemd owns as unit properties.
     pub fn apply(&self, r: &Resources) -> Result<()> {
+        if let Some(unit) = self.unit() {
+            let (props, mut rest) = unit_props::split(&self.path(), r)?;
+            // systemd (252) rewrites `memory.oom.group` from its own settings whenever it
+            // applies a unit's properties: keep the value the container had.
+            const OOM_GROUP: &str = "memory.oom.group";
+            if !props.is_empty()
+                && !rest.unified.contains_key(OOM_GROUP)
+                && let Ok(value) = fs::read_to_string(self.v2_dir().join(OOM_GROUP))
+            {
+                rest.unified
+                    .insert(OOM_GROUP.into(), value.trim().to_string());
+            }
+            systemd::set_properties(&unit.scope, &props)?;
+            return v2::apply(self, &rest);
+        }
         match self.hierarchy.mode() {
             Mode::V1 => v1::apply(self, r),
             Mode::V2 => v2::apply(self, r),
@@ -181,8 +241,12 @@ impl Cgroup {
     }
 
     /// Removes the cgroup and any descendants from every hierarchy, retrying briefly while
-    /// tasks are still leaving. A cgroup that is already gone is not an error.
+    /// tasks are still leaving. A cgroup that is already gone is not an error. A systemd scope
+    /// is stopped first (systemd then removes its cgroup).
     pub fn delete(&self) -> Result<()> {
+        if let Some(unit) = self.unit() {
+            systemd::stop(&unit.scope)?;
+        }
         let deadline = Instant::now() + DELETE_TIMEOUT;
         let mut first_err = None;
         for dir in self.dirs() {

@@ -182,6 +182,7 @@ mod tests {
             runtime: OciRuntime {
                 path: format!("/usr/bin/{name}").into(),
                 root: format!("/run/berth/{name}").into(),
+                systemd_cgroup: false,
             },
             check,
         }
@@ -191,6 +192,7 @@ mod tests {
     fn only_handlers_that_passed_their_check_are_offered() {
         let rro = Features {
             recursive_read_only_mounts: true,
+            ..Features::default()
         };
         let handlers = [
             handler("runc", Ok(rro)),

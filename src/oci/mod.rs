@@ -32,6 +32,9 @@ pub struct OciRuntime {
     pub path: PathBuf,
     /// Its `--root`: where it keeps the state of the containers it created.
     pub root: PathBuf,
+    /// Whether it is told `--systemd-cgroup` (the systemd cgroup driver: `linux.cgroupsPath`
+    /// is `<slice>:berth:<id>` and the runtime makes the scope over D-Bus).
+    pub systemd_cgroup: bool,
 }
 
 /// A runtime call that failed.
@@ -265,6 +268,9 @@ impl OciRuntime {
     fn command(&self, log_dir: Option<&Path>) -> Command {
         let mut cmd = Command::new(&self.path);
         cmd.arg("--root").arg(&self.root);
+        if self.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
         if let Some(dir) = log_dir {
             cmd.arg("--log")
                 .arg(dir.join(LOG_FILE))

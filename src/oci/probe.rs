@@ -1,7 +1,10 @@
 //! Whether a configured OCI runtime can run containers on this host, found out by running one:
 //! `/bin/sh -c true` from the host's `/usr` (and `/bin`, `/lib`, ... as the host has them) bound
 //! read-only into an empty rootfs, in new mount and PID namespaces and a cgroup of its own
-//! (cgroupfs path form, as berth's containers get).
+//! (cgroupfs path form, or `system.slice:berth:<name>` with `--systemd-cgroup`, as berth's
+//! containers get). The OCI version the runtime implements (the `spec:` line of its `--version`)
+//! is what berth writes into its bundles' `ociVersion` when it is older than berth's own: crun
+//! 1.8 refuses a 1.2.0 `ociVersion` while running a 1.2 spec's 1.0 subset fine.
 //! `crun`, for one, refuses a hybrid cgroup v1/v2 host whose unified hierarchy has controllers;
 //! the probe reports the runtime's own words. It also reads the runtime's `features` (when it
 //! has that command) for the handler features berth advertises.
@@ -20,6 +23,41 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Features {
     /// It knows the `rro` mount option (recursive read-only, which also needs Linux 5.12).
     pub recursive_read_only_mounts: bool,
+    /// The OCI runtime spec version it implements (`major.minor.patch`), when it says.
+    pub spec_version: Option<(u32, u32, u32)>,
+}
+
+impl Features {
+    /// The `ociVersion` a bundle for this runtime carries: berth's `own` (`1.2.0`), or the
+    /// runtime's when that is older.
+    pub fn oci_version(&self, own: &str) -> String {
+        match (self.spec_version, parse_version(own)) {
+            (Some(theirs), Some(ours)) if theirs < ours => {
+                format!("{}.{}.{}", theirs.0, theirs.1, theirs.2)
+            }
+            _ => own.to_string(),
+        }
+    }
+}
+
+/// `1.0.2` (or `1.0.2-dev`) as numbers.
+fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
+    let v = v.trim();
+    let v = v.split(['-', '+', ' ']).next()?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// The `spec: 1.0.0` line of `runc --version` / `crun --version`.
+fn spec_line(output: &str) -> Option<(u32, u32, u32)> {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("spec:"))
+        .and_then(parse_version)
 }
 
 /// Runs a probe container named `berth-probe-<name>` with `runtime`, using `scratch` (created,
@@ -31,10 +69,15 @@ pub fn check(runtime: &OciRuntime, name: &str, scratch: &Path) -> Result<Feature
     std::fs::create_dir_all(scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
     let id = format!("berth-probe-{name}");
     // berthd's pid in the name: test daemons run side by side.
-    let cgroup = format!("/berth/probe-{name}-{}", std::process::id());
+    let cgroup = match runtime.systemd_cgroup {
+        true => format!("system.slice:berth:probe-{name}-{}", std::process::id()),
+        false => format!("/berth/probe-{name}-{}", std::process::id()),
+    };
     let result = run_probe(runtime, &id, &cgroup, scratch);
     let _ = runtime.delete(&id);
-    remove_cgroup(&cgroup);
+    if !runtime.systemd_cgroup {
+        remove_cgroup(&cgroup);
+    }
     let _ = std::fs::remove_dir_all(scratch);
     result.map(|()| features(runtime))
 }
@@ -82,9 +125,12 @@ fn run_probe(runtime: &OciRuntime, id: &str, cgroup: &str, bundle: &Path) -> Res
     let file = bundle.join("config.json");
     std::fs::write(&file, config.to_string())
         .map_err(|e| format!("write {}: {e}", file.display()))?;
-    let mut child = Command::new(&runtime.path)
-        .arg("--root")
-        .arg(&runtime.root)
+    let mut command = Command::new(&runtime.path);
+    command.arg("--root").arg(&runtime.root);
+    if runtime.systemd_cgroup {
+        command.arg("--systemd-cgroup");
+    }
+    let mut child = command
         .arg("run")
         .arg("--bundle")
         .arg(bundle)
@@ -134,8 +180,24 @@ fn remove_cgroup(cgroup: &str) {
     }
 }
 
-/// The runtime's `features` (runc ≥ 1.1): which mount options it knows.
+/// The runtime's `features` (runc ≥ 1.1): which mount options it knows; and the spec version its
+/// `--version` names.
 fn features(runtime: &OciRuntime) -> Features {
+    let version = Command::new(&runtime.path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| spec_line(&String::from_utf8_lossy(&o.stdout)));
+    Features {
+        spec_version: version,
+        ..mount_features(runtime)
+    }
+}
+
+fn mount_features(runtime: &OciRuntime) -> Features {
     let output = Command::new(&runtime.path)
         .arg("features")
         .stdin(Stdio::null())
@@ -152,5 +214,32 @@ fn features(runtime: &OciRuntime) -> Features {
     };
     Features {
         recursive_read_only_mounts: knows("rro"),
+        spec_version: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_line_of_version_output_is_read() {
+        let crun =
+            "crun version 1.8.1\ncommit: abc\nrundir: /run/crun\nspec: 1.0.0\n+SYSTEMD +SELINUX\n";
+        assert_eq!(spec_line(crun), Some((1, 0, 0)));
+        let runc = "runc version 1.1.5\ncommit: v1.1.5\nspec: 1.0.2-dev\ngo: go1.19\n";
+        assert_eq!(spec_line(runc), Some((1, 0, 2)));
+        assert_eq!(spec_line("something 2.0\n"), None);
+    }
+
+    #[test]
+    fn bundles_carry_the_older_of_the_two_versions() {
+        let with = |v| Features {
+            spec_version: v,
+            ..Features::default()
+        };
+        assert_eq!(with(Some((1, 0, 0))).oci_version("1.2.0"), "1.0.0");
+        assert_eq!(with(Some((1, 2, 1))).oci_version("1.2.0"), "1.2.0");
+        assert_eq!(with(None).oci_version("1.2.0"), "1.2.0");
     }
 }

@@ -154,6 +154,7 @@ impl Runtime {
         let stop_sig = stop_signal::choose(config.stop_signal, &image_config.config.stop_signal);
         let (passwd, group) = image_etc::passwd_and_group(&plan.rootfs).await?;
         let user = resolve_user(&user_string(&config, &image_config)?, &passwd, &group)?;
+        let driver = self.settings.cgroup_driver;
         let spec = container_spec(&ContainerInputs {
             container: &spec_config,
             sandbox: sandbox_config,
@@ -168,7 +169,7 @@ impl Runtime {
                 pid: sandbox.namespaces.pid.clone(),
                 user: sandbox.namespaces.user.clone(),
             },
-            cgroups_path: plan.cgroup.clone(),
+            cgroups_path: driver.oci_path(&plan.cgroup),
             user,
             etc: EtcFiles {
                 hosts: Some(sandbox.data_dir.join("hosts")),
@@ -180,7 +181,10 @@ impl Runtime {
             seccomp,
             host: &self.host,
         })?;
-        let spec = self.inject_cdi_devices(&config, &sandbox.runtime_handler, spec)?;
+        let mut spec = self.inject_cdi_devices(&config, &sandbox.runtime_handler, spec)?;
+        if let Some(version) = self.handler_oci_version(&sandbox.runtime_handler, spec.version()) {
+            spec.set_version(version);
+        }
         let spec_json = serde_json::to_vec_pretty(&spec).expect("an OCI spec serialises");
         let spec_path = plan.bundle.join("config.json");
         write_private(&spec_path, &spec_json)

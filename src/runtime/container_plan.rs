@@ -12,7 +12,7 @@ use super::host::IdMapping;
 use super::intents::Intent;
 use super::records::{ContainerRecord, ContainerState, ProcessUser, SandboxRecord, now_ns};
 use super::{Result, RuntimeSettings};
-use crate::cgroup::{expand_slice, is_slice_name};
+use crate::cgroup::Driver;
 use crate::image::store::ImageRecord;
 use crate::oci::OciRuntime;
 use crate::shimclient::CreateContainer;
@@ -74,7 +74,7 @@ impl ContainerPlan {
             id: id.to_string(),
             sandbox_id: sandbox.id.clone(),
             dirs: vec![rootfs.clone(), rw_dir.join("upper"), rw_dir.join("work")],
-            cgroup: cgroup_path(sandbox_config, id)?,
+            cgroup: cgroup_path(settings.cgroup_driver, sandbox_config, id)?,
             log_path: log_path(sandbox_config, config),
             bundle,
             rw_dir,
@@ -166,21 +166,18 @@ pub(super) fn image_name(spec: Option<&api::ImageSpec>) -> String {
     spec.map(|i| i.image.clone()).unwrap_or_default()
 }
 
-/// The container's cgroupfs path: under the pod's cgroup parent, or berth's own tree. A parent
-/// in systemd's form (`kubepods-besteffort-pod1.slice`, kubelet's systemd driver) is its slice's
-/// directory.
-pub(super) fn cgroup_path(sandbox: &api::PodSandboxConfig, id: &str) -> Result<String> {
+/// The container's cgroupfs path under the pod's cgroup parent (or berth's own tree), as the
+/// driver names it: a directory named by the id, or the id's scope under the pod's slice.
+pub(super) fn cgroup_path(
+    driver: Driver,
+    sandbox: &api::PodSandboxConfig,
+    id: &str,
+) -> Result<String> {
     let parent = sandbox
         .linux
         .as_ref()
-        .map(|l| l.cgroup_parent.trim_end_matches('/'))
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/berth");
-    if is_slice_name(parent) {
-        let slice = expand_slice(parent)?;
-        return Ok(format!("{}/{id}", slice.trim_end_matches('/')));
-    }
-    Ok(format!("{parent}/{id}"))
+        .map_or("", |l| l.cgroup_parent.as_str());
+    Ok(driver.container_path(parent, id)?)
 }
 
 /// `log_directory/log_path`, or nothing when the pod has no log directory.
@@ -199,22 +196,25 @@ mod tests {
     #[test]
     fn cgroup_paths_and_log_paths() {
         let mut pod = api::PodSandboxConfig::default();
-        assert_eq!(cgroup_path(&pod, "abc").unwrap(), "/berth/abc");
+        assert_eq!(
+            cgroup_path(Driver::Cgroupfs, &pod, "abc").unwrap(),
+            "/berth/abc"
+        );
         pod.linux = Some(api::LinuxPodSandboxConfig {
             cgroup_parent: "/kubepods/besteffort/pod123/".into(),
             ..Default::default()
         });
         assert_eq!(
-            cgroup_path(&pod, "abc").unwrap(),
+            cgroup_path(Driver::Cgroupfs, &pod, "abc").unwrap(),
             "/kubepods/besteffort/pod123/abc"
         );
         pod.linux.as_mut().unwrap().cgroup_parent = "kubepods-besteffort-pod1.slice".into();
         assert_eq!(
-            cgroup_path(&pod, "abc").unwrap(),
+            cgroup_path(Driver::Cgroupfs, &pod, "abc").unwrap(),
             "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/abc"
         );
         pod.linux.as_mut().unwrap().cgroup_parent = "kubepods--x.slice".into();
-        assert!(cgroup_path(&pod, "abc").is_err());
+        assert!(cgroup_path(Driver::Cgroupfs, &pod, "abc").is_err());
         let c = api::ContainerConfig {
             log_path: "app/0.log".into(),
             ..Default::default()
@@ -249,6 +249,7 @@ mod tests {
             state_dir: "/run/berth".into(),
             handlers: vec![],
             cdi: std::sync::Arc::new(crate::devices::Registry::new(vec![])),
+            cgroup_driver: Driver::Cgroupfs,
         }
     }
 

@@ -20,14 +20,20 @@ pub struct Handler {
     pub check: std::result::Result<Features, String>,
 }
 
-/// Checks every configured `(name, binary)` pair, keeping the runtimes' state under `state_dir`.
-pub fn check(configured: &[(String, PathBuf)], state_dir: &Path) -> Vec<Handler> {
+/// Checks every configured `(name, binary)` pair, keeping the runtimes' state under `state_dir`;
+/// with the systemd cgroup `driver` the runtimes get `--systemd-cgroup`.
+pub fn check(
+    configured: &[(String, PathBuf)],
+    state_dir: &Path,
+    driver: crate::cgroup::Driver,
+) -> Vec<Handler> {
     configured
         .iter()
         .map(|(name, path)| {
             let runtime = OciRuntime {
                 path: path.clone(),
                 root: state_dir.join(name),
+                systemd_cgroup: driver == crate::cgroup::Driver::Systemd,
             };
             let scratch = state_dir.join(format!("probe-{name}"));
             let check = probe::check(&runtime, name, &scratch);
@@ -79,6 +85,14 @@ impl Runtime {
                 reason: reason.to_string(),
             }),
         }
+    }
+
+    /// The `ociVersion` a bundle for handler `name` carries when it is not `own` (the runtime
+    /// implements an older spec, `probe::Features::oci_version`).
+    pub(super) fn handler_oci_version(&self, name: &str, own: &str) -> Option<String> {
+        let handler = self.settings.handlers.iter().find(|h| h.name == name)?;
+        let version = handler.check.as_ref().ok()?.oci_version(own);
+        (version != own).then_some(version)
     }
 
     /// The OCI runtime a pod's containers use: `None` for the built-in executor. A handler no

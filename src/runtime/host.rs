@@ -42,7 +42,7 @@ pub trait HostOps: Send + Sync {
     fn mounts_under(&self, dir: &Path) -> Vec<PathBuf>;
     /// Creates a container cgroup.
     fn create_cgroup(&self, path: &str) -> Result<()>;
-    /// Applies a container cgroup's limits.
+    /// Applies a new container cgroup's limits.
     fn limit_cgroup(&self, path: &str, resources: &Resources) -> Result<()>;
     /// Kills whatever runs in a container cgroup and removes it; a missing one is fine.
     fn remove_cgroup(&self, path: &str) -> Result<()>;
@@ -105,7 +105,8 @@ impl HostOps for RealHost {
     }
 
     fn limit_cgroup(&self, path: &str, resources: &Resources) -> Result<()> {
-        Ok(Cgroup::open(self.hierarchy()?, path)?.apply(resources)?)
+        // A systemd scope gets its limits when the shim starts it with the first process.
+        Ok(Cgroup::open(self.hierarchy()?, path)?.apply_new(resources)?)
     }
 
     fn remove_cgroup(&self, path: &str) -> Result<()> {

@@ -64,6 +64,8 @@ pub struct RuntimeSettings {
     pub handlers: Vec<handlers::Handler>,
     /// The node's CDI specs (`ContainerConfig.cdi_devices`, `cdi.k8s.io/*` annotations).
     pub cdi: Arc<crate::devices::Registry>,
+    /// Who makes pod and container cgroups (kubelet's `cgroupDriver` matches it).
+    pub cgroup_driver: crate::cgroup::Driver,
 }
 
 pub struct Runtime {

@@ -188,11 +188,12 @@ impl Runtime {
             }
         }
         self.forget_everywhere(parts.id).await?;
-        // Only a cgroup of this container: its leaf is the container id.
-        if let Some(path) = &parts.cgroup
-            && Path::new(path).file_name() == Some(parts.id.as_ref())
-        {
-            self.effects.remove_cgroup(path)?;
+        // Only a cgroup of this container: its leaf is the container id (or its scope).
+        if let Some(path) = &parts.cgroup {
+            let leaf = Path::new(path).file_name().and_then(|l| l.to_str());
+            if leaf == Some(parts.id) || leaf == Some(&crate::cgroup::scope_name(parts.id)) {
+                self.effects.remove_cgroup(path)?;
+            }
         }
         for dir in [parts.bundle, parts.rw_dir] {
             unmount_under(self.effects.as_ref(), dir)?;
@@ -331,11 +332,13 @@ fn is_id(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The cgroup a bundle's `config.json` put the container in, if it says.
+/// The cgroupfs path of the cgroup a bundle's `config.json` put the container in, if it says
+/// (a path, or the systemd driver's `<slice>:berth:<id>`).
 fn bundle_cgroup(bundle: &Path) -> Option<String> {
     let text = std::fs::read(bundle.join("config.json")).ok()?;
     let spec: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    Some(spec.get("linux")?.get("cgroupsPath")?.as_str()?.to_string())
+    let path = spec.get("linux")?.get("cgroupsPath")?.as_str()?;
+    crate::cgroup::path_from_oci(path).ok()
 }
 
 #[cfg(test)]
@@ -365,5 +368,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bundle_cgroup(dir.path()).as_deref(), Some("/berth/abc"));
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"linux": {"cgroupsPath": "kubepods-pod1.slice:berth:abc"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            bundle_cgroup(dir.path()).as_deref(),
+            Some("/kubepods.slice/kubepods-pod1.slice/berth-abc.scope")
+        );
     }
 }

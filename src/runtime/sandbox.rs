@@ -279,6 +279,12 @@ impl Runtime {
         {
             self.remove_container(&container.id).await?;
         }
+        let parent = sandbox
+            .config
+            .linux
+            .as_ref()
+            .map_or("", |l| l.cgroup_parent.as_str());
+        crate::cgroup::release_parent(self.settings.cgroup_driver, parent)?;
         super::teardown::remove_tree(&sandbox.pod_dir)?;
         super::teardown::remove_tree(&sandbox.data_dir)?;
         self.db.write(|w| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use super::error::ContainerError;
-use crate::cgroup::{Cgroup, CgroupError};
+use crate::cgroup::{Cgroup, CgroupError, Resources};
 use crate::exec::{ContainerProcess, Created, ExecError, Executor, Stdio};
 use crate::oci::{OciRuntime, PassThrough};
 
@@ -90,8 +90,15 @@ impl Runner for Executor {
         cgroup: Option<&Cgroup>,
     ) -> Result<Box<dyn Launched>, ContainerError> {
         let mut hook_error = None;
+        // A systemd scope starts with the process, taking the spec's limits then.
+        let resources = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .map(Resources::from)
+            .unwrap_or_default();
         let created = self.create_with(bundle, spec, stdio, |pid| {
-            join_cgroup(cgroup, pid, &mut hook_error)
+            join_cgroup(cgroup, pid, &resources, &mut hook_error)
         });
         match (created, hook_error) {
             (Ok(created), _) => Ok(Box::new(BuiltIn(id.to_string(), created))),
@@ -152,12 +159,13 @@ impl Launched for BuiltIn {
 fn join_cgroup(
     cgroup: Option<&Cgroup>,
     pid: i32,
+    resources: &Resources,
     error: &mut Option<CgroupError>,
 ) -> Result<(), ExecError> {
     let Some(cgroup) = cgroup else {
         return Ok(());
     };
-    cgroup.add_process(pid).map_err(|e| {
+    cgroup.enter(pid, resources).map_err(|e| {
         let message = e.to_string();
         *error = Some(e);
         ExecError::Setup(message)

@@ -88,6 +88,7 @@ fn optional(s: String) -> Option<String> {
 
 impl From<proto::CreateContainerRequest> for CreateContainer {
     fn from(r: proto::CreateContainerRequest) -> CreateContainer {
+        let systemd_cgroup = crate::cgroup::unit_of(&r.cgroup).is_some();
         CreateContainer {
             id: r.id,
             bundle: PathBuf::from(r.bundle),
@@ -96,9 +97,12 @@ impl From<proto::CreateContainerRequest> for CreateContainer {
             stdin_once: r.stdin_once,
             tty: r.tty,
             cgroup: optional(r.cgroup),
+            // A container whose cgroup is a systemd scope has it made by the runtime's systemd
+            // driver (the wire carries the cgroup, not the driver).
             runtime: optional(r.runtime_path).map(|path| crate::oci::OciRuntime {
                 path: PathBuf::from(path),
                 root: PathBuf::from(r.runtime_root),
+                systemd_cgroup,
             }),
         }
     }
@@ -289,6 +293,7 @@ mod tests {
             runtime: Some(crate::oci::OciRuntime {
                 path: "/usr/sbin/runc".into(),
                 root: "/run/berth/runc".into(),
+                systemd_cgroup: false,
             }),
             ..req
         };

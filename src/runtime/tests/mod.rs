@@ -195,6 +195,7 @@ fn assemble(
             state_dir: dir.path().join("state"),
             handlers: vec![],
             cdi: Arc::new(crate::devices::Registry::new(vec![])),
+            cgroup_driver: crate::cgroup::Driver::Cgroupfs,
         },
         db.clone(),
         images.clone(),
