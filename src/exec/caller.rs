@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use super::error::{ExecError, ProtocolError};
+use super::idmap::Trees;
 use super::protocol::{Channel, Command, Job, Level, Report, Request, StdioShape};
 use super::{ContainerProcess, Stdio, validate};
 
@@ -65,12 +66,13 @@ impl Executor {
             let msg = format!("root.path {} is not a directory", rootfs.display());
             return Err(ExecError::InvalidSpec(msg));
         }
+        let trees = super::idmap::prepare(bundle, spec)?;
         let job = Job::Create {
             bundle: bundle.to_path_buf(),
             rootfs,
             spec: Box::new(spec.clone()),
         };
-        self.launch(job, stdio, None, on_pid)
+        self.launch(job, stdio, None, &trees, on_pid)
     }
 
     /// Runs `process` in the namespaces (all of them, mount and pid included) of the running
@@ -112,7 +114,8 @@ impl Executor {
             process: Box::new(process.clone()),
             seccomp: seccomp.map(|s| Box::new(s.clone())),
         };
-        let launched = self.launch(job, stdio, Some(container.pidfd()), on_pid);
+        let none = super::idmap::Trees::default();
+        let launched = self.launch(job, stdio, Some(container.pidfd()), &none, on_pid);
         // The helper's join fails once the process is gone; say so plainly.
         let created = launched.map_err(|e| if container.has_exited() { gone() } else { e })?;
         let pid = created.pid;
@@ -120,13 +123,14 @@ impl Executor {
         Ok(pid)
     }
 
-    /// Spawns the helper, sends the job (and `pidfd`, the process an exec joins), learns the pid,
-    /// runs the hook and waits for ready.
+    /// Spawns the helper, sends the job (and `pidfd`, the process an exec joins, and the
+    /// id-mapped `trees` of a create), learns the pid, runs the hook and waits for ready.
     fn launch(
         &self,
         job: Job,
         stdio: Stdio,
         pidfd: Option<BorrowedFd<'_>>,
+        trees: &Trees,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<Created, ExecError> {
         let (channel, theirs) = Channel::pair()?;
@@ -140,7 +144,7 @@ impl Executor {
                 binary: self.init_binary.clone(),
                 source,
             })?;
-        let sent = send_request(&channel, job, &stdio, pidfd);
+        let sent = send_request(&channel, job, &stdio, pidfd, trees);
         drop(stdio);
         let pid = sent.and_then(|()| read_pid(&channel));
         let status = helper.wait();
@@ -172,12 +176,14 @@ impl Executor {
     }
 }
 
-/// Sends the stdio descriptors, followed by `pidfd` for an exec, then the request.
+/// Sends the stdio descriptors, followed by `pidfd` for an exec, then the request, then the
+/// id-mapped trees in batches.
 fn send_request(
     channel: &Channel,
     job: Job,
     stdio: &Stdio,
     pidfd: Option<BorrowedFd<'_>>,
+    trees: &Trees,
 ) -> Result<(), ExecError> {
     let (shape, mut fds): (StdioShape, Vec<BorrowedFd<'_>>) = if stdio.is_tty() {
         (StdioShape::Tty, vec![stdio.stderr.as_fd()])
@@ -191,7 +197,15 @@ fn send_request(
     };
     fds.extend(pidfd);
     channel.send_fds(&fds)?;
-    channel.send(&Request { job, stdio: shape })?;
+    let idmapped = trees.indexes();
+    channel.send(&Request {
+        job,
+        stdio: shape,
+        idmapped,
+    })?;
+    for batch in trees.fds().chunks(crate::sys::scm::MAX_FDS) {
+        channel.send_fds(batch)?;
+    }
     Ok(())
 }
 

@@ -9,14 +9,21 @@ use nix::sys::stat::{Mode, umask};
 use oci_spec::runtime::{Process, Spec};
 
 use super::error::{Context, StepError};
+use super::idmap::Trees;
 use super::namespaces::NsPlan;
 use super::protocol::{Channel, Command, Job, Report};
 use super::stdio::ChildStdio;
 use super::{paths, process, rootfs, seccomp};
 
 /// Runs the container process to its `execve`. Never returns.
-pub(crate) fn main(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> ! {
-    match run(channel, job, stdio, plan) {
+pub(crate) fn main(
+    channel: &Channel,
+    job: Job,
+    stdio: ChildStdio,
+    plan: &NsPlan,
+    trees: &Trees,
+) -> ! {
+    match run(channel, job, stdio, plan, trees) {
         // The caller went away before starting us: nothing to report to.
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -27,7 +34,13 @@ pub(crate) fn main(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan
 }
 
 /// Returns `Ok` only when the caller closed the channel; on success `execve` never returns.
-fn run(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> Result<(), StepError> {
+fn run(
+    channel: &Channel,
+    job: Job,
+    stdio: ChildStdio,
+    plan: &NsPlan,
+    trees: &Trees,
+) -> Result<(), StepError> {
     if !wait_for(channel, "proceed")? {
         return Ok(());
     }
@@ -46,7 +59,7 @@ fn run(channel: &Channel, job: Job, stdio: ChildStdio, plan: &NsPlan) -> Result<
             rootfs,
             spec,
         } => {
-            create_container(channel, bundle, rootfs, spec, plan, tty)?;
+            create_container(channel, bundle, rootfs, spec, plan, tty, trees)?;
             spec.process()
                 .as_ref()
                 .ok_or_else(|| StepError::new("spec", "no process"))?
@@ -98,8 +111,9 @@ fn create_container(
     spec: &Spec,
     plan: &NsPlan,
     tty: bool,
+    trees: &Trees,
 ) -> Result<(), StepError> {
-    rootfs::prepare(channel, bundle, rootfs, spec, plan, tty)?;
+    rootfs::prepare(channel, bundle, rootfs, spec, plan, tty, trees)?;
     if plan.isolates(CloneFlags::CLONE_NEWUTS) {
         paths::set_hostname(spec)?;
     }

@@ -27,6 +27,21 @@ pub enum ExecError {
         /// The error number.
         source: Errno,
     },
+    /// An id-mapped bind mount of a filesystem that cannot be id-mapped (`mount_setattr` answers
+    /// `EINVAL`: NFS and most network filesystems, or a kernel too old for this one).
+    #[error(
+        "mount {}: {} is on {filesystem}, which does not support id-mapped mounts on this kernel",
+        destination.display(),
+        path.display()
+    )]
+    IdmapUnsupported {
+        /// The mount's destination in the container.
+        destination: PathBuf,
+        /// Its source on the host.
+        path: PathBuf,
+        /// The source's filesystem type.
+        filesystem: String,
+    },
     /// The init helper could not be started.
     #[error("start init helper {}: {source}", binary.display())]
     SpawnInit {

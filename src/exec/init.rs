@@ -7,6 +7,7 @@ use std::os::fd::AsFd;
 
 use super::child;
 use super::error::{Context, StepError};
+use super::idmap::Trees;
 use super::namespaces::NsPlan;
 use super::process;
 use super::protocol::{Channel, Job, Report, Request};
@@ -47,7 +48,19 @@ fn run() -> Result<(), StepError> {
         .recv()
         .ctx(|| "receive the job")?
         .ok_or_else(|| StepError::new("receive the job", "channel closed"))?;
-    match prepare_and_fork(&channel, request, fds) {
+    let mut tree_fds = Vec::new();
+    while tree_fds.len() < request.idmapped.len() {
+        let batch = channel.recv_fds().ctx(|| "receive the id-mapped mounts")?;
+        if batch.is_empty() {
+            return Err(StepError::new(
+                "receive the id-mapped mounts",
+                "empty batch",
+            ));
+        }
+        tree_fds.extend(batch);
+    }
+    let trees = Trees::from_parts(&request.idmapped, tree_fds)?;
+    match prepare_and_fork(&channel, request, fds, trees) {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = channel.send(&Report::Failed(e.to_string()));
@@ -60,6 +73,7 @@ fn prepare_and_fork(
     channel: &Channel,
     request: Request,
     mut fds: Vec<std::os::fd::OwnedFd>,
+    trees: Trees,
 ) -> Result<(), StepError> {
     // An exec's pidfd follows the stdio descriptors.
     let pidfd = match &request.job {
@@ -101,6 +115,6 @@ fn prepare_and_fork(
             }
             Ok(())
         }
-        Forked::Child => child::main(channel, request.job, stdio, &plan),
+        Forked::Child => child::main(channel, request.job, stdio, &plan, &trees),
     }
 }

@@ -13,6 +13,7 @@ mod cgroupfs;
 mod child;
 mod devices;
 mod error;
+mod idmap;
 mod init;
 mod mount_options;
 mod mounts;

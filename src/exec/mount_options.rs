@@ -1,5 +1,6 @@
 //! Parsing of OCI mount options (`fstab`-style words) into mount flags, propagation changes,
-//! recursive attributes (`rro`, ...) and the filesystem-specific data string.
+//! recursive attributes (`rro`, ...), id-mapping (`idmap`, `ridmap`) and the filesystem-specific
+//! data string.
 
 use nix::mount::MsFlags;
 
@@ -20,6 +21,18 @@ pub(crate) struct MountOptions {
     pub recursive_clear: u64,
     /// Everything else, comma-joined for the filesystem (`size=65536k,mode=755`).
     pub data: String,
+    /// `idmap` (the top mount) or `ridmap` (every mount of the bound tree): a bind mount
+    /// id-mapped through the container's user namespace.
+    pub idmap: Option<IdmapScope>,
+}
+
+/// Which mounts of an id-mapped bind get the idmapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdmapScope {
+    /// `idmap`: the bound directory's own mount (its submounts, with `rbind`, keep theirs).
+    Top,
+    /// `ridmap`: every mount of the bound tree.
+    Recursive,
 }
 
 /// Options that set or clear a plain mount flag.
@@ -74,7 +87,7 @@ const RECURSIVE: &[(&str, bool, u64)] = &[
 ];
 
 /// Options other runtimes accept that berth refuses rather than ignores.
-const UNSUPPORTED: &[&str] = &["tmpcopyup", "idmap", "ridmap", "copy-symlink", "remount"];
+const UNSUPPORTED: &[&str] = &["tmpcopyup", "copy-symlink", "remount"];
 
 impl MountOptions {
     /// Parses `options`; an option berth cannot honour is an error naming it.
@@ -85,6 +98,7 @@ impl MountOptions {
             recursive_set: 0,
             recursive_clear: 0,
             data: String::new(),
+            idmap: None,
         };
         let mut data = Vec::new();
         for option in options {
@@ -102,6 +116,10 @@ impl MountOptions {
                     parsed.recursive_clear |= bit;
                     parsed.recursive_set &= !bit;
                 }
+            } else if option == "idmap" {
+                parsed.idmap = Some(IdmapScope::Top);
+            } else if option == "ridmap" {
+                parsed.idmap = Some(IdmapScope::Recursive);
             } else if UNSUPPORTED.contains(&option) {
                 return Err(format!("mount option {option:?} is not supported"));
             } else if option != "defaults" && !option.is_empty() {
@@ -159,6 +177,15 @@ mod tests {
         let o = parse(&["rbind", "rro", "rnosuid"]);
         assert_eq!(o.recursive_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID);
         assert_eq!(o.recursive_clear, 0);
+    }
+
+    #[test]
+    fn idmap_options() {
+        assert_eq!(parse(&["rbind"]).idmap, None);
+        assert_eq!(parse(&["rbind", "idmap"]).idmap, Some(IdmapScope::Top));
+        let o = parse(&["rbind", "ridmap", "ro"]);
+        assert_eq!(o.idmap, Some(IdmapScope::Recursive));
+        assert_eq!(o.data, "");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MsFlags, mount};
 use nix::sys::statvfs::{FsFlags, fstatvfs};
 use oci_spec::runtime::Mount;
+use rustix::mount::{MoveMountFlags, move_mount};
 
 use super::cgroupfs;
 use super::error::{Context, StepError};
@@ -36,15 +37,27 @@ impl MountCtx<'_> {
     }
 }
 
-/// Mounts one entry of `spec.mounts`.
-pub(crate) fn mount_entry(ctx: &MountCtx<'_>, m: &Mount) -> Result<(), StepError> {
+/// Mounts one entry of `spec.mounts`; `tree` is its id-mapped source, cloned by the caller
+/// (`exec::idmap`), for an `idmap`/`ridmap` bind.
+pub(crate) fn mount_entry(
+    ctx: &MountCtx<'_>,
+    m: &Mount,
+    tree: Option<BorrowedFd<'_>>,
+) -> Result<(), StepError> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("none");
     let options = m.options().as_deref().unwrap_or_default();
     let opts = MountOptions::parse(options)
         .map_err(|e| StepError::new(format!("mount {typ} on {}", dest.display()), e))?;
     if typ == "bind" || opts.is_bind() {
-        return bind(ctx, m, &opts);
+        return match (opts.idmap, tree) {
+            (None, _) => bind(ctx, m, &opts),
+            (Some(_), Some(tree)) => attach(ctx, m, &opts, tree),
+            (Some(_), None) => Err(StepError::new(
+                format!("id-mapped mount on {}", dest.display()),
+                "the caller prepared no id-mapped tree for it",
+            )),
+        };
     }
     match typ {
         "cgroup" | "cgroup2" => cgroupfs::mount(ctx, dest, &opts),
@@ -133,6 +146,29 @@ fn bind(ctx: &MountCtx<'_>, m: &Mount, opts: &MountOptions) -> Result<(), StepEr
     let meta = std::fs::metadata(&source).ctx(what)?;
     let target = ctx.root.ensure(dest, meta.is_dir())?;
     bind_onto(&source, target.as_fd(), opts.flags & MsFlags::MS_REC).ctx(what)?;
+    let flags = opts.remount_flags();
+    if !flags.is_empty() {
+        remount_bind(ctx.reopen(dest)?.as_fd(), flags)
+            .ctx(|| format!("remount {}", dest.display()))?;
+    }
+    finish(ctx, dest, opts)
+}
+
+/// Attaches the caller's detached id-mapped clone of a bind source (`move_mount`), then
+/// applies the requested flags and propagation as for any bind.
+fn attach(
+    ctx: &MountCtx<'_>,
+    m: &Mount,
+    opts: &MountOptions,
+    tree: BorrowedFd<'_>,
+) -> Result<(), StepError> {
+    let dest = m.destination();
+    let what = || format!("attach the id-mapped mount on {}", dest.display());
+    let stat = rustix::fs::fstat(tree).ctx(what)?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(stat.st_mode).is_dir();
+    let target = ctx.root.ensure(dest, is_dir)?;
+    let flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+    move_mount(tree, "", target.as_fd(), "", flags).ctx(what)?;
     let flags = opts.remount_flags();
     if !flags.is_empty() {
         remount_bind(ctx.reopen(dest)?.as_fd(), flags)

@@ -2,7 +2,7 @@
 //! socket carrying length-prefixed JSON frames, plus one descriptor-passing message at the start.
 //!
 //! ```text
-//! caller -> init    Fds(stdio) , Request{job, stdio shape}
+//! caller -> init    Fds(stdio) , Request{job, stdio shape, idmapped} , Fds(id-mapped trees)*
 //! init   -> caller  Pid(host pid of the container process)        then init exits
 //! caller -> child   Proceed                                       (after the on_pid hook)
 //! child  -> caller  Log* , Ready | Failed(msg)
@@ -67,6 +67,10 @@ pub(crate) enum StdioShape {
 pub(crate) struct Request {
     pub job: Job,
     pub stdio: StdioShape,
+    /// Indexes in `spec.mounts` of the id-mapped trees whose descriptors follow the request,
+    /// in batches of at most `scm::MAX_FDS`.
+    #[serde(default)]
+    pub idmapped: Vec<usize>,
 }
 
 /// Severity of a [`Report::Log`] line.

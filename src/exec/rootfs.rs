@@ -12,6 +12,7 @@ use oci_spec::runtime::Spec;
 
 use super::devices;
 use super::error::{Context, StepError};
+use super::idmap::Trees;
 use super::mounts::{MountCtx, bind_onto, kept_flags, mount_entry};
 use super::namespaces::NsPlan;
 use super::protocol::{Channel, Level};
@@ -45,6 +46,7 @@ fn propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>), StepError> {
 }
 
 /// Sets up the mount namespace and pivots into the rootfs. Needs a new mount namespace.
+/// `trees` are the id-mapped bind mounts the caller prepared, by mount index.
 pub(crate) fn prepare(
     channel: &Channel,
     bundle: &Path,
@@ -52,6 +54,7 @@ pub(crate) fn prepare(
     spec: &Spec,
     plan: &NsPlan,
     tty: bool,
+    trees: &Trees,
 ) -> Result<(), StepError> {
     if !plan.new_mount() {
         return Err(StepError::new(
@@ -79,8 +82,8 @@ pub(crate) fn prepare(
         bundle,
         new_cgroup_ns: plan.new_cgroup,
     };
-    for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_entry(&ctx, m)?;
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mount_entry(&ctx, m, trees.get(i))?;
         channel.log(
             Level::Debug,
             format!("mounted {}", m.destination().display()),

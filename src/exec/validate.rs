@@ -48,6 +48,7 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
     if (uid_maps || gid_maps) && !has(LinuxNamespaceType::User) {
         return Err(invalid("uid/gid mappings without a user namespace"));
     }
+    idmapped_mounts(spec, has(LinuxNamespaceType::User) && uid_maps && gid_maps)?;
     if let Some(profile) = linux.seccomp() {
         super::seccomp::compile(profile).map_err(|e| invalid(e.to_string()))?;
     }
@@ -72,6 +73,32 @@ pub(crate) fn create(spec: &Spec, tty: bool) -> Result<(), ExecError> {
         if !has(kind) {
             let msg = format!("sysctl {key} needs a {kind:?} namespace: it would change the host");
             return Err(invalid(msg));
+        }
+    }
+    Ok(())
+}
+
+/// An `idmap`/`ridmap` mount is a bind id-mapped through the container's user namespace (joined
+/// by path, with both mappings): nothing else gives it a mapping.
+fn idmapped_mounts(spec: &Spec, userns_mapped: bool) -> Result<(), ExecError> {
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let options = m.options().as_deref().unwrap_or_default();
+        let Ok(opts) = super::mount_options::MountOptions::parse(options) else {
+            continue; // reported, naming the option, when the mount is made
+        };
+        if opts.idmap.is_none() {
+            continue;
+        }
+        let dest = m.destination().display();
+        if !(opts.is_bind() || m.typ().as_deref() == Some("bind")) {
+            return Err(invalid(format!(
+                "mount {dest}: idmap is for bind mounts only"
+            )));
+        }
+        if !userns_mapped {
+            return Err(invalid(format!(
+                "mount {dest}: idmap needs the container to join a user namespace with uid and gid mappings"
+            )));
         }
     }
     Ok(())
@@ -135,6 +162,44 @@ mod tests {
             create(&spec, false),
             Err(ExecError::InvalidSpec(_))
         ));
+    }
+
+    #[test]
+    fn idmap_needs_a_bind_in_a_mapped_user_namespace() {
+        use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, Mount};
+        let with = |typ: &str, userns: bool| {
+            let mut spec = Spec::default();
+            let mut m = Mount::default();
+            m.set_destination("/data".into())
+                .set_typ(Some(typ.into()))
+                .set_source(Some("/srv".into()))
+                .set_options(Some(match typ {
+                    "bind" => vec!["rbind".into(), "idmap".into()],
+                    _ => vec!["idmap".into()],
+                }));
+            spec.set_mounts(Some(vec![m]));
+            if userns {
+                let mut linux = spec.linux().clone().unwrap();
+                let mut namespaces = linux.namespaces().clone().unwrap();
+                let mut user = LinuxNamespace::default();
+                user.set_typ(LinuxNamespaceType::User)
+                    .set_path(Some("/run/pod/ns/user".into()));
+                namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::User);
+                namespaces.insert(0, user);
+                let map = LinuxIdMapping::default();
+                linux
+                    .set_namespaces(Some(namespaces))
+                    .set_uid_mappings(Some(vec![map]))
+                    .set_gid_mappings(Some(vec![map]));
+                spec.set_linux(Some(linux));
+            }
+            create(&spec, false)
+        };
+        with("bind", true).unwrap();
+        let err = with("bind", false).unwrap_err().to_string();
+        assert!(err.contains("mount /data: idmap needs"), "{err}");
+        let err = with("tmpfs", true).unwrap_err().to_string();
+        assert!(err.contains("bind mounts only"), "{err}");
     }
 
     #[test]

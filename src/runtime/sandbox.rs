@@ -60,7 +60,7 @@ impl Runtime {
                 "pod sandbox metadata has no name".into(),
             ));
         }
-        self.handler_for_new_pod(handler)?;
+        let external = self.handler_for_new_pod(handler)?;
         let name = sandbox_name(&meta);
         let _reservation = self.reserve(format!("pod {name}"))?;
         if let Some(existing) = self
@@ -75,6 +75,15 @@ impl Runtime {
             });
         }
         let plan = sandbox_plan(&config)?;
+        if plan.userns.is_some()
+            && let Some(runtime) = external
+        {
+            return Err(RuntimeError::Unimplemented(format!(
+                "runtime handler {handler:?} ({}) does not run pods with their own user namespace \
+                 (hostUsers: false); only the built-in handler does",
+                runtime.path.display()
+            )));
+        }
         let id = new_id();
         let intent = Intent::CreatePod {
             pod_dir: self.settings.state_dir.join("pods").join(&id),

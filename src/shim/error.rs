@@ -216,7 +216,9 @@ fn exec_kind(e: &ExecError) -> Kind {
     match e {
         ExecError::InvalidSpec(_) => Kind::InvalidArgument,
         ExecError::Unsupported(_) => Kind::Unimplemented,
-        ExecError::ContainerExited(_) => Kind::FailedPrecondition,
+        ExecError::ContainerExited(_) | ExecError::IdmapUnsupported { .. } => {
+            Kind::FailedPrecondition
+        }
         _ => Kind::Internal,
     }
 }

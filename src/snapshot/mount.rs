@@ -126,7 +126,7 @@ fn with_idmapped_layers(
                 OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
             )
             .map_err(|e| err("open_tree a layer")(e.into()))?;
-            crate::sys::mount::set_idmap(tree.as_fd(), ns.as_fd())
+            crate::sys::mount::set_idmap(tree.as_fd(), ns.as_fd(), false)
                 .map_err(|e| err("id-map a layer")(e.into()))?;
             move_mount(
                 &tree,

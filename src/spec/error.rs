@@ -60,9 +60,13 @@ pub enum SpecError {
     #[error("user namespace: {0}")]
     UserNamespace(String),
 
-    /// A CRI mount with uid/gid mappings (id-mapped mounts need user namespaces).
-    #[error("mount {0:?}: id-mapped mounts are not supported yet")]
-    IdMappedMount(String),
+    /// A CRI mount whose uid/gid mappings berth cannot honour: only the pod's own user
+    /// namespace mapping, in a pod that has one.
+    #[error("mount {container_path:?}: id-mapped mount: {reason}")]
+    IdMappedMount {
+        container_path: String,
+        reason: String,
+    },
 
     /// A privileged container asked for in a pod whose sandbox is not privileged.
     #[error("container {0:?} is privileged but its pod sandbox is not")]
@@ -110,7 +114,6 @@ impl Classify for SpecError {
     fn kind(&self) -> Kind {
         match self {
             SpecError::MissingNamespace(_) | SpecError::Oci(_) => Kind::Internal,
-            SpecError::IdMappedMount(_) => Kind::Unimplemented,
             _ => Kind::InvalidArgument,
         }
     }

@@ -20,7 +20,7 @@
 //! | `linux.seccomp` | none for Unconfined; berth's default profile for RuntimeDefault, the given profile for Localhost, each resolved for the bounding capabilities and the node's architecture | none |
 //! | `root` | `rootfs` input, read-only if `readonly_rootfs` | same |
 //! | `hostname` | the pod hostname when the pod has its own UTS namespace, else unset | same |
-//! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
+//! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`, `idmap` when the CRI mount carries the pod's user namespace mappings), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
 //! | `linux.namespaces` | the pod's user namespace first when it has one; new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
 //! | `linux.uidMappings` / `gidMappings` | the pod's user namespace mappings, when it has one | same (a privileged pod cannot have one) |
 //! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages, unified | same |
@@ -32,7 +32,9 @@
 //!
 //! Image VOLUMEs are not mounted here; CRI mounts are. A pod with its own user namespace
 //! ([`SandboxPlan::userns`]) has every container join it first and carry its mappings in
-//! `linux.uidMappings` / `gidMappings`; id-mapped CRI mounts are rejected as not supported yet.
+//! `linux.uidMappings` / `gidMappings`; a CRI mount with exactly those mappings (kubelet puts them
+//! on every mount of such a pod) is an `idmap` bind, id-mapped through the pod's user namespace;
+//! other mappings, or mappings in a pod without a user namespace, are InvalidArgument.
 
 mod caps;
 mod error;
@@ -186,6 +188,7 @@ pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
         inputs.shm.as_deref(),
         privileged,
         readonly_rootfs,
+        plan.userns.as_ref(),
     )?;
     let mut linux = linux_section(inputs, &plan, privileged)?;
     linux.set_seccomp(seccomp);

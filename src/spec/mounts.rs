@@ -1,12 +1,14 @@
 //! The container's mount table: the default kernel filesystems, then the pod's /etc files and
 //! /dev/shm, then the CRI mounts; parents before children, a CRI mount replacing anything
-//! else at (or under) its destination.
+//! else at (or under) its destination. A CRI mount with id mappings (kubelet's, in a pod with its
+//! own user namespace) must carry exactly the pod's mappings; it becomes an `idmap` bind.
 
 use std::path::{Path, PathBuf};
 
-use crate::cri_api::{Mount as CriMount, MountPropagation};
+use crate::cri_api::{IdMapping, Mount as CriMount, MountPropagation};
 use oci_spec::runtime::Mount;
 
+use super::userns::{IdMap, UserNamespaceMaps};
 use super::{EtcFiles, SpecError};
 
 /// What the mount table adds to the spec.
@@ -27,6 +29,9 @@ struct Bind {
     recursive_readonly: bool,
     /// `Mount.mount_options`, each one of [`BIND_OPTIONS`].
     extra_options: Vec<String>,
+    /// Id-mapped through the pod's user namespace (OCI option `idmap`, no per-mount mappings:
+    /// the container's own, which [`idmapped`] checked are the ones asked for).
+    idmap: bool,
 }
 
 /// The `Mount.mount_options` berth applies to a CRI bind mount; any other is refused.
@@ -41,15 +46,20 @@ const BIND_OPTIONS: [&str; 6] = [
 const BIND_OPTIONS_TEXT: &str = "nosuid, nodev, noexec, noatime, nodiratime, relatime";
 
 /// Builds the mount table. `readonly_rootfs` makes the /etc file binds read-only; `privileged`
-/// makes /sys and /sys/fs/cgroup writable.
+/// makes /sys and /sys/fs/cgroup writable; `userns` is the pod's user namespace, the only
+/// mapping an id-mapped CRI mount may ask for.
 pub(super) fn mounts(
     cri: &[CriMount],
     etc: &EtcFiles,
     shm: Option<&Path>,
     privileged: bool,
     readonly_rootfs: bool,
+    userns: Option<&UserNamespaceMaps>,
 ) -> Result<MountPlan, SpecError> {
-    let mut binds = cri.iter().map(cri_bind).collect::<Result<Vec<_>, _>>()?;
+    let mut binds = cri
+        .iter()
+        .map(|m| cri_bind(m, userns))
+        .collect::<Result<Vec<_>, _>>()?;
     let pod_files = [
         ("/etc/hostname", etc.hostname.as_deref(), readonly_rootfs),
         ("/etc/hosts", etc.hosts.as_deref(), readonly_rootfs),
@@ -72,6 +82,7 @@ pub(super) fn mounts(
             readonly,
             recursive_readonly: false,
             extra_options: Vec::new(),
+            idmap: false,
         });
     }
     binds.sort_by_key(|b| depth(&b.destination));
@@ -102,7 +113,7 @@ pub(super) fn mounts(
 }
 
 /// Validates one CRI mount. `selinux_relabel` is the caller's business (it needs I/O).
-fn cri_bind(m: &CriMount) -> Result<Bind, SpecError> {
+fn cri_bind(m: &CriMount, userns: Option<&UserNamespaceMaps>) -> Result<Bind, SpecError> {
     let fail = |reason| SpecError::Mount {
         container_path: m.container_path.clone(),
         reason,
@@ -115,9 +126,10 @@ fn cri_bind(m: &CriMount) -> Result<Bind, SpecError> {
             "no host path (image volumes must be resolved by the caller)",
         ));
     }
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(SpecError::IdMappedMount(m.container_path.clone()));
-    }
+    let idmap = idmapped(m, userns).map_err(|reason| SpecError::IdMappedMount {
+        container_path: m.container_path.clone(),
+        reason,
+    })?;
     let propagation =
         MountPropagation::try_from(m.propagation).map_err(|_| fail("unknown mount propagation"))?;
     if m.recursive_read_only && !m.readonly {
@@ -144,7 +156,48 @@ fn cri_bind(m: &CriMount) -> Result<Bind, SpecError> {
         readonly: m.readonly,
         recursive_readonly: m.recursive_read_only,
         extra_options: m.mount_options.clone(),
+        idmap,
     })
+}
+
+/// Whether `m` is id-mapped. kubelet gives each mount of a `hostUsers: false` pod the pod's own
+/// mappings (container id -> host id), so that files show inside with the ids they have on disk;
+/// that is the pod's user namespace used as the mount's idmapping, the only one berth builds.
+/// Anything else (mappings on a pod without a user namespace, one list without the other,
+/// other ranges) is refused.
+fn idmapped(m: &CriMount, userns: Option<&UserNamespaceMaps>) -> Result<bool, String> {
+    if m.uid_mappings.is_empty() && m.gid_mappings.is_empty() {
+        return Ok(false);
+    }
+    let Some(pod) = userns else {
+        return Err("id mappings on a mount of a pod that has no user namespace".into());
+    };
+    for (kind, maps, want) in [
+        ("uid", &m.uid_mappings, pod.uids),
+        ("gid", &m.gid_mappings, pod.gids),
+    ] {
+        if !matches!(maps.as_slice(), [one] if same(one, want)) {
+            return Err(format!(
+                "{kind} mappings {} are not the pod's user namespace mapping {}",
+                show(maps),
+                want.to_flag()
+            ));
+        }
+    }
+    Ok(true)
+}
+
+fn same(m: &IdMapping, want: IdMap) -> bool {
+    (m.container_id, m.host_id, m.length) == (want.container, want.host, want.size)
+}
+
+/// `[container:host:length, ...]` for an error message.
+fn show(maps: &[IdMapping]) -> String {
+    let each: Vec<String> = maps
+        .iter()
+        .map(|m| format!("{}:{}:{}", m.container_id, m.host_id, m.length))
+        .collect();
+    format!("[{}]", each.join(", "))
 }
 
 fn bind_mount(b: &Bind) -> Mount {
@@ -159,6 +212,9 @@ fn bind_mount(b: &Bind) -> Mount {
         (false, false) => "rw",
     };
     let mut options = vec!["rbind", propagation, access];
+    if b.idmap {
+        options.push("idmap");
+    }
     options.extend(b.extra_options.iter().map(String::as_str));
     mount(
         &b.destination,

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// The mount table of a pod without a user namespace.
+fn mounts(
+    cri: &[CriMount],
+    etc: &EtcFiles,
+    shm: Option<&Path>,
+    privileged: bool,
+    readonly_rootfs: bool,
+) -> Result<MountPlan, SpecError> {
+    super::mounts(cri, etc, shm, privileged, readonly_rootfs, None)
+}
+
 const DEFAULTS: [&str; 7] = [
     "/proc",
     "/dev",
@@ -337,14 +348,124 @@ fn rejects_bad_cri_mounts() {
             }
         );
     }
-    let idmapped = CriMount {
-        uid_mappings: vec![Default::default()],
+}
+
+fn id_map(container_id: u32, host_id: u32, length: u32) -> IdMapping {
+    IdMapping {
+        container_id,
+        host_id,
+        length,
+    }
+}
+
+const POD: UserNamespaceMaps = UserNamespaceMaps {
+    uids: IdMap {
+        container: 0,
+        host: 100000,
+        size: 65536,
+    },
+    gids: IdMap {
+        container: 0,
+        host: 200000,
+        size: 65536,
+    },
+};
+
+fn mapped(uids: Vec<IdMapping>, gids: Vec<IdMapping>) -> CriMount {
+    CriMount {
+        uid_mappings: uids,
+        gid_mappings: gids,
         ..cri("/x", "/h")
-    };
-    assert_eq!(
-        mounts(&[idmapped], &EtcFiles::default(), None, false, false),
-        Err(SpecError::IdMappedMount("/x".into()))
+    }
+}
+
+#[test]
+fn a_mount_with_the_pods_mappings_is_an_idmap_bind() {
+    let m = mapped(
+        vec![id_map(0, 100000, 65536)],
+        vec![id_map(0, 200000, 65536)],
     );
+    let plan = super::mounts(&[m], &EtcFiles::default(), None, false, false, Some(&POD)).unwrap();
+    let bind = plan.mounts.last().unwrap();
+    assert_eq!(bind.destination(), Path::new("/x"));
+    assert_eq!(
+        bind.options().as_deref().unwrap(),
+        ["rbind", "rprivate", "rw", "idmap"]
+    );
+    // Without mappings, a mount of the same pod is a plain bind.
+    let plan = super::mounts(
+        &[cri("/y", "/h")],
+        &EtcFiles::default(),
+        None,
+        false,
+        false,
+        Some(&POD),
+    )
+    .unwrap();
+    let options = plan.mounts.last().unwrap().options().clone().unwrap();
+    assert!(!options.contains(&"idmap".to_string()), "{options:?}");
+}
+
+#[test]
+fn other_mappings_are_invalid() {
+    let pod_uids = || vec![id_map(0, 100000, 65536)];
+    let pod_gids = || vec![id_map(0, 200000, 65536)];
+    let cases = [
+        // uids without gids and the other way round
+        (pod_uids(), vec![], Some(&POD), "gid mappings [] are not"),
+        (vec![], pod_gids(), Some(&POD), "uid mappings [] are not"),
+        // another range, another start, a longer or wrapping length
+        (
+            vec![id_map(0, 0, 65536)],
+            pod_gids(),
+            Some(&POD),
+            "uid mappings [0:0:65536]",
+        ),
+        (
+            vec![id_map(1, 100000, 65536)],
+            pod_gids(),
+            Some(&POD),
+            "not the pod's",
+        ),
+        (
+            vec![id_map(0, 100000, u32::MAX)],
+            pod_gids(),
+            Some(&POD),
+            "not the pod's",
+        ),
+        // the pod's mapping twice, or split in two overlapping pieces
+        (
+            vec![id_map(0, 100000, 65536), id_map(0, 100000, 65536)],
+            pod_gids(),
+            Some(&POD),
+            "not the pod's",
+        ),
+        // gids given the uid range
+        (pod_uids(), pod_uids(), Some(&POD), "gid mappings"),
+        // a pod without a user namespace
+        (pod_uids(), pod_gids(), None, "has no user namespace"),
+    ];
+    for (uids, gids, userns, want) in cases {
+        let m = mapped(uids, gids);
+        let err = super::mounts(
+            std::slice::from_ref(&m),
+            &EtcFiles::default(),
+            None,
+            false,
+            false,
+            userns,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, SpecError::IdMappedMount { container_path, .. } if container_path == "/x"),
+            "{m:?}: {err:?}"
+        );
+        assert!(err.to_string().contains(want), "{m:?}: {err}");
+        assert_eq!(
+            crate::error::Classify::kind(&err),
+            crate::error::Kind::InvalidArgument
+        );
+    }
 }
 
 #[test]
@@ -369,7 +490,7 @@ fn unresolved_image_volumes_are_refused() {
         image: "registry.example/data:1".into(),
         ..Default::default()
     });
-    let Err(err) = cri_bind(&m) else {
+    let Err(err) = cri_bind(&m, None) else {
         panic!("an unresolved image volume was accepted");
     };
     assert!(err.to_string().contains("no host path"), "{err}");

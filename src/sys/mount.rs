@@ -52,9 +52,14 @@ pub fn set_attr_recursive(mount_fd: BorrowedFd<'_>, set: u64, clear: u64) -> Res
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// Makes the detached mount `mount_fd` (from `open_tree(OPEN_TREE_CLONE)`) an id-mapped mount
-/// with the mappings of the user namespace `userns_fd` (not recursive: one mount). Needs Linux
-/// 5.12 and a filesystem that supports id-mapped mounts (`EINVAL` otherwise).
-pub fn set_idmap(mount_fd: BorrowedFd<'_>, userns_fd: BorrowedFd<'_>) -> Result<(), Errno> {
+/// with the mappings of the user namespace `userns_fd`: that one mount, or with `recursive` every
+/// mount of the detached tree. Needs Linux 5.12 and a filesystem that supports id-mapped mounts
+/// (`EINVAL` otherwise).
+pub fn set_idmap(
+    mount_fd: BorrowedFd<'_>,
+    userns_fd: BorrowedFd<'_>,
+    recursive: bool,
+) -> Result<(), Errno> {
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
@@ -69,7 +74,7 @@ pub fn set_idmap(mount_fd: BorrowedFd<'_>, userns_fd: BorrowedFd<'_>) -> Result<
             libc::SYS_mount_setattr,
             mount_fd.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 },
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

@@ -125,10 +125,11 @@ fn errors_are_classified() {
         SpecError::UserNamespace("mode CONTAINER".into()).kind(),
         Kind::InvalidArgument
     );
-    assert_eq!(
-        SpecError::IdMappedMount("/x".into()).kind(),
-        Kind::Unimplemented
-    );
+    let idmapped = SpecError::IdMappedMount {
+        container_path: "/x".into(),
+        reason: "other mappings".into(),
+    };
+    assert_eq!(idmapped.kind(), Kind::InvalidArgument);
     assert_eq!(
         SpecError::UnknownUser("x".into()).kind(),
         Kind::InvalidArgument
