@@ -1,0 +1,123 @@
+# e2e/cluster/test.sh, part 3: pod features: liveness restarts, ConfigMap/Secret/projected
+# volumes and env, RuntimeClass runc, hostUsers: false, in-place resize.
+
+liveness() {
+  busybox_pod liveness "$N2" 'touch /tmp/healthy; sleep 4; rm /tmp/healthy; sleep 3600' \
+"    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 2
+      failureThreshold: 1"
+  wait_for 120 eval '[[ $(ctr_status liveness | jq -r .restartCount) -ge 1 ]]' ||
+    bad "no restart: $(ctr_status liveness)" || return
+  ctr_status liveness | jq -e '.lastState.terminated.exitCode == 137' >/dev/null ||
+    bad "the restarted container was not killed (137): $(ctr_status liveness | jq -c .lastState)" || return
+  kn get events --field-selector involvedObject.name=liveness -o json |
+    jq -e 'any(.items[]; .reason == "Unhealthy" and (.message | test("Liveness probe failed")))' >/dev/null ||
+    bad "no 'Liveness probe failed' event" || return
+}
+check "a failing liveness probe restarts the container (exit 137, Unhealthy event)" liveness
+
+volumes() {
+  # Secret bytes that are not UTF-8 (but no NUL: an environment value cannot hold one).
+  printf 'bin\xff\xfe\x01end' > "$TMP/secret.bin"
+  kn create secret generic creds --from-file=blob="$TMP/secret.bin" --from-literal=user=alice >/dev/null ||
+    bad "create secret" || return
+  kn create configmap settings --from-literal=color=blue --from-literal=size=10 >/dev/null || bad "create configmap" || return
+  busybox_pod volumes "$N1" 'sleep 3600' \
+"    env:
+    - {name: BLOB, valueFrom: {secretKeyRef: {name: creds, key: blob}}}
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: settings, key: color}}}
+    volumeMounts:
+    - {name: cm, mountPath: /etc/cm}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: all, mountPath: /etc/all}
+  volumes:
+  - {name: cm, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds, defaultMode: 0400}}
+  - name: all
+    projected:
+      sources:
+      - configMap: {name: settings, items: [{key: size, path: size}]}
+      - secret: {name: creds, items: [{key: user, path: user}]}
+      - downwardAPI: {items: [{path: podname, fieldRef: {fieldPath: metadata.name}}]}
+      - serviceAccountToken: {path: token, expirationSeconds: 3600}"
+  wait_ready 120 volumes || bad "volumes pod not ready: $(kn describe pod volumes | tail -5)" || return
+  local got want
+  got=$(kn exec volumes -- sh -c 'printf %s "$BLOB"' | od -An -tx1 | tr -d ' \n')
+  want=$(od -An -tx1 < "$TMP/secret.bin" | tr -d ' \n')
+  [[ $got == "$want" ]] || bad "env BLOB bytes $got, want $want" || return
+  [[ $(kn exec volumes -- sh -c 'echo $COLOR') == blue ]] || bad "env COLOR" || return
+  [[ $(kn exec volumes -- cat /etc/cm/color) == blue ]] || bad "configMap volume color" || return
+  got=$(kn exec volumes -- od -An -tx1 /etc/sec/blob | tr -d ' \n')
+  [[ $got == "$want" ]] || bad "secret volume blob bytes $got" || return
+  [[ $(kn exec volumes -- stat -L -c %a /etc/sec/user) == 400 ]] || bad "secret file mode $(kn exec volumes -- stat -L -c %a /etc/sec/user)" || return
+  [[ $(kn exec volumes -- cat /etc/all/size /etc/all/user /etc/all/podname) == $'10\nalice\nvolumes' ]] ||
+    bad "projected: $(kn exec volumes -- sh -c 'cat /etc/all/size /etc/all/user /etc/all/podname')" || return
+  # The token is a JWT of this pod's service account, signed by the cluster's key.
+  got=$(kn exec volumes -- cat /etc/all/token | cut -d. -f2 | tr '_-' '/+' | base64 -d 2>/dev/null || true)
+  [[ $got == *'"system:serviceaccount:'"$NS"':default"'* ]] || bad "projected token payload: $got" || return
+  # A ConfigMap update reaches the mounted volume (kubelet's sync; berth's bind mount is live).
+  kn patch configmap settings -p '{"data":{"color":"green"}}' >/dev/null
+  wait_for 90 eval '[[ $(kn exec volumes -- cat /etc/cm/color) == green ]]' || bad "configMap update not seen in the volume" || return
+}
+check "Secret with non-UTF-8 bytes as env and file, ConfigMap env/volume (and its update), projected volume" volumes
+
+runtimeclass() {
+  apply <<YAML
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: runc}
+handler: runc
+YAML
+  busybox_pod on-runc "$N2" 'echo hello from runc; sleep 3600' "" "  runtimeClassName: runc"
+  wait_ready 120 on-runc || bad "on-runc not ready: $(kn describe pod on-runc | tail -5)" || return
+  local sandbox
+  sandbox=$(crictl_n 2 pods -q --no-trunc --name '^on-runc$' --namespace "^$NS\$" --state ready)
+  [[ -n $sandbox ]] || bad "berth on node 2 has no ready sandbox for on-runc" || return
+  [[ $(crictl_n 2 inspectp "$sandbox" | jq -r .status.runtimeHandler) == runc ]] ||
+    bad "runtime handler $(crictl_n 2 inspectp "$sandbox" | jq -r .status.runtimeHandler)" || return
+  # runc keeps its state for the container in berth's runc state dir.
+  local id
+  id=$(ctr_status on-runc | jq -r '.containerID | sub("^[^:]*://"; "")')
+  [[ -d $(node_dir 2)/run/runc/$id ]] || bad "no runc state for $id in $(node_dir 2)/run/runc: $(ls "$(node_dir 2)/run/runc" 2>&1 | head -3)" || return
+  [[ $(kn logs on-runc) == "hello from runc" ]] || bad "log: $(kn logs on-runc)" || return
+}
+check "RuntimeClass runc: the pod runs under berth's runc handler" runtimeclass
+
+userns() {
+  busybox_pod userns "$N1" 'sleep 3600' "" "  hostUsers: false"
+  wait_ready 120 userns || bad "userns not ready: $(kn describe pod userns | tail -5)" || return
+  local map pid
+  map=$(kn exec userns -- cat /proc/self/uid_map)
+  read -r inside outside count <<<"$map"
+  [[ $inside == 0 && $outside != 0 && $count -ge 65536 ]] || bad "uid_map '$map'" || return
+  [[ $(kn exec userns -- id -u) == 0 ]] || bad "not root inside" || return
+  pid=$(container_pid userns) || bad "no pid" || return
+  [[ $(stat -c %u "/proc/$pid") == "$outside" ]] || bad "on the host the process runs as $(stat -c %u "/proc/$pid"), want $outside" || return
+}
+check "hostUsers: false: root in the pod is an unprivileged uid on the host" userns
+
+resize() {
+  busybox_pod resize "$N2" 'sleep 3600' \
+"    resources:
+      requests: {cpu: 100m, memory: 64Mi}
+      limits: {cpu: 200m, memory: 128Mi}
+    resizePolicy:
+    - {resourceName: cpu, restartPolicy: NotRequired}
+    - {resourceName: memory, restartPolicy: NotRequired}"
+  wait_ready 120 resize || bad "resize not ready" || return
+  [[ $(cgroup_value resize cpu cpu.cfs_quota_us) == 20000 ]] || bad "quota before: $(cgroup_value resize cpu cpu.cfs_quota_us)" || return
+  local pid_before
+  pid_before=$(container_pid resize)
+  kn patch pod resize --subresource resize --type merge -p \
+    '{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"150m","memory":"96Mi"},"limits":{"cpu":"300m","memory":"192Mi"}}}]}}' \
+    >/dev/null || bad "patch --subresource resize refused" || return
+  wait_for 60 eval '[[ $(ctr_status resize | jq -r .resources.limits.cpu) == 300m && $(ctr_status resize | jq -r .resources.limits.memory) == 192Mi ]]' ||
+    bad "status never showed the new limits: $(ctr_status resize | jq -c .resources) $(pod_json resize | jq -c '.status.conditions')" || return
+  [[ $(cgroup_value resize cpu cpu.cfs_quota_us) == 30000 ]] || bad "cpu.cfs_quota_us $(cgroup_value resize cpu cpu.cfs_quota_us), want 30000" || return
+  [[ $(cgroup_value resize memory memory.limit_in_bytes) == $((192 << 20)) ]] ||
+    bad "memory.limit_in_bytes $(cgroup_value resize memory memory.limit_in_bytes)" || return
+  [[ $(ctr_status resize | jq -r .restartCount) == 0 && $(container_pid resize) == "$pid_before" ]] ||
+    bad "the container restarted for the resize" || return
+}
+check "in-place resize of a running container's CPU and memory (cgroup updated, no restart)" resize
