@@ -76,12 +76,22 @@ wait_for() {
 k() { "$BIN/kubectl" --kubeconfig "$CL_DIR/admin.kubeconfig" "$@"; }
 
 # in_node N COMMAND...: COMMAND in node N's network and mount namespaces (those of its holder
-# process), where its berthd and kubelet run.
+# process), where its berthd and kubelet run. `in_node N COMMAND &` runs in a subshell, so $!
+# would name the subshell: spawn_in_node starts COMMAND in the background and records its own pid.
 in_node() {
   local n=$1 holder
   shift
   holder=$(pid_of "holder-n$n") || cl_die "node $n is not running (no holder process)"
   nsenter --mount="/proc/$holder/ns/mnt" --net="/run/netns/$(node_ns "$n")" "$@"
+}
+# spawn_in_node N NAME LOG COMMAND...: COMMAND in the background in node N, its pid in NAME.pid,
+# its output appended to LOG.
+spawn_in_node() {
+  local n=$1 name=$2 log=$3 holder
+  shift 3
+  holder=$(pid_of "holder-n$n") || cl_die "node $n is not running (no holder process)"
+  nsenter --mount="/proc/$holder/ns/mnt" --net="/run/netns/$(node_ns "$n")" "$@" >> "$log" 2>&1 &
+  echo $! > "$PIDS/$name.pid"
 }
 
 # crictl against node N's berthd (its socket is on the host's filesystem too).

@@ -155,8 +155,7 @@ start_holder() {
 start_node_berthd() {
   local n=$1 d
   d=$(node_dir "$n")
-  in_node "$n" "$BIN/berthd" --config "$d/berthd.yaml" >> "$LOGS/berthd-n$n.log" 2>&1 &
-  echo $! > "$PIDS/berthd-n$n.pid"
+  spawn_in_node "$n" "berthd-n$n" "$LOGS/berthd-n$n.log" "$BIN/berthd" --config "$d/berthd.yaml"
   wait_for 30 crictl_n "$n" info || { tail -20 "$LOGS/berthd-n$n.log" >&2; cl_die "node $n's berthd did not answer"; }
 }
 
@@ -176,10 +175,9 @@ start_node() {
   start_holder "$n"
   start_forwarder "registry-n$n" "/run/netns/$(node_ns "$n")" "$REGISTRY" - "$REGISTRY"
   start_node_berthd "$n"
-  in_node "$n" "$BIN/kubelet" --config "$d/kubelet.yaml" --root-dir "$d/kubelet" \
-    --kubeconfig "$CL_DIR/kubelet-n$n.kubeconfig" --hostname-override "$(node_name "$n")" \
-    --node-ip "$(node_ip "$n")" --v=2 > "$LOGS/kubelet-n$n.log" 2>&1 &
-  echo $! > "$PIDS/kubelet-n$n.pid"
-  in_node "$n" "$BIN/kube-proxy" --config "$d/kube-proxy.yaml" --v=2 > "$LOGS/kube-proxy-n$n.log" 2>&1 &
-  echo $! > "$PIDS/kube-proxy-n$n.pid"
+  spawn_in_node "$n" "kubelet-n$n" "$LOGS/kubelet-n$n.log" "$BIN/kubelet" --config "$d/kubelet.yaml" \
+    --root-dir "$d/kubelet" --kubeconfig "$CL_DIR/kubelet-n$n.kubeconfig" \
+    --hostname-override "$(node_name "$n")" --node-ip "$(node_ip "$n")" --v=2
+  spawn_in_node "$n" "kube-proxy-n$n" "$LOGS/kube-proxy-n$n.log" "$BIN/kube-proxy" \
+    --config "$d/kube-proxy.yaml" --v=2
 }

@@ -24,13 +24,24 @@ subjectAltName=$sans"
 # kubeconfig NAME SERVER: $CL_DIR/NAME.kubeconfig with the client certificate $PKI/NAME.
 kubeconfig() {
   local name=$1 server=$2 file=$CL_DIR/$1.kubeconfig
-  "$BIN/kubectl" config --kubeconfig "$file" set-cluster "$CL" --server "$server" \
-    --certificate-authority "$PKI/ca.crt" --embed-certs >/dev/null
-  "$BIN/kubectl" config --kubeconfig "$file" set-credentials "$name" \
-    --client-certificate "$PKI/$name.crt" --client-key "$PKI/$name.key" --embed-certs >/dev/null
-  "$BIN/kubectl" config --kubeconfig "$file" set-context "$CL" --cluster "$CL" --user "$name" >/dev/null
-  "$BIN/kubectl" config --kubeconfig "$file" use-context "$CL" >/dev/null
-  chmod 600 "$file"
+  (umask 077 && cat > "$file") <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: $CL
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 < "$PKI/ca.crt")
+users:
+- name: $name
+  user:
+    client-certificate-data: $(base64 -w0 < "$PKI/$name.crt")
+    client-key-data: $(base64 -w0 < "$PKI/$name.key")
+contexts:
+- name: $CL
+  context: {cluster: $CL, user: $name}
+current-context: $CL
+YAML
 }
 
 make_pki() {

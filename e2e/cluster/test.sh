@@ -10,7 +10,8 @@ source "$CL_ROOT/e2e/cluster/checks.sh"
 [[ $EUID -eq 0 ]] || cl_die "test.sh needs root"
 k get --raw /readyz >/dev/null 2>&1 || cl_die "no cluster answers (e2e/cluster/up.sh first)"
 eval "$("$CL_ROOT/hack/registry.sh" env)"
-IMG=$BERTH_TEST_REGISTRY/library/busybox:latest
+# Upstream busybox configuration (Debian's busybox-static lacks a working wget).
+IMG=$BERTH_TEST_REGISTRY/e2e-test-images/busybox:1.29-2
 N1=$(node_name 1) N2=$(node_name 2)
 export NS=e2e
 TMP=$(mktemp -d /tmp/berth-cl-test.XXXXXX)

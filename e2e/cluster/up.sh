@@ -17,7 +17,7 @@
 #   e2e/cluster/test.sh; e2e/cluster/down.sh
 #
 # Binaries: hack/k8s/build.sh (Kubernetes v1.37.2 and etcd, built once and cached), berthd and
-# berth-shim from $BERTHD's directory (default target/debug; cargo build first). A failed start
+# berth-shim from $BERTHD's directory (default $CARGO_TARGET_DIR/debug or target/debug; cargo build first). A failed start
 # removes everything it made (down.sh). Needs root; refuses to start over a running cluster.
 source "$(dirname "$0")/lib.sh"
 source "$CL_ROOT/e2e/cluster/pki.sh"
@@ -29,7 +29,7 @@ done
 [[ ! -e $CL_DIR ]] || cl_die "$CL_DIR exists: a cluster is up (or a run was interrupted): e2e/cluster/down.sh first"
 ip netns list | grep -q "^$CL-" && cl_die "network namespaces $CL-* exist: e2e/cluster/down.sh first"
 
-BERTHD=${BERTHD:-$CL_ROOT/target/debug/berthd}
+BERTHD=${BERTHD:-${CARGO_TARGET_DIR:-$CL_ROOT/target}/debug/berthd}
 [[ -x $BERTHD && -x $(dirname "$BERTHD")/berth-shim ]] || cl_die "berthd/berth-shim not built beside $BERTHD (cargo build)"
 eval "$("$CL_ROOT/hack/registry.sh" env)"
 REGISTRY=$BERTH_TEST_REGISTRY
@@ -77,9 +77,10 @@ start_forwarder apiserver - "127.0.0.1:$(<"$CL_DIR/api-port")" "/run/netns/$CP_N
 cl_log "certificates"
 make_pki
 
-in_cp() { nsenter --net="/run/netns/$CP_NS" "$@"; }
+# (a command, not a function: `in_cp X &` would make $! the subshell's pid)
+in_cp=(nsenter --net="/run/netns/$CP_NS")
 cl_log "etcd"
-in_cp "$BIN/etcd" --name cp --data-dir "$CL_DIR/etcd" \
+"${in_cp[@]}" "$BIN/etcd" --name cp --data-dir "$CL_DIR/etcd" \
   --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379 \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster cp=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
@@ -87,13 +88,13 @@ in_cp "$BIN/etcd" --name cp --data-dir "$CL_DIR/etcd" \
   --client-cert-auth --trusted-ca-file "$PKI/ca.crt" > "$LOGS/etcd.log" 2>&1 &
 echo $! > "$PIDS/etcd.pid"
 etcd_healthy() {
-  in_cp "$BIN/etcdctl" --endpoints https://127.0.0.1:2379 --cacert "$PKI/ca.crt" \
+  "${in_cp[@]}" "$BIN/etcdctl" --endpoints https://127.0.0.1:2379 --cacert "$PKI/ca.crt" \
     --cert "$PKI/apiserver-etcd-client.crt" --key "$PKI/apiserver-etcd-client.key" endpoint health
 }
 wait_for 60 etcd_healthy || { tail -20 "$LOGS/etcd.log" >&2; cl_die "etcd is not healthy"; }
 
 cl_log "kube-apiserver"
-in_cp "$BIN/kube-apiserver" --etcd-servers https://127.0.0.1:2379 --etcd-cafile "$PKI/ca.crt" \
+"${in_cp[@]}" "$BIN/kube-apiserver" --etcd-servers https://127.0.0.1:2379 --etcd-cafile "$PKI/ca.crt" \
   --etcd-certfile "$PKI/apiserver-etcd-client.crt" --etcd-keyfile "$PKI/apiserver-etcd-client.key" \
   --bind-address 0.0.0.0 --advertise-address "$CP_IP" --secure-port "$API_PORT" \
   --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -110,7 +111,7 @@ echo $! > "$PIDS/kube-apiserver.pid"
 wait_for 120 k get --raw /readyz || { tail -20 "$LOGS/kube-apiserver.log" >&2; cl_die "kube-apiserver is not ready"; }
 
 cl_log "kube-controller-manager, kube-scheduler"
-in_cp "$BIN/kube-controller-manager" --kubeconfig "$CL_DIR/controller-manager.kubeconfig" \
+"${in_cp[@]}" "$BIN/kube-controller-manager" --kubeconfig "$CL_DIR/controller-manager.kubeconfig" \
   --authentication-kubeconfig "$CL_DIR/controller-manager.kubeconfig" \
   --authorization-kubeconfig "$CL_DIR/controller-manager.kubeconfig" \
   --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials \
@@ -119,7 +120,7 @@ in_cp "$BIN/kube-controller-manager" --kubeconfig "$CL_DIR/controller-manager.ku
   --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
   > "$LOGS/kube-controller-manager.log" 2>&1 &
 echo $! > "$PIDS/kube-controller-manager.pid"
-in_cp "$BIN/kube-scheduler" --kubeconfig "$CL_DIR/scheduler.kubeconfig" \
+"${in_cp[@]}" "$BIN/kube-scheduler" --kubeconfig "$CL_DIR/scheduler.kubeconfig" \
   --authentication-kubeconfig "$CL_DIR/scheduler.kubeconfig" \
   --authorization-kubeconfig "$CL_DIR/scheduler.kubeconfig" \
   --bind-address 127.0.0.1 --leader-elect=false > "$LOGS/kube-scheduler.log" 2>&1 &
