@@ -15,7 +15,7 @@ summary() {
   jq -e --arg p "$name" '.pods[] | select(.podRef.name == $p) | .network.rxBytes > 0' <<<"$s" >/dev/null ||
     bad "no network figures for $name (its readiness probes bring it traffic)" || return
   jq -r --arg ns "$NS" '.pods[] | select(.podRef.namespace == $ns) |
-    "      top: \(.podRef.name) \((.cpu.usageNanoCores // 0) / 1e6 | floor)m \((.memory.workingSetBytes // 0) / 1048576 | floor)Mi"' <<<"$s" | head -4
+    "      top: \(.podRef.name) \((.cpu.usageNanoCores // 0) / 1e6 | floor)m \((.memory.workingSetBytes // 0) / 1024 | floor)Ki"' <<<"$s" | head -4
 }
 check "/stats/summary through the API server: node, pod and container CPU/memory, pod network" summary
 

@@ -49,7 +49,7 @@ attach() {
     "    stdin: true"
   wait_ready 120 echoer || bad "echoer not ready" || return
   local out
-  out=$( (echo ping; sleep 3) | timeout 20 "$BIN/kubectl" --kubeconfig "$CL_DIR/admin.kubeconfig" -n "$NS" attach -i echoer 2>&1) || true
+  out=$( (echo ping; sleep 3) | timeout 8 "$BIN/kubectl" --kubeconfig "$CL_DIR/admin.kubeconfig" -n "$NS" attach -i echoer 2>&1) || true
   grep -qx 'got ping' <<<"$out" || bad "attach output: $out" || return
   wait_for 10 eval 'kn logs echoer | grep -qx "got ping"' || bad "echoer's log lacks the attached input: $(kn logs echoer)" || return
 }

@@ -30,8 +30,12 @@ spec:
           httpGet: {path: /index.html, port: 8080}
           periodSeconds: 2
 YAML
-  kn wait --for=condition=Available --timeout=180s deployment/web >/dev/null ||
+  # (Available alone allows one of the four to be unavailable: maxUnavailable 25%.)
+  kn rollout status deployment/web --timeout=180s >/dev/null &&
+    kn wait --for=condition=Available --timeout=30s deployment/web >/dev/null ||
     bad "deployment web not Available: $(kn get pods -l app=web -o wide 2>&1)" || return
+  wait_for 60 eval '[[ $(kn get deployment web -o jsonpath={.status.readyReplicas}) == 4 ]]' ||
+    bad "deployment web: $(kn get deployment web -o json | jq -c .status)" || return
   local pods
   pods=$(kn get pods -l app=web -o json)
   [[ $(jq '[.items[] | select(.status.phase == "Running" and all(.status.containerStatuses[]; .ready))] | length' <<<"$pods") == 4 ]] ||
