@@ -156,7 +156,11 @@ start_node_berthd() {
   local n=$1 d
   d=$(node_dir "$n")
   spawn_in_node "$n" "berthd-n$n" "$LOGS/berthd-n$n.log" "$BIN/berthd" --config "$d/berthd.yaml"
-  wait_for 30 crictl_n "$n" info || { tail -20 "$LOGS/berthd-n$n.log" >&2; cl_die "node $n's berthd did not answer"; }
+  local pid
+  pid=$(<"$PIDS/berthd-n$n.pid")
+  # Ready when it answers; given up on at once when it exits.
+  wait_for 30 eval "crictl_n $n info || ! kill -0 $pid" && crictl_n "$n" info >/dev/null 2>&1 ||
+    { tail -20 "$LOGS/berthd-n$n.log" >&2; cl_die "node $n's berthd did not answer"; }
 }
 
 # start_node N: node N's network, cgroup root, holder, berthd, kubelet and kube-proxy.
