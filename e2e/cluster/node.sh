@@ -3,10 +3,9 @@
 # berthd, kubelet and kube-proxy inside that namespace and the node's network namespace.
 #
 # The node's mount namespace (a slave copy of the host's) drops every mount the node has no use
-# for, so it pins no one else's overlay or network namespace; it has its own /run, its own
-# /var/log/containers, and shows the six kernel tunables kubelet insists on writing as files with
-# the values it wants, so the host's sysctls stay untouched. berthd and kubelet share it: the
-# secret and configMap volumes kubelet mounts are then the ones berthd bind-mounts into containers.
+# for, so it pins no one else's overlay or network namespace; it has its own /run and its own
+# /var/log/containers. berthd and kube-proxy run in it, kubelet in a child of it (start_kubelet)
+# that shares kubelet's directory with it.
 
 # node_network N: the node's namespace, a veth to the bridge in $CP_NS, a default route through
 # the control plane and a direct route to every other node's pod CIDR (host-gw).
@@ -124,24 +123,20 @@ YAML
 }
 
 # start_holder N: the process owning node N's mount namespace; prepares it, then sleeps.
+# kubelet's directory is a shared mount there, so the volumes kubelet mounts from its own child
+# namespace (start_kubelet) appear where berthd binds them into containers.
 start_holder() {
-  local n=$1 d t file setup
+  local n=$1 d setup
   d=$(node_dir "$n")
-  declare -A tunables=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10
-    [kernel/panic_on_oops]=1 [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
   awk -v keep="$CL_DIR" '
     $5 ~ "^/$|^/(dev|proc|sys|etc|usr|lib[^/]*|bin|sbin|mnt)(/|$)" { next }
     { n = split(keep, k, " "); for (i = 1; i <= n; i++) if (index(k[i] "/", $5 "/") == 1) next; print $5 }
   ' /proc/self/mountinfo | sort -r > "$d/drop-mounts"
-  mkdir -p /var/log/containers
+  mkdir -p /var/log/containers "$d/kubelet"
   setup="while read -r m; do umount -l \"\$m\" 2>/dev/null; done < $d/drop-mounts; "
   setup+="mount -t tmpfs -o mode=755 $CL-run /run && "
   setup+="mount --bind $d/log-containers /var/log/containers && "
-  for t in "${!tunables[@]}"; do
-    file=$d/sysctl/${t//\//.}
-    echo "${tunables[$t]}" > "$file"
-    setup+="mount --bind $file /proc/sys/$t && "
-  done
+  setup+="mount --bind $d/kubelet $d/kubelet && mount --make-shared $d/kubelet && "
   # Renamed after this cluster so down.sh knows it for one of its own (lib.sh's pid_of).
   setup+="touch $d/holder-ready && exec -a $CL_DIR/holder-n$n sleep infinity"
   rm -f "$d/holder-ready"
@@ -149,6 +144,27 @@ start_holder() {
     bash -c "$setup" "$CL_DIR/holder-n$n" > "$LOGS/holder-n$n.log" 2>&1 &
   echo $! > "$PIDS/holder-n$n.pid"
   wait_for 10 test -e "$d/holder-ready" || cl_die "node $n's mount namespace: $(cat "$LOGS/holder-n$n.log")"
+}
+
+# start_kubelet N: kubelet in a mount namespace of its own below the node's, where the six
+# kernel tunables it insists on writing are files holding the values it wants (the host's
+# sysctls stay untouched). Not in the node's namespace itself: a /proc with files mounted over
+# parts of it is not "fully visible", and the kernel then refuses the /proc mount of every
+# container in a user namespace (hostUsers: false).
+start_kubelet() {
+  local n=$1 d t file setup=""
+  d=$(node_dir "$n")
+  declare -A tunables=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10
+    [kernel/panic_on_oops]=1 [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
+  for t in "${!tunables[@]}"; do
+    file=$d/sysctl/${t//\//.}
+    echo "${tunables[$t]}" > "$file"
+    setup+="mount --bind $file /proc/sys/$t && "
+  done
+  spawn_in_node "$n" "kubelet-n$n" "$LOGS/kubelet-n$n.log" unshare --mount --propagation unchanged \
+    sh -c "${setup}exec \"\$0\" \"\$@\"" "$BIN/kubelet" --config "$d/kubelet.yaml" \
+    --root-dir "$d/kubelet" --kubeconfig "$CL_DIR/kubelet-n$n.kubeconfig" \
+    --hostname-override "$(node_name "$n")" --node-ip "$(node_ip "$n")" --v=2
 }
 
 # start_node_berthd N: node N's berthd; waits for its socket.
@@ -179,9 +195,7 @@ start_node() {
   start_holder "$n"
   start_forwarder "registry-n$n" "/run/netns/$(node_ns "$n")" "$REGISTRY" - "$REGISTRY"
   start_node_berthd "$n"
-  spawn_in_node "$n" "kubelet-n$n" "$LOGS/kubelet-n$n.log" "$BIN/kubelet" --config "$d/kubelet.yaml" \
-    --root-dir "$d/kubelet" --kubeconfig "$CL_DIR/kubelet-n$n.kubeconfig" \
-    --hostname-override "$(node_name "$n")" --node-ip "$(node_ip "$n")" --v=2
+  start_kubelet "$n"
   spawn_in_node "$n" "kube-proxy-n$n" "$LOGS/kube-proxy-n$n.log" "$BIN/kube-proxy" \
     --config "$d/kube-proxy.yaml" --v=2
 }

@@ -89,18 +89,13 @@ YAML
 check "RuntimeClass runc: the pod runs under berth's runc handler" runtimeclass
 
 userns() {
-  # No service-account token volume: berth refuses kubelet's id-mapped volume mounts so far.
-  busybox_pod userns "$N1" 'sleep 3600' "" "  hostUsers: false
-  automountServiceAccountToken: false"
-  # kubelet asks for id-mapped bind mounts in such a pod (its /etc/hosts, at least), which berth
-  # refuses so far: fail at once with that cause rather than after the timeout.
-  idmap_refused() {
-    kn get events --field-selector involvedObject.name=userns -o json |
-      jq -e 'any(.items[]; .message | test("id-mapped mounts are not supported"))'
-  }
-  wait_for 120 eval 'wait_ready 1 userns || idmap_refused' || bad "userns not ready: $(kn describe pod userns | tail -5)" || return
-  ! idmap_refused >/dev/null || bad "berth refuses kubelet's id-mapped mounts: $(kn get events --field-selector involvedObject.name=userns -o json |
-    jq -r '[.items[] | select(.message | test("id-mapped")) | .message][0]')" || return
+  # kubelet asks for every mount of such a pod to be id-mapped (/etc/hosts, the token, volumes).
+  kn create configmap userns-cm --from-literal=key=value >/dev/null || bad "create configmap" || return
+  busybox_pod userns "$N1" 'sleep 3600' \
+"    volumeMounts: [{name: cm, mountPath: /etc/cm}, {name: scratch, mountPath: /scratch}]" \
+"  hostUsers: false
+  volumes: [{name: cm, configMap: {name: userns-cm}}, {name: scratch, emptyDir: {}}]"
+  wait_ready 120 userns || bad "userns not ready: $(kn describe pod userns | grep -E 'Warning|Error' | tail -3)" || return
   local map pid
   map=$(kn exec userns -- cat /proc/self/uid_map)
   read -r inside outside count <<<"$map"
@@ -108,8 +103,14 @@ userns() {
   [[ $(kn exec userns -- id -u) == 0 ]] || bad "not root inside" || return
   pid=$(container_pid userns) || bad "no pid" || return
   [[ $(stat -c %u "/proc/$pid") == "$outside" ]] || bad "on the host the process runs as $(stat -c %u "/proc/$pid"), want $outside" || return
+  # Through the id-mapped mounts, kubelet's root-owned files are root's inside.
+  local owners
+  owners=$(kn exec userns -- stat -c %u:%g /etc/hosts /etc/cm/key /var/run/secrets/kubernetes.io/serviceaccount/token /scratch)
+  [[ $owners == $'0:0\n0:0\n0:0\n0:0' ]] || bad "owners inside: $owners" || return
+  [[ $(kn exec userns -- cat /etc/cm/key) == value ]] || bad "configMap through the id-mapped mount" || return
+  kn exec userns -- sh -c 'echo x > /scratch/f' || bad "root inside cannot write its emptyDir" || return
 }
-check "hostUsers: false: root in the pod is an unprivileged uid on the host" userns
+check "hostUsers: false: root in the pod is an unprivileged uid on the host; its volumes are id-mapped" userns
 
 resize() {
   busybox_pod resize "$N2" 'sleep 3600' \
