@@ -136,3 +136,40 @@ resize() {
     bad "the container restarted for the resize" || return
 }
 check "in-place resize of a running container's CPU and memory (cgroup updated, no restart)" resize
+
+# Pod-level resources (spec.resources), resized in place: kubelet writes the pod cgroup and tells
+# berth through UpdatePodSandboxResources, which must succeed (berth keeps the totals and writes
+# them into the pod cgroup too).
+pod_resize() {
+  apply <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: podresize}
+spec:
+  nodeSelector: {kubernetes.io/hostname: $N2}
+  terminationGracePeriodSeconds: 5
+  resources:
+    requests: {cpu: 100m, memory: 64Mi}
+    limits: {cpu: 200m, memory: 128Mi}
+  containers:
+  - {name: main, image: $IMG, command: [sleep, "3600"]}
+YAML
+  wait_ready 120 podresize || bad "podresize not ready" || return
+  local uid dir sandbox
+  uid=$(pod_json podresize | jq -r .metadata.uid)
+  dir=$(find "/sys/fs/cgroup/cpu/$(node_cgroup 2)" -maxdepth 3 -type d -name "pod$uid")
+  [[ -n $dir && $(cat "$dir/cpu.cfs_quota_us") == 20000 ]] || bad "pod cgroup quota before: ${dir:-no pod cgroup}" || return
+  sandbox=$(crictl_n 2 pods -q --no-trunc --name '^podresize$' --namespace "^$NS\$" --state ready)
+  kn patch pod podresize --subresource resize -p \
+    '{"spec":{"resources":{"requests":{"cpu":"150m"},"limits":{"cpu":"300m"}}}}' >/dev/null ||
+    bad "patch --subresource resize refused" || return
+  wait_for 60 eval '[[ $(pod_json podresize | jq -r .status.resources.limits.cpu) == 300m ]]' ||
+    bad "status: $(pod_json podresize | jq -c .status.resources)" || return
+  [[ $(cat "$dir/cpu.cfs_quota_us") == 30000 ]] || bad "pod cgroup quota after: $(cat "$dir/cpu.cfs_quota_us")" || return
+  wait_for 20 grep -q "pod resources updated pod_id=$sandbox.*cpu_quota: Some(30000)" "$LOGS/berthd-n2.log" ||
+    bad "berth did not record the new pod resources (UpdatePodSandboxResources): $(grep -i 'UpdatePodSandboxResources' "$LOGS/kubelet-n2.log" | tail -1)" || return
+  ! grep -q "UpdatePodSandboxResources from runtime service failed.*$sandbox" "$LOGS/kubelet-n2.log" ||
+    bad "kubelet: $(grep "UpdatePodSandboxResources from runtime service failed.*$sandbox" "$LOGS/kubelet-n2.log" | tail -1)" || return
+}
+check "pod-level in-place resize: pod cgroup and berth's UpdatePodSandboxResources (needs main's cri v0.37 pod resize)" pod_resize
+
