@@ -1,5 +1,5 @@
 //! Container behaviour kubelet 1.34–1.37 relies on, through berthd with the built-in executor:
-//! environment values that are not UTF-8 reach the process byte for byte, and StopContainer sends
+//! environment values that are not UTF-8 reach the process (and its execs) byte for byte, and StopContainer sends
 //! the CRI config's `stop_signal` (reported back in ContainerStatus). Root, local registry.
 
 mod common;
@@ -63,6 +63,30 @@ async fn non_utf8_env_values_reach_the_process_byte_for_byte() {
     assert_eq!(status.exit_code, 0, "{status:?}");
     let log = log_with(&logs.join("raw/0.log"), "done").await;
     assert!(log.contains(" ff fe 41"), "{log}");
+
+    // An exec in the container (kubectl exec, exec probes) gets the same bytes: it was given
+    // process.env's U+FFFD copies before.
+    let mut config = container_config("rawexec", &image, &["sleep", "600"]);
+    config.envs = vec![api::KeyValue {
+        key: "RAW".into(),
+        value: b"\xff\xfeA".to_vec(),
+    }];
+    let id = start_container(&mut cri, &pod, config).await;
+    let out = exec(
+        &mut cri,
+        &id,
+        &["sh", "-c", "printf %s \"$RAW\" | od -An -tx1"],
+        10,
+    )
+    .await
+    .expect("ExecSync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "ff fe 41",
+        "exit {}: {stdout}",
+        out.exit_code
+    );
     stop_pod(&mut cri, &pod.id).await;
     remove_pod(&mut cri, &pod.id).await;
 }

@@ -160,6 +160,17 @@ impl Hierarchy {
         unique.into_iter().collect()
     }
 
+    /// Whether this host can enforce `controller`: v1, a hierarchy holding it is mounted; v2,
+    /// the root offers it.
+    pub fn has_controller(&self, controller: &str) -> bool {
+        match self.mode {
+            Mode::V1 => self.mount_of(controller).is_some(),
+            Mode::V2 => self
+                .v2_root_controllers()
+                .is_ok_and(|c| c.contains(controller)),
+        }
+    }
+
     /// V2: the controllers the root offers (`cgroup.controllers`).
     pub(crate) fn v2_root_controllers(&self) -> Result<BTreeSet<String>> {
         let content = read(&self.root.join("cgroup.controllers"))?;
@@ -236,6 +247,11 @@ mod tests {
         assert_eq!(h.mount_of("rw"), None);
         assert_eq!(h.mount_of("xattr"), None);
         assert_eq!(h.v1_mount_dirs().len(), 5);
+        assert!(h.has_controller("memory"));
+        assert!(
+            !h.has_controller("hugetlb"),
+            "no hugetlb hierarchy is mounted"
+        );
     }
 
     #[test]

@@ -88,15 +88,18 @@ impl Executor {
         seccomp: Option<&LinuxSeccomp>,
         stdio: Stdio,
     ) -> Result<i32, ExecError> {
-        self.exec_with(container, process, seccomp, stdio, |_| Ok(()))
+        self.exec_with(container, process, seccomp, None, stdio, |_| Ok(()))
     }
 
-    /// Like [`Executor::exec`], with a hook called with the pid before the process runs anything.
+    /// Like [`Executor::exec`], with the exact environment to exec with when `process.env` lost
+    /// bytes that are not UTF-8 (`spec::raw_env`), and a hook called with the pid before the
+    /// process runs anything.
     pub fn exec_with(
         &self,
         container: &ContainerProcess,
         process: &Process,
         seccomp: Option<&LinuxSeccomp>,
+        exact_env: Option<&[Vec<u8>]>,
         stdio: Stdio,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<i32, ExecError> {
@@ -113,6 +116,7 @@ impl Executor {
             container_pid: container.pid(),
             process: Box::new(process.clone()),
             seccomp: seccomp.map(|s| Box::new(s.clone())),
+            exact_env: exact_env.map(<[Vec<u8>]>::to_vec),
         };
         let none = super::idmap::Trees::default();
         let launched = self.launch(job, stdio, Some(container.pidfd()), &none, on_pid);

@@ -82,7 +82,7 @@ fn run(
     }
     let exact_env = match &job {
         Job::Create { spec, .. } => exact_env(spec)?,
-        Job::Exec { .. } => None,
+        Job::Exec { exact_env, .. } => exact_env.clone(),
     };
     Err(process::exec(process, exact_env))
 }

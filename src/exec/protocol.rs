@@ -47,6 +47,8 @@ pub(crate) enum Job {
         process: Box<Process>,
         /// The container's seccomp profile, which the process gets too.
         seccomp: Option<Box<LinuxSeccomp>>,
+        /// The exact environment, when `process.env` lost bytes that are not UTF-8.
+        exact_env: Option<Vec<Vec<u8>>>,
     },
 }
 

@@ -126,6 +126,9 @@ impl Runtime {
                 .as_ref()
                 .is_some_and(|h| h.mode() == crate::cgroup::Mode::V2),
             swap_controller: false,
+            hugetlb_controller: cgroups
+                .as_ref()
+                .is_some_and(|h| h.has_controller("hugetlb")),
             hostname: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),

@@ -88,6 +88,11 @@ async fn create_reserved(
         cgroup,
         process,
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        exact_env: spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(crate::spec::raw_env::ANNOTATION))
+            .and_then(|v| crate::spec::raw_env::decode(v)),
         io: None,
         exit_tx,
         runner: runner.clone(),

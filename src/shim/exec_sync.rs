@@ -58,7 +58,7 @@ pub(crate) async fn spawn_exec(
         let message = "exec: no command given".to_string();
         return Err(ContainerError::InvalidArgument(message));
     }
-    let (container_process, bundle, runner, mut process, seccomp, cgroup) = {
+    let (container_process, bundle, runner, mut process, seccomp, cgroup, exact_env) = {
         let table = sup.table();
         if table.closing {
             return Err(ContainerError::ShuttingDown);
@@ -72,6 +72,7 @@ pub(crate) async fn spawn_exec(
         let bundle = container.bundle.clone();
         let seccomp = container.seccomp.clone();
         let cgroup = container.cgroup.clone();
+        let exact_env = container.exact_env.clone();
         let init = container
             .init
             .as_ref()
@@ -83,7 +84,7 @@ pub(crate) async fn spawn_exec(
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             ),
         })?;
-        (init, bundle, runner, process, seccomp, cgroup)
+        (init, bundle, runner, process, seccomp, cgroup, exact_env)
     };
     process.set_args(Some(args));
     process.set_terminal(Some(stdio.is_tty()));
@@ -100,6 +101,7 @@ pub(crate) async fn spawn_exec(
                 bundle: &bundle,
                 cgroup: cgroup.as_ref(),
                 seccomp: seccomp.as_ref(),
+                exact_env: exact_env.as_deref(),
             };
             let (pid, terminal) = runner.exec(&owned_id, target, &process, stdio)?;
             // Registered before the gate opens: the reaper routes its status here.

@@ -55,6 +55,9 @@ pub(crate) struct Target<'a> {
     /// The container's seccomp filter, for the built-in executor (an external runtime applies
     /// the one in its own state).
     pub seccomp: Option<&'a LinuxSeccomp>,
+    /// The container's exact environment when it is not all UTF-8 (built-in executor only: an
+    /// external runtime never gets such a container).
+    pub exact_env: Option<&'a [Vec<u8>]>,
 }
 
 /// A created container process, stopped before exec.
@@ -123,6 +126,7 @@ impl Runner for Executor {
                 container.process,
                 process,
                 container.seccomp,
+                container.exact_env,
                 stdio,
                 |pid| {
                     let Some(cgroup) = cgroup else { return Ok(()) };

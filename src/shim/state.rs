@@ -68,6 +68,9 @@ pub(crate) struct Container {
     pub process: Process,
     /// `linux.seccomp` of its config.json: its execs run under the same filter.
     pub seccomp: Option<LinuxSeccomp>,
+    /// The exact environment when `process.env` holds entries that are not UTF-8
+    /// (`spec::raw_env`): its execs get it too.
+    pub exact_env: Option<Vec<Vec<u8>>>,
     pub io: Option<ContainerIo>,
     /// Becomes `Some` when the reaper records its exit.
     pub exit_tx: watch::Sender<Option<Exit>>,

@@ -248,6 +248,28 @@ fn updated_resources_carry_no_device_rules() {
     assert!(out.memory().is_some());
 }
 
+/// kubelet sends a hugepage limit for every page size the machine has; without a hugetlb
+/// controller an external runtime (runc) would fail the container on it, so none is set.
+#[test]
+fn hugepage_limits_only_with_a_hugetlb_controller() {
+    let r = LinuxContainerResources {
+        hugepage_limits: vec![HugepageLimit {
+            page_size: "2MB".into(),
+            limit: 0,
+        }],
+        ..Default::default()
+    };
+    for controller in [false, true] {
+        let host = crate::spec::Host {
+            hugetlb_controller: controller,
+            ..Default::default()
+        };
+        let out = crate::spec::container_resources(&r, &host).unwrap();
+        let pages = out.hugepage_limits().as_ref().map(|h| h.len());
+        assert_eq!(pages, controller.then_some(1), "controller {controller}");
+    }
+}
+
 #[test]
 fn negative_shares_and_periods_are_errors() {
     for (shares, period, field) in [(-2, 0, "cpu_shares"), (0, -1, "cpu_period")] {

@@ -23,7 +23,7 @@
 //! | mounts | `/proc`, `/dev` (tmpfs 755 64M), `/dev/pts`, `/dev/shm` (tmpfs 1777 64M or the pod's shm bind), `/dev/mqueue`, `/sys` (ro), `/sys/fs/cgroup` (ro), pod `/etc/{hostname,hosts,resolv.conf}` (ro with a read-only rootfs), CRI binds (`rbind`, `rprivate`/`rslave`/`rshared`, `ro`/`rw`/`rro`, `idmap` when the CRI mount carries the pod's user namespace mappings), sorted by depth; a CRI mount replaces anything at or under its destination | `/sys` and `/sys/fs/cgroup` rw |
 //! | `linux.namespaces` | the pod's user namespace first when it has one; new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
 //! | `linux.uidMappings` / `gidMappings` | the pod's user namespace mappings, when it has one | same (a privileged pod cannot have one) |
-//! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages, unified | same |
+//! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages (only with a hugetlb controller), unified | same |
 //! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all |
 //! | `linux.devices` | the [`DeviceNode`]s | same |
 //! | `linux.sysctl` | the pod's namespaced sysctls ([`SandboxPlan::sysctls`]) | same |
@@ -140,6 +140,10 @@ pub struct Host {
     pub cgroup_v2: bool,
     /// Swap accounting is available: memory+swap limits are set.
     pub swap_controller: bool,
+    /// The hugetlb controller is mounted (v1) or offered (v2): hugepage limits are set. kubelet
+    /// sends one for every page size the machine has, controller or not, and an external OCI
+    /// runtime (runc) fails the container when it cannot apply one.
+    pub hugetlb_controller: bool,
     /// The node's hostname: `HOSTNAME` for pods without one of their own (host network).
     pub hostname: String,
     /// The capabilities berth holds (its bounding set): what `ALL` and privileged grant.
@@ -156,6 +160,9 @@ pub fn container_resources(
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
     let mut resources = linux::resources(Some(cri), &[], false, host.swap_controller)?;
     resources.set_devices(None);
+    if !host.hugetlb_controller {
+        resources.set_hugepage_limits(None);
+    }
     Ok(resources)
 }
 
@@ -215,12 +222,15 @@ fn linux_section(
 ) -> Result<Linux, SpecError> {
     let container_linux = inputs.container.linux.as_ref();
     let sc = container_linux.and_then(|l| l.security_context.as_ref());
-    let resources = linux::resources(
+    let mut resources = linux::resources(
         container_linux.and_then(|l| l.resources.as_ref()),
         &inputs.devices,
         privileged,
         inputs.host.swap_controller,
     )?;
+    if !inputs.host.hugetlb_controller {
+        resources.set_hugepage_limits(None);
+    }
     let cgroupns = inputs.host.cgroup_v2 && !privileged;
     let pod_host_pid = inputs
         .sandbox

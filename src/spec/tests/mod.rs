@@ -82,6 +82,7 @@ impl Fixture {
             host: Host {
                 cgroup_v2: true,
                 swap_controller: true,
+                hugetlb_controller: true,
                 hostname: "node-1".into(),
                 capabilities: None,
             },
