@@ -171,5 +171,5 @@ YAML
   ! grep -q "UpdatePodSandboxResources from runtime service failed.*$sandbox" "$LOGS/kubelet-n2.log" ||
     bad "kubelet: $(grep "UpdatePodSandboxResources from runtime service failed.*$sandbox" "$LOGS/kubelet-n2.log" | tail -1)" || return
 }
-check "pod-level in-place resize: pod cgroup and berth's UpdatePodSandboxResources (needs main's cri v0.37 pod resize)" pod_resize
+check "pod-level in-place resize: pod cgroup and berth's UpdatePodSandboxResources" pod_resize
 
