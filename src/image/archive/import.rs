@@ -39,7 +39,8 @@ pub async fn import(puller: &Puller, path: &Path) -> Result<Vec<ImageRecord>, Ar
             retainer: puller.retainer.clone(),
         };
         // Claimed until every image is recorded, so a sweep beside the import deletes none of it.
-        let claim = puller.retainer.claim(puller.settings.failed_pull_grace);
+        // No grace: a failed import keeps nothing (a retry reads the local archive again).
+        let claim = puller.retainer.claim(std::time::Duration::ZERO);
         let content = archive_puller
             .fetch(&image, None, &Progress::default(), &claim)
             .await
