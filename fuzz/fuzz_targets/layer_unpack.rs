@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let base = base();
     let root = base.join("root");
     fs::create_dir(&root).expect("create the unpack dir");
-    let limits = Limits { max_bytes: 4 << 20 };
+    let limits = Limits::bytes(4 << 20);
     let _ = if data.starts_with(GZIP_MAGIC) {
         unpack_layer(flate2::read::MultiGzDecoder::new(data), &root, &limits)
     } else {
