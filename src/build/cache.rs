@@ -17,13 +17,22 @@ impl Key {
         Key(Digest::of(format!("base\0{base}").as_bytes()).to_string())
     }
 
-    /// The key of the next step.
+    /// The key of the next step. Every part, and every build arg on its own, goes in with its
+    /// length first, so no two different lists of parts hash the same bytes (`A=1\nB=2` as one
+    /// arg is not `A=1` and `B=2`).
     pub fn next(&self, text: &str, args: &[String], sources: &str) -> Key {
         let mut hasher = Hasher::default();
-        for part in [self.0.as_str(), text, &args.join("\n"), sources] {
-            hasher.update(part.as_bytes());
-            hasher.update(b"\0");
+        let mut part = |bytes: &[u8]| {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        part(self.0.as_bytes());
+        part(text.as_bytes());
+        part(&(args.len() as u64).to_le_bytes());
+        for arg in args {
+            part(arg.as_bytes());
         }
+        part(sources.as_bytes());
         Key(hasher.finish().to_string())
     }
 
@@ -74,4 +83,27 @@ pub fn created(builder: &Builder, key: &Key, fresh: bool) -> String {
         let _ = std::fs::remove_file(&tmp);
     }
     now
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::Key;
+
+    #[test]
+    fn args_and_parts_never_run_together() {
+        let start = Key::start("scratch");
+        let v = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = start.next("RUN x", &v(&["A=1\nB=2"]), "");
+        let two = start.next("RUN x", &v(&["A=1", "B=2"]), "");
+        assert_ne!(one, two);
+        assert_ne!(
+            start.next("RUN x", &v(&["A=1"]), ""),
+            start.next("RUN x\0", &v(&[]), "A=1")
+        );
+        assert_ne!(
+            start.next("RUN x", &v(&[""]), ""),
+            start.next("RUN x", &v(&[]), "")
+        );
+        assert_eq!(two, start.next("RUN x", &v(&["A=1", "B=2"]), ""));
+    }
 }

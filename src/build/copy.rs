@@ -2,13 +2,20 @@
 //! build context, or another stage's read-only mounted filesystem) the way a chroot would: an
 //! absolute symlink or `..` never leads out of it. Inside a copied directory, symlinks are
 //! copied as symlinks, never followed. Ownership (`--chown`) and mode (`--chmod`) are applied
-//! to everything copied.
+//! to everything copied. Writes into the step's upper dir go through the layer unpacker's
+//! hardened tree, so nothing a source holds can make them land outside it.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Uid};
+
 use super::BuildError;
+use crate::image::unpack::path::RelPath;
+use crate::image::unpack::tree::{Tree, TreeError};
 
 /// Most symlinks followed while resolving one path (the kernel's limit).
 const MAX_LINKS: usize = 40;
@@ -72,64 +79,145 @@ pub struct Apply {
     pub mode: Option<u32>,
 }
 
-/// Copies the host path `src` (already resolved) to `dest` (a host path in the upper dir):
-/// a directory's contents go into `dest`, a file becomes `dest`. Entries under `src` for which
-/// `skip` says so (`.dockerignore`) are left out.
+/// A step's upper directory, written only through the layer unpacker's [`Tree`]: every entry is
+/// reached from a directory fd on the upper dir one component at a time with `O_NOFOLLOW`, so a
+/// symlink that one source left there (or any other) is replaced where a directory is needed,
+/// never followed out to the host.
+struct Upper {
+    tree: Tree,
+}
+
+impl Upper {
+    fn open(upper: &Path) -> Result<Self, BuildError> {
+        let tree = Tree::open(upper).map_err(err(upper.display()))?;
+        Ok(Self { tree })
+    }
+
+    /// Whether `rel` is a directory reached without crossing a symlink.
+    fn is_dir(&mut self, rel: &RelPath) -> bool {
+        self.tree.dir(rel, false).is_ok()
+    }
+
+    /// Makes directory `rel`, keeping one already there and replacing anything else, and gives
+    /// it `mode` and owner.
+    fn mkdir(&mut self, rel: &RelPath, mode: u32, owner: (u32, u32)) -> Result<(), BuildError> {
+        let fd = self.tree.mkdir(rel).map_err(tree_err(rel))?;
+        set_meta(&fd, mode, owner).map_err(err(show(rel)))
+    }
+
+    fn copy(
+        &mut self,
+        src: &Path,
+        dest: &RelPath,
+        apply: Apply,
+        skip: &dyn Fn(&Path) -> bool,
+    ) -> Result<(), BuildError> {
+        let meta = fs::symlink_metadata(src).map_err(err(src.display()))?;
+        let mode = apply.mode.unwrap_or(meta.mode() & 0o7777);
+        let owner = apply.owner.unwrap_or((0, 0));
+        if meta.is_dir() {
+            self.mkdir(dest, mode, owner)?;
+            let mut entries: Vec<_> = fs::read_dir(src)
+                .map_err(err(src.display()))?
+                .flatten()
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                if skip(&entry.path()) {
+                    continue;
+                }
+                let name = entry.file_name();
+                self.copy(&entry.path(), &dest.join(name.as_bytes()), apply, skip)?;
+            }
+            return Ok(());
+        }
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(src).map_err(err(src.display()))?;
+            let tree = &mut self.tree;
+            tree.symlink(dest, target.as_os_str().as_bytes())
+                .map_err(tree_err(dest))?;
+            let node = tree.node(dest).map_err(tree_err(dest))?;
+            let (uid, gid) = apply.owner.unwrap_or((meta.uid(), meta.gid()));
+            let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+            return rfs::chownat(&node, "", Some(uid), Some(gid), AtFlags::EMPTY_PATH)
+                .map_err(|e| err(show(dest))(e.into()));
+        }
+        if !meta.is_file() {
+            return Err(BuildError::Copy(format!(
+                "{}: only files, directories and symlinks can be copied",
+                src.display()
+            )));
+        }
+        let mut from = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(src)
+            .map_err(err(src.display()))?;
+        let mut to = self.tree.create_file(dest).map_err(tree_err(dest))?;
+        std::io::copy(&mut from, &mut to).map_err(err(show(dest)))?;
+        set_meta(&to, mode, owner).map_err(err(show(dest)))
+    }
+}
+
+/// Owner first (chown clears setuid and setgid), then mode.
+fn set_meta(fd: &impl AsFd, mode: u32, (uid, gid): (u32, u32)) -> std::io::Result<()> {
+    rfs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+    rfs::fchmod(fd, Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
+/// `rel` (root-relative, already normalized: no `..`) as a path in the upper dir.
+fn rel_path(rel: &str) -> Result<RelPath, BuildError> {
+    let rel = rel.trim_matches('/');
+    if rel.is_empty() {
+        return Ok(RelPath::root());
+    }
+    RelPath::parse(rel.as_bytes()).map_err(|e| BuildError::Copy(format!("{rel}: {e}")))
+}
+
+fn show(rel: &RelPath) -> String {
+    format!("/{}", String::from_utf8_lossy(rel.as_bytes()))
+}
+
+fn tree_err(rel: &RelPath) -> impl FnOnce(TreeError) -> BuildError + '_ {
+    move |e| {
+        let reason = match e {
+            TreeError::ThroughSymlink => "a parent directory is a symlink".to_string(),
+            TreeError::ThroughNonDir => "a parent directory is not a directory".to_string(),
+            TreeError::IsRoot => "it would replace the root directory".to_string(),
+            TreeError::Io(e) => e.to_string(),
+            other => format!("{other:?}"),
+        };
+        BuildError::Copy(format!("{}: {reason}", show(rel)))
+    }
+}
+
+/// Copies the host path `src` (already resolved) to the root-relative `dest` in the upper dir
+/// `upper`: a directory's contents go into `dest`, a file becomes `dest`; whatever is in the
+/// way is replaced. Entries under `src` for which `skip` says so (`.dockerignore`) are left out.
 pub fn copy_tree(
     src: &Path,
-    dest: &Path,
+    upper: &Path,
+    dest: &str,
     apply: Apply,
     skip: &dyn Fn(&Path) -> bool,
 ) -> Result<(), BuildError> {
-    let meta = fs::symlink_metadata(src).map_err(err(src.display()))?;
-    if meta.is_dir() {
-        if !dest.is_dir() {
-            fs::create_dir(dest).map_err(err(dest.display()))?;
-        }
-        set_meta(dest, &meta, apply)?;
-        let mut entries: Vec<_> = fs::read_dir(src)
-            .map_err(err(src.display()))?
-            .flatten()
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            if skip(&entry.path()) {
-                continue;
-            }
-            copy_tree(&entry.path(), &dest.join(entry.file_name()), apply, skip)?;
-        }
-        return Ok(());
-    }
-    if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_file(dest).map_err(err(dest.display()))?;
-    }
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(src).map_err(err(src.display()))?;
-        symlink(&target, dest).map_err(err(dest.display()))?;
-        let (uid, gid) = apply.owner.unwrap_or((meta.uid(), meta.gid()));
-        std::os::unix::fs::lchown(dest, Some(uid), Some(gid)).map_err(err(dest.display()))?;
-        return Ok(());
-    }
-    if !meta.is_file() {
-        return Err(BuildError::Copy(format!(
-            "{}: only files, directories and symlinks can be copied",
-            src.display()
-        )));
-    }
-    fs::copy(src, dest).map_err(err(dest.display()))?;
-    set_meta(dest, &meta, apply)
+    Upper::open(upper)?.copy(src, &rel_path(dest)?, apply, skip)
 }
 
-fn set_meta(dest: &Path, meta: &fs::Metadata, apply: Apply) -> Result<(), BuildError> {
-    let mode = apply.mode.unwrap_or(meta.mode() & 0o7777);
-    let (uid, gid) = apply.owner.unwrap_or((0, 0));
-    std::os::unix::fs::chown(dest, Some(uid), Some(gid)).map_err(err(dest.display()))?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(err(dest.display()))
+/// Whether the root-relative `rel` is a directory in the upper dir `upper` (a symlink is not).
+pub fn is_dir_in(upper: &Path, rel: &str) -> bool {
+    let Ok(rel) = rel_path(rel) else {
+        return false;
+    };
+    Upper::open(upper).is_ok_and(|mut u| u.is_dir(&rel))
 }
 
 /// Creates the parent directories of the root-relative `rel` in `upper`, each with the mode and
-/// owner it has in the layers below (`lowers`, topmost first), or 0755 root.
+/// owner it has in the layers below (`lowers`, topmost first), or 0755 root. A directory already
+/// there is kept; anything else in the way (a symlink a source left) is replaced.
 pub fn make_parents(upper: &Path, lowers: &[PathBuf], rel: &str) -> Result<(), BuildError> {
+    let mut upper = Upper::open(upper)?;
     let parts = components(rel);
     let mut path = String::new();
     for part in parts.iter().take(parts.len().saturating_sub(1)) {
@@ -137,22 +225,28 @@ pub fn make_parents(upper: &Path, lowers: &[PathBuf], rel: &str) -> Result<(), B
             path.push('/');
         }
         path.push_str(part);
-        let here = upper.join(&path);
-        if here.is_dir() {
+        let here = rel_path(&path)?;
+        if upper.is_dir(&here) {
             continue;
         }
-        fs::create_dir(&here).map_err(err(&path))?;
-        let below = lowers.iter().find_map(|l| {
-            fs::symlink_metadata(l.join(&path))
-                .ok()
-                .filter(|m| m.is_dir())
-        });
+        let below = lowers.iter().find_map(|l| dir_in_layer(l, &path));
         let (mode, uid, gid) =
             below.map_or((0o755, 0, 0), |m| (m.mode() & 0o7777, m.uid(), m.gid()));
-        std::os::unix::fs::chown(&here, Some(uid), Some(gid)).map_err(err(&path))?;
-        fs::set_permissions(&here, fs::Permissions::from_mode(mode)).map_err(err(&path))?;
+        upper.mkdir(&here, mode, (uid, gid))?;
     }
     Ok(())
+}
+
+/// The metadata of directory `rel` in the layer dir `layer`, when every component of it is a
+/// real directory there: a layer's symlink is never followed on the host.
+fn dir_in_layer(layer: &Path, rel: &str) -> Option<fs::Metadata> {
+    let mut at = layer.to_path_buf();
+    let mut meta = None;
+    for part in components(rel) {
+        at.push(part);
+        meta = Some(fs::symlink_metadata(&at).ok().filter(|m| m.is_dir())?);
+    }
+    meta
 }
 
 /// Whether the root-relative `rel` is a directory in the layers below.
@@ -165,6 +259,7 @@ pub fn is_dir_below(lowers: &[PathBuf], rel: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     #[test]
     fn symlinks_resolve_inside_the_root() {
@@ -201,12 +296,116 @@ mod tests {
             owner: Some((7, 8)),
             mode: Some(0o640),
         };
-        copy_tree(&src, &dest, apply, &|_| false).unwrap();
+        copy_tree(&src, dir.path(), "dest", apply, &|_| false).unwrap();
         assert_eq!(
             fs::read_link(dest.join("link")).unwrap(),
             Path::new("/etc/shadow")
         );
         let meta = fs::metadata(dest.join("f")).unwrap();
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (7, 8, 0o640));
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_symlink_one_source_left_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+        let a = dir.path().join("a");
+        fs::create_dir(&a).unwrap();
+        symlink(&outside, a.join("x")).unwrap();
+        let b = dir.path().join("b");
+        fs::create_dir_all(b.join("x")).unwrap();
+        fs::write(b.join("x/passwd-test"), "pwned").unwrap();
+        fs::set_permissions(b.join("x"), fs::Permissions::from_mode(0o777)).unwrap();
+
+        make_parents(&upper, &[], "dst/x").unwrap();
+        copy_tree(&a, &upper, "dst", Apply::default(), &|_| false).unwrap();
+        assert!(
+            fs::symlink_metadata(upper.join("dst/x"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert!(!is_dir_in(&upper, "dst/x"), "a symlink is not a directory");
+        copy_tree(&b, &upper, "dst", Apply::default(), &|_| false).unwrap();
+
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing outside"
+        );
+        assert_eq!(mode(&outside), 0o700, "outside not chmodded");
+        assert!(fs::symlink_metadata(upper.join("dst/x")).unwrap().is_dir());
+        assert_eq!(mode(&upper.join("dst/x")), 0o777);
+        assert_eq!(
+            fs::read_to_string(upper.join("dst/x/passwd-test")).unwrap(),
+            "pwned"
+        );
+    }
+
+    #[test]
+    fn parents_and_files_replace_symlinks_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("f"), "host").unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+        symlink(&outside, upper.join("dst")).unwrap();
+        symlink(outside.join("f"), upper.join("g")).unwrap();
+
+        make_parents(&upper, &[], "dst/sub/file").unwrap();
+        assert!(fs::symlink_metadata(upper.join("dst")).unwrap().is_dir());
+        assert!(is_dir_in(&upper, "dst/sub"));
+        let src = dir.path().join("src");
+        fs::write(&src, "image").unwrap();
+        let apply = Apply {
+            owner: Some((5, 6)),
+            mode: Some(0o600),
+        };
+        copy_tree(&src, &upper, "g", apply, &|_| false).unwrap();
+        copy_tree(&src, &upper, "dst/sub/file", apply, &|_| false).unwrap();
+
+        assert_eq!(fs::read_to_string(outside.join("f")).unwrap(), "host");
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            1,
+            "nothing outside"
+        );
+        let meta = fs::symlink_metadata(upper.join("g")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(
+            (meta.uid(), meta.gid(), mode(&upper.join("g"))),
+            (5, 6, 0o600)
+        );
+        assert_eq!(
+            fs::read_to_string(upper.join("dst/sub/file")).unwrap(),
+            "image"
+        );
+    }
+
+    #[test]
+    fn parent_modes_never_follow_a_symlink_in_a_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("x")).unwrap();
+        fs::set_permissions(outside.join("x"), fs::Permissions::from_mode(0o711)).unwrap();
+        let lower = dir.path().join("lower");
+        fs::create_dir_all(lower.join("real/x")).unwrap();
+        fs::set_permissions(lower.join("real/x"), fs::Permissions::from_mode(0o750)).unwrap();
+        symlink(&outside, lower.join("d")).unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+
+        make_parents(&upper, std::slice::from_ref(&lower), "d/x/f").unwrap();
+        make_parents(&upper, std::slice::from_ref(&lower), "real/x/f").unwrap();
+        assert_eq!(mode(&upper.join("d/x")), 0o755, "host mode not read");
+        assert_eq!(mode(&upper.join("real/x")), 0o750, "layer mode kept");
     }
 }

@@ -250,7 +250,7 @@ impl Run<'_> {
                 || archive
                 || !(many
                     || copy::is_dir_below(lowers, &dest_rel)
-                    || upper.join(&dest_rel).is_dir())
+                    || copy::is_dir_in(upper, &dest_rel))
             {
                 dest_rel.clone()
             } else {
@@ -258,8 +258,6 @@ impl Run<'_> {
             };
             if is_dir || archive {
                 copy::make_parents(upper, lowers, &format!("{target_rel}/x"))?;
-                std::fs::create_dir_all(upper.join(&target_rel))
-                    .map_err(|e| BuildError::Copy(e.to_string()))?;
             } else {
                 copy::make_parents(upper, lowers, &target_rel)?;
             }
@@ -269,21 +267,16 @@ impl Run<'_> {
                     .join(format!("archive-{:08x}", rand::random::<u32>()));
                 std::fs::create_dir_all(&unpacked).map_err(|e| BuildError::Copy(e.to_string()))?;
                 extract(&src, &unpacked)?;
-                copy::copy_tree(
-                    &unpacked,
-                    &upper.join(&target_rel),
-                    Apply::default(),
-                    &|_| false,
-                )?;
+                copy::copy_tree(&unpacked, upper, &target_rel, Apply::default(), &|_| false)?;
             } else if from_context {
                 let context = self.context;
                 let skip = |p: &Path| {
                     p.strip_prefix(&context.root)
                         .is_ok_and(|rel| context.ignored(&rel.to_string_lossy()))
                 };
-                copy::copy_tree(&src, &upper.join(&target_rel), apply, &skip)?;
+                copy::copy_tree(&src, upper, &target_rel, apply, &skip)?;
             } else {
-                copy::copy_tree(&src, &upper.join(&target_rel), apply, &|_| false)?;
+                copy::copy_tree(&src, upper, &target_rel, apply, &|_| false)?;
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! Knows nothing of pods or containers.
 
 pub mod archive;
+mod collector;
 pub(crate) mod content;
 pub mod digest;
 mod layer_stream;

@@ -1,13 +1,14 @@
 //! The image service the CRI layer calls: pulls (identical concurrent pulls merged into one,
 //! cancelled when every caller has gone), listing, lookup, removal with garbage collection, and
 //! filesystem usage. A pull that fails or is cancelled is followed by a sweep, so that nothing it
-//! stored stays unreferenced but its verified layers, which are collected after their grace.
+//! stored stays unreferenced but its verified layers, which are collected after their grace
+//! (`collector.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, watch};
@@ -16,12 +17,12 @@ use tracing::Instrument as _;
 
 use super::archive::ArchiveError;
 use super::archive::export::{self, ExportError, Format};
-use super::digest::Digest;
+use super::collector::Collector;
+pub use super::collector::SnapshotUsers;
 use super::pull::{LayerState, Progress, PullError, Puller};
 use super::push::{BlobProgress, PushError, Pushed, Pusher};
 use super::reference::ImageRef;
 use super::registry::Credentials;
-use super::retain::Retainer;
 use super::store::{ImageRecord, ImageStore, ImageStoreError, Swept};
 use crate::error::{Classify, Kind};
 
@@ -95,90 +96,27 @@ pub struct ImageService {
     puller: Puller,
     pusher: Pusher,
     images: Arc<ImageStore>,
-    /// Pulls hold it shared; removal and garbage collection hold it exclusively, so a sweep never
-    /// sees a committed snapshot whose image record is not written yet.
+    /// Pulls, pushes, exports and builds hold it shared; removal and every garbage collection
+    /// (also the sweeps after a failed pull, see `collector.rs`) hold it exclusively, so a sweep
+    /// never sees a committed snapshot whose image record is not written yet.
     gc_lock: Arc<RwLock<()>>,
     flights: Flights,
     collector: Arc<Collector>,
 }
 
-/// Garbage collection that keeps what running pulls claim, the layers of failed pulls within
-/// their grace, and the snapshots containers use.
-struct Collector {
-    images: Arc<ImageStore>,
-    retainer: Arc<Retainer>,
-    snapshot_users: OnceLock<SnapshotUsers>,
-}
-
-impl Collector {
-    fn collect(&self) -> Result<Swept, ImageStoreError> {
-        let mut keep = self.snapshot_users.get().map(|f| f()).unwrap_or_default();
-        self.retainer.sweep(Instant::now(), |protected| {
-            keep.extend(protected.iter().cloned());
-            self.images.collect_garbage(&keep)
-        })
-    }
-
-    /// After a failed or cancelled pull: removes what it left that nothing references (but its
-    /// verified layers), and collects those once their grace has passed.
-    fn after_failure(self: &Arc<Self>, image: &str) {
-        match self.collect() {
-            Ok(swept) => tracing::debug!(
-                image,
-                blobs = swept.blobs,
-                snapshots = swept.snapshots,
-                "removed what the failed pull left"
-            ),
-            Err(e) => tracing::warn!(image, error = %e, "clean up after a failed pull"),
-        }
-        self.collect_when_grace_ends();
-    }
-
-    /// Sweeps again when the next kept layer's grace ends (and then for the next one).
-    fn collect_when_grace_ends(self: &Arc<Self>) {
-        let Some(at) = self.retainer.next_expiry() else {
-            return;
-        };
-        let collector = self.clone();
-        tokio::spawn(async move {
-            // A little after the grace, so the sweep's clock is surely past it.
-            let at = tokio::time::Instant::from_std(at) + Duration::from_millis(10);
-            tokio::time::sleep_until(at).await;
-            match collector.collect() {
-                Ok(swept) if swept.blobs + swept.snapshots > 0 => tracing::info!(
-                    blobs = swept.blobs,
-                    snapshots = swept.snapshots,
-                    "collected the layers of failed pulls after their grace"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "collect the layers of failed pulls"),
-            }
-            if collector
-                .retainer
-                .next_expiry()
-                .is_some_and(|next| next > at.into_std())
-            {
-                collector.collect_when_grace_ends();
-            }
-        });
-    }
-}
-
-/// Reports the snapshot chain ids something outside the image store still uses.
-pub type SnapshotUsers = Box<dyn Fn() -> HashSet<Digest> + Send + Sync>;
-
 impl ImageService {
     pub fn new(puller: Puller, pusher: Pusher) -> ImageService {
+        let gc_lock = Arc::new(RwLock::new(()));
         ImageService {
             images: puller.images.clone(),
-            collector: Arc::new(Collector {
-                images: puller.images.clone(),
-                retainer: puller.retainer.clone(),
-                snapshot_users: OnceLock::new(),
-            }),
+            collector: Arc::new(Collector::new(
+                puller.images.clone(),
+                puller.retainer.clone(),
+                gc_lock.clone(),
+            )),
             puller,
             pusher,
-            gc_lock: Arc::new(RwLock::new(())),
+            gc_lock,
             flights: Arc::default(),
         }
     }

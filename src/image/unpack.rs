@@ -16,9 +16,9 @@
 
 mod meta;
 mod meter;
-mod path;
+pub(crate) mod path;
 mod space;
-mod tree;
+pub(crate) mod tree;
 
 #[cfg(test)]
 mod hostile_tests;

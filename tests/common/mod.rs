@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod build;
 pub mod fake_registry;
 pub mod host;
 pub mod network;

@@ -14,7 +14,7 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 /// A path inside the layer: non-empty components with no `/`, `.`, `..` or NUL. The empty path is
 /// the layer root. Ordered bytewise, so a path sorts before every path below it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct RelPath {
+pub(crate) struct RelPath {
     /// Components joined by `/`, the key used to compare paths.
     joined: Vec<u8>,
 }
@@ -23,7 +23,7 @@ impl RelPath {
     /// Makes an archive name relative: `./` and leading `/` are dropped (Docker reads `/etc/x` as
     /// `etc/x`), repeated slashes collapse. Any `..` is refused, whether or not it would climb
     /// out: the kernel would resolve it through whatever is on disk, which a layer controls.
-    pub(super) fn parse(raw: &[u8]) -> Result<Self, &'static str> {
+    pub(crate) fn parse(raw: &[u8]) -> Result<Self, &'static str> {
         if raw.is_empty() {
             return Err("empty name");
         }
@@ -50,7 +50,7 @@ impl RelPath {
     }
 
     /// The layer root itself.
-    pub(super) fn root() -> Self {
+    pub(crate) fn root() -> Self {
         Self { joined: Vec::new() }
     }
 
@@ -59,7 +59,7 @@ impl RelPath {
     }
 
     /// The path as `a/b/c` bytes; empty for the root.
-    pub(super) fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.joined
     }
 
@@ -85,7 +85,7 @@ impl RelPath {
     }
 
     /// The path of `name` inside this directory.
-    pub(super) fn join(&self, name: &[u8]) -> RelPath {
+    pub(crate) fn join(&self, name: &[u8]) -> RelPath {
         let mut joined = self.joined.clone();
         if !joined.is_empty() {
             joined.push(b'/');

@@ -18,7 +18,7 @@ use super::path::RelPath;
 
 /// Why an operation on the tree was refused or failed.
 #[derive(Debug)]
-pub(super) enum TreeError {
+pub(crate) enum TreeError {
     /// A parent directory of the path is a symlink.
     ThroughSymlink,
     /// A parent directory of the path is not a directory.
@@ -52,7 +52,7 @@ impl From<io::Error> for TreeError {
 const IMPLICIT_DIR_MODE: u32 = 0o755;
 
 /// The layer directory being filled.
-pub(super) struct Tree {
+pub(crate) struct Tree {
     root: Rc<OwnedFd>,
     /// The directory used last, reused by the next entry in it or below it. Dropped whenever
     /// anything is removed, so it never names a directory that has been replaced.
@@ -63,8 +63,8 @@ pub(super) struct Tree {
 }
 
 impl Tree {
-    /// Opens the (empty) layer directory.
-    pub(super) fn open(dest: &Path) -> io::Result<Self> {
+    /// Opens the layer directory (empty), or a build step's upper dir (see `build::copy`).
+    pub(crate) fn open(dest: &Path) -> io::Result<Self> {
         let root = rfs::open(
             dest,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -85,7 +85,7 @@ impl Tree {
     }
 
     /// The directory at `path`, made (mode 0755, owned by the caller) where missing when `create`.
-    pub(super) fn dir(&mut self, path: &RelPath, create: bool) -> Result<Rc<OwnedFd>, TreeError> {
+    pub(crate) fn dir(&mut self, path: &RelPath, create: bool) -> Result<Rc<OwnedFd>, TreeError> {
         if path.is_root() {
             return Ok(self.root.clone());
         }
@@ -159,7 +159,7 @@ impl Tree {
 
     /// Makes the directory `path`, or keeps the directory already there, and opens it. Anything
     /// else at `path` is replaced. The root is opened as it is.
-    pub(super) fn mkdir(&mut self, path: &RelPath) -> Result<OwnedFd, TreeError> {
+    pub(crate) fn mkdir(&mut self, path: &RelPath) -> Result<OwnedFd, TreeError> {
         if path.is_root() {
             return Ok(self.root.try_clone()?);
         }
@@ -180,7 +180,7 @@ impl Tree {
     }
 
     /// Creates the regular file `path` (mode 0600 until the caller sets it), replacing anything.
-    pub(super) fn create_file(&mut self, path: &RelPath) -> Result<File, TreeError> {
+    pub(crate) fn create_file(&mut self, path: &RelPath) -> Result<File, TreeError> {
         let fd = self.create(path, |dir, name| {
             rfs::openat(
                 dir,
@@ -193,7 +193,7 @@ impl Tree {
     }
 
     /// Creates the symlink `path` pointing at `target`, verbatim; it is never followed.
-    pub(super) fn symlink(&mut self, path: &RelPath, target: &[u8]) -> Result<(), TreeError> {
+    pub(crate) fn symlink(&mut self, path: &RelPath, target: &[u8]) -> Result<(), TreeError> {
         self.create(path, |dir, name| rfs::symlinkat(target, dir, name))
     }
 
@@ -241,7 +241,7 @@ impl Tree {
     }
 
     /// Opens `path` itself with `O_PATH`, whatever it is, to set its metadata.
-    pub(super) fn node(&mut self, path: &RelPath) -> Result<OwnedFd, TreeError> {
+    pub(crate) fn node(&mut self, path: &RelPath) -> Result<OwnedFd, TreeError> {
         let (dir, name) = self.parent(path)?;
         Ok(rfs::openat(
             &*dir,
