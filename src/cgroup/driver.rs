@@ -45,9 +45,21 @@ impl Driver {
     }
 
     /// The cgroupfs path (with its leading `/`) of container `id` under the pod's
+    /// `cgroup_parent` as kubelet sent it (empty: the default parent): a directory named by the
+    /// id, or the id's scope.
+    pub fn container_path(self, parent: &str, id: &str) -> Result<String> {
+        let dir = self.parent_path(parent)?;
+        let leaf = match self {
+            Driver::Cgroupfs => id.to_string(),
+            Driver::Systemd => scope_name(id),
+        };
+        Ok(format!("{}/{leaf}", dir.trim_end_matches('/')))
+    }
+
+    /// The cgroupfs directory (with its leading `/`) the pod's containers go under, for its
     /// `cgroup_parent` as kubelet sent it (empty: the default parent). The systemd driver needs a
     /// slice name there: a cgroupfs path means kubelet runs the other driver.
-    pub fn container_path(self, parent: &str, id: &str) -> Result<String> {
+    pub fn parent_path(self, parent: &str) -> Result<String> {
         let parent = parent.trim_end_matches('/');
         match self {
             Driver::Cgroupfs => {
@@ -56,11 +68,10 @@ impl Driver {
                 } else {
                     parent
                 };
-                if is_slice_name(parent) {
-                    let slice = expand_slice(parent)?;
-                    return Ok(format!("{}/{id}", slice.trim_end_matches('/')));
+                match is_slice_name(parent) {
+                    true => expand_slice(parent),
+                    false => Ok(parent.to_string()),
                 }
-                Ok(format!("{parent}/{id}"))
             }
             Driver::Systemd => {
                 let slice = if parent.is_empty() {
@@ -75,8 +86,7 @@ impl Driver {
                                  parent (kubelet's cgroupDriver must be systemd too)",
                     });
                 }
-                let dir = expand_slice(slice)?;
-                Ok(format!("{}/{}", dir.trim_end_matches('/'), scope_name(id)))
+                expand_slice(slice)
             }
         }
     }
@@ -183,6 +193,9 @@ mod tests {
         );
         assert!(d.container_path("kubepods--x.slice", "abc").is_err());
         assert_eq!(d.oci_path("/kubepods/pod1/abc"), "/kubepods/pod1/abc");
+        assert_eq!(d.parent_path("").unwrap(), "/berth");
+        assert_eq!(d.parent_path("/kubepods/pod1/").unwrap(), "/kubepods/pod1");
+        assert_eq!(d.parent_path(POD).unwrap(), POD_DIR);
     }
 
     #[test]
@@ -199,6 +212,9 @@ mod tests {
         assert!(err.to_string().contains("slice name"), "{err}");
         assert!(matches!(err, CgroupError::InvalidPath { .. }));
         assert!(d.container_path("kubepods--x.slice", "abc").is_err());
+        assert_eq!(d.parent_path(POD).unwrap(), POD_DIR);
+        assert_eq!(d.parent_path("").unwrap(), "/system.slice");
+        assert!(d.parent_path("/kubepods/pod1").is_err());
     }
 
     #[test]

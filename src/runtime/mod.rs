@@ -29,6 +29,7 @@ pub mod records;
 mod recovery;
 mod sandbox;
 mod sandbox_network;
+mod sandbox_plan;
 mod security;
 pub mod stats;
 mod stop_signal;

@@ -1,18 +1,16 @@
-//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and ListPodSandbox.
+//! RunPodSandbox (its plan is `super::sandbox_plan`; under an intent, see `super::intents`),
+//! StopPodSandbox, RemovePodSandbox, PodSandboxStatus and ListPodSandbox.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::cri_api as api;
 
 use super::events::EventKind;
 use super::intents::Intent;
-use super::records::{PinnedPaths, SandboxRecord, SandboxState, new_id, now_ns};
+use super::records::{SandboxRecord, SandboxState, new_id};
+use super::sandbox_plan::{Contents, PodFile, SandboxPlan, pinned_paths};
 use super::undo::{Step, Undo, UndoFailure};
 use super::{Result, Runtime, RuntimeError};
-use crate::network::dns;
-use crate::shimclient::ShimOptions;
-use crate::spec::sandbox_plan;
 use crate::store::Table;
 
 /// The name a pod is unique by (kubelet's naming: name, namespace, uid, attempt).
@@ -74,7 +72,8 @@ impl Runtime {
                 by: existing.id,
             });
         }
-        let plan = sandbox_plan(&config)?;
+        let id = new_id();
+        let plan = SandboxPlan::new(&self.settings, &id, handler, &config)?;
         if plan.userns.is_some()
             && let Some(runtime) = external
         {
@@ -84,21 +83,19 @@ impl Runtime {
                 runtime.path.display()
             )));
         }
-        let id = new_id();
-        let intent = Intent::CreatePod {
-            pod_dir: self.settings.state_dir.join("pods").join(&id),
-            data_dir: self.settings.root_dir.join("pods").join(&id),
-        };
+        let intent = plan.intent();
         // Before the first side effect: a kill from here on leaves a note of what to undo.
         self.intend(&id, intent.clone())?;
         let mut undo = Undo::default();
-        match self
-            .build_sandbox(&id, config, handler, &plan, &mut undo)
-            .await
-        {
+        match self.build_sandbox(&plan, config, &mut undo).await {
             Ok(record) => {
                 undo.commit();
-                tracing::info!(pod_id = %id, pod = %name, "pod sandbox ready");
+                tracing::info!(
+                    pod_id = %id,
+                    pod = %name,
+                    cgroup_parent = plan.cgroup_parent.as_deref().unwrap_or("(none)"),
+                    "pod sandbox ready"
+                );
                 self.emit(&id, &id, EventKind::Created);
                 self.emit(&id, &id, EventKind::Started);
                 self.watch_exits(record.id.clone());
@@ -121,78 +118,45 @@ impl Runtime {
         }
     }
 
+    /// Applies `plan`: directories, files, /dev/shm, the shim with its pins, the network, then
+    /// the record (which ends the intent, in one transaction).
     async fn build_sandbox(
         self: &Arc<Self>,
-        id: &str,
+        plan: &SandboxPlan,
         config: api::PodSandboxConfig,
-        handler: &str,
-        plan: &crate::spec::SandboxPlan,
         undo: &mut Undo,
     ) -> Result<SandboxRecord> {
-        let pod_dir = self.settings.state_dir.join("pods").join(id);
-        let data_dir = self.settings.root_dir.join("pods").join(id);
-        let userns_gid = plan.userns.as_ref().map(|maps| maps.gids.host);
-        for dir in [&pod_dir, &data_dir] {
-            super::dirs::private_dir(dir, userns_gid)
+        let id = plan.id.as_str();
+        for (dir, gid) in &plan.private_dirs {
+            super::dirs::private_dir(dir, *gid)
                 .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
             undo.push(Step::RemoveDir(dir.clone()));
         }
-        write_pod_files(&data_dir, &config, plan)?;
-
-        let shm = if plan.pinned.ipc {
-            let shm = pod_dir.join("shm");
-            self.effects.mount_shm(&shm)?;
+        for file in &plan.files {
+            write_pod_file(file)?;
+        }
+        if let Some(shm) = &plan.shm {
+            self.effects.mount_shm(shm)?;
             undo.push(Step::Unmount(shm.clone()));
-            Some(shm)
-        } else {
-            None
-        };
+        }
 
-        let options = ShimOptions {
-            net: plan.pinned.net,
-            ipc: plan.pinned.ipc,
-            uts: plan.pinned.uts,
-            pid: plan.pinned.pid,
-            hostname: plan.hostname.clone(),
-            userns: plan.userns,
-        };
-        let shim = self.launcher.spawn(id, &pod_dir, &options).await?;
+        let shim = (self.launcher)
+            .spawn(id, &plan.pod_dir, &plan.shim_options())
+            .await?;
         undo.push(Step::ShutdownShim(shim.clone()));
         let info = shim.info().await?;
         self.place_shim(id, info.pid);
-        let mut namespaces = PinnedPaths::default();
-        for (kind, path) in info.namespaces {
-            match kind.as_str() {
-                "net" => namespaces.net = Some(path),
-                "ipc" => namespaces.ipc = Some(path),
-                "uts" => namespaces.uts = Some(path),
-                "pid" => namespaces.pid = Some(path),
-                "user" => namespaces.user = Some(path),
-                _ => {}
-            }
-        }
-        let ips = if plan.pinned.net {
+        let namespaces = pinned_paths(info.namespaces);
+        let ips = if plan.namespaces.net {
             let netns = (namespaces.net.as_deref())
                 .ok_or_else(|| RuntimeError::NoNetworkNamespace(id.to_string()))?;
             let ips = self.attach_network(id, &config, netns, undo).await?;
-            super::sandbox_network::write_hosts(&data_dir, plan.hostname.as_deref(), &ips.0)?;
+            super::sandbox_network::write_hosts(&plan.data_dir, plan.hostname.as_deref(), &ips.0)?;
             ips.0
         } else {
             vec![]
         };
-        let record = SandboxRecord {
-            id: id.to_string(),
-            state: SandboxState::Ready,
-            created_at: now_ns(),
-            config,
-            runtime_handler: handler.to_string(),
-            pod_dir,
-            data_dir,
-            namespaces,
-            shm,
-            hostname: plan.hostname.clone(),
-            ips,
-        };
+        let record = plan.record(config, namespaces, ips);
         self.db.write(|w| {
             w.put(Table::Sandboxes, id, &record)?;
             w.delete(Table::Intents, id)
@@ -314,33 +278,20 @@ impl Runtime {
     }
 }
 
-/// Writes the pod's hosts (its IPs are added once CNI gave them; the node's own file with host
-/// networking), hostname and (when the pod has a DNS config) resolv.conf; without one the
-/// host's resolv.conf is copied, as kubelet expects for host-network and default pods.
-fn write_pod_files(
-    dir: &Path,
-    config: &api::PodSandboxConfig,
-    plan: &crate::spec::SandboxPlan,
-) -> Result<()> {
-    let hostname = plan.hostname.as_deref();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(RuntimeError::io(format!("write {}", path.display())))
+/// Writes one of the pod's files, reading the node's hostname or file it copies.
+fn write_pod_file(file: &PodFile) -> Result<()> {
+    let text = match &file.contents {
+        Contents::Text(text) => text.clone(),
+        Contents::NodeHostname => {
+            let node = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{node}\n")
+        }
+        Contents::NodeFile { from, fallback } => {
+            std::fs::read_to_string(from).unwrap_or_else(|_| fallback.clone())
+        }
     };
-    let node = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    write("hostname", &format!("{}\n", hostname.unwrap_or(&node)))?;
-    if plan.pinned.net {
-        write("hosts", &dns::hosts(hostname, &[]))?;
-    } else {
-        // Host network: the node's own hosts file, as kubelet expects.
-        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| dns::hosts(None, &[]));
-        write("hosts", &hosts)?;
-    }
-    let resolv = match dns::resolv_conf(config.dns_config.as_ref()) {
-        Some(text) => text,
-        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-    };
-    write("resolv.conf", &resolv)
+    std::fs::write(&file.path, text)
+        .map_err(RuntimeError::io(format!("write {}", file.path.display())))
 }

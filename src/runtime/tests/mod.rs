@@ -7,6 +7,7 @@ mod create_undo;
 mod fake_host;
 mod fake_shim;
 mod lifecycle;
+mod pod_apply;
 mod recovery;
 
 use std::path::PathBuf;
