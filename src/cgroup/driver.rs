@@ -49,11 +49,15 @@ impl Driver {
     /// id, or the id's scope.
     pub fn container_path(self, parent: &str, id: &str) -> Result<String> {
         let dir = self.parent_path(parent)?;
-        let leaf = match self {
+        Ok(format!("{}/{}", dir.trim_end_matches('/'), self.leaf(id)))
+    }
+
+    /// The last component of container `id`'s cgroup path: the id, or its scope.
+    fn leaf(self, id: &str) -> String {
+        match self {
             Driver::Cgroupfs => id.to_string(),
             Driver::Systemd => scope_name(id),
-        };
-        Ok(format!("{}/{leaf}", dir.trim_end_matches('/')))
+        }
     }
 
     /// The cgroupfs directory (with its leading `/`) the pod's containers go under, for its
@@ -107,6 +111,17 @@ impl Driver {
             _ => path.to_string(),
         }
     }
+}
+
+/// Whether `path` is container `id`'s own cgroup under either driver (its last component is the
+/// id or the id's scope), not a parent it was placed in.
+pub fn is_container_cgroup(path: &str, id: &str) -> bool {
+    let leaf = std::path::Path::new(path)
+        .file_name()
+        .and_then(|l| l.to_str());
+    [Driver::Cgroupfs, Driver::Systemd]
+        .iter()
+        .any(|d| leaf == Some(d.leaf(id).as_str()))
 }
 
 /// The scope of container `id`.
@@ -173,6 +188,14 @@ pub fn path_from_oci(cgroups_path: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_cgroup_ends_in_its_id_or_its_scope() {
+        assert!(is_container_cgroup("/berth/abc", "abc"));
+        assert!(is_container_cgroup("/p.slice/berth-abc.scope", "abc"));
+        assert!(!is_container_cgroup("/kubepods/pod1", "abc"));
+        assert!(!is_container_cgroup("/p.slice/berth-abcd.scope", "abc"));
+    }
 
     const POD: &str = "kubepods-burstable-pod1_2.slice";
     const POD_DIR: &str =

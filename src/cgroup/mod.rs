@@ -49,7 +49,7 @@ mod v2_tests;
 
 pub use detail::DetailedStats;
 pub use devices::DeviceRule;
-pub use driver::{Driver, Unit, path_from_oci, scope_name, unit_of};
+pub use driver::{Driver, Unit, is_container_cgroup, path_from_oci, scope_name, unit_of};
 pub use error::CgroupError;
 pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};

@@ -188,12 +188,11 @@ impl Runtime {
             }
         }
         self.forget_everywhere(parts.id).await?;
-        // Only a cgroup of this container: its leaf is the container id (or its scope).
-        if let Some(path) = &parts.cgroup {
-            let leaf = Path::new(path).file_name().and_then(|l| l.to_str());
-            if leaf == Some(parts.id) || leaf == Some(&crate::cgroup::scope_name(parts.id)) {
-                self.effects.remove_cgroup(path)?;
-            }
+        // Only a cgroup of this container, never a parent it was placed in.
+        if let Some(path) = &parts.cgroup
+            && crate::cgroup::is_container_cgroup(path, parts.id)
+        {
+            self.effects.remove_cgroup(path)?;
         }
         for dir in [parts.bundle, parts.rw_dir] {
             unmount_under(self.effects.as_ref(), dir)?;
