@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::Check;
 use crate::cgroup::{Hierarchy, Mode};
 use crate::config::Config;
+use crate::image::unpack::DiskReserve;
 
 /// Controllers berth cannot limit containers without.
 const REQUIRED_CONTROLLERS: &[&str] = &["cpu", "memory", "pids"];
 /// Controllers berth uses when present.
 const OPTIONAL_CONTROLLERS: &[&str] = &["cpuset", "hugetlb", "io", "blkio", "devices"];
-const GIB: u64 = 1 << 30;
 
 pub fn checks(config: &Config) -> Vec<Check> {
     let release = read("/proc/sys/kernel/osrelease");
@@ -24,7 +24,7 @@ pub fn checks(config: &Config) -> Vec<Check> {
         }),
         overlay(&read("/proc/filesystems")),
         idmapped_mounts(&release),
-        disk(&config.root_dir),
+        disk(&config.root_dir, &config.image.disk_reserve),
         clock(SystemTime::now(), build_time()),
     ]
 }
@@ -143,8 +143,19 @@ fn idmapped_mounts(release: &str) -> Check {
     }
 }
 
-/// Free space on the filesystem of `root_dir` (or of its nearest existing parent).
-fn disk(root_dir: &Path) -> Check {
+/// Free space on the filesystem of `root_dir` (or of its nearest existing parent), judged against
+/// the pull reserve `image.disk_reserve`.
+fn disk(root_dir: &Path, reserve: &str) -> Check {
+    let reserve = match DiskReserve::parse(reserve) {
+        Ok(r) => r,
+        Err(e) => {
+            return Check::fail(
+                "disk",
+                format!("image.disk_reserve: {e}"),
+                "set image.disk_reserve to a percentage (\"15%\") or a number of bytes",
+            );
+        }
+    };
     let existing = root_dir
         .ancestors()
         .find(|p| p.exists())
@@ -152,7 +163,12 @@ fn disk(root_dir: &Path) -> Check {
     match nix::sys::statvfs::statvfs(existing) {
         Ok(s) => {
             let frag = s.fragment_size();
-            disk_verdict(root_dir, s.blocks_available() * frag, s.blocks() * frag)
+            disk_verdict(
+                root_dir,
+                reserve,
+                s.blocks_available() * frag,
+                s.blocks() * frag,
+            )
         }
         Err(e) => Check::fail(
             "disk",
@@ -162,18 +178,28 @@ fn disk(root_dir: &Path) -> Check {
     }
 }
 
-fn disk_verdict(root_dir: &Path, free: u64, total: u64) -> Check {
+/// FAIL below the pull reserve (pulls then fail with ResourceExhausted), WARN within twice the
+/// reserve, OK above.
+fn disk_verdict(root_dir: &Path, reserve: DiskReserve, free: u64, total: u64) -> Check {
+    let reserved = reserve.bytes(total);
+    let human = super::super::human_bytes;
     let percent = (free * 100).checked_div(total).unwrap_or(0);
     let message = format!(
-        "{} free on {} ({percent}%)",
-        super::super::human_bytes(free),
-        root_dir.display()
+        "{} free on {} ({percent}%), pull reserve image.disk_reserve {reserve} = {}",
+        human(free),
+        root_dir.display(),
+        human(reserved)
     );
-    let fix = "free space (berth rmi unused images) or move root_dir to a larger disk";
-    if free < GIB {
-        Check::fail("disk", message, fix)
-    } else if percent < 10 {
-        Check::warn("disk", message, fix)
+    let fix = "free space (berth rmi unused images), move root_dir to a larger disk, \
+               or lower image.disk_reserve";
+    if free < reserved {
+        Check::fail(
+            "disk",
+            format!("{message}: below the reserve, pulls fail with ResourceExhausted"),
+            fix,
+        )
+    } else if free < reserved.saturating_mul(2) {
+        Check::warn("disk", format!("{message}: within twice the reserve"), fix)
     } else {
         Check::ok("disk", message)
     }
@@ -274,11 +300,58 @@ mod tests {
     }
 
     #[test]
-    fn disk_thresholds() {
+    fn disk_against_the_pull_reserve() {
+        const GIB: u64 = 1 << 30;
         let root = Path::new("/var/lib/berth");
-        assert_eq!(disk_verdict(root, 100 * GIB, 200 * GIB).status, Status::Ok);
-        assert_eq!(disk_verdict(root, 5 * GIB, 100 * GIB).status, Status::Warn);
-        assert_eq!(disk_verdict(root, GIB / 2, 2 * GIB).status, Status::Fail);
+        let pct = |p| DiskReserve::Percent(p);
+        // (reserve, free, total, status)
+        let table = [
+            (pct(15.0), 100 * GIB, 200 * GIB, Status::Ok),
+            (pct(15.0), 31 * GIB, 100 * GIB, Status::Ok),
+            (pct(15.0), 30 * GIB, 100 * GIB, Status::Ok),
+            (pct(15.0), 29 * GIB, 100 * GIB, Status::Warn),
+            (pct(15.0), 15 * GIB, 100 * GIB, Status::Warn),
+            (pct(15.0), 15 * GIB - 1, 100 * GIB, Status::Fail),
+            (pct(15.0), 0, 100 * GIB, Status::Fail),
+            (
+                DiskReserve::Bytes(10 * GIB),
+                25 * GIB,
+                1000 * GIB,
+                Status::Ok,
+            ),
+            (
+                DiskReserve::Bytes(10 * GIB),
+                19 * GIB,
+                1000 * GIB,
+                Status::Warn,
+            ),
+            (
+                DiskReserve::Bytes(10 * GIB),
+                9 * GIB,
+                1000 * GIB,
+                Status::Fail,
+            ),
+            (DiskReserve::NONE, 0, 100 * GIB, Status::Ok),
+            (pct(15.0), 0, 0, Status::Ok),
+        ];
+        for (reserve, free, total, status) in table {
+            let c = disk_verdict(root, reserve, free, total);
+            assert_eq!(c.status, status, "{reserve} {free}/{total}: {c:?}");
+            assert!(c.message.contains("image.disk_reserve"), "{c:?}");
+            if status == Status::Fail {
+                assert!(c.message.contains("ResourceExhausted"), "{c:?}");
+                assert!(c.fix.as_deref().unwrap().contains("image.disk_reserve"));
+            }
+        }
+        let c = disk_verdict(root, pct(15.0), 10_000_000_000, 100_000_000_000);
+        assert_eq!(
+            c.message,
+            "10GB free on /var/lib/berth (10%), pull reserve image.disk_reserve 15% = 15GB: \
+             below the reserve, pulls fail with ResourceExhausted"
+        );
+        let c = disk(root, "lots");
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.message.starts_with("image.disk_reserve: "), "{c:?}");
     }
 
     #[test]
