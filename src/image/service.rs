@@ -164,7 +164,8 @@ impl Collector {
     }
 }
 
-/// Reports the snapshot chain ids something outside the image store still uses.
+/// Reports the snapshot chain ids (and blobs) something outside the image store still uses:
+/// containers' rootfs, the build cache.
 pub type SnapshotUsers = Box<dyn Fn() -> HashSet<Digest> + Send + Sync>;
 
 impl ImageService {
@@ -213,6 +214,13 @@ impl ImageService {
             );
         }
         Ok(swept)
+    }
+
+    /// Deletes the blobs and snapshots nothing uses (no image, container, pull or build cache
+    /// entry), waiting for running builds to end first.
+    pub async fn collect(&self) -> Result<Swept, ImageError> {
+        let _exclusive = self.gc_lock.write().await;
+        Ok(self.collector.collect()?)
     }
 
     /// Keeps garbage collection away (a build holds it while its layers have no image yet).
