@@ -104,7 +104,7 @@ else
   REL=${STAGE#"$E2E_ROOT"/}
 fi
 cleanup() {
-  [[ -n ${WATCHER:-} ]] && kill "$WATCHER" 2>/dev/null
+  [[ -n ${WATCHER:-} ]] && { kill "$WATCHER" 2>/dev/null || true; }
   stop_berthd
   cleanup_host "$HOST"
   cleanup_host "$HOST2"

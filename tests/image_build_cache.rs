@@ -56,7 +56,7 @@ async fn the_build_cache_survives_image_removal_and_restart_until_pruned() {
     std::fs::write(
         ctx.join("Dockerfile"),
         format!(
-            "FROM {base} AS build\nRUN echo one > /one\n\
+            "FROM {base} AS build\nRUN echo one > /one && echo scratch > /scratch\n\
              FROM {base}\nCOPY --from=build /one /one\nRUN cat /one /one > /two\n"
         ),
     )
