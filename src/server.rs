@@ -65,8 +65,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     {
         let runtime = runtime.clone();
+        let build_cache = config.root_dir.join("build").join("cache");
         images.set_snapshot_users(Box::new(move || {
-            runtime.snapshots_in_use().unwrap_or_default()
+            let mut keep = runtime.snapshots_in_use().unwrap_or_default();
+            keep.extend(crate::build::cache::roots(
+                &build_cache,
+                crate::build::cache::MAX_BYTES,
+            ));
+            keep
         }));
     }
     runtime

@@ -134,6 +134,25 @@ impl proto::images_server::Images for Images {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn prune_build_cache(
+        &self,
+        _request: Request<proto::PruneBuildCacheRequest>,
+    ) -> Result<Response<proto::PruneBuildCacheResponse>, Status> {
+        let entries = crate::build::cache::prune(&self.builder.dir.join("cache"));
+        let swept = self.images.collect().await.map_err(|e| to_status(&e))?;
+        tracing::info!(
+            entries,
+            blobs = swept.blobs,
+            snapshots = swept.snapshots,
+            "build cache pruned"
+        );
+        Ok(Response::new(proto::PruneBuildCacheResponse {
+            entries: entries as u64,
+            blobs: swept.blobs as u64,
+            snapshots: swept.snapshots as u64,
+        }))
+    }
+
     async fn tag(
         &self,
         request: Request<proto::TagRequest>,

@@ -67,7 +67,9 @@ impl Context {
                 found.push(rel.to_string());
                 return false; // a match is copied whole; no need to look inside
             }
-            true
+            // Only into directories under which the pattern can still match: a COPY of one
+            // file from a large context (a repository with its target/) reads a few dirs.
+            could_match_below(&pattern, &parts)
         })?;
         found.retain(|rel| !self.ignored(rel));
         if found.is_empty() {
@@ -184,6 +186,18 @@ fn matches(pattern: &[String], path: &[&str]) -> bool {
     }
 }
 
+/// Whether something under the path `path` (components) could match `pattern`.
+fn could_match_below(pattern: &[String], path: &[&str]) -> bool {
+    match (pattern.split_first(), path.split_first()) {
+        (_, None) => !pattern.is_empty(),
+        (None, Some(_)) => false,
+        (Some((first, _)), Some(_)) if first == "**" => true,
+        (Some((first, rest)), Some((name, tail))) => {
+            component_matches(first, name) && could_match_below(rest, tail)
+        }
+    }
+}
+
 fn component_matches(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
@@ -262,6 +276,38 @@ mod tests {
         assert!(c.sources("nope").is_err());
         // "/x" means the context's x, not the host's.
         assert_eq!(c.sources("/src/a.txt").unwrap(), ["src/a.txt"]);
+    }
+
+    #[test]
+    fn sources_walk_only_where_the_pattern_can_match() {
+        assert!(could_match_below(&pat("target/*/berthd"), &["target"]));
+        assert!(could_match_below(
+            &pat("target/*/berthd"),
+            &["target", "debug"]
+        ));
+        assert!(!could_match_below(&pat("target/*/berthd"), &["vendor"]));
+        assert!(!could_match_below(
+            &pat("target/*/berthd"),
+            &["target", "a", "b"]
+        ));
+        assert!(could_match_below(&pat("**/x"), &["a", "b", "c"]));
+        assert!(!could_match_below(&pat("a"), &["a"]));
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("bin/debug")).unwrap();
+        fs::create_dir_all(dir.path().join("other/bin/debug")).unwrap();
+        fs::write(dir.path().join("bin/debug/tool"), "t").unwrap();
+        fs::write(dir.path().join("other/bin/debug/tool"), "t").unwrap();
+        let c = Context::open(dir.path()).unwrap();
+        assert_eq!(c.sources("bin/*/tool").unwrap(), ["bin/debug/tool"]);
+        assert_eq!(
+            c.sources("**/debug/tool").unwrap(),
+            ["bin/debug/tool", "other/bin/debug/tool"]
+        );
+    }
+
+    fn pat(p: &str) -> Vec<String> {
+        p.split('/').map(str::to_string).collect()
     }
 
     #[test]

@@ -181,6 +181,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_installer_dockerfile_parses() {
+        let text = include_str!("../../manifests/installer/Dockerfile");
+        let keywords: Vec<String> = parse(text)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.keyword)
+            .collect();
+        assert_eq!(
+            keywords,
+            ["ARG", "FROM", "ARG", "COPY", "COPY", "COPY", "ENTRYPOINT"],
+            "no RUN: the image builds offline from its base"
+        );
+    }
+
+    #[test]
     fn continuations_comments_and_case() {
         let text = "# syntax=docker/dockerfile:1\nfrom busybox AS base\n\n# a comment\nRUN echo a \\\n  # inside\n  && echo b\ncopy --from=base --chown=1:2 /a /b\nCMD [\"sh\", \"-c\", \"x\"]\n";
         let got = parse(text).unwrap();

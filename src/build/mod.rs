@@ -4,7 +4,7 @@
 //! keyed by parent, instruction text, build args in scope and source content (`cache.rs`) skips
 //! steps whose inputs did not change. `stage.rs` is the per-instruction loop.
 
-mod cache;
+pub mod cache;
 pub mod context;
 mod copy;
 pub mod dockerfile;

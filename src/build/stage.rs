@@ -329,7 +329,7 @@ impl Run<'_> {
             }
             None => {
                 let made = self.make_layer(plan, stage, &built, ins, &vars).await?;
-                cache::store(self.builder, &key, &made.0);
+                cache::store(self.builder, &key, &made.0, &made.1);
                 (self.output)(format!("DONE {:.1}s", started.elapsed().as_secs_f64()));
                 made
             }

@@ -76,6 +76,11 @@ pub enum Command {
     },
     /// Give a stored image another name.
     Tag { source: String, target: String },
+    /// Manage the build cache.
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
     /// List images.
     Images,
     /// Import the images of an OCI image layout or docker-archive tarball (`-` for stdin).
@@ -163,4 +168,10 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub enum BuilderCommand {
+    /// Drop the whole build cache: the next build runs every step; layers no image uses are freed.
+    Prune,
 }

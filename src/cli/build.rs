@@ -58,3 +58,18 @@ pub async fn build(client: &CriClient, args: BuildArgs) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `berth builder prune`.
+pub async fn prune(client: &CriClient) -> anyhow::Result<()> {
+    let mut images = client.images.clone();
+    let response = images
+        .prune_build_cache(crate::admin::proto::PruneBuildCacheRequest {})
+        .await
+        .context("builder prune")?
+        .into_inner();
+    println!(
+        "removed {} build cache entries; freed {} blob(s) and {} snapshot(s)",
+        response.entries, response.blobs, response.snapshots
+    );
+    Ok(())
+}

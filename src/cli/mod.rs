@@ -76,6 +76,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             build::build(&client, args).await
         }
         Command::Tag { source, target } => push::tag(&client, &source, &target).await,
+        Command::Builder {
+            command: args::BuilderCommand::Prune,
+        } => build::prune(&client).await,
         Command::Images => images::images(&client).await,
         Command::Import { file } => transfer::import(&client, &file, out).await,
         Command::Export {

@@ -19,7 +19,8 @@ use super::store::{ImageStore, ImageStoreError, Swept};
 /// How long a sweep that found the garbage-collection lock held waits before trying again.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Reports the snapshot chain ids something outside the image store still uses.
+/// Reports the snapshot chain ids (and blobs) something outside the image store still uses:
+/// containers' rootfs, the build cache.
 pub type SnapshotUsers = Box<dyn Fn() -> HashSet<Digest> + Send + Sync>;
 
 /// Garbage collection that keeps what running pulls claim, the layers of failed pulls within

@@ -153,6 +153,13 @@ impl ImageService {
         Ok(swept)
     }
 
+    /// Deletes the blobs and snapshots nothing uses (no image, container, pull or build cache
+    /// entry), waiting for running builds to end first.
+    pub async fn collect(&self) -> Result<Swept, ImageError> {
+        let _exclusive = self.gc_lock.write().await;
+        Ok(self.collector.collect()?)
+    }
+
     /// Keeps garbage collection away (a build holds it while its layers have no image yet).
     pub async fn hold_gc(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
         self.gc_lock.clone().read_owned().await
