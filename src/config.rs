@@ -92,6 +92,10 @@ pub struct StreamingConfig {
     /// How long a client may take for its TLS handshake and for sending each request header.
     #[serde(with = "humantime_serde_compat")]
     pub handshake_timeout: Duration,
+    /// An upgraded Exec/Attach/PortForward session with no traffic either way for this long is
+    /// closed (kubelet's `streaming-connection-idle-timeout`, containerd's `stream_idle_timeout`).
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for StreamingConfig {
@@ -101,6 +105,7 @@ impl Default for StreamingConfig {
             tls: None,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(4 * 60 * 60),
         }
     }
 }
@@ -246,6 +251,9 @@ impl Default for CgroupConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
+    /// Privileged containers of the built-in executor do not get the host's devices (as
+    /// containerd's and CRI-O's `privileged_without_host_devices`).
+    pub privileged_without_host_devices: bool,
     /// External OCI runtimes offered as RuntimeClass handlers beside the built-in executor.
     pub handlers: Vec<HandlerConfig>,
 }
@@ -253,11 +261,31 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
+            privileged_without_host_devices: false,
             handlers: vec![HandlerConfig {
                 name: "runc".into(),
                 path: PathBuf::from("/usr/sbin/runc"),
+                privileged_without_host_devices: false,
             }],
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// The handlers (`""` for the built-in executor) whose privileged containers do not get
+    /// the host's devices.
+    pub fn without_host_devices(&self) -> Vec<String> {
+        let built_in = self
+            .privileged_without_host_devices
+            .then(|| crate::DEFAULT_HANDLER.to_string());
+        let external = self
+            .handlers
+            .iter()
+            .filter(|h| h.privileged_without_host_devices);
+        built_in
+            .into_iter()
+            .chain(external.map(|h| h.name.clone()))
+            .collect()
     }
 }
 
@@ -268,6 +296,9 @@ pub struct HandlerConfig {
     pub name: String,
     /// The OCI runtime binary (`runc`, `crun`).
     pub path: PathBuf,
+    /// Its privileged containers do not get the host's devices.
+    #[serde(default)]
+    pub privileged_without_host_devices: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -528,6 +559,12 @@ impl Config {
         if self.streaming.handshake_timeout.is_zero() {
             return invalid("streaming.handshake_timeout", "must be longer than zero");
         }
+        if self.streaming.idle_timeout.is_zero() {
+            return invalid(
+                "streaming.idle_timeout",
+                "must be longer than zero (a session cannot be kept open forever)",
+            );
+        }
         if self.image.max_concurrent_downloads == 0 {
             return invalid("image.max_concurrent_downloads", "must be at least 1");
         }
@@ -685,6 +722,7 @@ mod tests {
                 "streaming:\n  handshake_timeout: 0s\n",
                 "streaming.handshake_timeout",
             ),
+            ("streaming:\n  idle_timeout: 0s\n", "streaming.idle_timeout"),
             ("log:\n  format: xml\n", "xml"),
             ("log:\n  level: \"info,,=[\"\n", "log.level"),
             (

@@ -51,6 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ),
             cdi: Arc::new(crate::devices::Registry::new(config.cdi.spec_dirs.clone())),
             cgroup_driver: config.cgroup.driver,
+            without_host_devices: config.runtime.without_host_devices(),
         },
         db.clone(),
         images.clone(),

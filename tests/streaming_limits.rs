@@ -1,6 +1,7 @@
 //! The streaming server against clients that hold its resources: a request header sent by
-//! halves, a TLS handshake never finished, more idle connections than the cap, and many
-//! port-forward connections to a port that never answers. Root (pods) for the last one.
+//! halves, a TLS handshake never finished, more idle connections than the cap, many
+//! port-forward connections to a port that never answers, and upgraded sessions that go
+//! silent (`streaming.idle_timeout`). Root (pods) for the last three.
 
 mod common;
 
@@ -248,4 +249,102 @@ async fn the_pod_namespace_socket_thread_returns_to_berthds_namespace() {
             "thread {name} stayed in another namespace"
         );
     }
+}
+
+/// A host-network pod (no image needed) and a PortForward URL into it: (host:port, path).
+async fn port_forward_url(d: &Daemon, name: &str) -> (String, String) {
+    let mut cri = d.client().await;
+    let host_network = api::NamespaceOption {
+        network: api::NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    let logs = d.dir.path().join("logs");
+    let pod = run_pod(
+        &mut cri,
+        pod_config_with_namespaces(name, &logs, host_network),
+    )
+    .await;
+    let req = api::PortForwardRequest {
+        pod_sandbox_id: pod.id.clone(),
+        port: vec![],
+    };
+    let url = cri
+        .runtime
+        .port_forward(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let rest = url.strip_prefix("http://").expect("a plain HTTP URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    (authority.to_string(), path.to_string())
+}
+
+/// Opens `path` and upgrades it (`upgrade_headers` name the protocol); returns the connection
+/// after the server's `101 Switching Protocols`.
+fn upgrade(authority: &str, path: &str, upgrade_headers: &str) -> TcpStream {
+    let mut s = TcpStream::connect(authority).unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n{upgrade_headers}\r\n"
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("the upgrade answer"), 1, "closed");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+const SPDY: &str = "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n";
+const WEBSOCKET: &str = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n";
+
+/// A SPDY/3 PING control frame with (odd, client) id `id`.
+fn spdy_ping(id: u32) -> Vec<u8> {
+    let mut frame = vec![0x80, 0x03, 0x00, 0x06, 0x00, 0x00, 0x00, 0x04];
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame
+}
+
+#[tokio::test]
+async fn silent_upgraded_sessions_are_closed_after_the_idle_timeout() {
+    let (d, _) = daemon("  idle_timeout: 2s\n");
+    for (what, headers) in [("SPDY", SPDY), ("WebSocket", WEBSOCKET)] {
+        let (authority, path) = port_forward_url(&d, &format!("idle{}", what.len())).await;
+        let mut s = upgrade(&authority, &path, headers);
+        let took = closed_within(&mut s, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{what}: a silent session is still open after 15s"));
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+            "{what}: closed after {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn active_upgraded_sessions_stay_open_past_the_idle_timeout() {
+    let (d, _) = daemon("  idle_timeout: 2s\n");
+    let (authority, path) = port_forward_url(&d, "active").await;
+    let mut s = upgrade(&authority, &path, SPDY);
+    // 6 s (three idle timeouts) of pings every 500 ms; each is answered.
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    for i in 0..12u32 {
+        std::thread::sleep(Duration::from_millis(500));
+        let id = 2 * i + 1;
+        s.write_all(&spdy_ping(id))
+            .unwrap_or_else(|e| panic!("ping {i}: {e}"));
+        let mut answer = [0u8; 12];
+        s.read_exact(&mut answer)
+            .unwrap_or_else(|e| panic!("ping {i} after {} ms: {e}", 500 * (i + 1)));
+        assert_eq!(answer.to_vec(), spdy_ping(id), "ping {i}");
+    }
+    // Then silence: it is closed one idle timeout later.
+    let took = closed_within(&mut s, Duration::from_secs(15)).expect("open 15s after going silent");
+    assert!(took < Duration::from_secs(8), "closed after {took:?}");
 }

@@ -155,6 +155,11 @@ impl Runtime {
         let (passwd, group) = image_etc::passwd_and_group(&plan.rootfs).await?;
         let user = resolve_user(&user_string(&config, &image_config)?, &passwd, &group)?;
         let driver = self.settings.cgroup_driver;
+        let host_devices = self.privileged_host_devices(&sandbox.runtime_handler);
+        let mut devices = super::devices::cri_devices(&config)?;
+        if host_devices && security::privileged(&config) {
+            devices = super::devices::with_host_devices(Path::new("/dev"), devices)?;
+        }
         let spec = container_spec(&ContainerInputs {
             container: &spec_config,
             sandbox: sandbox_config,
@@ -177,7 +182,8 @@ impl Runtime {
                 hostname: Some(sandbox.data_dir.join("hostname")),
             },
             shm: sandbox.shm.clone(),
-            devices: super::devices::cri_devices(&config)?,
+            devices,
+            privileged_host_devices: host_devices,
             seccomp,
             host: &self.host,
         })?;

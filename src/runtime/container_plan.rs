@@ -250,6 +250,7 @@ mod tests {
             handlers: vec![],
             cdi: std::sync::Arc::new(crate::devices::Registry::new(vec![])),
             cgroup_driver: Driver::Cgroupfs,
+            without_host_devices: vec![],
         }
     }
 

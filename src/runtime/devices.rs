@@ -1,6 +1,7 @@
 //! The CRI `devices` of a container resolved on the host into [`DeviceNode`]s: each host path is
 //! a character or block device, or a directory whose device nodes (recursively) are all taken,
-//! as containerd does. Empty permissions mean `rwm`.
+//! as containerd does. Empty permissions mean `rwm`. Also the host's own device nodes, which a
+//! privileged container gets.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -46,6 +47,59 @@ pub(super) fn cri_devices(config: &api::ContainerConfig) -> Result<Vec<DeviceNod
         );
     }
     Ok(nodes)
+}
+
+/// Directories of the host's /dev a privileged container does not get: its own terminals,
+/// shared memory and message queues, and container managers' private state.
+const HOST_DEV_SKIP_DIRS: &[&str] = &["pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev"];
+/// Nodes of the host's /dev a privileged container does not get: the host's console, and the
+/// host's pty multiplexer (the container's `/dev/ptmx` points at its own `/dev/pts`).
+const HOST_DEV_SKIP_NODES: &[&str] = &["console", "ptmx"];
+
+/// Every device node below `dev` (the host's `/dev`), at the same path in the container, then
+/// `cri` (the CRI devices), which replace a host node at the same path. Nodes that vanish while
+/// the directory is read are skipped.
+pub(super) fn with_host_devices(dev: &Path, cri: Vec<DeviceNode>) -> Result<Vec<DeviceNode>> {
+    let mut found = Vec::new();
+    walk_host(dev, dev, &mut found).map_err(RuntimeError::io(format!(
+        "list the host's devices in {}",
+        dev.display()
+    )))?;
+    let mut nodes: Vec<DeviceNode> = found
+        .into_iter()
+        .filter(|n| !cri.iter().any(|c| c.path == n.path))
+        .collect();
+    nodes.extend(cri);
+    Ok(nodes)
+}
+
+fn walk_host(dev: &Path, dir: &Path, found: &mut Vec<DeviceNode>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let rel = path.strip_prefix(dev).unwrap_or(&path);
+        let name = rel.to_string_lossy();
+        if meta.is_dir() {
+            if !HOST_DEV_SKIP_DIRS.contains(&name.as_ref()) {
+                walk_host(dev, &path, found)?;
+            }
+            continue;
+        }
+        if HOST_DEV_SKIP_NODES.contains(&name.as_ref()) || meta.rdev() == 0 {
+            continue;
+        }
+        if let Some(node) = node(Path::new("/dev").join(rel), &meta, "rwm") {
+            found.push(node);
+        }
+    }
+    Ok(())
 }
 
 fn node(path: PathBuf, meta: &std::fs::Metadata, permissions: &str) -> Option<DeviceNode> {
@@ -146,5 +200,48 @@ mod tests {
                 "{d:?}: {err}"
             );
         }
+    }
+
+    /// A fake host /dev (root: device nodes are made with mknod): every node below it, at the
+    /// same path under /dev, except the console, ptmx and what is under pts, shm and mqueue; a
+    /// CRI device at the same path replaces the host's node.
+    #[test]
+    fn the_hosts_devices_skip_the_hosts_own_terminals_and_yield_to_cri_devices() {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        let dev = tempfile::tempdir().unwrap();
+        let d = dev.path();
+        for sub in ["pts", "shm", "mqueue", "net"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        let mode = Mode::from_bits_truncate(0o600);
+        for (name, major, minor) in [
+            ("loop-control", 10, 237),
+            ("net/tun", 10, 200),
+            ("console", 5, 1),
+            ("ptmx", 5, 2),
+            ("pts/0", 136, 0),
+            ("null", 1, 3),
+        ] {
+            mknod(&d.join(name), SFlag::S_IFCHR, mode, makedev(major, minor))
+                .unwrap_or_else(|e| panic!("mknod {name} (this test needs root): {e}"));
+        }
+        std::os::unix::fs::symlink("/proc/self/fd", d.join("fd")).unwrap();
+        std::fs::write(d.join("shm/file"), "x").unwrap();
+        let cri = cri_devices(&config(vec![device("/dev/zero", "/dev/null", "r")])).unwrap();
+        let nodes = with_host_devices(d, cri).unwrap();
+        let found: Vec<(String, i64, i64, &str)> = nodes
+            .iter()
+            .map(|n| {
+                let path = n.path.display().to_string();
+                (path, n.major, n.minor, n.permissions.as_str())
+            })
+            .collect();
+        let want = [
+            ("/dev/loop-control".to_string(), 10, 237, "rwm"),
+            ("/dev/net/tun".to_string(), 10, 200, "rwm"),
+            ("/dev/null".to_string(), 1, 5, "r"),
+        ];
+        assert_eq!(found, want);
+        assert_eq!(nodes[0].file_mode, 0o600);
     }
 }

@@ -95,6 +95,17 @@ impl Runtime {
         (version != own).then_some(version)
     }
 
+    /// Whether privileged containers of handler `name` (`""` = the built-in executor) get the
+    /// host's devices: yes unless it is configured `privileged_without_host_devices`.
+    pub(super) fn privileged_host_devices(&self, name: &str) -> bool {
+        let name = if name.is_empty() {
+            crate::DEFAULT_HANDLER
+        } else {
+            name
+        };
+        !self.settings.without_host_devices.iter().any(|h| h == name)
+    }
+
     /// The OCI runtime a pod's containers use: `None` for the built-in executor. A handler no
     /// longer configured (the config changed across a restart) is FailedPrecondition.
     pub(super) fn pod_runtime(&self, handler: &str) -> Result<Option<OciRuntime>> {

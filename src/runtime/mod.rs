@@ -67,6 +67,9 @@ pub struct RuntimeSettings {
     pub cdi: Arc<crate::devices::Registry>,
     /// Who makes pod and container cgroups (kubelet's `cgroupDriver` matches it).
     pub cgroup_driver: crate::cgroup::Driver,
+    /// Handlers ([`crate::DEFAULT_HANDLER`] for the built-in executor) whose privileged
+    /// containers do not get the host's devices (`privileged_without_host_devices`).
+    pub without_host_devices: Vec<String>,
 }
 
 pub struct Runtime {

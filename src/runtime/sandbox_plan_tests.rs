@@ -13,6 +13,7 @@ fn settings(driver: Driver) -> RuntimeSettings {
         handlers: vec![],
         cdi: std::sync::Arc::new(crate::devices::Registry::new(vec![])),
         cgroup_driver: driver,
+        without_host_devices: vec![],
     }
 }
 

@@ -13,6 +13,11 @@ fn security_context(config: &api::ContainerConfig) -> Option<&api::LinuxContaine
         .and_then(|l| l.security_context.as_ref())
 }
 
+/// The container asks to be privileged.
+pub(super) fn privileged(config: &api::ContainerConfig) -> bool {
+    security_context(config).is_some_and(|sc| sc.privileged)
+}
+
 /// The container's seccomp confinement, with a Localhost profile read from its file.
 pub(super) fn seccomp_choice(config: &api::ContainerConfig) -> Result<SeccompChoice> {
     Ok(match seccomp_source(security_context(config))? {

@@ -24,8 +24,8 @@
 //! | `linux.namespaces` | the pod's user namespace first when it has one; new pid (or the pod's for PID mode POD/TARGET, none for NODE), pod ipc/uts/net (none when the pod uses the host's), new mount, new cgroup on cgroup v2 | no cgroup namespace |
 //! | `linux.uidMappings` / `gidMappings` | the pod's user namespace mappings, when it has one | same (a privileged pod cannot have one) |
 //! | `linux.resources` | CRI cpu shares/quota/period, cpuset, memory limit, swap (= memory limit when unset, only with a swap controller), hugepages (only with a hugetlb controller), unified | same |
-//! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all |
-//! | `linux.devices` | the [`DeviceNode`]s | same |
+//! | `linux.resources.devices` | deny all; allow mknod; allow null, zero, full, random, urandom, tty, console, ptmx, pts; allow the [`DeviceNode`]s | allow all (as non-privileged without `privileged_host_devices`) |
+//! | `linux.devices` | the [`DeviceNode`]s | same (the caller adds the host's) |
 //! | `linux.sysctl` | the pod's namespaced sysctls ([`SandboxPlan::sysctls`]) | same |
 //! | `linux.maskedPaths` / `readonlyPaths` | the security context's lists, or [`DEFAULT_MASKED_PATHS`] / [`DEFAULT_READONLY_PATHS`] when empty | none |
 //! | `annotations` | CRI container annotations, then `io.kubernetes.cri.*` keys (container type, names, sandbox id, image) | same |
@@ -90,8 +90,12 @@ pub struct ContainerInputs<'a> {
     /// The pod-shared /dev/shm to bind (the host's for host IPC); `None` = a private tmpfs.
     pub shm: Option<PathBuf>,
     /// Device nodes to create and allow: the CRI `devices` (and for privileged containers the
-    /// host's), stat-ed by the caller.
+    /// host's, when `privileged_host_devices`), stat-ed by the caller.
     pub devices: Vec<DeviceNode>,
+    /// A privileged container may use every device (the allow-all device rule). `false` is the
+    /// handler's `privileged_without_host_devices`: a privileged container then has the
+    /// non-privileged device policy (the defaults and its `devices`).
+    pub privileged_host_devices: bool,
     /// The seccomp confinement from [`seccomp_source`], a Localhost profile read by the caller.
     pub seccomp: SeccompChoice,
     pub host: &'a Host,
@@ -225,7 +229,7 @@ fn linux_section(
     let mut resources = linux::resources(
         container_linux.and_then(|l| l.resources.as_ref()),
         &inputs.devices,
-        privileged,
+        privileged && inputs.privileged_host_devices,
         inputs.host.swap_controller,
     )?;
     if !inputs.host.hugetlb_controller {

@@ -1,7 +1,7 @@
 //! The streaming server's HTTP/1.1 side: one URL per session (`/exec/<token>`, `/attach/<token>`,
 //! `/portforward/<token>`), protocol negotiation, and the upgrade to SPDY/3.1 or WebSocket.
-//! Connections are capped, and a TLS handshake or request header that takes too long ends its
-//! connection.
+//! Connections are capped, a TLS handshake or request header that takes too long ends its
+//! connection, and an upgraded session with no traffic for the idle timeout is closed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::idle::IdleTimeout;
 use super::{Server, Session, portforward, remotecommand, websocket};
 
 /// Exec and Attach over SPDY, newest first.
@@ -201,7 +202,8 @@ fn spdy_upgrade(
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
-        let conn = super::spdy::Connection::start(TokioIo::new(upgraded));
+        let io = IdleTimeout::new(TokioIo::new(upgraded), server.idle_timeout);
+        let conn = super::spdy::Connection::start(io);
         match session {
             Session::PortForward(pf) => portforward::serve(conn, pf).await,
             Session::Exec(cmd) => remotecommand::serve(server, false, cmd, chosen, conn).await,
@@ -257,7 +259,7 @@ fn websocket_upgrade(
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
-        let io = TokioIo::new(upgraded);
+        let io = IdleTimeout::new(TokioIo::new(upgraded), server.idle_timeout);
         let protocol = chosen.unwrap_or("channel.k8s.io");
         match session {
             Session::PortForward(pf) => {

@@ -4,6 +4,7 @@
 //! connects to localhost inside the pod's network namespace. `docs/streaming.md` describes it.
 
 mod http;
+mod idle;
 mod netns_socket;
 mod portforward;
 mod remotecommand;
@@ -110,6 +111,8 @@ pub struct Server {
     tokens: tokens::Tokens,
     base: String,
     address: SocketAddr,
+    /// An upgraded session with no traffic either way for this long is closed.
+    idle_timeout: std::time::Duration,
 }
 
 impl Server {
@@ -141,6 +144,7 @@ impl Server {
                 local.port()
             ),
             address: local,
+            idle_timeout: config.idle_timeout,
         });
         let limits = http::Limits {
             max_connections: config.max_connections,

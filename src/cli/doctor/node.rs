@@ -203,6 +203,7 @@ mod tests {
         config.runtime.handlers.push(crate::config::HandlerConfig {
             name: "runc".into(),
             path: "/nonexistent/runc".into(),
+            privileged_without_host_devices: false,
         });
         let c = &handlers(&config)[0];
         assert_eq!(c.status, Status::Warn);

@@ -197,6 +197,7 @@ fn assemble(
             handlers: vec![],
             cdi: Arc::new(crate::devices::Registry::new(vec![])),
             cgroup_driver: crate::cgroup::Driver::Cgroupfs,
+            without_host_devices: vec![],
         },
         db.clone(),
         images.clone(),

@@ -1,7 +1,7 @@
 //! Whole-spec tests of a container's process, root, mounts, capabilities and
 //! privileged mode.
 
-use oci_spec::runtime::{Capability, LinuxNamespaceType};
+use oci_spec::runtime::{Capability, LinuxDeviceType, LinuxNamespaceType};
 
 use super::*;
 
@@ -177,5 +177,46 @@ fn privileged_container() {
         !ns_types(&spec)
             .iter()
             .any(|(t, _)| *t == LinuxNamespaceType::Cgroup)
+    );
+}
+
+#[test]
+fn privileged_without_host_devices_keeps_the_default_device_policy() {
+    let mut f = Fixture::new();
+    f.security().privileged = true;
+    let pod = f.sandbox.linux.as_mut().unwrap();
+    pod.security_context.as_mut().unwrap().privileged = true;
+    let rules = |host_devices: bool| {
+        let spec = container_spec(&ContainerInputs {
+            privileged_host_devices: host_devices,
+            namespaces: PodNamespaces {
+                net: Some("/n".into()),
+                ipc: Some("/i".into()),
+                uts: Some("/u".into()),
+                pid: Some("/p".into()),
+                user: None,
+            },
+            ..inputs_without_paths(&f)
+        })
+        .unwrap();
+        let linux = spec.linux().clone().unwrap();
+        linux
+            .resources()
+            .clone()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap()
+    };
+    let all = rules(true);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0].allow() && all[0].typ() == Some(LinuxDeviceType::A));
+    let default = rules(false);
+    assert!(!default[0].allow(), "deny all first: {default:?}");
+    assert!(
+        default
+            .iter()
+            .skip(1)
+            .all(|r| r.typ() != Some(LinuxDeviceType::A))
     );
 }

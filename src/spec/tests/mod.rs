@@ -128,6 +128,7 @@ impl Fixture {
             },
             shm: Some("/run/berth/sb-1/shm".into()),
             devices: vec![],
+            privileged_host_devices: true,
             seccomp: SeccompChoice::Unconfined,
             host: &self.host,
         })
@@ -187,6 +188,7 @@ fn inputs_without_paths(f: &Fixture) -> ContainerInputs<'_> {
         etc: EtcFiles::default(),
         shm: None,
         devices: vec![],
+        privileged_host_devices: true,
         seccomp: SeccompChoice::Unconfined,
         host: &f.host,
     }
