@@ -113,14 +113,15 @@ impl LogSink {
         self.path.as_deref()
     }
 
-    /// Closes the file and opens `path` again (a new file after kubelet renamed the old one).
+    /// Opens `path` again (a new file after kubelet renamed the old one), then closes the old
+    /// file. When the open fails the old file is kept, as containerd does: output still goes
+    /// somewhere kubelet can find it.
     pub fn reopen(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut file = lock(&self.file);
-        *file = None;
-        *file = Some(open_append(path)?);
+        let new = open_append(path)?;
+        *lock(&self.file) = Some(new);
         Ok(())
     }
 
@@ -287,6 +288,21 @@ mod tests {
         let new = std::fs::read_to_string(&path).unwrap();
         assert!(old.ends_with(" stdout F two\n") && old.contains(" stdout F one\n"));
         assert!(new.ends_with(" stdout F three\n") && new.lines().count() == 1);
+    }
+
+    /// As containerd: a reopen that fails (here the new path is a directory) keeps the old file,
+    /// so the container's output is not dropped until the next successful reopen.
+    #[test]
+    fn a_failed_reopen_keeps_writing_to_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let sink = LogSink::open(Some(&path)).unwrap();
+        std::fs::rename(&path, dir.path().join("rotated")).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(sink.reopen().is_err(), "reopening onto a directory");
+        sink.write("c", Stream::Stdout, b"kept", false);
+        let old = std::fs::read_to_string(dir.path().join("rotated")).unwrap();
+        assert!(old.ends_with(" stdout F kept\n"), "{old:?}");
     }
 
     #[test]
