@@ -1,7 +1,8 @@
 //! The streaming server against clients that hold its resources: a request header sent by
 //! halves, a TLS handshake never finished, more idle connections than the cap, many
 //! port-forward connections to a port that never answers, and upgraded sessions that go
-//! silent (`streaming.idle_timeout`). Root (pods) for the last three.
+//! silent (`streaming.idle_timeout`) or announce a huge WebSocket frame. Root (pods) for the
+//! last four.
 
 mod common;
 
@@ -347,4 +348,21 @@ async fn active_upgraded_sessions_stay_open_past_the_idle_timeout() {
     // Then silence: it is closed one idle timeout later.
     let took = closed_within(&mut s, Duration::from_secs(15)).expect("open 15s after going silent");
     assert!(took < Duration::from_secs(8), "closed after {took:?}");
+}
+
+/// A WebSocket message may be at most 2 MiB (two of berth's largest SPDY frames): a client
+/// announcing a 4 MiB frame is disconnected at its header, before berthd buffers it.
+#[tokio::test]
+async fn oversized_websocket_frames_are_refused() {
+    let (d, _) = daemon("");
+    let (authority, path) = port_forward_url(&d, "bigframe").await;
+    let mut s = upgrade(&authority, &path, WEBSOCKET);
+    // FIN + binary, masked, 64-bit length of 4 MiB, a zero mask key, then 3 MiB of it.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(4u64 << 20).to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    s.write_all(&header).unwrap();
+    let _ = s.write_all(&vec![0u8; 3 << 20]);
+    let took = closed_within(&mut s, Duration::from_secs(5));
+    assert!(took.is_some(), "a 4 MiB WebSocket frame is being buffered");
 }

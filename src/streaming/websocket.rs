@@ -12,9 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::remotecommand::{resizes, status_json, status_text};
 use super::spdy::Connection;
@@ -27,6 +27,24 @@ const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
+
+/// The largest WebSocket frame and message a client may send (2 MiB): room for the largest
+/// SPDY frame berth accepts, with its header, in one tunnel message. Clients write stdin and
+/// tunnelled SPDY in chunks of 32 KiB; tungstenite's defaults (16 MiB frames, 64 MiB messages,
+/// reserved as soon as a frame header announces them) would let every connection under the cap
+/// make berthd buffer 64 MiB.
+const MAX_MESSAGE: usize = 2 * super::spdy::frame::MAX_PAYLOAD;
+
+/// The server side of a WebSocket on an upgraded connection, with [`MAX_MESSAGE`].
+async fn accept<T>(io: T) -> WebSocketStream<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(MAX_MESSAGE))
+        .max_message_size(Some(MAX_MESSAGE));
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+}
 
 /// How one protocol frames a channel's bytes.
 #[derive(Clone, Copy)]
@@ -69,7 +87,7 @@ pub async fn serve<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let ws = accept(io).await;
     let (mut sink, mut source) = ws.split();
     let framing = Framing {
         base64: protocol.contains("base64"),
@@ -155,7 +173,7 @@ pub async fn tunnel<T>(io: T) -> Connection
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let ws = accept(io).await;
     let (mut sink, mut source) = ws.split();
     let (ours, theirs) = tokio::io::duplex(256 * 1024);
     let (mut rd, mut wr) = tokio::io::split(ours);
