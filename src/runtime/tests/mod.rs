@@ -204,6 +204,7 @@ fn assemble(
         network.clone(),
         host.clone(),
         None,
+        Arc::new(super::nri_seam::NoNri),
     )
 }
 
