@@ -74,7 +74,9 @@ critest_mounts >"$CRITEST_OUT/.mounts-before"
 
 # critest's NRI specs connect stub plugins to berth's NRI socket (-nri-socket). Their plugins hold
 # Synchronize open for 2 s while containers are created: the request timeout leaves room for it.
-NRI_SOCK="$CRITEST_OUT/nri.sock"
+# (A short path of its own: a unix socket path holds at most 107 bytes, $CRITEST_OUT may be long.)
+NRI_DIR=$(mktemp -d /tmp/berth-nri.XXXXXX)
+NRI_SOCK="$NRI_DIR/nri.sock"
 NRI="nri:
   enable: true
   socket_path: $NRI_SOCK
@@ -87,6 +89,7 @@ finish() {
   local status=$?
   [[ -n ${WORK:-} && -f $WORK/berthd.log ]] && cp "$WORK/berthd.log" "$CRITEST_OUT/berthd.log"
   stop_berthd
+  rm -rf "$NRI_DIR"
   comm -13 "$CRITEST_OUT/.mounts-before" <(critest_mounts) | sort -r | while read -r m; do
     umount -l "$m" || true
   done
