@@ -65,7 +65,9 @@ else
   echo "FAILED: e2e/vm/suite.sh (cgroup v2 guest)"
 fi
 
-# Each run's JUnit report, JSON report, logs and summary stay in target/critest/<run>/.
+# Each run's JUnit report, JSON report, logs and summary stay in target/critest/<run>/. berthd runs
+# with NRI enabled and critest gets -nri-socket (e2e/critest/run.sh), so the full run includes the
+# 13 NRI specs.
 critest_run() { # critest_run NAME [critest args...]
   local name=$1
   shift

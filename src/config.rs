@@ -129,17 +129,17 @@ impl Default for CdiConfig {
     }
 }
 
-/// berth as an NRI runtime (docs/nri.md). Off by default; not implemented yet, so turning it
-/// on is refused.
+/// berth as an NRI runtime (docs/nri.md). Off by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NriConfig {
     pub enable: bool,
     /// The socket external plugins connect to.
     pub socket_path: PathBuf,
-    /// Plugins started by berth (`NN-name` executables).
+    /// Where pre-installed plugins (`NN-name` executables) live. berth does not start them
+    /// (yet): it warns about any it finds there; run them so that they connect to the socket.
     pub plugin_path: PathBuf,
-    /// Configuration of the plugins berth starts.
+    /// Configuration of pre-installed plugins (unused while berth starts none).
     pub plugin_config_path: PathBuf,
     /// How long a plugin may take to register after connecting.
     #[serde(with = "humantime_serde_compat")]
@@ -463,12 +463,6 @@ impl Config {
                 return invalid("cdi.spec_dirs", &message);
             }
         }
-        if self.nri.enable {
-            return invalid(
-                "nri.enable",
-                "berth's NRI runtime is not implemented yet (docs/nri.md); leave it false",
-            );
-        }
         for (key, dir) in [
             ("nri.socket_path", &self.nri.socket_path),
             ("nri.plugin_path", &self.nri.plugin_path),
@@ -760,7 +754,6 @@ mod tests {
                 "metrics.allow_remote",
             ),
             ("cdi:\n  spec_dirs: [etc/cdi]\n", "cdi.spec_dirs"),
-            ("nri:\n  enable: true\n", "not implemented yet"),
             ("nri:\n  socket_path: nri.sock\n", "nri.socket_path"),
             ("nri:\n  request_timeout: 0s\n", "timeouts"),
         ];

@@ -35,6 +35,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let images = Arc::new(crate::image::open(&config, db.clone()).context("open the image store")?);
     let shim = shim_binary()?;
     crate::runtime::userns_probe::probe(&shim, &config.root_dir, &config.state_dir);
+    let nri = config.nri.enable.then(|| {
+        crate::nri::Adaptation::new(crate::nri::plugin::Timeouts {
+            registration: config.nri.registration_timeout,
+            request: config.nri.request_timeout,
+        })
+    });
+    let hooks: Arc<dyn crate::runtime::nri_seam::NriHooks> = match &nri {
+        Some(adaptation) => adaptation.clone(),
+        None => Arc::new(crate::runtime::nri_seam::NoNri),
+    };
     let runtime = Runtime::new(
         RuntimeSettings {
             root_dir: config.root_dir.clone(),
@@ -63,6 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 cache_dir: config.root_dir.join("network"),
             },
         )),
+        hooks,
     );
     {
         let runtime = runtime.clone();
@@ -80,6 +91,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .recover()
         .await
         .context("recover pods after restart")?;
+    if let Some(adaptation) = &nri {
+        serve_nri(adaptation, &config.nri, &runtime)?;
+    }
     images
         .sweep_leftovers()
         .await
@@ -214,6 +228,30 @@ pub fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", path.display()))?;
     Ok(listener)
+}
+
+/// Serves the NRI socket (after recovery, so plugins synchronize with the recovered pods).
+fn serve_nri(
+    adaptation: &Arc<crate::nri::Adaptation>,
+    config: &crate::config::NriConfig,
+    runtime: &Arc<Runtime>,
+) -> anyhow::Result<()> {
+    let listener = bind_socket(&config.socket_path).context("nri.socket_path")?;
+    // Plugins run as root; nobody else may connect.
+    std::fs::set_permissions(&config.socket_path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod {}", config.socket_path.display()))?;
+    adaptation.serve(listener, runtime);
+    tracing::info!(socket = %config.socket_path.display(), "serving NRI plugins");
+    let installed = std::fs::read_dir(&config.plugin_path)
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    if installed > 0 {
+        tracing::warn!(
+            dir = %config.plugin_path.display(),
+            "berth does not start pre-installed NRI plugins; start them so they connect to the socket"
+        );
+    }
+    Ok(())
 }
 
 /// berth-shim: next to berthd's own executable (installed or built together), else on PATH.

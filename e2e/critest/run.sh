@@ -72,12 +72,24 @@ critest_mounts() {
 }
 critest_mounts >"$CRITEST_OUT/.mounts-before"
 
+# critest's NRI specs connect stub plugins to berth's NRI socket (-nri-socket). Their plugins hold
+# Synchronize open for 2 s while containers are created: the request timeout leaves room for it.
+# (A short path of its own: a unix socket path holds at most 107 bytes, $CRITEST_OUT may be long.)
+NRI_DIR=$(mktemp -d /tmp/berth-nri.XXXXXX)
+NRI_SOCK="$NRI_DIR/nri.sock"
+NRI="nri:
+  enable: true
+  socket_path: $NRI_SOCK
+  request_timeout: 10s"
+
 echo "=== berthd ($MODE mode)"
-start_berthd "$REGISTRIES"
+start_berthd "$REGISTRIES
+$NRI"
 finish() {
   local status=$?
   [[ -n ${WORK:-} && -f $WORK/berthd.log ]] && cp "$WORK/berthd.log" "$CRITEST_OUT/berthd.log"
   stop_berthd
+  rm -rf "$NRI_DIR"
   comm -13 "$CRITEST_OUT/.mounts-before" <(critest_mounts) | sort -r | while read -r m; do
     umount -l "$m" || true
   done
@@ -90,7 +102,7 @@ echo "berthd $BERTHD_PID on $SOCK (work dir $WORK)"
 ARGS=(
   -runtime-endpoint "unix://$SOCK" -image-endpoint "unix://$SOCK"
   -ginkgo.junit-report "$CRITEST_OUT/junit.xml" -ginkgo.json-report "$CRITEST_OUT/report.json"
-  -ginkgo.no-color -ginkgo.timeout 4h
+  -ginkgo.no-color -ginkgo.timeout 4h -nri-socket "$NRI_SOCK"
 )
 if [[ $MODE == prefix ]]; then
   cat >"$CRITEST_OUT/test-images.yaml" <<YAML

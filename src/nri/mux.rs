@@ -3,7 +3,8 @@
 //! then the payload. NRI runs two ttrpc connections over one plugin socket: [`PLUGIN_SERVICE`]
 //! (the runtime calls the plugin) and [`RUNTIME_SERVICE`] (the plugin calls the runtime). Each
 //! logical connection is handed out as a tokio `DuplexStream`, which ttrpc's async `Socket`
-//! accepts. Frames for a connection nobody opened are dropped, as the protocol's reference does;
+//! accepts. berth writes frames of at most [`WRITE_FRAME`] bytes, the most NRI's Go peer reads
+//! at once. Frames for a connection nobody opened are dropped, as the protocol's reference does;
 //! a frame longer than [`MAX_PAYLOAD`] (a ttrpc message header plus its 4 MiB limit) is a
 //! protocol error that closes the trunk, so a hostile peer cannot make berth buffer more.
 
@@ -21,6 +22,10 @@ pub const RUNTIME_SERVICE: u32 = 2;
 pub const MAX_PAYLOAD: usize = 10 + (4 << 20);
 /// Bytes buffered per logical connection in each direction.
 const BUFFER: usize = 64 * 1024;
+/// Largest payload berth writes in one frame. NRI's Go side hands each frame whole to a ttrpc
+/// reader whose buffer is 4096 bytes (Go's `bufio` default) and fails a larger one, so
+/// concurrent requests must not be packed into one big frame.
+pub const WRITE_FRAME: usize = 4096;
 
 /// Multiplexes `trunk` into the connections `ids`; returns each one's stream and the task that
 /// runs the trunk (it ends, with the reason, when the trunk closes or breaks; the logical
@@ -49,7 +54,7 @@ where
                 match from_user.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
-                        for chunk in buf[..n].chunks(MAX_PAYLOAD) {
+                        for chunk in buf[..n].chunks(WRITE_FRAME) {
                             if frames.send((id, chunk.to_vec())).await.is_err() {
                                 return;
                             }
@@ -78,7 +83,7 @@ async fn write_frames<W: AsyncWrite>(
 ) -> std::io::Result<()> {
     let mut trunk = std::pin::pin!(trunk);
     while let Some((id, payload)) = frames.recv().await {
-        let len = u32::try_from(payload.len()).expect("chunks are at most MAX_PAYLOAD");
+        let len = u32::try_from(payload.len()).expect("chunks are at most WRITE_FRAME");
         let mut frame = Vec::with_capacity(8 + payload.len());
         frame.extend_from_slice(&id.to_be_bytes());
         frame.extend_from_slice(&len.to_be_bytes());

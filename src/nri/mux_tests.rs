@@ -120,3 +120,26 @@ async fn a_closed_trunk_ends_the_connections() {
         .unwrap();
     assert!(rest.is_empty());
 }
+
+/// NRI's Go peer fails a frame larger than its 4096-byte read buffer: however much is written
+/// at once, berth's frames stay within [`WRITE_FRAME`].
+#[tokio::test]
+async fn written_frames_fit_the_go_peers_read_buffer() {
+    let (ours, mut peer) = tokio::io::duplex(1 << 20);
+    let (mut conns, _task) = multiplex(ours, &[PLUGIN_SERVICE]);
+    let mut tx = conns.remove(&PLUGIN_SERVICE).unwrap();
+    let data: Vec<u8> = (0..50_000).map(|i| (i % 253) as u8).collect();
+    tx.write_all(&data).await.unwrap();
+    let mut got = vec![];
+    while got.len() < data.len() {
+        let mut header = [0u8; 8];
+        peer.read_exact(&mut header).await.unwrap();
+        let len = u32::from_be_bytes(header[4..].try_into().unwrap()) as usize;
+        assert!(len <= WRITE_FRAME, "a frame of {len} bytes");
+        assert!(len <= 4096);
+        let mut payload = vec![0u8; len];
+        peer.read_exact(&mut payload).await.unwrap();
+        got.extend(payload);
+    }
+    assert!(got == data);
+}

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use ttrpc::r#async::transport::{Listener, Socket};
 
+use super::NriError;
 use super::api;
 use super::api_ttrpc::{self, PluginClient};
 use super::mux::{PLUGIN_SERVICE, RUNTIME_SERVICE, multiplex};
@@ -23,29 +24,6 @@ pub struct Timeouts {
     pub registration: Duration,
     /// For each request berth makes.
     pub request: Duration,
-}
-
-/// Why a plugin was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum NriError {
-    #[error("NRI plugin did not register within {0:?}")]
-    RegistrationTimeout(Duration),
-    #[error("NRI plugin {name:?}: {why}")]
-    Invalid { name: String, why: String },
-    #[error("NRI plugin {name}: {call}: no answer within {timeout:?}")]
-    Timeout {
-        name: String,
-        call: &'static str,
-        timeout: Duration,
-    },
-    #[error("NRI plugin {name}: {call}: {source}")]
-    Call {
-        name: String,
-        call: &'static str,
-        source: ttrpc::Error,
-    },
-    #[error("NRI plugin connection: {0}")]
-    Connection(String),
 }
 
 /// A registered, configured and synchronized plugin.
@@ -60,8 +38,19 @@ pub struct Plugin {
     /// Container updates it asked for while synchronizing (not applied yet).
     pub sync_updates: Vec<api::ContainerUpdate>,
     client: PluginClient,
-    // Kept for the life of the connection.
-    _server: ttrpc::r#async::Server,
+    /// The multiplexer's task: finished once the connection is gone.
+    trunk: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The request timeout.
+    pub timeout: Duration,
+    // Kept for the life of the connection (in a mutex: the server is not `Sync`).
+    _server: Mutex<ttrpc::r#async::Server>,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        // Dropping the last handle disconnects the plugin.
+        self.trunk.abort();
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -78,6 +67,52 @@ impl Plugin {
     pub fn client(&self) -> &PluginClient {
         &self.client
     }
+
+    /// Whether its connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.trunk.is_finished()
+    }
+
+    /// Whether it subscribed to `event`.
+    pub fn wants(&self, event: api::Event) -> bool {
+        let bit = 1i32 << (event as i32 - 1);
+        // A plugin that subscribes to nothing gets everything, as NRI defines.
+        self.events == 0 || self.events & bit != 0
+    }
+
+    /// Sends a Synchronize with `sync`; returns the updates it asks for.
+    pub async fn synchronize(
+        &self,
+        sync: &api::SynchronizeRequest,
+    ) -> Result<Vec<api::ContainerUpdate>, NriError> {
+        let reply = self
+            .call("Synchronize", |ctx| self.client.synchronize(ctx, sync))
+            .await?;
+        Ok(reply.update)
+    }
+
+    /// One request under the request timeout.
+    pub async fn call<T, F>(
+        &self,
+        name: &'static str,
+        request: impl FnOnce(ttrpc::context::Context) -> F,
+    ) -> Result<T, NriError>
+    where
+        F: std::future::Future<Output = ttrpc::Result<T>>,
+    {
+        call(&self.id, name, self.timeout, request(context(self.timeout))).await
+    }
+}
+
+/// Where UpdateContainers requests of plugins go.
+#[async_trait::async_trait]
+pub trait UpdateSink: Send + Sync {
+    /// Applies `updates` from plugin `plugin`; returns those that failed.
+    async fn update_containers(
+        &self,
+        plugin: &str,
+        updates: Vec<api::ContainerUpdate>,
+    ) -> Vec<api::ContainerUpdate>;
 }
 
 /// What berth tells a plugin about itself.
@@ -89,9 +124,12 @@ pub struct RuntimeInfo {
     pub config: String,
 }
 
-/// The `Runtime` service of one connection: takes the first RegisterPlugin.
+/// The `Runtime` service of one connection: takes the first RegisterPlugin, then the plugin's
+/// UpdateContainers.
 struct Registration {
     sender: Mutex<Option<oneshot::Sender<api::RegisterPluginRequest>>>,
+    name: Mutex<String>,
+    updates: Option<Arc<dyn UpdateSink>>,
 }
 
 #[async_trait::async_trait]
@@ -104,6 +142,8 @@ impl api_ttrpc::Runtime for Registration {
         let sender = self.sender.lock().expect("registration lock").take();
         match sender {
             Some(sender) => {
+                *self.name.lock().expect("registration lock") =
+                    format!("{}-{}", req.plugin_idx, req.plugin_name);
                 let _ = sender.send(req);
                 Ok(api::Empty::new())
             }
@@ -112,6 +152,23 @@ impl api_ttrpc::Runtime for Registration {
                 "the plugin is already registered",
             ))),
         }
+    }
+
+    async fn update_containers(
+        &self,
+        _ctx: &ttrpc::r#async::TtrpcContext,
+        req: api::UpdateContainersRequest,
+    ) -> ttrpc::Result<api::UpdateContainersResponse> {
+        let Some(sink) = &self.updates else {
+            return Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+                ttrpc::Code::UNIMPLEMENTED,
+                "this connection takes no container updates",
+            )));
+        };
+        let name = self.name.lock().expect("registration lock").clone();
+        let mut reply = api::UpdateContainersResponse::new();
+        reply.failed = sink.update_containers(&name, req.update).await;
+        Ok(reply)
     }
 }
 
@@ -126,13 +183,31 @@ pub async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Sync + 'static,
 {
-    let (mut conns, _trunk_task) = multiplex(trunk, &[PLUGIN_SERVICE, RUNTIME_SERVICE]);
+    let mut plugin = connect(trunk, runtime, timeouts, None).await?;
+    plugin.sync_updates = plugin.synchronize(&sync).await?;
+    Ok(plugin)
+}
+
+/// Registers and configures the plugin on `trunk` (not yet synchronized); its UpdateContainers
+/// go to `updates`.
+pub async fn connect<S>(
+    trunk: S,
+    runtime: &RuntimeInfo,
+    timeouts: Timeouts,
+    updates: Option<Arc<dyn UpdateSink>>,
+) -> Result<Plugin, NriError>
+where
+    S: AsyncRead + AsyncWrite + Send + Sync + 'static,
+{
+    let (mut conns, trunk_task) = multiplex(trunk, &[PLUGIN_SERVICE, RUNTIME_SERVICE]);
     let runtime_conn = conns.remove(&RUNTIME_SERVICE).expect("opened above");
     let plugin_conn = conns.remove(&PLUGIN_SERVICE).expect("opened above");
 
     let (registered_tx, registered_rx) = oneshot::channel();
     let service = Arc::new(Registration {
         sender: Mutex::new(Some(registered_tx)),
+        name: Mutex::default(),
+        updates,
     });
     // One connection, then a listener that never yields again (the server keeps serving it).
     let accepted =
@@ -168,21 +243,16 @@ where
         client.configure(context(timeouts.request), &configure),
     )
     .await?;
-    let synced = call(
-        &id,
-        "Synchronize",
-        timeouts.request,
-        client.synchronize(context(timeouts.request), &sync),
-    )
-    .await?;
     Ok(Plugin {
         id,
         name,
         index,
         events: configured.events,
-        sync_updates: synced.update,
+        sync_updates: vec![],
         client,
-        _server: server,
+        trunk: trunk_task,
+        timeout: timeouts.request,
+        _server: Mutex::new(server),
     })
 }
 
@@ -206,6 +276,11 @@ async fn call<T>(
         // ttrpc's own deadline (the same) may fire first.
         Ok(Err(ttrpc::Error::Others(m))) if m.contains("deadline") => Err(timed_out()),
         Err(_) => Err(timed_out()),
+        Ok(Err(ttrpc::Error::RpcStatus(status))) => Err(NriError::Refused {
+            name: id.to_string(),
+            call,
+            message: status.message,
+        }),
         Ok(Err(source)) => Err(NriError::Call {
             name: id.to_string(),
             call,

@@ -9,6 +9,7 @@ use crate::cri_api as api;
 use super::container_plan::{ContainerPlan, Made, image_name};
 use super::events::EventKind;
 use super::image_etc;
+use super::nri_seam::NewContainer;
 use super::records::{ContainerState, ProcessUser, SandboxRecord, SandboxState, new_id, now_ns};
 use super::security;
 use super::stop_signal;
@@ -188,6 +189,13 @@ impl Runtime {
             host: &self.host,
         })?;
         let mut spec = self.inject_cdi_devices(&config, &sandbox.runtime_handler, spec)?;
+        // Plugins adjust the spec before anything of it is written or lists the container.
+        let hold = self.nri.hold().await;
+        let new = NewContainer {
+            id: &plan.id,
+            config: &config,
+        };
+        self.nri.create_container(sandbox, new, &mut spec).await?;
         if let Some(version) = self.handler_oci_version(&sandbox.runtime_handler, spec.version()) {
             spec.set_version(version);
         }
@@ -230,6 +238,8 @@ impl Runtime {
             w.put(Table::Containers, &plan.id, &record)?;
             w.delete(Table::Intents, &plan.id)
         })?;
+        drop(hold);
+        self.nri.post_create_container(sandbox, &record).await;
         Ok(())
     }
 
@@ -283,6 +293,8 @@ impl Runtime {
             });
         }
         let shim = self.shim(&container.sandbox_id)?;
+        let sandbox = self.sandbox(&container.sandbox_id)?;
+        self.nri.start_container(&sandbox, &container).await?;
         // Taken before the process is released, so it never comes after the exit time of a
         // process that ends at once.
         let started_at = now_ns();
@@ -295,6 +307,7 @@ impl Runtime {
                     c.start(started_at);
                 })?;
                 tracing::info!(container_id = %container.id, "container started");
+                self.nri.post_start_container(&sandbox, &container).await;
                 Ok(())
             }
             Err(e) => {

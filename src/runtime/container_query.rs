@@ -56,8 +56,29 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// Applies new resources to a created or running container's cgroup and records them.
+    /// UpdateContainerResources: NRI plugins may adjust `resources` first, then
+    /// [`Runtime::apply_resources`].
     pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: crate::cri_api::LinuxContainerResources,
+    ) -> Result<()> {
+        let container = self.container(id)?;
+        let pod = self.sandbox(&container.sandbox_id)?;
+        let resources = self
+            .nri
+            .update_container(&pod, &container, resources)
+            .await?;
+        self.apply_resources(&container.id, resources).await?;
+        if let Ok(container) = self.container(&container.id) {
+            self.nri.post_update_container(&pod, &container).await;
+        }
+        Ok(())
+    }
+
+    /// Applies new resources to a created or running container's cgroup and records them
+    /// (also for updates NRI plugins ask for).
+    pub async fn apply_resources(
         &self,
         id: &str,
         resources: crate::cri_api::LinuxContainerResources,

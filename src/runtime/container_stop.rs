@@ -21,11 +21,33 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         if container.state == ContainerState::Exited {
+            self.tell_stopped(&container.id).await;
             return Ok(());
         }
         let Ok(shim) = self.shim(&container.sandbox_id) else {
             return Ok(()); // no shim: nothing runs (recovery marks it exited)
         };
+        self.signal_and_wait(&container, &shim, timeout).await?;
+        self.tell_stopped(&container.id).await;
+        Ok(())
+    }
+
+    /// Tells NRI plugins a container stopped (once: the exit's own notice may be first).
+    async fn tell_stopped(&self, id: &str) {
+        if let Ok(container) = self.container(id)
+            && let Ok(pod) = self.sandbox(&container.sandbox_id)
+        {
+            self.nri.stop_container(&pod, &container).await;
+        }
+    }
+
+    /// The stop signal, a wait of `timeout` seconds, then SIGKILL.
+    async fn signal_and_wait(
+        &self,
+        container: &ContainerRecord,
+        shim: &std::sync::Arc<dyn crate::shimclient::PodShim>,
+        timeout: i64,
+    ) -> Result<()> {
         let mut exited = self.exited.subscribe();
         if container.state == ContainerState::Running && timeout > 0 {
             let signal = match stop_signal::number_of(container.stop_signal) {
@@ -34,7 +56,7 @@ impl Runtime {
                 None => {
                     stop_signal::choose(
                         container.config.stop_signal,
-                        &self.image_stop_signal(&container),
+                        &self.image_stop_signal(container),
                     )
                     .number
                 }
@@ -158,6 +180,9 @@ impl Runtime {
         })?;
         self.cpu_samples.forget(&container.id);
         self.emit(&container.id, &container.sandbox_id, EventKind::Deleted);
+        if let Ok(pod) = self.sandbox(&container.sandbox_id) {
+            self.nri.remove_container(&pod, &container).await;
+        }
         tracing::info!(container_id = %container.id, "container removed");
         Ok(())
     }

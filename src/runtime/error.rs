@@ -96,6 +96,8 @@ pub enum RuntimeError {
     /// A CDI device could not be resolved or injected.
     #[error(transparent)]
     Cdi(#[from] crate::devices::CdiError),
+    #[error(transparent)]
+    Nri(#[from] crate::nri::NriError),
     /// An external OCI runtime (runc, crun) failed.
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
@@ -165,6 +167,7 @@ impl Classify for RuntimeError {
             RuntimeError::Cgroup(e) => e.kind(),
             RuntimeError::Network(e) => e.kind(),
             RuntimeError::Cdi(e) => e.kind(),
+            RuntimeError::Nri(e) => e.kind(),
             RuntimeError::Oci(e) => e.kind(),
             RuntimeError::Task(_) => Kind::Internal,
             RuntimeError::Timeout { .. } => Kind::DeadlineExceeded,

@@ -58,6 +58,11 @@ impl Runtime {
                 if changed {
                     tracing::info!(container_id = %c.id, code, "container exited");
                     self.emit(&c.id, &c.sandbox_id, EventKind::Stopped);
+                    if let Ok(pod) = self.sandbox(&c.sandbox_id) {
+                        let nri = self.nri.clone();
+                        let c = c.clone();
+                        tokio::spawn(async move { nri.stop_container(&pod, &c).await });
+                    }
                 }
                 // No waiter is fine.
                 let _ = self.exited.send(c.id);

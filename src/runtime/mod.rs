@@ -23,6 +23,7 @@ pub mod image_volumes;
 pub mod intents;
 pub mod metrics;
 pub mod net_dev;
+pub mod nri_seam;
 pub mod pod_cidr;
 mod pod_resources;
 pub mod records;
@@ -36,7 +37,7 @@ mod stop_signal;
 mod streaming;
 mod teardown;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod undo;
 pub mod userns_probe;
 
@@ -92,6 +93,8 @@ pub struct Runtime {
     cpu_samples: stats::CpuSamples,
     /// The pod CIDR from kubelet's `UpdateRuntimeConfig`.
     pub pod_cidr: pod_cidr::PodCidr,
+    /// NRI plugins' lifecycle hooks (`nri_seam::NoNri` when NRI is off).
+    nri: Arc<dyn nri_seam::NriHooks>,
 }
 
 impl Runtime {
@@ -101,6 +104,7 @@ impl Runtime {
         images: Arc<ImageService>,
         launcher: Arc<dyn ShimLauncher>,
         network: Arc<dyn PodNetwork>,
+        nri: Arc<dyn nri_seam::NriHooks>,
     ) -> Arc<Runtime> {
         let cgroups = match Hierarchy::detect() {
             Ok(h) => Some(h),
@@ -112,10 +116,13 @@ impl Runtime {
         let effects = Arc::new(host::RealHost {
             cgroups: cgroups.clone(),
         });
-        Runtime::assemble(settings, db, images, launcher, network, effects, cgroups)
+        Runtime::assemble(
+            settings, db, images, launcher, network, effects, cgroups, nri,
+        )
     }
 
     /// A runtime over the given seams (`new` passes the real ones; unit tests pass fakes).
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         settings: RuntimeSettings,
         db: Arc<Store>,
@@ -124,6 +131,7 @@ impl Runtime {
         network: Arc<dyn PodNetwork>,
         effects: Arc<dyn host::HostOps>,
         cgroups: Option<Hierarchy>,
+        nri: Arc<dyn nri_seam::NriHooks>,
     ) -> Arc<Runtime> {
         let host = crate::spec::Host {
             cgroup_v2: cgroups
@@ -153,6 +161,7 @@ impl Runtime {
             events: broadcast::channel(events::EVENT_BUFFER).0,
             cpu_samples: stats::CpuSamples::default(),
             pod_cidr: pod_cidr::PodCidr::default(),
+            nri,
         })
     }
 

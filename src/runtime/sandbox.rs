@@ -157,6 +157,9 @@ impl Runtime {
             vec![]
         };
         let record = plan.record(config, namespaces, ips);
+        // Plugins see the pod before anything lists it; one that fails it unwinds it.
+        let _hold = self.nri.hold().await;
+        self.nri.run_pod_sandbox(&record).await?;
         self.db.write(|w| {
             w.put(Table::Sandboxes, id, &record)?;
             w.delete(Table::Intents, id)
@@ -202,6 +205,9 @@ impl Runtime {
             .filter(|c| c.sandbox_id == sandbox.id)
         {
             self.stop_container(&container.id, 0).await?;
+        }
+        if sandbox.state == SandboxState::Ready {
+            self.nri.stop_pod_sandbox(sandbox).await;
         }
         // While the namespace is still pinned, so plugins can clean inside it too.
         self.detach_network(&sandbox.id).await?;
@@ -265,6 +271,7 @@ impl Runtime {
             w.delete(Table::Intents, &sandbox.id)
         })?;
         self.emit(&sandbox.id, &sandbox.id, EventKind::Deleted);
+        self.nri.remove_pod_sandbox(&sandbox).await;
         tracing::info!(pod_id = %sandbox.id, "pod sandbox removed");
         Ok(())
     }

@@ -5,8 +5,10 @@
 
 mod create_undo;
 mod fake_host;
+mod fake_nri;
 mod fake_shim;
 mod lifecycle;
+mod nri;
 mod pod_apply;
 mod recovery;
 
@@ -35,6 +37,7 @@ pub struct Harness {
     pub launcher: Arc<FakeLauncher>,
     pub network: Arc<FakeNetwork>,
     pub host: Arc<FakeHost>,
+    pub nri: Arc<fake_nri::FakeNri>,
     pub runtime: Arc<Runtime>,
 }
 
@@ -52,14 +55,16 @@ impl Harness {
         let images = Arc::new(crate::image::open(&config, db.clone()).expect("image store"));
         add_image(&images);
         let (launcher, network, host) = Default::default();
+        let nri: Arc<fake_nri::FakeNri> = Default::default();
         let mut harness = Harness {
-            runtime: assemble(&dir, &db, &images, &launcher, &network, &host),
+            runtime: assemble(&dir, &db, &images, &launcher, &network, &host, &nri),
             dir,
             db,
             images,
             launcher,
             network,
             host,
+            nri,
         };
         harness.runtime = harness.fresh_runtime();
         harness
@@ -73,6 +78,7 @@ impl Harness {
             &self.launcher,
             &self.network,
             &self.host,
+            &self.nri,
         )
     }
 
@@ -189,6 +195,7 @@ fn assemble(
     launcher: &Arc<FakeLauncher>,
     network: &Arc<FakeNetwork>,
     host: &Arc<FakeHost>,
+    nri: &Arc<fake_nri::FakeNri>,
 ) -> Arc<Runtime> {
     Runtime::assemble(
         RuntimeSettings {
@@ -205,6 +212,7 @@ fn assemble(
         network.clone(),
         host.clone(),
         None,
+        nri.clone(),
     )
 }
 
