@@ -17,13 +17,17 @@ use super::api;
 /// The adjustments of one container so far, with who made each.
 pub struct Adjuster<'a> {
     container: &'a str,
+    /// berth's built-in executor runs the container: it runs no OCI hooks and keeps the
+    /// container in berth's own cgroup, so hooks and a cgroups path are refused, not dropped.
+    built_in: bool,
     owners: HashMap<String, String>,
 }
 
 impl<'a> Adjuster<'a> {
-    pub fn new(container: &'a str) -> Self {
+    pub fn new(container: &'a str, built_in: bool) -> Self {
         Adjuster {
             container,
+            built_in,
             owners: HashMap::new(),
         }
     }
@@ -90,6 +94,9 @@ impl<'a> Adjuster<'a> {
         spec.set_mounts(Some(mounts));
         self.process(plugin, adj, spec)?;
         if let Some(h) = adj.hooks.as_ref() {
+            if self.built_in && has_hooks(h) {
+                return Err(self.refuse(plugin, BUILT_IN_HOOKS.into()));
+            }
             add_hooks(spec, h);
         }
         if let Some(linux) = adj.linux.as_ref() {
@@ -173,6 +180,9 @@ impl<'a> Adjuster<'a> {
         }
         let mut linux = spec.linux().clone().unwrap_or_default();
         if !adj.cgroups_path.is_empty() {
+            if self.built_in {
+                return Err(self.refuse(plugin, BUILT_IN_CGROUPS.into()));
+            }
             self.claim(plugin, "cgroups path".into())?;
             linux.set_cgroups_path(Some(adj.cgroups_path.clone().into()));
         }
@@ -289,6 +299,25 @@ fn removal(key: &str) -> (&str, bool) {
         Some(name) => (name, true),
         None => (key, false),
     }
+}
+
+const BUILT_IN_HOOKS: &str = "OCI hooks: berth's built-in executor runs none \
+    (use a runtime handler backed by runc or crun)";
+const BUILT_IN_CGROUPS: &str = "a cgroups path: berth's built-in executor keeps the container \
+    in berth's cgroup (use a runtime handler backed by runc or crun)";
+
+#[allow(deprecated)] // `prestart`: deprecated in OCI, still an NRI hook list
+fn has_hooks(h: &api::Hooks) -> bool {
+    [
+        &h.prestart,
+        &h.create_runtime,
+        &h.create_container,
+        &h.start_container,
+        &h.poststart,
+        &h.poststop,
+    ]
+    .iter()
+    .any(|list| !list.is_empty())
 }
 
 /// Appends the plugin's hooks (hooks accumulate: no owner).

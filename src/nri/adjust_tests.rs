@@ -45,7 +45,9 @@ fn annotations_env_args_mounts_and_rlimits_are_applied() {
     rlimit.soft = 1024;
     adj.rlimits.push(rlimit);
     let mut spec = spec();
-    Adjuster::new("c1").apply("10-a", &adj, &mut spec).unwrap();
+    Adjuster::new("c1", false)
+        .apply("10-a", &adj, &mut spec)
+        .unwrap();
 
     let annotations = spec.annotations().clone().unwrap();
     assert_eq!(annotations.get("added").map(String::as_str), Some("yes"));
@@ -95,7 +97,9 @@ fn linux_resources_oom_score_and_cgroups_path_are_applied() {
     let mut adj = api::ContainerAdjustment::new();
     adj.linux = MessageField::some(linux);
     let mut spec = spec();
-    Adjuster::new("c1").apply("10-a", &adj, &mut spec).unwrap();
+    Adjuster::new("c1", false)
+        .apply("10-a", &adj, &mut spec)
+        .unwrap();
 
     let l = spec.linux().clone().unwrap();
     let r = l.resources().clone().unwrap();
@@ -117,7 +121,7 @@ fn two_plugins_adjusting_the_same_thing_conflict() {
     let mut second = api::ContainerAdjustment::new();
     second.env = vec![kv("SHARED", "b")];
     let mut spec = spec();
-    let mut adjuster = Adjuster::new("c1");
+    let mut adjuster = Adjuster::new("c1", false);
     adjuster.apply("10-a", &first, &mut spec).unwrap();
     let err = adjuster.apply("20-b", &second, &mut spec).unwrap_err();
     assert!(matches!(err, NriError::Conflict { .. }), "{err}");
@@ -145,7 +149,7 @@ fn what_berth_cannot_adjust_is_refused_by_name() {
         .insert("net.core.somaxconn".into(), "1024".into());
     let mut adj = api::ContainerAdjustment::new();
     adj.linux = MessageField::some(linux);
-    let err = Adjuster::new("c1")
+    let err = Adjuster::new("c1", false)
         .apply("10-a", &adj, &mut spec())
         .unwrap_err();
     assert!(err.to_string().contains("sysctls"), "{err}");
@@ -153,4 +157,57 @@ fn what_berth_cannot_adjust_is_refused_by_name() {
         crate::error::Classify::kind(&err),
         crate::error::Kind::InvalidArgument
     );
+}
+
+#[test]
+fn hooks_and_a_cgroups_path_are_refused_for_the_built_in_executor_only() {
+    let mut hook = api::Hook::new();
+    hook.path = "/usr/local/bin/hook".into();
+    let mut hooks = api::Hooks::new();
+    hooks.create_runtime = vec![hook];
+    let mut with_hooks = api::ContainerAdjustment::new();
+    with_hooks.hooks = MessageField::some(hooks);
+    let mut linux = api::LinuxContainerAdjustment::new();
+    linux.cgroups_path = "/elsewhere".into();
+    let mut with_cgroups = api::ContainerAdjustment::new();
+    with_cgroups.linux = MessageField::some(linux);
+
+    for (adj, what) in [(&with_hooks, "OCI hooks"), (&with_cgroups, "cgroups path")] {
+        let mut spec = spec();
+        let err = Adjuster::new("c1", true)
+            .apply("10-a", adj, &mut spec)
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(what) && message.contains("10-a") && message.contains("built-in"),
+            "{message}"
+        );
+        assert_eq!(
+            crate::error::Classify::kind(&err),
+            crate::error::Kind::InvalidArgument
+        );
+        assert!(
+            spec.hooks().is_none(),
+            "nothing of a refused adjustment lands"
+        );
+    }
+
+    // An external runtime (runc, crun) gets both.
+    let mut spec = spec();
+    let mut adjuster = Adjuster::new("c1", false);
+    adjuster.apply("10-a", &with_hooks, &mut spec).unwrap();
+    adjuster.apply("10-a", &with_cgroups, &mut spec).unwrap();
+    let runtime_hooks = spec
+        .hooks()
+        .clone()
+        .unwrap()
+        .create_runtime()
+        .clone()
+        .unwrap();
+    assert_eq!(
+        runtime_hooks[0].path().to_str(),
+        Some("/usr/local/bin/hook")
+    );
+    let cgroups = spec.linux().clone().unwrap().cgroups_path().clone();
+    assert_eq!(cgroups.unwrap().to_str(), Some("/elsewhere"));
 }

@@ -90,7 +90,7 @@ impl NriHooks for Adaptation {
             pod,
             convert::new_container(&pod.id, container, spec)
         );
-        let mut adjuster = Adjuster::new(container.id);
+        let mut adjuster = Adjuster::new(container.id, container.built_in);
         let mut updates = vec![];
         for p in plugins {
             let reply = self.ask(&p, "CreateContainer", |ctx| {

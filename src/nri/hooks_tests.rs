@@ -200,6 +200,7 @@ async fn create(adaptation: &Adaptation, spec: &mut Spec) -> Result<(), NriError
     let new = NewContainer {
         id: "ctr1",
         config: &config,
+        built_in: false,
     };
     adaptation.create_container(&pod(), new, spec).await
 }

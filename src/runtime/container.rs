@@ -194,6 +194,7 @@ impl Runtime {
         let new = NewContainer {
             id: &plan.id,
             config: &config,
+            built_in: self.pod_runtime(&sandbox.runtime_handler)?.is_none(),
         };
         self.nri.create_container(sandbox, new, &mut spec).await?;
         if let Some(version) = self.handler_oci_version(&sandbox.runtime_handler, spec.version()) {

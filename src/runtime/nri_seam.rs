@@ -33,6 +33,8 @@ pub type NriHold = Box<dyn Send + Sync>;
 pub struct NewContainer<'a> {
     pub id: &'a str,
     pub config: &'a api::ContainerConfig,
+    /// berth's built-in executor runs it (no external OCI runtime).
+    pub built_in: bool,
 }
 
 #[async_trait::async_trait]
