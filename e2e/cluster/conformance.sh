@@ -49,8 +49,11 @@ mirror "pause:3.9" "pause:3.10.2"
 # Go links it here) on hack/testimages's Debian image, laid out as its upstream Dockerfile does
 # what the selected specs use: /agnhost and the /agnhost-2 link (entrypoint specs), CMD pause,
 # /uploads, user-defined-in-image (uid 1000) in group-defined-in-image (gid 50000). IMAGE_REV
-# names this recipe: a change to it must bump it, or the registry's older image is kept.
-IMAGE_REV=r2
+# names this recipe: a change to it must bump it, or the registry's older image is kept. The
+# lifecycle-hook specs run `curl` in it (upstream's image is Alpine's, with curl): this machine's
+# Debian curl goes in /usr/local/lib/curl with the libraries it needs beyond glibc, run by a
+# /usr/local/bin/curl wrapper that points the loader there.
+IMAGE_REV=r3
 manifest_tag() {
   sed -n "s/.*configs\[$1\] = Config{list.PromoterE2eRegistry, \"agnhost\", \"\([^\"]*\)\"}.*/\1/p" \
     "$(go env GOMODCACHE)/k8s.io/kubernetes@v1.37.2/test/utils/image/manifest.go"
@@ -63,9 +66,18 @@ if ! in_registry "$E2E/agnhost:$AGNHOST_TAG-$IMAGE_REV"; then
   rm -rf "$ctx"
   mkdir -p "$ctx"
   cp "$K8S/agnhost" "$ctx/agnhost"
+  command -v curl >/dev/null || cl_die "curl not found (it goes into agnhost's image)"
+  mkdir -p "$ctx/curl/usr/local/lib/curl" "$ctx/curl/usr/local/bin"
+  cp "$(command -v curl)" "$ctx/curl/usr/local/lib/curl/curl"
+  ldd "$(command -v curl)" | awk '$3 ~ /^\// {print $3}' |
+    grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv)\.so' |
+    while read -r lib; do cp -L "$lib" "$ctx/curl/usr/local/lib/curl/"; done
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=/usr/local/lib/curl exec /usr/local/lib/curl/curl "$@"\n' > "$ctx/curl/usr/local/bin/curl"
+  chmod 755 "$ctx/curl/usr/local/bin/curl"
   cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM $REG/library/debian:bookworm
 COPY agnhost /agnhost
+COPY curl/ /
 RUN ln -s agnhost /agnhost-2 && mkdir /uploads && \\
     echo 'user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh' >> /etc/passwd && \\
     printf 'user-defined-in-image:x:1000:\\ngroup-defined-in-image:x:50000:user-defined-in-image\\n' >> /etc/group
@@ -97,6 +109,9 @@ YAML
 # Kubectl exec and port-forward have no [Conformance] spec of their own in sig-cli: exec is
 # checked by the Pods specs (remote command execution over websockets), port-forward by test.sh.
 FOCUS='\[sig-node\] (Pods|Pods Extended|Containers|Container Runtime|Probing container|Container Lifecycle Hook|Security Context|ConfigMap|Secrets|InitContainer)|\[sig-storage\] (ConfigMap|Secrets|EmptyDir|Projected configMap|Projected secret)|\[sig-cli\] Kubectl logs'
+# CONFORMANCE_FOCUS replaces those areas (a regular expression on the specs' names), e.g. to
+# run again the specs of one area.
+FOCUS=${CONFORMANCE_FOCUS:-$FOCUS}
 PROCS=${CONFORMANCE_PROCS:-4}
 export KUBE_TEST_REPO_LIST=$OUT/repo-list.yaml
 cl_log "running the [Conformance] specs of: $FOCUS ($PROCS at a time)"
