@@ -6,11 +6,20 @@
 # bridges, routes and iptables rules go with them), the nodes' cgroup roots, mounts under $CL_DIR
 # and $CL_DIR itself. Touches nothing else. Safe to run when nothing is up.
 source "$(dirname "$0")/lib.sh"
+source "$CL_ROOT/e2e/cluster/ctrd-node.sh"
 [[ $EUID -eq 0 ]] || cl_die "down.sh needs root"
 
 for n in "${NODES[@]}"; do
+  ((n == CTRD_NODE)) && stop "systemd-n$n" 2 # the containerd node's stand-in systemd first
   stop "kube-proxy-n$n"
   stop "kubelet-n$n" 20
+  if ((n == CTRD_NODE)) && pid_of "containerd-n$n" >/dev/null; then
+    for pod in $(crictl_ctrd pods -q 2>/dev/null); do
+      crictl_ctrd stopp "$pod" >/dev/null 2>&1 || true
+      crictl_ctrd rmp -f "$pod" >/dev/null 2>&1 || true
+    done
+  fi
+  ((n == CTRD_NODE)) && stop "containerd-n$n" 15
   # Pods outlive berthd by design: remove them through it while it runs.
   if pid_of "berthd-n$n" >/dev/null; then
     for pod in $(crictl_n "$n" pods -q 2>/dev/null); do
@@ -21,8 +30,14 @@ for n in "${NODES[@]}"; do
   stop "berthd-n$n" 15
 done
 # Shims left behind (a berthd that died, a pod it could not remove).
+# containerd's shims of the containerd node name its socket (under $CL_DIR) on their command line.
 for p in /proc/[0-9]*; do
-  [[ $(readlink "$p/exe" 2>/dev/null) == "$BIN/berth-shim" ]] && kill -KILL "${p#/proc/}" 2>/dev/null || true
+  exe=$(readlink "$p/exe" 2>/dev/null) || continue
+  case $exe in
+    "$BIN/berth-shim" | "$(node_host "$CTRD_NODE")/usr/local/bin/berth-shim"*) kill -KILL "${p#/proc/}" 2>/dev/null || true ;;
+    */containerd-shim*)
+      tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF -- "$(ctrd_sock)" && kill -KILL "${p#/proc/}" 2>/dev/null || true ;;
+  esac
 done
 for n in "${NODES[@]}"; do
   stop "forward-registry-n$n" 2

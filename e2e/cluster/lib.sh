@@ -15,7 +15,9 @@ PIDS=$CL_DIR/pids
 LOGS=$CL_DIR/logs
 BIN=$CL_DIR/bin
 
-NODES=(1 2)
+NODES=(1 2 3)
+BERTH_NODES=(1 2)                     # nodes that run berth from the start
+CTRD_NODE=3                           # starts on Debian's containerd; berth's DaemonSet installer switches it
 CP_NS=$CL-cp                          # etcd, the control plane, and the bridge joining the nodes
 FABRIC=172.30.16                      # the nodes' network: $FABRIC.0/24 on the bridge in $CP_NS
 CP_IP=$FABRIC.1
@@ -30,7 +32,13 @@ node_ip() { echo "$FABRIC.$((10 + $1))"; }
 node_pod_cidr() { echo "10.216.$1.0/24"; }
 node_dir() { echo "$CL_DIR/n$1"; }
 node_cgroup() { echo "$CL-n$1"; }     # kubelet's cgroupRoot, in every v1 hierarchy
-node_sock() { echo "$(node_dir "$1")/run/berth.sock"; }
+node_sock() {
+  if (($1 == CTRD_NODE)); then echo "$(node_host "$1")/run/berth/berth.sock"; else echo "$(node_dir "$1")/run/berth.sock"; fi
+}
+# The containerd node's "host root": what the installer's hostPath mounts as /host; its run/ is
+# the node's /run (so /run/berth/berth.sock, the socket the installer points kubelet at, is there).
+node_host() { echo "$(node_dir "$1")/host"; }
+ctrd_sock() { echo "$(node_host "$CTRD_NODE")/run/containerd/containerd.sock"; }
 
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin"
 

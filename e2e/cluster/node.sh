@@ -122,11 +122,12 @@ conntrack:
 YAML
 }
 
-# start_holder N: the process owning node N's mount namespace; prepares it, then sleeps.
+# start_holder N [RUN_DIR]: the process owning node N's mount namespace; prepares it, then sleeps.
+# Its /run is a tmpfs of its own, or RUN_DIR bound there.
 # kubelet's directory is a shared mount there, so the volumes kubelet mounts from its own child
 # namespace (start_kubelet) appear where berthd binds them into containers.
 start_holder() {
-  local n=$1 d setup
+  local n=$1 run=${2:-} d setup
   d=$(node_dir "$n")
   awk -v keep="$CL_DIR" '
     $5 ~ "^/$|^/(dev|proc|sys|etc|usr|lib[^/]*|bin|sbin|mnt)(/|$)" { next }
@@ -134,7 +135,14 @@ start_holder() {
   ' /proc/self/mountinfo | sort -r > "$d/drop-mounts"
   mkdir -p /var/log/containers "$d/kubelet"
   setup="while read -r m; do umount -l \"\$m\" 2>/dev/null; done < $d/drop-mounts; "
-  setup+="mount -t tmpfs -o mode=755 $CL-run /run && "
+  if [[ -n $run ]]; then
+    # RUN_DIR's parent, the containerd node's host root, is a shared mount: the installer's pod
+    # mounts it with HostToContainer propagation, which needs a shared or slave source.
+    setup+="mount --bind ${run%/*} ${run%/*} && mount --make-shared ${run%/*} && "
+    setup+="mount --bind $run /run && "
+  else
+    setup+="mount -t tmpfs -o mode=755 $CL-run /run && "
+  fi
   setup+="mount --bind $d/log-containers /var/log/containers && "
   setup+="mount --bind $d/kubelet $d/kubelet && mount --make-shared $d/kubelet && "
   # Renamed after this cluster so down.sh knows it for one of its own (lib.sh's pid_of).
@@ -146,13 +154,13 @@ start_holder() {
   wait_for 10 test -e "$d/holder-ready" || cl_die "node $n's mount namespace: $(cat "$LOGS/holder-n$n.log")"
 }
 
-# start_kubelet N: kubelet in a mount namespace of its own below the node's, where the six
+# start_kubelet N [CONFIG]: kubelet (its config: CONFIG, default the node's kubelet.yaml) in a mount namespace of its own below the node's, where the six
 # kernel tunables it insists on writing are files holding the values it wants (the host's
 # sysctls stay untouched). Not in the node's namespace itself: a /proc with files mounted over
 # parts of it is not "fully visible", and the kernel then refuses the /proc mount of every
 # container in a user namespace (hostUsers: false).
 start_kubelet() {
-  local n=$1 d t file setup=""
+  local n=$1 d t file setup="" config=${2:-$(node_dir "$1")/kubelet.yaml}
   d=$(node_dir "$n")
   declare -A tunables=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10
     [kernel/panic_on_oops]=1 [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
@@ -161,8 +169,13 @@ start_kubelet() {
     echo "${tunables[$t]}" > "$file"
     setup+="mount --bind $file /proc/sys/$t && "
   done
+  # This host's hugetlb controller is on the unified hierarchy only, but kubelet sends hugepage
+  # limits for every size in /sys/kernel/mm/hugepages, and runc fails every container that has
+  # them (berth drops them then; containerd 1.6 passes them on): the containerd node's kubelet sees
+  # no hugepage sizes.
+  ((n == CTRD_NODE)) && setup+="mount -t tmpfs -o ro,mode=755 $CL-nohugepages /sys/kernel/mm/hugepages && "
   spawn_in_node "$n" "kubelet-n$n" "$LOGS/kubelet-n$n.log" unshare --mount --propagation unchanged \
-    sh -c "${setup}exec \"\$0\" \"\$@\"" "$BIN/kubelet" --config "$d/kubelet.yaml" \
+    sh -c "${setup}exec \"\$0\" \"\$@\"" "$BIN/kubelet" --config "$config" \
     --root-dir "$d/kubelet" --kubeconfig "$CL_DIR/kubelet-n$n.kubeconfig" \
     --hostname-override "$(node_name "$n")" --node-ip "$(node_ip "$n")" --v=2
 }
@@ -192,10 +205,17 @@ start_node() {
       cat "$h/cpuset.mems" > "$h/$(node_cgroup "$n")/cpuset.mems"
     fi
   done
-  start_holder "$n"
-  start_forwarder "registry-n$n" "/run/netns/$(node_ns "$n")" "$REGISTRY" - "$REGISTRY"
-  start_node_berthd "$n"
-  start_kubelet "$n"
+  if ((n == CTRD_NODE)); then
+    ctrd_node_files "$n"
+    start_holder "$n" "$(node_host "$n")/run"
+    start_forwarder "registry-n$n" "/run/netns/$(node_ns "$n")" "$REGISTRY" - "$REGISTRY"
+    start_ctrd_node "$n"
+  else
+    start_holder "$n"
+    start_forwarder "registry-n$n" "/run/netns/$(node_ns "$n")" "$REGISTRY" - "$REGISTRY"
+    start_node_berthd "$n"
+    start_kubelet "$n"
+  fi
   spawn_in_node "$n" "kube-proxy-n$n" "$LOGS/kube-proxy-n$n.log" "$BIN/kube-proxy" \
     --config "$d/kube-proxy.yaml" --v=2
 }

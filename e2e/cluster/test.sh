@@ -2,7 +2,8 @@
 # Workloads on the cluster e2e/cluster/up.sh started, driven with kubectl through the API server:
 # scheduling over both nodes, Services through kube-proxy, the streaming APIs (logs -f, exec over
 # WebSocket, exec -it, attach, port-forward, cp), Jobs, probes, volumes, RuntimeClass, user
-# namespaces, in-place resize, /stats/summary, a berthd restart and a node drain.
+# namespaces, in-place resize, /stats/summary, a berthd restart, a node drain, and berth's
+# DaemonSet installer switching the containerd node to berth.
 # Prints PASS/FAIL per check and "N passed, N failed"; exits non-zero if any check failed.
 # Works in namespace e2e (made here, removed at the end).
 source "$(dirname "$0")/lib.sh"
@@ -37,6 +38,7 @@ source "$CL_ROOT/e2e/cluster/workloads.sh"
 source "$CL_ROOT/e2e/cluster/streaming.sh"
 source "$CL_ROOT/e2e/cluster/pods.sh"
 source "$CL_ROOT/e2e/cluster/nodes.sh"
+source "$CL_ROOT/e2e/cluster/installer.sh"
 
 echo "test.sh: $PASSED passed, $FAILED failed"
 ((FAILED == 0)) || { echo "test.sh: logs in $LOGS"; exit 1; }

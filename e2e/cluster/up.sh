@@ -22,8 +22,9 @@
 source "$(dirname "$0")/lib.sh"
 source "$CL_ROOT/e2e/cluster/pki.sh"
 source "$CL_ROOT/e2e/cluster/node.sh"
+source "$CL_ROOT/e2e/cluster/ctrd-node.sh"
 [[ $EUID -eq 0 ]] || cl_die "up.sh needs root (namespaces, mounts, cgroups)"
-for tool in openssl ip nsenter unshare python3 crictl curl jq flock; do
+for tool in openssl ip nsenter unshare python3 crictl curl jq flock containerd runc; do
   command -v "$tool" >/dev/null || cl_die "$tool not found (hack/install-deps.sh)"
 done
 [[ ! -e $CL_DIR ]] || cl_die "$CL_DIR exists: a cluster is up (or a run was interrupted): e2e/cluster/down.sh first"

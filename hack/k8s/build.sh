@@ -29,6 +29,14 @@ declare -A MAIN_PKG=(
   [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
 )
+# The Kubernetes e2e test binary (`go test -c`), agnhost, the image most e2e specs run (built
+# like the rest, with cgo: its image is Debian's), and the ginkgo CLI that runs e2e.test in parallel
+# (at the version the release's go.mod names).
+declare -A TEST_PKG=(
+  [e2e.test]=k8s.io/kubernetes/test/e2e
+  [agnhost]=k8s.io/kubernetes/test/images/agnhost
+  [ginkgo]=github.com/onsi/ginkgo/v2/ginkgo
+)
 declare -A ETCD_PKG=(
   [etcd]=go.etcd.io/etcd/server/v3
   [etcdctl]=go.etcd.io/etcd/etcdctl/v3
@@ -38,14 +46,16 @@ die() { echo "k8s/build: $*" >&2; exit 1; }
 log() { echo "k8s/build: $*" >&2; }
 
 (($#)) || set -- kubelet
-k8s_bins=() etcd_bins=()
+k8s_bins=() etcd_bins=() test_bins=()
 for bin in "$@"; do
   if [[ -n "${MAIN_PKG[$bin]:-}" ]]; then
     k8s_bins+=("$bin")
+  elif [[ -n "${TEST_PKG[$bin]:-}" ]]; then
+    test_bins+=("$bin")
   elif [[ -n "${ETCD_PKG[$bin]:-}" ]]; then
     etcd_bins+=("$bin")
   else
-    die "unknown binary '$bin' (known: $(printf '%s\n' "${!MAIN_PKG[@]}" "${!ETCD_PKG[@]}" | sort | xargs))"
+    die "unknown binary '$bin' (known: $(printf '%s\n' "${!MAIN_PKG[@]}" "${!TEST_PKG[@]}" "${!ETCD_PKG[@]}" | sort | xargs))"
   fi
 done
 # Staging modules are published as v0.<minor>.<patch> for kubernetes v1.<minor>.<patch>.
@@ -88,8 +98,51 @@ install_built() {
   echo "$version" > "$CACHE/.stamp-$bin"
 }
 
+# k8s_staging: reads the staging modules of the release into $staging, its go directive into
+# $go_directive (the caller's local).
+k8s_staging() {
+  local gomod
+  log "reading the staging modules of k8s.io/kubernetes@$K8S_VERSION"
+  gomod=$(k8s_gomod)
+  mapfile -t staging < <(go mod edit -json "$gomod" |
+    jq -r '.Replace[]? | select(.New.Path | startswith("./staging/")) | .Old.Path' | sort -u)
+  ((${#staging[@]} > 0)) || die "no staging replace directives in $gomod"
+  go_directive=$(go mod edit -json "$gomod" | jq -r .Go)
+  log "${#staging[@]} staging modules at $STAGING_VERSION; go $go_directive"
+}
+
+# scratch_gomod DIR GO-DIRECTIVE: a fresh DIR with the scratch module's go.mod ($staging replaced).
+scratch_gomod() {
+  local src=$1 m
+  rm -rf "$src"
+  mkdir -p "$src"
+  {
+    echo "module scratch"
+    echo
+    echo "go $2"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    for m in "${staging[@]}"; do echo "replace $m => $m $STAGING_VERSION"; done
+  } > "$src/go.mod"
+}
+
+# k8s_ldflags: the proxy records no commit: set the version variables kubernetes's own build
+# sets, or the binaries report v0.0.0 (and kubelet's version checks misbehave).
+k8s_ldflags() {
+  local minor=${K8S_VERSION#v1.}
+  minor=${minor%%.*}
+  local build_date ldflags="-s -w" pkg
+  build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  done
+  echo "$ldflags"
+}
+
 build_k8s() {
-  local todo bin start gomod go_directive
+  local todo bin start go_directive
   mapfile -t todo < <(pending "$K8S_VERSION" "$@")
   ((${#todo[@]})) || return 0
   # One build at a time per module (two CI runs on one machine would otherwise race on it).
@@ -98,27 +151,11 @@ build_k8s() {
   mapfile -t todo < <(pending "$K8S_VERSION" "$@")
   ((${#todo[@]})) || { exec 9>&-; return 0; }
 
-  log "reading the staging modules of k8s.io/kubernetes@$K8S_VERSION"
-  gomod=$(k8s_gomod)
-  mapfile -t staging < <(go mod edit -json "$gomod" |
-    jq -r '.Replace[]? | select(.New.Path | startswith("./staging/")) | .Old.Path' | sort -u)
-  ((${#staging[@]} > 0)) || die "no staging replace directives in $gomod"
-  go_directive=$(go mod edit -json "$gomod" | jq -r .Go)
-  log "${#staging[@]} staging modules at $STAGING_VERSION; go $go_directive"
+  k8s_staging
 
   # The scratch module is rebuilt from nothing each time: it is cheap next to the compile.
   local src="$CACHE/src"
-  rm -rf "$src"
-  mkdir -p "$src"
-  {
-    echo "module scratch"
-    echo
-    echo "go $go_directive"
-    echo
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    echo
-    for m in "${staging[@]}"; do echo "replace $m => $m $STAGING_VERSION"; done
-  } > "$src/go.mod"
+  scratch_gomod "$src" "$go_directive"
   {
     echo "//go:build tools"
     echo
@@ -131,16 +168,8 @@ build_k8s() {
   } > "$src/tools.go"
   (cd "$src" && go mod tidy) || die "go mod tidy failed in $src"
 
-  # The proxy records no commit: set the version variables kubernetes's own build sets, or the
-  # binaries report v0.0.0 (and kubelet's version checks misbehave).
-  local minor=${K8S_VERSION#v1.}
-  minor=${minor%%.*}
-  local build_date ldflags="-s -w" pkg
-  build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
-  done
+  local ldflags
+  ldflags=$(k8s_ldflags)
 
   for bin in "${todo[@]}"; do
     log "building $bin $K8S_VERSION (kubelet: about 15 minutes on 2 cores; each other one less once kubelet's packages are cached)"
@@ -155,6 +184,57 @@ build_k8s() {
     log "built $CACHE/$bin in $((SECONDS - start))s"
   done
   exec 9>&-
+}
+
+# build_tests BINARY...: e2e.test and agnhost, from a scratch module of their own (src-e2e) whose
+# tools.go imports what e2e's test files and agnhost's main package import (go mod tidy does not
+# follow a dependency's tests).
+build_tests() {
+  local todo bin start go_directive ldflags src="$CACHE/src-e2e"
+  mapfile -t todo < <(pending "$K8S_VERSION" "$@")
+  ((${#todo[@]})) || return 0
+  exec 7> "$CACHE/.lock-e2e"
+  flock 7
+  mapfile -t todo < <(pending "$K8S_VERSION" "$@")
+  ((${#todo[@]})) || { exec 7>&-; return 0; }
+  k8s_staging
+  scratch_gomod "$src" "$go_directive"
+  {
+    echo "//go:build tools"
+    echo
+    echo "// Package tools pins what the e2e test binary and agnhost import."
+    echo "package tools"
+    echo
+    echo "import ("
+    (cd "$src" && go list -mod=mod -f '{{join .TestImports "\n"}}' "${TEST_PKG[e2e.test]}" &&
+      go list -mod=mod -f '{{join .Imports "\n"}}' "${TEST_PKG[agnhost]}") |
+      grep '\.' | sort -u | sed 's/.*/\t_ "&"/'
+    echo ")"
+  } > "$src/tools.go"
+  (cd "$src" && go mod tidy) || die "go mod tidy failed in $src"
+  ldflags=$(k8s_ldflags)
+  for bin in "${todo[@]}"; do
+    log "building $bin $K8S_VERSION (e2e.test: about 15 minutes on 2 cores once kubelet's packages are cached)"
+    start=$SECONDS
+    if [[ $bin == e2e.test ]]; then
+      (cd "$src" && nice -n 19 go test -c "${go_p[@]}" -trimpath -tags=selinux,notest,grpcnotrace \
+        -ldflags "$ldflags" -o "$CACHE/$bin.new" "${TEST_PKG[$bin]}") || die "go test -c $bin failed"
+      install_built "$bin" "$K8S_VERSION" --version
+    else
+      (cd "$src" && nice -n 19 go build "${go_p[@]}" -trimpath -tags=selinux,notest,grpcnotrace \
+        -ldflags "$ldflags" -o "$CACHE/$bin.new" "${TEST_PKG[$bin]}") || die "go build $bin failed"
+      # agnhost and ginkgo report their own versions, not Kubernetes's: they must run.
+      mv -f "$CACHE/$bin.new" "$CACHE/$bin"
+      if [[ $bin == agnhost ]]; then
+        "$CACHE/$bin" --help 2>&1 | grep -q netexec || die "$CACHE/$bin does not run"
+      else
+        "$CACHE/$bin" version | grep -q 'Ginkgo Version' || die "$CACHE/$bin does not run"
+      fi
+      echo "$K8S_VERSION" > "$CACHE/.stamp-$bin"
+    fi
+    log "built $CACHE/$bin in $((SECONDS - start))s"
+  done
+  exec 7>&-
 }
 
 build_etcd() {
@@ -218,4 +298,5 @@ build_etcd() {
 mkdir -p "$CACHE"
 ((${#k8s_bins[@]} == 0)) || build_k8s "${k8s_bins[@]}"
 ((${#etcd_bins[@]} == 0)) || build_etcd "${etcd_bins[@]}"
+((${#test_bins[@]} == 0)) || build_tests "${test_bins[@]}"
 echo "$CACHE"

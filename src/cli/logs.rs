@@ -68,6 +68,22 @@ impl LineParser {
             message,
         })
     }
+
+    /// The partial messages left when the log ends: a container's last output without a
+    /// newline is a `P` record no `F` follows. Oldest first.
+    pub fn finish(&mut self) -> Vec<Entry> {
+        let mut left: Vec<Entry> = self
+            .partial
+            .drain()
+            .map(|(stream, (time, message))| Entry {
+                time,
+                stream,
+                message,
+            })
+            .collect();
+        left.sort_by(|a, b| a.time.cmp(&b.time));
+        left
+    }
 }
 
 impl Entry {
@@ -117,7 +133,11 @@ pub async fn logs(
             }
         }
     }
-    for entry in last {
+    if !follow {
+        last.extend(parser.finish());
+    }
+    let skip = tail.map_or(0, |n| last.len().saturating_sub(n));
+    for entry in last.into_iter().skip(skip) {
         entry.print(out)?;
     }
     if !follow {
@@ -140,6 +160,9 @@ pub async fn logs(
                     if let Some(entry) = parser.push(&line) {
                         entry.print(out)?;
                     }
+                }
+                for entry in parser.finish() {
+                    entry.print(out)?;
                 }
                 return Ok(());
             }
@@ -202,6 +225,22 @@ mod tests {
             p.push("t4 stdout F ghi"),
             entry("t1", "stdout", "abcdefghi")
         );
+    }
+
+    #[test]
+    fn output_ending_without_a_newline_is_given_at_the_end() {
+        let mut p = LineParser::default();
+        assert_eq!(p.push("t1 stdout F one"), entry("t1", "stdout", "one"));
+        assert_eq!(p.push("t2 stderr P err-"), None);
+        assert_eq!(p.push("t3 stdout P DONE"), None);
+        assert_eq!(
+            p.finish(),
+            [
+                entry("t2", "stderr", "err-").unwrap(),
+                entry("t3", "stdout", "DONE").unwrap()
+            ]
+        );
+        assert!(p.finish().is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Container logs in the CRI format kubelet reads:
 //! `<RFC 3339 timestamp, nanoseconds> <stdout|stderr> <F|P> <text>\n`, one record per line of
 //! output. A line longer than [`MAX_LINE`] is written as `P` (partial) records of that size and a
-//! final `F` record. The file is opened in append mode and reopened on request after kubelet
+//! final `F` record; text the stream ends with, without a newline, is a last `P` record. The file is opened in append mode and reopened on request after kubelet
 //! rotated (renamed) it.
 
 use std::fs::{File, OpenOptions};
@@ -65,10 +65,11 @@ impl Splitter {
         }
     }
 
-    /// Emits the end of the stream: unterminated text is a last, complete record.
+    /// Emits the end of the stream: unterminated text is a last, partial record (as containerd
+    /// writes it), so kubelet reads it back without a newline that was never written.
     pub fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
         if !self.pending.is_empty() {
-            emit(&self.pending, false);
+            emit(&self.pending, true);
         }
         self.pending = Vec::new();
     }
@@ -227,6 +228,8 @@ mod tests {
 
     #[test]
     fn lines_are_split_on_newlines_across_chunks() {
+        // Text the stream ends with, no newline after it, is partial: kubelet then adds no
+        // newline of its own (a FallbackToLogsOnError termination message stays "DONE").
         let out = split(&[b"hel", b"lo\nwor", b"ld\n\nlast"]);
         let texts: Vec<(&[u8], bool)> = out.iter().map(|(_, p, t)| (t.as_slice(), *p)).collect();
         assert_eq!(
@@ -235,7 +238,7 @@ mod tests {
                 (&b"hello"[..], false),
                 (b"world", false),
                 (b"", false),
-                (b"last", false)
+                (b"last", true)
             ]
         );
     }
