@@ -189,7 +189,7 @@ async fn a_cancelled_build_kills_its_run_and_leaves_nothing() {
     ));
     let mut stream = start(&d, ctx.path(), "").await.unwrap();
     while let Some(out) = stream.message().await.unwrap() {
-        if out.line.contains("step-running") {
+        if out.line == "  | step-running" {
             break;
         }
     }
@@ -224,13 +224,21 @@ async fn a_cancelled_build_kills_its_run_and_leaves_nothing() {
 async fn a_killed_berthd_takes_its_run_steps_with_it() {
     let (mut d, base) = daemon_with("");
     let a = unique_seconds();
-    let ctx = context(&format!("FROM {base}\nRUN echo step-running; sleep {a}\n"));
+    let ctx = context(&format!(
+        "FROM {base}\nRUN cat /proc/self/cgroup; echo step-running; sleep {a}\n"
+    ));
     let mut stream = start(&d, ctx.path(), "").await.unwrap();
+    let mut cgroup = None;
     while let Some(out) = stream.message().await.unwrap() {
-        if out.line.contains("step-running") {
+        let own = out.line.split(':').nth(2).filter(|p| p.contains("/build-"));
+        if let Some(path) = own {
+            cgroup = Some(path.to_string());
+        }
+        if out.line == "  | step-running" {
             break;
         }
     }
+    let cgroup = cgroup.expect("the step's cgroup");
     let deadline = Instant::now() + Duration::from_secs(10);
     while sleepers(a).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -238,6 +246,13 @@ async fn a_killed_berthd_takes_its_run_steps_with_it() {
     assert!(!sleepers(a).is_empty());
     d.kill9();
     assert_eq!(left_running(a).await, Vec::<i32>::new());
+    // The step's cgroup goes too, though berthd is not there to remove it.
+    let dir = Path::new("/sys/fs/cgroup/pids").join(cgroup.trim_start_matches('/'));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dir.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!dir.exists(), "{} is left", dir.display());
 }
 
 #[tokio::test]

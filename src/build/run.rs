@@ -4,7 +4,8 @@
 //! subreaper the executor needs (berthd itself never is one). The step's stdout and stderr
 //! share one pipe, read in bounded pieces (`output.rs`). The step ends with the build: when
 //! berthd drops the step (a cancelled build) or dies, the helper's stdin reaches its end and the
-//! helper kills the container; berthd also kills everything in the step's cgroup and removes it.
+//! helper kills the container; the helper, and berthd when it is there, then kill everything
+//! left in the step's cgroup and remove it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -190,8 +191,15 @@ fn runner() -> Result<u8, String> {
         })
         .map_err(|e| e.to_string())?;
     let process = created.process().map_err(|e| e.to_string())?;
-    created.start().map_err(|e| e.to_string())?;
-    wait(&process)
+    let started = created.start().map_err(|e| e.to_string());
+    let code = started.and_then(|()| wait(&process));
+    // What is left of the step, and its cgroup, go with it; berthd does the same unless it
+    // is gone.
+    if let Some(cgroup) = &cgroup {
+        let _ = cgroup.kill_all(nix::sys::signal::Signal::SIGKILL);
+        let _ = cgroup.delete();
+    }
+    code
 }
 
 /// A network namespace of the step's own with loopback up, made here (the container inherits

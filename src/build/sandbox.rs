@@ -150,6 +150,10 @@ impl StepCgroup {
 
 impl Drop for StepCgroup {
     fn drop(&mut self) {
+        // The helper removes it when the step ends; this is for a helper that could not.
+        if !self.cgroup.exists() {
+            return;
+        }
         if let Err(e) = self.cgroup.kill_all(Signal::SIGKILL) {
             tracing::warn!(cgroup = %self.cgroup.path(), error = %e, "kill a build step");
         }
