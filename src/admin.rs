@@ -15,6 +15,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::image::ImageRef;
+use crate::image::archive::ArchiveError;
 use crate::image::archive::export::Format;
 use crate::image::service::{ImageError, ImageService};
 
@@ -35,11 +36,19 @@ pub struct Admin {
 /// The `Transfer` service: import and export of image tarballs.
 pub struct Transfer {
     images: Arc<ImageService>,
+    /// `image.max_import_bytes`: the largest upload an import spools.
+    max_import_bytes: u64,
 }
 
+/// Bytes spooled between two looks at the free space.
+const SPOOL_CHECK_EVERY: u64 = 8 * 1024 * 1024;
+
 impl Transfer {
-    pub fn new(images: Arc<ImageService>) -> Transfer {
-        Transfer { images }
+    pub fn new(images: Arc<ImageService>, max_import_bytes: u64) -> Transfer {
+        Transfer {
+            images,
+            max_import_bytes,
+        }
     }
 }
 
@@ -107,12 +116,26 @@ impl proto::transfer_server::Transfer for Transfer {
             .content
             .scratch()
             .map_err(|e| status(ImageError::Store(e.into())))?;
-        let spool_error =
-            |e: std::io::Error| Status::internal(format!("import: spooling the upload: {e}"));
+        let spool_error = |e: std::io::Error| status(ArchiveError::Spool(e).into());
         let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(
             scratch.file.try_clone().map_err(spool_error)?,
         ));
+        let reserve = self.images.disk_reserve();
+        let (mut written, mut unchecked) = (0u64, 0u64);
         while let Some(chunk) = upload.message().await? {
+            let len = chunk.data.len() as u64;
+            written += len;
+            if written > self.max_import_bytes {
+                let limit = self.max_import_bytes;
+                return Err(status(ArchiveError::SpoolTooLarge { limit }.into()));
+            }
+            if len > unchecked {
+                unchecked = SPOOL_CHECK_EVERY.max(len);
+                reserve
+                    .room_for(&scratch.path, unchecked)
+                    .map_err(|reason| status(ArchiveError::DiskReserve(reason).into()))?;
+            }
+            unchecked -= len;
             file.write_all(&chunk.data).await.map_err(spool_error)?;
         }
         file.flush().await.map_err(spool_error)?;

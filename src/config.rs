@@ -49,6 +49,7 @@ pub struct Config {
     pub cgroup: CgroupConfig,
     pub runtime: RuntimeConfig,
     pub image: ImageConfig,
+    pub build: BuildConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
@@ -69,6 +70,7 @@ impl Default for Config {
             cgroup: CgroupConfig::default(),
             runtime: RuntimeConfig::default(),
             image: ImageConfig::default(),
+            build: BuildConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             metrics: MetricsConfig::default(),
@@ -319,6 +321,8 @@ pub struct ImageConfig {
     pub max_attempts: u32,
     /// Largest uncompressed size of one layer, in bytes (decompression-bomb guard).
     pub max_layer_bytes: u64,
+    /// Largest archive `berth import` uploads, in bytes (the upload is spooled to disk first).
+    pub max_import_bytes: u64,
     /// Delete a layer's compressed blob once it is unpacked (halves disk use; re-push needs a pull).
     pub discard_compressed_layers: bool,
     /// How long the verified layers of a failed or cancelled pull stay for a retry to reuse;
@@ -343,11 +347,39 @@ impl Default for ImageConfig {
             connect_timeout: Duration::from_secs(10),
             max_attempts: 5,
             max_layer_bytes: 32 * 1024 * 1024 * 1024,
+            max_import_bytes: 64 * 1024 * 1024 * 1024,
             discard_compressed_layers: false,
             failed_pull_grace: Duration::from_secs(600),
             disk_reserve: "15%".into(),
             min_download_rate: 1024,
             slow_download_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Limits of `berth build`'s RUN steps (docs/building.md). Each RUN runs in a cgroup of its
+/// own under berth's cgroup parent, with these limits; 0 leaves one unlimited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Memory a RUN step may use, in bytes.
+    pub memory: u64,
+    /// CPUs a RUN step may use (CFS quota), fractions allowed.
+    pub cpus: f64,
+    /// Processes and threads a RUN step may have at once.
+    pub pids: i64,
+    /// Output of one RUN step forwarded to the client, in bytes; the rest is dropped with a
+    /// marker line saying how much.
+    pub max_output: u64,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            memory: 4 * 1024 * 1024 * 1024,
+            cpus: 2.0,
+            pids: 4096,
+            max_output: 2 * 1024 * 1024,
         }
     }
 }
@@ -577,6 +609,24 @@ impl Config {
         if self.image.slow_download_window.is_zero() {
             return invalid("image.slow_download_window", "must be longer than zero");
         }
+        if self.build.memory != 0 && self.build.memory < 16 * 1024 * 1024 {
+            return invalid(
+                "build.memory",
+                "must be 0 (unlimited) or at least 16777216 (16 MiB)",
+            );
+        }
+        if !self.build.cpus.is_finite() || self.build.cpus < 0.0 {
+            return invalid(
+                "build.cpus",
+                "must be 0 (unlimited) or a positive number of CPUs",
+            );
+        }
+        if self.build.pids < 0 {
+            return invalid("build.pids", "must be 0 (unlimited) or a positive number");
+        }
+        if self.build.max_output < 4096 {
+            return invalid("build.max_output", "must be at least 4096 bytes");
+        }
         if !self.image.platform.is_empty() && self.image.platform.split('/').count() < 2 {
             return invalid(
                 "image.platform",
@@ -704,6 +754,10 @@ mod tests {
             ("image:\n  connect_timeout: 0s\n", "image.connect_timeout"),
             ("image:\n  disk_reserve: 101%\n", "image.disk_reserve"),
             ("image:\n  disk_reserve: lots\n", "image.disk_reserve"),
+            ("build:\n  memory: 1000\n", "build.memory"),
+            ("build:\n  cpus: -1\n", "build.cpus"),
+            ("build:\n  pids: -1\n", "build.pids"),
+            ("build:\n  max_output: 10\n", "build.max_output"),
             (
                 "image:\n  slow_download_window: 0s\n",
                 "image.slow_download_window",

@@ -26,6 +26,8 @@ pub enum Kind {
     ResourceExhausted,
     /// The RPC or option is not implemented by berth.
     Unimplemented,
+    /// The work was cancelled before it finished (the caller went away, berthd is stopping).
+    Cancelled,
     /// A bug or an unexpected host failure.
     Internal,
 }
@@ -48,6 +50,7 @@ pub fn to_status<E: Classify + Display>(err: &E) -> tonic::Status {
         Kind::PermissionDenied => tonic::Code::PermissionDenied,
         Kind::ResourceExhausted => tonic::Code::ResourceExhausted,
         Kind::Unimplemented => tonic::Code::Unimplemented,
+        Kind::Cancelled => tonic::Code::Cancelled,
         Kind::Internal => tonic::Code::Internal,
     };
     tonic::Status::new(code, err.to_string())

@@ -99,11 +99,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("sweep the image store")?;
     let admin = crate::admin::Admin::new(images.clone());
-    let transfer = crate::admin::Transfer::new(images.clone());
+    let transfer = crate::admin::Transfer::new(images.clone(), config.image.max_import_bytes);
     let builder = Arc::new(crate::build::Builder {
         images: images.clone(),
         shim: shim.clone(),
         dir: config.root_dir.join("build"),
+        limits: config.build.clone(),
+        driver: config.cgroup.driver,
+        disk_reserve: crate::image::unpack::DiskReserve::parse(&config.image.disk_reserve)
+            .map_err(|e| anyhow::anyhow!("image.disk_reserve: {e}"))?,
     });
     builder.sweep();
     let admin_images = crate::admin::Images::new(images.clone(), builder);

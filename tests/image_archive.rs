@@ -135,6 +135,64 @@ async fn exported_image_imported_on_a_fresh_daemon_runs_a_container() {
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
 }
 
+/// The upload is spooled to disk before it is read: it stops at `image.max_import_bytes` and
+/// at the disk reserve, with ResourceExhausted naming the key, and leaves nothing behind.
+#[tokio::test]
+async fn the_import_spool_is_capped_and_keeps_the_disk_reserve() {
+    let r = registries();
+    let a = Daemon::start(&format!(
+        "registries:\n  \"{}\":\n    insecure: true\n",
+        r.plain
+    ));
+    let image = format!("{}/library/busybox:latest", r.plain);
+    pull(&mut a.client().await, &image).await;
+    let archive = export(&a, &[&image], "oci").await;
+    let small = Daemon::start("image:\n  max_import_bytes: 65536\n");
+    let err = import(&small, &archive).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("image.max_import_bytes"), "{err:?}");
+    assert_eq!(stored_files(&small), Vec::<String>::new());
+    // berthd's data on a 16 MiB tmpfs with a 60% reserve: the first 8 MiB of spool do not fit.
+    let mut root = std::path::PathBuf::new();
+    let full = Daemon::start_with(
+        |dir| {
+            root = dir.join("root");
+            std::fs::create_dir_all(&root).unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(status.success(), "mount a tmpfs (needs root)");
+        },
+        "image:\n  disk_reserve: 60%\n",
+    );
+    let unmount = scopeguard(root.clone());
+    let err = import(&full, &archive).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("image.disk_reserve"), "{err:?}");
+    assert_eq!(stored_files(&full), Vec::<String>::new());
+    assert!(image_names(&full).await.is_empty());
+    drop(full);
+    drop(unmount);
+}
+
+/// Unmounts a tmpfs on drop.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn scopeguard(path: std::path::PathBuf) -> Unmount {
+    Unmount(path)
+}
+
 /// A docker-save archive as Docker before version 25 wrote it: `<id>/layer.tar` (uncompressed),
 /// `<id>/VERSION`, `<id>/json`, `<config hex>.json`, `manifest.json` and `repositories`.
 #[tokio::test]

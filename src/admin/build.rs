@@ -38,6 +38,15 @@ pub fn start(builder: Arc<Builder>, request: proto::BuildRequest) -> Result<Buil
         target: (!request.target.is_empty()).then(|| request.target.clone()),
         build_args: request.build_args.into_iter().collect(),
         no_cache: request.no_cache,
+        network_host: match request.network.as_str() {
+            "" | "none" => false,
+            "host" => true,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "build network {other:?} is neither \"none\" nor \"host\""
+                )));
+            }
+        },
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<proto::BuildOutput, Status>>();
     let lines = tx.clone();

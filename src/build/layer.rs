@@ -9,10 +9,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::BuildError;
+use super::space::{Reserve, from_io};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::Descriptor;
 use crate::image::store::ImageStore;
-use crate::image::unpack::{Limits, unpack_layer};
+use crate::image::unpack::{UnpackError, unpack_layer};
 
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -44,14 +45,14 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 fn io(what: &str) -> impl FnOnce(io::Error) -> BuildError + '_ {
-    move |e| BuildError::Layer(format!("{what}: {e}"))
+    move |e| from_io(what, e, |e| BuildError::Layer(format!("{what}: {e}")))
 }
 
-/// Writes `upper` as a tar to `out`; returns its diff id.
-pub fn tar_upper(upper: &Path, out: &Path) -> Result<Digest, BuildError> {
+/// Writes `upper` as a tar to `out`, leaving the disk reserve free; returns its diff id.
+pub fn tar_upper(upper: &Path, out: &Path, reserve: &Reserve) -> Result<Digest, BuildError> {
     let file = File::create(out).map_err(io("create the layer tar"))?;
     let mut hashing = Hashing {
-        inner: BufWriter::new(file),
+        inner: BufWriter::new(reserve.guard(file)),
         hasher: Hasher::default(),
         written: 0,
     };
@@ -93,7 +94,7 @@ fn add_dir<W: Write>(
         }
         builder
             .append_path_with_name(&path, &rel)
-            .map_err(|e| BuildError::Layer(format!("{rel}: {e}")))?;
+            .map_err(io(&rel))?;
         if meta.is_dir() {
             if opaque(&path) {
                 empty_file(builder, &format!("{rel}/.wh..wh..opq"))?;
@@ -112,7 +113,7 @@ fn empty_file<W: Write>(builder: &mut tar::Builder<W>, name: &str) -> Result<(),
     header.set_cksum();
     builder
         .append_data(&mut header, name, io::empty())
-        .map_err(|e| BuildError::Layer(format!("{name}: {e}")))
+        .map_err(io(name))
 }
 
 /// Whether overlayfs marked `dir` opaque (its lower contents hidden).
@@ -131,6 +132,7 @@ pub fn commit(
     tar: &Path,
     diff_id: &Digest,
     parent: Option<&Digest>,
+    reserve: &Reserve,
 ) -> Result<(Layer, Digest), BuildError> {
     let mut writer = images
         .content
@@ -148,7 +150,7 @@ pub fn commit(
             }
         }
         let mut hashing = Hashing {
-            inner: ToBlob(&mut writer),
+            inner: reserve.guard(ToBlob(&mut writer)),
             hasher: Hasher::default(),
             written: 0,
         };
@@ -172,8 +174,13 @@ pub fn commit(
             .staging()
             .map_err(|e| BuildError::Layer(e.to_string()))?;
         let reader = File::open(tar).map_err(io("open the layer tar"))?;
-        let unpacked = unpack_layer(reader, staging.path(), &Limits::bytes(u64::MAX))
-            .map_err(|e| BuildError::Layer(format!("unpack the new layer: {e}")))?;
+        let unpacked =
+            unpack_layer(reader, staging.path(), &reserve.limits()).map_err(|e| match e {
+                UnpackError::DiskReserve(reason) => {
+                    BuildError::DiskReserve(format!("unpack the new layer: {reason}"))
+                }
+                e => BuildError::Layer(format!("unpack the new layer: {e}")),
+            })?;
         images
             .snapshots
             .commit(
@@ -225,7 +232,12 @@ mod tests {
         )
         .expect("mknod needs root");
         let out = dir.path().join("layer.tar");
-        let diff_id = tar_upper(&upper, &out).unwrap();
+        let reserve = Reserve::new(
+            dir.path().to_path_buf(),
+            crate::image::unpack::DiskReserve::NONE,
+        )
+        .unwrap();
+        let diff_id = tar_upper(&upper, &out, &reserve).unwrap();
         assert_eq!(diff_id, Digest::of(&read(&out)));
         let mut archive = tar::Archive::new(File::open(&out).unwrap());
         let names: Vec<String> = archive

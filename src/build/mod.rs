@@ -11,8 +11,11 @@ pub mod dockerfile;
 pub mod expand;
 mod image;
 mod layer;
+mod output;
 mod plan;
 mod run;
+mod sandbox;
+mod space;
 mod stage;
 mod steps;
 
@@ -52,15 +55,41 @@ pub enum BuildError {
     Copy(String),
     #[error("layer: {0}")]
     Layer(String),
+    /// A base image (`FROM`, `COPY --from`) that is not in the store.
     #[error("image {image}: {reason}")]
     Base { image: String, reason: String },
+    /// A base image name that does not parse.
+    #[error("image {image}: {reason}")]
+    BaseName { image: String, reason: String },
+    /// Pulling a base image failed; its code is the pull's.
+    #[error("image {image}: {source}")]
+    Pull {
+        image: String,
+        source: Box<crate::image::service::ImageError>,
+    },
     #[error("store: {0}")]
     Store(String),
+    /// Going on would take the data filesystem's free space below `image.disk_reserve`.
+    #[error("{0}")]
+    DiskReserve(String),
 }
 
 impl BuildError {
     pub fn parse(line: usize, reason: String) -> BuildError {
         BuildError::Parse { line, reason }
+    }
+
+    /// A context or source error of instruction `ins` (a missing or escaping COPY source),
+    /// with its line; other errors as they are.
+    pub fn at(self, ins: &dockerfile::Instruction) -> BuildError {
+        match self {
+            BuildError::Context(reason) | BuildError::Source(reason) => BuildError::Step {
+                line: ins.line,
+                instruction: ins.keyword.clone(),
+                reason,
+            },
+            other => other,
+        }
     }
 }
 
@@ -73,6 +102,9 @@ impl Classify for BuildError {
             | BuildError::Step { .. } => Kind::InvalidArgument,
             BuildError::RunFailed { .. } => Kind::FailedPrecondition,
             BuildError::Base { .. } => Kind::NotFound,
+            BuildError::BaseName { .. } => Kind::InvalidArgument,
+            BuildError::Pull { source, .. } => source.kind(),
+            BuildError::DiskReserve(_) => Kind::ResourceExhausted,
             BuildError::Run(_)
             | BuildError::Copy(_)
             | BuildError::Layer(_)
@@ -91,6 +123,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub no_cache: bool,
+    /// RUN steps use the host's network instead of a namespace with only loopback.
+    pub network_host: bool,
 }
 
 /// The builder berthd serves `Build` with.
@@ -100,6 +134,12 @@ pub struct Builder {
     pub shim: PathBuf,
     /// `<root_dir>/build`: the layer cache and the steps' scratch dirs.
     pub dir: PathBuf,
+    /// Limits of RUN steps and their output.
+    pub limits: crate::config::BuildConfig,
+    /// How RUN steps' cgroups are made.
+    pub driver: crate::cgroup::Driver,
+    /// Free space a build leaves on the data filesystem (`image.disk_reserve`).
+    pub disk_reserve: crate::image::unpack::DiskReserve,
 }
 
 /// Progress lines of a build go here.
@@ -159,6 +199,7 @@ impl Builder {
             stage_names: plan.stages.iter().map(|s| s.name.clone()).collect(),
             step: 0,
             steps: plan.step_count(),
+            reserve: space::Reserve::new(self.dir.clone(), self.disk_reserve)?,
         };
         let built = run.all(&plan).await?;
         let id = image::commit(self, &built, &request.tags)?;
@@ -175,18 +216,24 @@ impl Builder {
         name: &str,
         output: &Output,
     ) -> Result<crate::image::store::ImageRecord, BuildError> {
-        let bad = |reason: String| BuildError::Base {
-            image: name.to_string(),
-            reason,
-        };
-        if let Some(record) = self.images.status(name).map_err(|e| bad(e.to_string()))? {
+        if let Some(record) = self
+            .images
+            .status(name)
+            .map_err(|e| BuildError::Store(format!("image {name}: {e}")))?
+        {
             return Ok(record);
         }
-        let reference: ImageRef = name.parse().map_err(|e| bad(format!("{e}")))?;
+        let reference: ImageRef = name.parse().map_err(|e| BuildError::BaseName {
+            image: name.to_string(),
+            reason: format!("{e}"),
+        })?;
         output(format!("pulling {reference}"));
         self.images
             .pull(&reference, None)
             .await
-            .map_err(|e| bad(e.to_string()))
+            .map_err(|e| BuildError::Pull {
+                image: name.to_string(),
+                source: Box::new(e),
+            })
     }
 }

@@ -1,16 +1,24 @@
 //! Running one RUN step: an overlay of the parent's snapshot chain with a fresh upper dir,
-//! mounted as the rootfs of a container made by berth's own executor (new mount, pid, ipc and
-//! uts namespaces; the host's network), through `berth-shim build-run`, a short-lived helper
-//! that is the child subreaper the executor needs (berthd itself never is one). Output is
-//! streamed line by line.
+//! mounted as the rootfs of a container made by berth's own executor (isolation and limits in
+//! `sandbox.rs`), through `berth-shim build-run`, a short-lived helper that is the child
+//! subreaper the executor needs (berthd itself never is one). The step's stdout and stderr
+//! share one pipe, read in bounded pieces (`output.rs`). The step ends with the build: when
+//! berthd drops the step (a cancelled build) or dies, the helper's stdin reaches its end and the
+//! helper kills the container; the helper, and berthd when it is there, then kill everything
+//! left in the step's cgroup and remove it.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use oci_spec::runtime::{LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec, UserBuilder};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use tokio::io::AsyncReadExt as _;
 
 use super::BuildError;
+use super::output::Clip;
+use super::sandbox::{self, Isolation, StepCgroup};
+use crate::cgroup::Driver;
+use crate::config::BuildConfig;
 use crate::snapshot::mount::{Overlay, mount_overlay, unmount_path};
 
 /// What to run and where.
@@ -24,6 +32,27 @@ pub struct RunStep<'a> {
     pub env: Vec<String>,
     pub cwd: String,
     pub user: String,
+    pub limits: &'a BuildConfig,
+    pub driver: Driver,
+    pub network_host: bool,
+}
+
+/// The step's rootfs mount, unmounted on drop (a cancelled step included).
+struct Mounted(Option<PathBuf>);
+
+impl Mounted {
+    fn unmount(mut self) -> Result<(), BuildError> {
+        let path = self.0.take().expect("mounted");
+        unmount_path(&path).map_err(|e| BuildError::Run(format!("unmount {}: {e}", path.display())))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = unmount_path(&path);
+        }
+    }
 }
 
 /// Runs the step; sends each output line to `output`. Returns the exit code; the upper dir
@@ -51,10 +80,11 @@ pub async fn run(
         volatile: true,
     };
     mount_overlay(&overlay, &rootfs).map_err(|e| BuildError::Run(e.to_string()))?;
+    let mounted = Mounted(Some(rootfs.clone()));
     let result = run_mounted(&step, &rootfs, output).await;
-    let unmounted = unmount_path(&rootfs);
+    let unmounted = mounted.unmount();
     let code = result?;
-    unmounted.map_err(|e| BuildError::Run(format!("unmount {}: {e}", rootfs.display())))?;
+    unmounted?;
     Ok(code)
 }
 
@@ -67,85 +97,60 @@ async fn run_mounted(
     let group = crate::runtime::image_etc::read_in_root(rootfs, "etc/group").unwrap_or_default();
     let user = crate::spec::resolve_user(&step.user, &passwd, &group)
         .map_err(|e| BuildError::Run(format!("USER {}: {e}", step.user)))?;
-    let spec = spec(step, rootfs, &user)?;
+    // Dropped last: kills whatever is left of the step and removes its cgroup.
+    let cgroup = StepCgroup::create(step.driver, step.limits)?;
+    let command = sandbox::Command {
+        args: &step.args,
+        env: &step.env,
+        cwd: &step.cwd,
+        user: &user,
+    };
+    let isolation = Isolation {
+        limits: step.limits,
+        network_host: step.network_host,
+        cgroup: Some(cgroup.oci_path()),
+    };
+    let spec = sandbox::spec(&command, rootfs, &isolation)?;
     let bundle = step.dir.join("bundle");
     std::fs::create_dir_all(&bundle).map_err(|e| BuildError::Run(e.to_string()))?;
     spec.save(bundle.join("config.json"))
         .map_err(|e| BuildError::Run(format!("write the step's spec: {e}")))?;
-    let mut child = tokio::process::Command::new(step.shim)
+    let pipe_error = |e: std::io::Error| BuildError::Run(format!("output pipe: {e}"));
+    let (reader, writer) = std::io::pipe().map_err(pipe_error)?;
+    let writer = OwnedFd::from(writer);
+    let mut command = tokio::process::Command::new(step.shim);
+    command
         .arg("build-run")
         .arg(&bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+        // Never written: its end tells the helper that the step was dropped.
+        .stdin(Stdio::piped())
+        .stdout(writer.try_clone().map_err(pipe_error)?)
+        .stderr(writer)
+        .kill_on_drop(true);
+    let spawned = command.spawn();
+    // The write ends now live in the helper only: the pipe ends when the step's processes do.
+    drop(command);
+    let mut child = spawned
         .map_err(|e| BuildError::Run(format!("start {} build-run: {e}", step.shim.display())))?;
-    let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
-    let pump = |mut lines: tokio::io::Lines<BufReader<_>>| async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            output(line);
+    let _alive = child.stdin.take();
+    let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
+        .map_err(pipe_error)?;
+    let mut clip = Clip::new(step.limits.max_output);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut forward = |line: String| output(line);
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => clip.feed(&buf[..n], &mut forward),
         }
-    };
-    tokio::join!(pump(stdout), async {
-        let mut lines = stderr;
-        while let Ok(Some(line)) = lines.next_line().await {
-            output(line);
-        }
-    });
+    }
+    clip.finish(&mut forward);
     let status = child
         .wait()
         .await
         .map_err(|e| BuildError::Run(format!("wait for the step: {e}")))?;
+    drop(cgroup);
     Ok(status.code().unwrap_or(128 + 9))
-}
-
-/// The container of a RUN step: the executor's defaults (runc's default spec: capabilities,
-/// masked paths, /proc, /dev), the host's network.
-fn spec(
-    step: &RunStep<'_>,
-    rootfs: &Path,
-    user: &crate::spec::ResolvedUser,
-) -> Result<Spec, BuildError> {
-    let bad = |e: oci_spec::OciSpecError| BuildError::Run(format!("step spec: {e}"));
-    let mut spec = Spec::default();
-    let process = ProcessBuilder::default()
-        .args(step.args.clone())
-        .env(step.env.clone())
-        .cwd(if step.cwd.is_empty() {
-            "/".to_string()
-        } else {
-            step.cwd.clone()
-        })
-        .user(
-            UserBuilder::default()
-                .uid(user.uid)
-                .gid(user.gid)
-                .additional_gids(user.additional_gids.clone())
-                .build()
-                .map_err(bad)?,
-        )
-        .terminal(false)
-        .build()
-        .map_err(bad)?;
-    spec.set_process(Some(process));
-    spec.set_root(Some(
-        RootBuilder::default()
-            .path(rootfs)
-            .readonly(false)
-            .build()
-            .map_err(bad)?,
-    ));
-    spec.set_hostname(Some("berth-build".into()));
-    if let Some(linux) = spec.linux_mut() {
-        if let Some(namespaces) = linux.namespaces_mut() {
-            namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
-        }
-        // The step runs in berthd's cgroup; no cgroup path of its own.
-        linux.set_cgroups_path(None);
-    }
-    Ok(spec)
 }
 
 /// `berth-shim build-run BUNDLE`: the helper process. Becomes a child subreaper, creates and
@@ -162,13 +167,15 @@ pub fn runner_main() -> std::process::ExitCode {
 }
 
 fn runner() -> Result<u8, String> {
-    use nix::sys::wait::{WaitStatus, waitpid};
     let bundle = std::env::args_os()
         .nth(2)
         .ok_or("usage: berth-shim build-run BUNDLE")?;
     let bundle = PathBuf::from(bundle);
-    let spec = Spec::load(bundle.join("config.json")).map_err(|e| e.to_string())?;
+    let mut spec = Spec::load(bundle.join("config.json")).map_err(|e| e.to_string())?;
+    own_network(&mut spec)?;
     crate::exec::set_child_subreaper().map_err(|e| e.to_string())?;
+    let cgroup = step_cgroup(&spec)?;
+    let resources = sandbox::entry_resources(&spec);
     let stdio = crate::exec::Stdio::pipes(
         None,
         std::io::stdout().as_fd_owned()?,
@@ -176,17 +183,92 @@ fn runner() -> Result<u8, String> {
     );
     let executor = crate::exec::Executor::new("/proc/self/exe");
     let created = executor
-        .create(&bundle, &spec, stdio)
+        .create_with(&bundle, &spec, stdio, |pid| match &cgroup {
+            Some(cgroup) => cgroup.enter(pid, &resources).map_err(|e| {
+                crate::exec::ExecError::Setup(format!("enter the step's cgroup: {e}"))
+            }),
+            None => Ok(()),
+        })
         .map_err(|e| e.to_string())?;
-    let pid = nix::unistd::Pid::from_raw(created.pid);
-    created.start().map_err(|e| e.to_string())?;
+    let process = created.process().map_err(|e| e.to_string())?;
+    let started = created.start().map_err(|e| e.to_string());
+    let code = started.and_then(|()| wait(&process));
+    // What is left of the step, and its cgroup, go with it; berthd does the same unless it
+    // is gone.
+    if let Some(cgroup) = &cgroup {
+        let _ = cgroup.kill_all(nix::sys::signal::Signal::SIGKILL);
+        let _ = cgroup.delete();
+    }
+    code
+}
+
+/// A network namespace of the step's own with loopback up, made here (the container inherits
+/// it) because the executor does not bring interfaces up.
+fn own_network(spec: &mut Spec) -> Result<(), String> {
+    let Some(namespaces) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+    else {
+        return Ok(());
+    };
+    let wanted = |n: &oci_spec::runtime::LinuxNamespace| {
+        n.typ() == LinuxNamespaceType::Network && n.path().is_none()
+    };
+    let Some(i) = namespaces.iter().position(wanted) else {
+        return Ok(());
+    };
+    namespaces.remove(i);
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("new network namespace: {e}"))?;
+    crate::sys::net::set_loopback_up().map_err(|e| format!("bring loopback up: {e}"))
+}
+
+/// The step's cgroup, named by `linux.cgroupsPath` (berthd made and limited it).
+fn step_cgroup(spec: &Spec) -> Result<Option<crate::cgroup::Cgroup>, String> {
+    let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) else {
+        return Ok(None);
+    };
+    let path = crate::cgroup::path_from_oci(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let hierarchy = crate::cgroup::Hierarchy::detect().map_err(|e| e.to_string())?;
+    crate::cgroup::Cgroup::open(&hierarchy, &path)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Waits for the step's process and returns its exit code (128 + signal when killed). When
+/// stdin ends (berthd dropped the step or died; it never writes) the process is killed, and
+/// with it, as the init of its pid namespace, everything it started.
+fn wait(process: &crate::exec::ContainerProcess) -> Result<u8, String> {
+    use nix::errno::Errno;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use std::os::fd::AsFd as _;
+    let pid = nix::unistd::Pid::from_raw(process.pid());
+    let stdin = std::io::stdin();
+    let mut berthd_there = true;
     loop {
-        match waitpid(pid, None) {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code as u8),
             Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as u8),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(format!("wait for the step: {e}")),
+        }
+        let mut fds = vec![PollFd::new(process.pidfd(), PollFlags::POLLIN)];
+        if berthd_there {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("wait for the step: {e}")),
+        }
+        let gone = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        if gone {
+            berthd_there = false;
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct Run<'a> {
     pub stage_names: Vec<Option<String>>,
     pub step: usize,
     pub steps: usize,
+    /// The disk reserve every layer written leaves free.
+    pub reserve: super::space::Reserve,
 }
 
 impl Run<'_> {
@@ -106,15 +108,15 @@ impl Run<'_> {
 
     /// A stored image as a starting point.
     pub fn image(&self, name: &str) -> Result<Built, BuildError> {
-        let bad = |reason: String| BuildError::Base {
-            image: name.to_string(),
-            reason,
-        };
+        let bad = |reason: String| BuildError::Store(format!("image {name}: {reason}"));
         let images = &self.builder.images;
         let record = images
             .status(name)
             .map_err(|e| bad(e.to_string()))?
-            .ok_or_else(|| bad("not in the store".into()))?;
+            .ok_or_else(|| BuildError::Base {
+                image: name.to_string(),
+                reason: "not in the store".into(),
+            })?;
         let content = &images.store().content;
         let config_bytes = content.read(&record.id).map_err(|e| bad(e.to_string()))?;
         let config =
@@ -313,7 +315,9 @@ impl Run<'_> {
             return Ok(built);
         }
         let sources = match ins.keyword.as_str() {
-            "COPY" | "ADD" => self.source_digest(&built, ins, &vars)?,
+            "COPY" | "ADD" => self
+                .source_digest(&built, ins, &vars)
+                .map_err(|e| e.at(ins))?,
             _ => String::new(),
         };
         let key = built.key.next(&text, &args_in_scope, &sources);
@@ -328,7 +332,10 @@ impl Run<'_> {
                 hit
             }
             None => {
-                let made = self.make_layer(plan, stage, &built, ins, &vars).await?;
+                let made = self
+                    .make_layer(plan, stage, &built, ins, &vars)
+                    .await
+                    .map_err(|e| e.at(ins))?;
                 cache::store(self.builder, &key, &made.0, &made.1);
                 (self.output)(format!("DONE {:.1}s", started.elapsed().as_secs_f64()));
                 made

@@ -12,6 +12,7 @@ use super::expand::expand;
 use super::layer::{self, Layer};
 use super::plan::Plan;
 use super::run::{self, RunStep};
+use super::space::Reserve;
 use super::stage::{Built, Run};
 use crate::image::digest::Digest;
 use crate::snapshot::mount::{mount_readonly_layers, unmount_path};
@@ -127,13 +128,16 @@ impl Run<'_> {
             }
             _ => self.copy(built, ins, vars, &lowers, &upper, &mut scratch)?,
         }
+        let reserve = &self.reserve;
+        reserve.check(&format!("{} step", ins.keyword), 0)?;
         let tar = scratch.path.join("layer.tar");
-        let diff_id = layer::tar_upper(&upper, &tar)?;
+        let diff_id = layer::tar_upper(&upper, &tar, reserve)?;
         layer::commit(
             self.builder.images.store(),
             &tar,
             &diff_id,
             built.chain.as_ref(),
+            reserve,
         )
     }
 
@@ -165,6 +169,9 @@ impl Run<'_> {
             env,
             cwd: config.working_dir.clone(),
             user: config.user.clone(),
+            limits: &self.builder.limits,
+            driver: self.builder.driver,
+            network_host: self.request.network_host,
         };
         let output = self.output.clone();
         let code = run::run(step, &move |line| output(format!("  | {line}"))).await?;
@@ -226,7 +233,7 @@ impl Run<'_> {
         };
         let apply = Apply {
             owner: match ins.flag("chown") {
-                Some(spec) => Some(self.owner(spec, lowers)?),
+                Some(spec) => Some(self.owner(ins, spec, lowers)?),
                 None => None,
             },
             mode: match ins.flag("chmod") {
@@ -266,7 +273,7 @@ impl Run<'_> {
                     .path
                     .join(format!("archive-{:08x}", rand::random::<u32>()));
                 std::fs::create_dir_all(&unpacked).map_err(|e| BuildError::Copy(e.to_string()))?;
-                extract(&src, &unpacked)?;
+                extract(&src, &unpacked, &self.reserve)?;
                 copy::copy_tree(&unpacked, upper, &target_rel, Apply::default(), &|_| false)?;
             } else if from_context {
                 let context = self.context;
@@ -283,7 +290,12 @@ impl Run<'_> {
     }
 
     /// `--chown=user[:group]` resolved against the stage's `/etc/passwd` and `/etc/group`.
-    fn owner(&self, spec: &str, lowers: &[PathBuf]) -> Result<(u32, u32), BuildError> {
+    fn owner(
+        &self,
+        ins: &Instruction,
+        spec: &str,
+        lowers: &[PathBuf],
+    ) -> Result<(u32, u32), BuildError> {
         let read = |file: &str| {
             lowers
                 .iter()
@@ -292,7 +304,7 @@ impl Run<'_> {
                 .unwrap_or_default()
         };
         let user = crate::spec::resolve_user(spec, &read("etc/passwd"), &read("etc/group"))
-            .map_err(|e| BuildError::Copy(format!("--chown={spec}: {e}")))?;
+            .map_err(|e| step_error(ins, format!("--chown={spec}: {e}")))?;
         Ok((user.uid, user.gid))
     }
 }
@@ -306,17 +318,20 @@ fn is_tar(path: &Path) -> bool {
 }
 
 /// Unpacks a local tar archive with the hardened layer unpacker.
-fn extract(archive: &Path, into: &Path) -> Result<(), BuildError> {
+fn extract(archive: &Path, into: &Path, reserve: &Reserve) -> Result<(), BuildError> {
     let file = std::fs::File::open(archive)
         .map_err(|e| BuildError::Copy(format!("{}: {e}", archive.display())))?;
     let name = archive.to_string_lossy();
-    let limits = crate::image::unpack::Limits::bytes(u64::MAX);
+    let limits = reserve.limits();
     let result = if name.ends_with(".tar") {
         crate::image::unpack::unpack_layer(file, into, &limits)
     } else {
         crate::image::unpack::unpack_layer(flate2::read::GzDecoder::new(file), into, &limits)
     };
-    result
-        .map(|_| ())
-        .map_err(|e| BuildError::Copy(format!("ADD {}: {e}", archive.display())))
+    result.map(|_| ()).map_err(|e| match e {
+        crate::image::unpack::UnpackError::DiskReserve(reason) => {
+            BuildError::DiskReserve(format!("ADD {}: {reason}", archive.display()))
+        }
+        e => BuildError::Copy(format!("ADD {}: {e}", archive.display())),
+    })
 }

@@ -287,6 +287,11 @@ impl Cgroup {
         }
     }
 
+    /// Whether the cgroup's directory is there in any hierarchy.
+    pub fn exists(&self) -> bool {
+        self.dirs().iter().any(|d| d.exists())
+    }
+
     /// Where membership is read: v2's directory, or on v1 the pids, memory or first hierarchy.
     fn primary_dir(&self) -> PathBuf {
         match self.hierarchy.mode() {

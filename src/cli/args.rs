@@ -73,6 +73,9 @@ pub enum Command {
         /// Run every step, ignoring the layer cache.
         #[arg(long)]
         no_cache: bool,
+        /// The network of RUN steps: `none` (only loopback) or `host` (the node's network).
+        #[arg(long, default_value = "none", value_parser = ["none", "host"])]
+        network: String,
     },
     /// Give a stored image another name.
     Tag { source: String, target: String },

@@ -17,6 +17,8 @@ pub struct BuildArgs {
     pub target: Option<String>,
     pub build_args: Vec<String>,
     pub no_cache: bool,
+    /// `none` or `host`.
+    pub network: String,
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -43,6 +45,7 @@ pub async fn build(client: &CriClient, args: BuildArgs) -> anyhow::Result<()> {
         target: args.target.clone().unwrap_or_default(),
         build_args,
         no_cache: args.no_cache,
+        network: args.network.clone(),
     };
     let mut images = client.images.clone();
     let mut stream = images.build(request).await.context("build")?.into_inner();

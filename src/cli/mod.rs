@@ -64,6 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             target,
             build_args,
             no_cache,
+            network,
         } => {
             let args = build::BuildArgs {
                 context,
@@ -72,6 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 target,
                 build_args,
                 no_cache,
+                network,
             };
             build::build(&client, args).await
         }

@@ -165,6 +165,11 @@ impl ImageService {
         self.gc_lock.clone().read_owned().await
     }
 
+    /// Free space pulls, imports and builds leave on the data filesystem.
+    pub fn disk_reserve(&self) -> crate::image::unpack::DiskReserve {
+        self.puller.settings.disk_reserve
+    }
+
     pub fn store(&self) -> &ImageStore {
         &self.images
     }

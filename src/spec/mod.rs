@@ -170,6 +170,15 @@ pub fn container_resources(
     Ok(resources)
 }
 
+/// The device policy of a container that is not privileged and has no devices of its own: deny
+/// all, allow mknod and the default character devices (`berth build`'s RUN steps get it).
+pub fn default_device_rules() -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    linux::resources(None, &[], false, false)
+        .ok()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default()
+}
+
 /// Builds the OCI runtime spec of a container. Pure: same inputs, same spec.
 pub fn container_spec(inputs: &ContainerInputs) -> Result<Spec, SpecError> {
     let container = inputs.container;

@@ -39,6 +39,7 @@ pub async fn build(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         no_cache: false,
+        network: String::new(),
     };
     let mut stream = client.images.build(request).await?.into_inner();
     let mut lines = Vec::new();

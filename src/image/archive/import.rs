@@ -20,7 +20,7 @@ pub async fn import(puller: &Puller, path: &Path) -> Result<Vec<ImageRecord>, Ar
     let platform = puller.settings.platform.clone();
     let plans = tokio::task::spawn_blocking(move || plan(Entries::index(&owned)?, &platform))
         .await
-        .map_err(|e| ArchiveError::Invalid(format!("indexing stopped: {e}")))??;
+        .map_err(|e| ArchiveError::Worker(format!("indexing stopped: {e}")))??;
     let mut fetched = Vec::new();
     let mut claims = Vec::new();
     for ImagePlan { registry, names } in plans {

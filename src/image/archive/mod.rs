@@ -72,6 +72,20 @@ pub enum ArchiveError {
     },
     #[error("archive file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// Spooling the upload failed on the node.
+    #[error("import: spooling the upload: {0}")]
+    Spool(io::Error),
+    /// The upload is larger than `image.max_import_bytes`.
+    #[error(
+        "import: the upload is larger than the limit of {limit} bytes (image.max_import_bytes)"
+    )]
+    SpoolTooLarge { limit: u64 },
+    /// Spooling on would take the data filesystem below `image.disk_reserve`.
+    #[error("import: spooling the upload: {0}")]
+    DiskReserve(String),
+    /// A worker task of the import stopped (panicked or was cancelled).
+    #[error("import: {0}")]
+    Worker(String),
 }
 
 impl Classify for ArchiveError {
@@ -85,12 +99,21 @@ impl Classify for ArchiveError {
                 | PullError::Images(_)
                 | PullError::Worker { .. } => source.kind(),
                 PullError::Unpack {
-                    source: e @ (UnpackError::Io { .. } | UnpackError::TooLarge { .. }),
+                    source:
+                        e @ (UnpackError::Io { .. }
+                        | UnpackError::TooLarge { .. }
+                        | UnpackError::DiskReserve(_)),
                     ..
                 } => e.kind(),
+                PullError::Cancelled => Kind::Cancelled,
                 _ => Kind::InvalidArgument,
             },
-            ArchiveError::Io { .. } => Kind::Internal,
+            ArchiveError::Io { .. } | ArchiveError::Spool(_) | ArchiveError::Worker(_) => {
+                Kind::Internal
+            }
+            ArchiveError::SpoolTooLarge { .. } | ArchiveError::DiskReserve(_) => {
+                Kind::ResourceExhausted
+            }
             _ => Kind::InvalidArgument,
         }
     }

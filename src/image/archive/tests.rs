@@ -53,3 +53,44 @@ fn index_lists_regular_files_only_with_their_bytes() {
         Err(ArchiveError::Missing { .. })
     ));
 }
+
+#[test]
+fn import_failures_map_to_what_the_caller_can_do() {
+    use crate::error::{Classify, Kind};
+    use crate::image::pull::PullError;
+    use crate::image::unpack::UnpackError;
+    let layer: crate::image::digest::Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+    let pull = |source: PullError| ArchiveError::Pull {
+        image: "archive".into(),
+        source: Box::new(source),
+    };
+    let cases = [
+        (
+            pull(PullError::Unpack {
+                layer,
+                source: UnpackError::DiskReserve("below image.disk_reserve".into()),
+            }),
+            Kind::ResourceExhausted,
+        ),
+        (pull(PullError::Cancelled), Kind::Cancelled),
+        (
+            ArchiveError::Worker("indexing stopped: panicked".into()),
+            Kind::Internal,
+        ),
+        (
+            ArchiveError::Spool(std::io::Error::other("disk broke")),
+            Kind::Internal,
+        ),
+        (
+            ArchiveError::SpoolTooLarge { limit: 1 },
+            Kind::ResourceExhausted,
+        ),
+        (
+            ArchiveError::DiskReserve("image.disk_reserve".into()),
+            Kind::ResourceExhausted,
+        ),
+    ];
+    for (error, kind) in cases {
+        assert_eq!(error.kind(), kind, "{error}");
+    }
+}

@@ -228,26 +228,14 @@ impl Pusher<'_> {
         }
     }
 
-    /// The upload URL from a `Location` header, relative to `base`. It must stay on the
-    /// registry's host: the upload carries the registry's authorization.
+    /// The upload URL from a `Location` header, relative to `base` ([`upload_location`]).
     fn location(&self, base: &Url, response: &reqwest::Response) -> Result<Url, RegistryError> {
         let text = response
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| self.bad("upload started without a Location"))?;
-        let url = base
-            .join(text)
-            .map_err(|e| self.bad(format!("Location {text:?}: {e}")))?;
-        let same_host = url.host_str() == base.host_str()
-            && url.port_or_known_default() == base.port_or_known_default();
-        if !same_host {
-            return Err(self.bad(format!(
-                "upload Location {} is on another host; berth uploads only to the registry itself",
-                url.origin().ascii_serialization()
-            )));
-        }
-        Ok(url)
+        upload_location(base, text).map_err(|reason| self.bad(reason))
     }
 
     /// PUTs the whole blob to the upload `location` in one request, streaming the file.
@@ -344,5 +332,51 @@ mod tests {
             "MANIFEST_BLOB_UNKNOWN: blob unknown to registry"
         );
         assert_eq!(registry_message("<html>"), None);
+    }
+}
+
+/// The upload URL a registry's `Location` header names, relative to `base`. It must stay on the
+/// registry's host and port, and on its scheme: the upload carries the registry's
+/// authorization, which must never go to another host or in plain text after TLS.
+pub(crate) fn upload_location(base: &Url, text: &str) -> Result<Url, String> {
+    let url = base
+        .join(text)
+        .map_err(|e| format!("Location {text:?}: {e}"))?;
+    let same_host = url.host_str() == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default();
+    if !same_host {
+        return Err(format!(
+            "upload Location {} is on another host; berth uploads only to the registry itself",
+            url.origin().ascii_serialization()
+        ));
+    }
+    if url.scheme() != base.scheme() {
+        return Err(format!(
+            "upload Location {} switches from {} to {}; berth never downgrades an upload",
+            url.origin().ascii_serialization(),
+            base.scheme(),
+            url.scheme()
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    #[test]
+    fn an_http_location_after_an_https_start_is_refused() {
+        let base = Url::parse("https://reg.example:5000/v2/app/blobs/uploads/").unwrap();
+        let err =
+            upload_location(&base, "http://reg.example:5000/v2/app/blobs/uploads/u1").unwrap_err();
+        assert!(err.contains("never downgrades"), "{err}");
+        for elsewhere in ["https://evil.example:5000/u", "https://reg.example:5001/u"] {
+            let err = upload_location(&base, elsewhere).unwrap_err();
+            assert!(err.contains("another host"), "{err}");
+        }
+        let ok = upload_location(&base, "/v2/app/blobs/uploads/u1?state=x").unwrap();
+        assert_eq!(ok.scheme(), "https");
+        assert_eq!(ok.port(), Some(5000));
     }
 }

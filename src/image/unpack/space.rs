@@ -45,6 +45,53 @@ impl DiskReserve {
         })
     }
 
+    /// The free space a writer on the filesystem holding `path` must leave, and what to call it:
+    /// the reserve, or, when the filesystem is already below it, half of what is free now (as
+    /// a pull's unpack does).
+    pub fn floor(&self, path: &std::path::Path) -> Result<(u64, String), String> {
+        let free = statvfs(path).map_err(|e| format!("free space of {}: {e}", path.display()))?;
+        let bytes = self.bytes(free.total);
+        Ok(if free.available >= bytes {
+            let reason = format!(
+                "the disk reserve (image.disk_reserve: {self}, {bytes} bytes of {})",
+                free.total
+            );
+            (bytes, reason)
+        } else {
+            let reason = format!(
+                "half of the {} bytes free when it started: the data filesystem is already below \
+                 the disk reserve (image.disk_reserve: {self}, {bytes} bytes)",
+                free.available
+            );
+            (free.available / 2, reason)
+        })
+    }
+
+    /// Whether `more` bytes can still be written on the filesystem holding `path` leaving
+    /// `floor` bytes free; the error says what the floor is (`reason`) and the numbers.
+    pub fn room_above(
+        path: &std::path::Path,
+        floor: u64,
+        reason: &str,
+        more: u64,
+    ) -> Result<(), String> {
+        let free = statvfs(path).map_err(|e| format!("free space of {}: {e}", path.display()))?;
+        if free.available >= floor.saturating_add(more) {
+            return Ok(());
+        }
+        Err(format!(
+            "data filesystem has {} bytes free; {more} more would take it below {reason}",
+            free.available
+        ))
+    }
+
+    /// Whether `more` bytes can be written on the filesystem holding `path` now, leaving the
+    /// reserve ([`DiskReserve::floor`]) free.
+    pub fn room_for(&self, path: &std::path::Path, more: u64) -> Result<(), String> {
+        let (floor, reason) = self.floor(path)?;
+        DiskReserve::room_above(path, floor, &reason, more)
+    }
+
     /// The reserve in bytes on a filesystem of `total` bytes.
     pub fn bytes(&self, total: u64) -> u64 {
         match *self {
