@@ -20,6 +20,17 @@ cleanup_host() {
   rm -rf "$1" "$1".*
 }
 cleanup() { cleanup_host "$HOST"; }
+# answers ROOT: the berthd installed under ROOT answers crictl within 20 s (install.sh waits for its
+# socket only; a loaded machine can take longer than crictl's 2 s to finish berthd's start).
+answers() {
+  local i
+  for ((i = 0; i < 40; i++)); do
+    crictl --runtime-endpoint "unix://$1/run/berth/berth.sock" version 2>/dev/null |
+      grep -q 'RuntimeName:  berth' && return 0
+    sleep 0.5
+  done
+  return 1
+}
 trap cleanup EXIT
 
 # The stand-in for `nsenter ... systemctl`: records each call; start/restart run the installed daemon.
@@ -61,7 +72,7 @@ cmp -s "$E2E_ROOT/manifests/berthd.service" "$HOST/etc/systemd/system/berthd.ser
 cmp -s "$HOST.config.yaml" "$HOST/etc/berth/config.yaml" || fail "config not installed"
 [[ $(cat "$CALLS") == $'systemctl daemon-reload\nsystemctl enable berthd.service\nsystemctl restart berthd.service' ]] ||
   fail "first install ran: $(cat "$CALLS")"
-crictl --runtime-endpoint "unix://$HOST/run/berth/berth.sock" version | grep -q 'RuntimeName:  berth' ||
+answers "$HOST" ||
   fail "installed berthd does not answer crictl"
 pass "first install: binaries, unit, config, berthd answers crictl"
 
@@ -185,7 +196,7 @@ cmp -s "$E2E_ROOT/manifests/berthd.service" "$HOST2/etc/systemd/system/berthd.se
 cmp -s "$E2E_ROOT/manifests/config.yaml" "$HOST2/etc/berth/config.yaml" || fail "image's config not installed"
 [[ $(cat "$CALLS2") == $'systemctl daemon-reload\nsystemctl enable berthd.service\nsystemctl restart berthd.service' ]] ||
   fail "installer image ran: $(cat "$CALLS2")"
-crictl --runtime-endpoint "unix://$HOST2/run/berth/berth.sock" version | grep -q 'RuntimeName:  berth' ||
+answers "$HOST2" ||
   fail "berthd installed by the image does not answer crictl"
 crictl_b rmp -f "$POD" >/dev/null
 pass "the installer image, run as the DaemonSet runs it, installs berth through its nsenter"
