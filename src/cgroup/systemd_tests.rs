@@ -33,6 +33,33 @@ fn wait_gone(unit: &str) {
     }
 }
 
+/// An idle `sleep` killed and reaped when the test ends, however it ends (on no output pipe).
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    fn spawn() -> Sleeper {
+        let child = Command::new("sleep")
+            .arg("1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Sleeper(child)
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn systemd_driver_makes_limits_and_removes_units() {
     require_root();
@@ -158,13 +185,13 @@ fn a_held_scope_keeps_its_oom_kill_until_released() {
         ..Resources::default()
     };
     cg.enter(hog.id() as i32, &r).unwrap();
-    let mut sibling = Command::new("sleep").arg("1000").spawn().unwrap();
-    cg.add_process(sibling.id() as i32).unwrap();
-    let mut holder = Command::new("sleep").arg("1000").spawn().unwrap();
-    cg.hold(holder.id() as i32).unwrap();
+    let mut sibling = Sleeper::spawn();
+    cg.add_process(sibling.pid()).unwrap();
+    let holder = Sleeper::spawn();
+    cg.hold(holder.pid()).unwrap();
     let mut pids = cg.pids().unwrap();
     pids.sort();
-    let mut expected = vec![hog.id() as i32, sibling.id() as i32];
+    let mut expected = vec![hog.id() as i32, sibling.pid()];
     expected.sort();
     assert_eq!(
         pids, expected,
@@ -178,7 +205,7 @@ fn a_held_scope_keeps_its_oom_kill_until_released() {
         Some(9),
         "the hog is OOM-killed"
     );
-    let sibling_status = sibling.wait().unwrap();
+    let sibling_status = sibling.0.wait().unwrap();
     assert_eq!(
         sibling_status.signal(),
         Some(9),
@@ -194,8 +221,7 @@ fn a_held_scope_keeps_its_oom_kill_until_released() {
     assert!(dir.exists());
 
     // Let go: systemd stops the now empty scope and collects it on its own.
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    drop(holder);
     wait_gone(&scope);
     assert!(!dir.exists(), "the scope's cgroup is gone");
     cg.delete().unwrap();
@@ -236,8 +262,8 @@ fn a_pod_level_oom_kill_is_the_containers_and_stays_readable() {
         .spawn()
         .unwrap();
     cg.enter(hog.id() as i32, &Resources::default()).unwrap();
-    let mut holder = Command::new("sleep").arg("1000").spawn().unwrap();
-    cg.hold(holder.id() as i32).unwrap();
+    let holder = Sleeper::spawn();
+    cg.hold(holder.pid()).unwrap();
 
     hog.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert_eq!(
@@ -251,8 +277,7 @@ fn a_pod_level_oom_kill_is_the_containers_and_stays_readable() {
         "the pod's OOM kill is the container's"
     );
 
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    drop(holder);
     wait_gone(&scope_name(&id));
     cg.delete().unwrap();
     release_parent(Driver::Systemd, &slice).unwrap();
