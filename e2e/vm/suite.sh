@@ -22,16 +22,12 @@ export PATH=$PATH:$HOME/.cargo/bin
 PLAN=(
   "cgroupfs: lib cgroup::"
   "runtime_pod stats_come_from_cgroups_and_the_writable_layer update_container_resources_changes_the_cgroup shims_leave_berthds_cgroup"
-  # The OOM report races systemd's collection of the empty scope (docs/operations.md, known race).
-  "cgroupfs: runtime_pod a_memory_hog_is_oom_killed_and_reported"
+  "runtime_pod a_memory_hog_is_oom_killed_and_reported"
   "isolation a_hostile_container_stays_inside"
   "cgroupfs: metrics pod_metrics_come_from_the_running_pod"
   "cgroupfs: cri_foundation runtime_config_reports_the_cgroup_driver the_systemd_driver_needs_systemd_on_cgroup_v2"
   "runtime_handlers runc_handler_runs_the_pod_lifecycle crun_is_refused_clearly_or_works"
-  # With the systemd driver the container's scope can be gone (systemd collects an empty
-  # transient scope) before the shim reads its memory.events, so an OOM kill is sometimes
-  # reported as Error: a known race (docs/operations.md), checked here with cgroupfs only.
-  "cgroupfs: runtime_handlers oom_killed"
+  "runtime_handlers oom_killed"
   "cgroupfs: pressure stats_carry_pressure_exactly_where_the_kernel_has_it"
   "cgroupfs: pod_resize a_pod_resize_reaches_the_pod_cgroup_and_survives_a_restart"
 )

@@ -15,7 +15,8 @@
 //! directories itself (a pod parent in systemd's slice form is used as the slice's directory,
 //! [`expand_slice`]); `systemd` makes the pod's slice and the container's scope transient units
 //! over D-Bus (`systemd.rs`), limits through unit properties (`unit_props.rs`). Callers name a
-//! cgroup by its cgroupfs path either way; [`Cgroup`] knows a scope when it sees one.
+//! cgroup by its cgroupfs path either way; [`Cgroup`] knows a scope when it sees one. systemd
+//! removes a scope's cgroup once it is empty, so its reader can hold it (`hold.rs`).
 
 mod detail;
 mod device_bpf;
@@ -25,6 +26,7 @@ mod error;
 mod fs;
 mod group;
 mod hierarchy;
+mod hold;
 mod psi;
 mod resources;
 mod slice;
@@ -53,6 +55,7 @@ pub use driver::{Driver, Unit, is_container_cgroup, path_from_oci, scope_name, u
 pub use error::CgroupError;
 pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};
+pub use hold::HOLD_CGROUP;
 pub use psi::{Pressure, Psi, PsiLine};
 pub use resources::{Resources, shares_to_weight};
 pub use slice::{expand_slice, is_slice_name};

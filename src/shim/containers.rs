@@ -96,6 +96,7 @@ async fn create_reserved(
         io: None,
         exit_tx,
         runner: runner.clone(),
+        hold: None,
     };
     sup.blocking(move |sup| {
         // The container enters the table before the gate opens, so the reaper knows its pid.
@@ -118,6 +119,7 @@ async fn create_reserved(
                 id: id.clone(),
                 source,
             })?;
+        container.hold = hold_scope(&id, container.cgroup.as_ref());
         container.pid = pid;
         container.init = Some(init);
         container.phase = Phase::Created(created);
@@ -128,6 +130,27 @@ async fn create_reserved(
         Ok(pid.unsigned_abs())
     })
     .await?
+}
+
+/// A hold on the container's cgroup when systemd would remove it as soon as the container's
+/// processes are gone (`hold.rs`). Without one the container still runs; only an OOM kill may
+/// then go unreported, so a failure is logged, not returned.
+fn hold_scope(id: &str, cgroup: Option<&crate::cgroup::Cgroup>) -> Option<super::hold::Hold> {
+    let cgroup = cgroup.filter(|c| c.removed_when_empty())?;
+    match super::hold::spawn(cgroup) {
+        Ok(hold) => {
+            tracing::debug!(container_id = id, pid = hold.pid(), "holding the scope");
+            Some(hold)
+        }
+        Err(e) => {
+            tracing::warn!(
+                container_id = id,
+                "no hold on {}: an OOM kill may be reported as Error: {e}",
+                cgroup.path()
+            );
+            None
+        }
+    }
 }
 
 /// Lets a created container execute its program.

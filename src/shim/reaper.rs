@@ -94,6 +94,8 @@ fn route(sup: &Supervisor, table: &mut Table, status: WaitStatus) {
 /// Makes a container's exit durable and known: the exit file, then its state, then the Events
 /// broadcast (nobody listening is fine: subscribers replay exits from the table).
 pub(crate) fn record_exit(sup: &Supervisor, container: &mut Container, exit: Exit) {
+    // Its cgroup has been read: systemd may collect the scope once the processes are gone.
+    container.hold = None;
     if let Err(e) = exit_file::write(&container.bundle, &exit) {
         tracing::error!(
             container_id = container.id,

@@ -76,6 +76,8 @@ pub(crate) struct Container {
     pub exit_tx: watch::Sender<Option<Exit>>,
     /// What created its process and runs its execs.
     pub runner: std::sync::Arc<dyn Runner>,
+    /// Keeps its systemd scope (and `memory.events`) until its exit is recorded (`hold.rs`).
+    pub hold: Option<super::hold::Hold>,
 }
 
 impl Container {
