@@ -296,15 +296,6 @@ our_shims() {
   local p
   for p in /proc/[0-9]*; do [[ $(readlink "$p/exe" 2>/dev/null) == "$SHIM" ]] && echo "${p#/proc/}"; done
 }
-# kubelet's pod cgroups: directories pod<uid> (cgroupfs), slices kubepods-*pod<uid>.slice (systemd).
-pod_cgroups() {
-  if ((CG_V2)); then
-    find /sys/fs/cgroup/kubepods /sys/fs/cgroup/kubepods.slice -mindepth 1 -type d \
-      \( -name 'pod*' -o -name '*-pod*.slice' \) 2>/dev/null
-  else
-    find /sys/fs/cgroup/*/"$CGROOT" -type d -name 'pod*' 2>/dev/null
-  fi
-}
 # cgroups named after a sandbox or container id of this run.
 our_cgroups() { find /sys/fs/cgroup -type d 2>/dev/null | grep -F -f <(grep . <<<"$SEEN_IDS" || true); }
 # mounts under berthd's directories (its state/pods mount itself stays until berthd stops).

@@ -54,13 +54,23 @@ wait_for() {
 # The v1 hierarchies kubelet and berth use (on a hybrid host, not the unified one).
 cgroup_hierarchies() { find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d ! -name unified; }
 
+# kubelet's pod cgroups: directories pod<uid> (cgroupfs), slices kubepods-*pod<uid>.slice (systemd).
+pod_cgroups() {
+  if ((CG_V2)); then
+    find /sys/fs/cgroup/kubepods /sys/fs/cgroup/kubepods.slice -mindepth 1 -type d \
+      \( -name 'pod*' -o -name '*-pod*.slice' \) 2>/dev/null
+  else
+    find /sys/fs/cgroup/*/"$CGROOT" -type d -name 'pod*' 2>/dev/null
+  fi
+}
+
 # make_cgroup_root: the cgroup kubelet's pods live under (kubelet requires it to exist), in every
 # v1 hierarchy. On v2 kubelet's default root, which no other kubelet may be using.
 make_cgroup_root() {
   local h
   if ((CG_V2)); then
-    [[ ! -e /sys/fs/cgroup/kubepods && ! -e /sys/fs/cgroup/kubepods.slice ]] ||
-      fail "/sys/fs/cgroup/kubepods(.slice) exists: another kubelet runs here"
+    # QoS slices another berth run started may stay; pod cgroups mean a kubelet runs here.
+    [[ -z $(pod_cgroups) ]] || fail "kubelet pod cgroups exist: another kubelet runs here: $(pod_cgroups)"
     return
   fi
   for h in $(cgroup_hierarchies); do

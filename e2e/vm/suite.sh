@@ -79,14 +79,13 @@ if [[ ${1:-} == --guest ]]; then
     for line in "${E2E[@]}"; do
       script=$(for_driver "$1" "$line") || continue
       echo "=== vm suite [$1]: $script"
-      t=$SECONDS
-      skip=env_bytes
+      local t0=$SECONDS skip=env_bytes
       [[ $1 == systemd ]] && skip+=" oomkilled"
       if ! BERTH_E2E_CGROUP_DRIVER=$1 BERTH_E2E_CRICTL_TIMEOUT=120s BERTH_E2E_TIME_SCALE=6 \
         BERTH_E2E_KUBELET_SKIP=$skip BERTHD=$CARGO_TARGET_DIR/debug/berthd bash "$script"; then
         failed+=("$script[$1]")
       fi
-      echo "=== vm suite [$1]: $script: $((SECONDS - t)) s"
+      echo "=== vm suite [$1]: $script: $((SECONDS - t0)) s"
     done
   }
   for driver in "${DRIVERS[@]}"; do
