@@ -11,8 +11,13 @@
 # values it wants, so this shared machine's sysctls stay untouched (on a real node kubelet sets
 # them itself); that namespace drops its copies of the mounts kubelet does not need, so it pins
 # no one else's overlay or network namespace. Its pods' cgroups live under a cgroup root made for
-# this run and removed at the end. Ports: KUBELET_PORT (10250), KUBELET_READONLY_PORT (10255),
-# KUBELET_HEALTHZ_PORT (10248), all on 127.0.0.1; the script fails if one is taken.
+# this run and removed at the end. On pure cgroup v2 (the e2e/vm guest: e2e/vm/suite.sh runs it)
+# kubelet keeps its defaults (no failCgroupV1 override, its own cgroup root) and both berthd and
+# kubelet use the cgroup driver BERTH_E2E_CGROUP_DRIVER (cgroupfs or systemd); a check asserts that
+# `crictl info` and kubelet name it. BERTH_KUBELET_DIR: a directory holding kubelet (instead of
+# building it); BERTH_E2E_TIME_SCALE, BERTH_E2E_KUBELET_SKIP: e2e/kubelet/lib.sh.
+# Ports: KUBELET_PORT (10250), KUBELET_READONLY_PORT (10255), KUBELET_HEALTHZ_PORT (10248), all on
+# 127.0.0.1; the script fails if one is taken.
 source "$(dirname "$0")/lib.sh"
 source "$E2E_ROOT/e2e/kubelet/lib.sh"
 source "$E2E_ROOT/e2e/kubelet/pods.sh"
@@ -33,7 +38,8 @@ for port in "$PORT" "$RO_PORT" "$HZ_PORT"; do
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "127.0.0.1:$port is in use (another kubelet?)"
 done
 
-KUBELET_DIR=$("$E2E_ROOT/hack/k8s/build.sh" kubelet) || fail "hack/k8s/build.sh kubelet failed"
+KUBELET_DIR=${BERTH_KUBELET_DIR:-}
+[[ -n $KUBELET_DIR ]] || KUBELET_DIR=$("$E2E_ROOT/hack/k8s/build.sh" kubelet) || fail "hack/k8s/build.sh kubelet failed"
 KUBELET=$KUBELET_DIR/kubelet
 
 # berthd and berth-shim are linked (or copied) elsewhere, so a rebuild cannot swap them mid-run
@@ -79,7 +85,8 @@ write_kubelet_config
 HOSTPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 write_pods
 start_kubelet
-wait_for 60 ro /pods || { tail -30 "$KUBELET_LOG" >&2; fail "kubelet did not serve /pods on 127.0.0.1:$RO_PORT"; }
+wait_for 60 eval 'ro /pods || ! kill -0 "$KUBELET_PID"'
+ro /pods >/dev/null || { tail -30 "$KUBELET_LOG" >&2; fail "kubelet did not serve /pods on 127.0.0.1:$RO_PORT"; }
 kubelet_up >/dev/null || { tail -30 "$KUBELET_LOG" >&2; fail "kubelet is not healthy"; }
 
 STABLE_PODS=(init hostnet sharedpid emptydir limits)
@@ -97,6 +104,16 @@ pods_run() {
     [[ -n $(sandbox_of "$p") ]] || bad "crictl pods has no ready sandbox for $p-$NODE" || return
   done
 }
+driver() {
+  local got
+  got=$(crictl_b info | jq -r .config.cgroup.driver)
+  [[ $got == "$CG_DRIVER" ]] || bad "crictl info: cgroup driver $got, want $CG_DRIVER" || return
+  grep -q "Using cgroup driver setting received from the CRI runtime.*cgroupDriver=\"$CG_DRIVER\"" "$KUBELET_LOG" ||
+    bad "kubelet's log: $(grep -m1 -i 'cgroup driver' "$KUBELET_LOG")" || return
+  ! grep -q 'failCgroupV1' "$KW/config.yaml" || ((!CG_V2)) || bad "failCgroupV1 is set on cgroup v2" || return
+}
+check "crictl info and kubelet (from RuntimeConfig) both use the $CG_DRIVER cgroup driver" driver
+
 check "kubelet runs static pods on berth (Running, ready, a ready sandbox each)" pods_run
 
 init_order() {
@@ -175,23 +192,48 @@ emptydir() {
 }
 check "emptyDir shared between two containers" emptydir
 
-# cgroup_file POD CONTAINER CONTROLLER FILE: the value of FILE in the container's cgroup.
+# cgroup_file POD CONTAINER CONTROLLER FILE: the value of FILE in the container's cgroup (on v2
+# CONTROLLER is ignored).
 cgroup_file() {
   local pid path
   pid=$(crictl_b inspect "$(ctr_id "$1" "$2")" | jq -r .info.pid) || return 1
+  if ((CG_V2)); then
+    path=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")
+    [[ -n $path ]] && cat "/sys/fs/cgroup$path/$4"
+    return
+  fi
   path=$(awk -F: -v c="$3" '{n = split($2, cs, ","); for (i = 1; i <= n; i++) if (cs[i] == c) print $3}' "/proc/$pid/cgroup")
   [[ -n $path ]] && cat "/sys/fs/cgroup/$3$path/$4"
 }
+# want_file POD CONTAINER CONTROLLER FILE VALUE: the container's FILE holds VALUE.
+want_file() {
+  local got
+  got=$(cgroup_file "$1" "$2" "$3" "$4")
+  [[ $got == "$5" ]] || bad "$4 '$got', want '$5'"
+}
 limits() {
-  local uid path
+  local uid ctr path want
   uid=$(pod_json limits | jq -r .metadata.uid)
-  path=$(awk -F: '$2 == "memory" {print $3}' "/proc/$(crictl_b inspect "$(ctr_id limits capped)" | jq -r .info.pid)/cgroup")
+  ctr=$(ctr_id limits capped)
+  if ((CG_V2)); then
+    path=$(sed -n 's/^0:://p' "/proc/$(crictl_b inspect "$ctr" | jq -r .info.pid)/cgroup")
+    # kubelet's pod cgroup; with systemd a slice (dashes of the uid become underscores) and berth's
+    # scope in it.
+    want=/kubepods/burstable/pod$uid/$ctr
+    [[ $CG_DRIVER == systemd ]] &&
+      want=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid//-/_}.slice/berth-$ctr.scope
+    [[ $path == "$want" ]] || bad "the container's cgroup is $path, want $want" || return
+    want_file limits capped cpu cpu.max "25000 100000" || return
+    want_file limits capped memory memory.max $((48 << 20)) || return
+    want_file limits capped cpu cpu.weight 4 || return # shares 102 on v2's scale
+    return
+  fi
+  path=$(awk -F: '$2 == "memory" {print $3}' "/proc/$(crictl_b inspect "$ctr" | jq -r .info.pid)/cgroup")
   [[ $path == /$CGROOT/kubepods/burstable/pod$uid/* ]] || bad "the container's cgroup $path is not under kubelet's pod cgroup" || return
-  [[ $(cgroup_file limits capped cpu cpu.cfs_quota_us) == 25000 ]] || bad "cpu.cfs_quota_us $(cgroup_file limits capped cpu cpu.cfs_quota_us), want 25000" || return
-  [[ $(cgroup_file limits capped cpu cpu.cfs_period_us) == 100000 ]] || bad "cpu.cfs_period_us $(cgroup_file limits capped cpu cpu.cfs_period_us)" || return
-  [[ $(cgroup_file limits capped memory memory.limit_in_bytes) == $((48 << 20)) ]] ||
-    bad "memory.limit_in_bytes $(cgroup_file limits capped memory memory.limit_in_bytes), want $((48 << 20))" || return
-  [[ $(cgroup_file limits capped cpu cpu.shares) == 102 ]] || bad "cpu.shares $(cgroup_file limits capped cpu cpu.shares), want 102" || return
+  want_file limits capped cpu cpu.cfs_quota_us 25000 || return
+  want_file limits capped cpu cpu.cfs_period_us 100000 || return
+  want_file limits capped memory memory.limit_in_bytes $((48 << 20)) || return
+  want_file limits capped cpu cpu.shares 102 || return
 }
 check "CPU quota, shares and memory limit in the container's cgroup, under kubelet's pod cgroup" limits
 
@@ -272,15 +314,14 @@ removal() {
   left=$(our_mounts)
   [[ -z $left ]] || bad "mounts left: $left" || return
   wait_for 20 eval '[[ -z $(our_shims) ]]' || bad "berth-shim processes left: $(our_shims)" || return
-  wait_for 30 eval '[[ -z $(find /sys/fs/cgroup/*/'"$CGROOT"' -type d -name "pod*" 2>/dev/null) ]]' ||
-    bad "pod cgroups left: $(find /sys/fs/cgroup/*/"$CGROOT" -type d -name 'pod*')" || return
+  wait_for 30 eval '[[ -z $(pod_cgroups) ]]' || bad "pod cgroups left: $(pod_cgroups)" || return
   left=$(our_cgroups | head -5)
   [[ -z $left ]] || bad "cgroups of this run's containers or sandboxes left: $left" || return
 }
 check "removing every manifest leaves no pod, container, mount, shim or cgroup" removal
 
 kubelet_up >/dev/null || { FAILED=$((FAILED + 1)); echo "FAIL: kubelet died during the run"; }
-echo "kubelet.sh: $PASSED passed, $FAILED failed"
+echo "kubelet.sh: $PASSED passed, $FAILED failed, $SKIPPED skipped (cgroup $( ((CG_V2)) && echo v2 || echo v1), $CG_DRIVER driver)"
 if ((FAILED > 0)); then
   logs=$(mktemp -d /tmp/kubelet-e2e-logs.XXXXXX)
   cp "$KUBELET_LOG" "$WORK/berthd.log" "$KW/config.yaml" "$logs/"

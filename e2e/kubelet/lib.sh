@@ -1,7 +1,18 @@
 # Helpers of e2e/kubelet.sh (sourced after e2e/lib.sh): per-check PASS/FAIL accounting, kubelet's
 # configuration and start in a mount namespace of its own, the cleanup trap, and kubelet API calls.
 
-PASSED=0 FAILED=0 SEEN_IDS=""
+PASSED=0 FAILED=0 SKIPPED=0 SEEN_IDS=""
+# The cgroup setup: v1 (a hybrid host: kubelet's pods under a cgroup root made for the run) or
+# pure v2 (the e2e/vm guest: kubelet's default root, kubepods or kubepods.slice), and the driver
+# berthd and kubelet use (BERTH_E2E_CGROUP_DRIVER; systemd needs v2).
+CG_V2=0
+[[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]] && CG_V2=1
+CG_DRIVER=${BERTH_E2E_CGROUP_DRIVER:-cgroupfs}
+[[ $CG_DRIVER == cgroupfs || ($CG_DRIVER == systemd && $CG_V2 == 1) ]] ||
+  fail "cgroup driver $CG_DRIVER: cgroupfs, or systemd on a pure cgroup v2 host (e2e/vm/suite.sh)"
+# BERTH_E2E_TIME_SCALE multiplies every wait and HTTP timeout (the e2e/vm guest runs 18-45x
+# slower); BERTH_E2E_KUBELET_SKIP names check functions not to run.
+TIME_SCALE=${BERTH_E2E_TIME_SCALE:-1}
 # Every sandbox and container id this run has seen (for the leftover-cgroup check at the end).
 remember_ids() {
   SEEN_IDS=$( { echo "$SEEN_IDS"; crictl_b pods -q --no-trunc; crictl_b ps -a -q --no-trunc; } 2>/dev/null | grep . | sort -u || true)
@@ -10,6 +21,11 @@ remember_ids() {
 check() {
   local name=$1
   shift
+  if [[ " ${BERTH_E2E_KUBELET_SKIP:-} " == *" $1 "* ]]; then
+    SKIPPED=$((SKIPPED + 1))
+    echo "SKIP: $name"
+    return
+  fi
   local ok=0
   "$@" || ok=$?
   remember_ids
@@ -27,7 +43,7 @@ bad() {
 }
 # wait_for SECONDS COMMAND...: polls every half second.
 wait_for() {
-  local deadline=$((SECONDS + $1))
+  local deadline=$((SECONDS + $1 * TIME_SCALE))
   shift
   until "$@" >/dev/null 2>&1; do
     ((SECONDS < deadline)) || return 1
@@ -38,10 +54,25 @@ wait_for() {
 # The v1 hierarchies kubelet and berth use (on a hybrid host, not the unified one).
 cgroup_hierarchies() { find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d ! -name unified; }
 
+# kubelet's pod cgroups: directories pod<uid> (cgroupfs), slices kubepods-*pod<uid>.slice (systemd).
+pod_cgroups() {
+  if ((CG_V2)); then
+    find /sys/fs/cgroup/kubepods /sys/fs/cgroup/kubepods.slice -mindepth 1 -type d \
+      \( -name 'pod*' -o -name '*-pod*.slice' \) 2>/dev/null
+  else
+    find /sys/fs/cgroup/*/"$CGROOT" -type d -name 'pod*' 2>/dev/null
+  fi
+}
+
 # make_cgroup_root: the cgroup kubelet's pods live under (kubelet requires it to exist), in every
-# v1 hierarchy.
+# v1 hierarchy. On v2 kubelet's default root, which no other kubelet may be using.
 make_cgroup_root() {
   local h
+  if ((CG_V2)); then
+    # QoS slices another berth run started may stay; pod cgroups mean a kubelet runs here.
+    [[ -z $(pod_cgroups) ]] || fail "kubelet pod cgroups exist: another kubelet runs here: $(pod_cgroups)"
+    return
+  fi
   for h in $(cgroup_hierarchies); do
     mkdir "$h/$CGROOT" || fail "mkdir $h/$CGROOT"
     if [[ -f $h/cpuset.cpus ]]; then
@@ -69,6 +100,13 @@ cleanup() {
     find "$h/$CGROOT" -depth -type d -exec rmdir {} + 2>/dev/null || true
     [[ ! -d $h/$CGROOT ]] || echo "kubelet.sh: could not remove cgroup $h/$CGROOT" >&2
   done
+  if ((CG_V2)); then # kubelet leaves its QoS cgroups behind
+    if [[ $CG_DRIVER == systemd ]]; then
+      systemctl stop kubepods.slice 2>/dev/null || true
+    elif [[ -d /sys/fs/cgroup/kubepods ]]; then
+      find /sys/fs/cgroup/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
+    fi
+  fi
   find /var/log/containers -maxdepth 1 -lname "$KW/*" -delete 2>/dev/null || true
   rm -rf "$BIN"
   exit "$status"
@@ -86,11 +124,10 @@ write_kubelet_config() {
   cat > "$KW/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-failCgroupV1: false
+$( ((CG_V2)) || printf 'failCgroupV1: false\ncgroupRoot: /%s' "$CGROOT" )
 failSwapOn: false
 containerRuntimeEndpoint: unix://$SOCK
-cgroupDriver: cgroupfs
-cgroupRoot: /$CGROOT
+cgroupDriver: $CG_DRIVER
 staticPodPath: $KW/manifests
 fileCheckFrequency: 1s
 syncFrequency: 10s
@@ -115,8 +152,9 @@ YAML
 
 # start_kubelet: kubelet in a mount namespace of its own, logging to $KUBELET_LOG; sets
 # KUBELET_PID. The namespace first drops its copies of the mounts kubelet has no use for (so it
-# pins no one's overlay, shm or network namespace: all but /, the system directories, and the
-# mounts holding $WORK and kubelet's binary), deepest first, then shows the kernel tunables
+# pins no one's overlay, shm or network namespace: all but /, the system directories, /run itself
+# (systemd's and D-Bus's sockets, for the systemd cgroup driver), and the mounts holding $WORK and
+# kubelet's binary), deepest first, then shows the kernel tunables
 # kubelet would otherwise write to the host (container_manager_linux.go) with the values it wants.
 start_kubelet() {
   local t file setup
@@ -124,7 +162,7 @@ start_kubelet() {
     [kernel/panic_on_oops]=1 [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
   mkdir -p "$KW/sysctl"
   awk -v keep="$WORK $(dirname "$KUBELET")" '
-    $5 ~ "^/$|^/(dev|proc|sys|etc|usr|lib[^/]*|bin|sbin|mnt)(/|$)" { next }
+    $5 ~ "^/$|^/(dev|proc|sys|etc|usr|lib[^/]*|bin|sbin|mnt)(/|$)" || $5 == "/run" { next }
     { n = split(keep, k, " "); for (i = 1; i <= n; i++) if (index(k[i] "/", $5 "/") == 1) next; print $5 }
   ' /proc/self/mountinfo | sort -r > "$KW/drop-mounts"
   setup="while read -r m; do umount -l \"\$m\" 2>/dev/null; done < $KW/drop-mounts; "
@@ -141,9 +179,9 @@ start_kubelet() {
 
 # kubelet's read-only port, its authenticated port (anonymous, AlwaysAllow), and /run: ExecSync
 # through kubelet (run POD CONTAINER CMD; kubelet splits CMD at spaces).
-ro() { curl -sf --max-time 5 "http://127.0.0.1:$RO_PORT$1"; }
-api() { curl -skf --max-time 10 "https://127.0.0.1:$PORT$1"; }
-run() { curl -skf --max-time 15 -G -X POST --data-urlencode "cmd=$3" "https://127.0.0.1:$PORT/run/default/$1-$NODE/$2"; }
+ro() { curl -sf --max-time $((5 * TIME_SCALE)) "http://127.0.0.1:$RO_PORT$1"; }
+api() { curl -skf --max-time $((10 * TIME_SCALE)) "https://127.0.0.1:$PORT$1"; }
+run() { curl -skf --max-time $((15 * TIME_SCALE)) -G -X POST --data-urlencode "cmd=$3" "https://127.0.0.1:$PORT/run/default/$1-$NODE/$2"; }
 kubelet_up() { kill -0 "$KUBELET_PID" 2>/dev/null && ro /healthz; }
 # pod_json POD, ctr_json POD CONTAINER: kubelet's view (/pods) of a static pod and of one of its
 # containers (init containers included).

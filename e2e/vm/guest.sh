@@ -28,6 +28,8 @@ mount_api() {
 network() {
   ip link set lo up
   modprobe virtio_net 2>/dev/null
+  # Pods' network (CNI bridge plugin): its modules do not always load on demand here.
+  modprobe -a bridge veth 2>/dev/null
   ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
   ports=$(cat /berth-vm/ports 2>/dev/null)
   [ -n "$ports" ] || return 0

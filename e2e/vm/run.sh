@@ -77,7 +77,7 @@ for u in systemd-tmpfiles-setup systemd-journal-flush systemd-timesyncd systemd-
   ln -s /dev/null "$xfer/units/$u.service"
 done
 
-append="console=ttyS1 quiet panic=-1 mitigations=off cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
+append="console=ttyS1 quiet panic=-1 mitigations=off no_timer_check cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
 append+=" berth_vm.init=$INIT berth_vm.modules=$kdir/pkg/lib/modules/$kver"
 append+=" systemd.unit=berth-vm.target systemd.show_status=0 systemd.log_target=console"
 set +e

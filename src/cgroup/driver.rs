@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CgroupError;
 use super::fs::Result;
-use super::slice::{expand_slice, is_slice_name};
+use super::slice::{expand_slice, is_slice_name, slice_of_path};
 
 /// Who makes pod and container cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -62,7 +62,8 @@ impl Driver {
 
     /// The cgroupfs directory (with its leading `/`) the pod's containers go under, for its
     /// `cgroup_parent` as kubelet sent it (empty: the default parent). The systemd driver needs a
-    /// slice name there: a cgroupfs path means kubelet runs the other driver.
+    /// slice there, by name or as its expanded path (kubelet sends the latter); any other cgroupfs
+    /// path means kubelet runs the other driver.
     pub fn parent_path(self, parent: &str) -> Result<String> {
         let parent = parent.trim_end_matches('/');
         match self {
@@ -81,7 +82,7 @@ impl Driver {
                 let slice = if parent.is_empty() {
                     DEFAULT_SLICE
                 } else {
-                    parent
+                    slice_of_path(parent).unwrap_or(parent)
                 };
                 if !is_slice_name(slice) {
                     return Err(CgroupError::InvalidPath {
@@ -236,6 +237,12 @@ mod tests {
         assert!(matches!(err, CgroupError::InvalidPath { .. }));
         assert!(d.container_path("kubepods--x.slice", "abc").is_err());
         assert_eq!(d.parent_path(POD).unwrap(), POD_DIR);
+        // kubelet on the systemd driver sends the pod slice's expanded path.
+        assert_eq!(d.parent_path(POD_DIR).unwrap(), POD_DIR);
+        assert_eq!(
+            d.container_path(POD_DIR, "abc").unwrap(),
+            format!("{POD_DIR}/berth-abc.scope")
+        );
         assert_eq!(d.parent_path("").unwrap(), "/system.slice");
         assert!(d.parent_path("/kubepods/pod1").is_err());
     }

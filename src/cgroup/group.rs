@@ -119,6 +119,7 @@ impl Cgroup {
             reason: "a process id out of range",
         })?;
         systemd::start_scope(&unit.scope, &unit.slice, pid, &props, &self.v2_dir())?;
+        v2::enable_hugetlb(self, &rest)?;
         v2::apply(self, &rest)
     }
 
@@ -138,6 +139,7 @@ impl Cgroup {
                     .insert(OOM_GROUP.into(), value.trim().to_string());
             }
             systemd::set_properties(&unit.scope, &props)?;
+            v2::enable_hugetlb(self, &rest)?;
             return v2::apply(self, &rest);
         }
         match self.hierarchy.mode() {

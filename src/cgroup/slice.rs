@@ -12,6 +12,15 @@ pub fn is_slice_name(parent: &str) -> bool {
     parent.ends_with(".slice") && !parent.contains('/')
 }
 
+/// The slice name of `path` when it is the cgroupfs path of a slice, as kubelet on the systemd
+/// driver sends a pod's `cgroup_parent` (`/kubepods.slice/kubepods-besteffort.slice/
+/// kubepods-besteffort-pod1.slice`: the pod's slice expanded level by level); `None` otherwise.
+pub fn slice_of_path(path: &str) -> Option<&str> {
+    let name = path.strip_prefix('/')?.rsplit('/').next()?;
+    let expanded = expand_slice(name).ok()?;
+    (expanded == path).then_some(name)
+}
+
 /// The cgroupfs path (from the hierarchy's root, starting with `/`) of the slice `name`; the root
 /// slice `-.slice` is `/`. Empty levels (`a--b.slice`, `-a.slice`, `a-.slice`) are invalid, as
 /// systemd refuses them.
@@ -83,6 +92,28 @@ mod tests {
                 matches!(err, CgroupError::InvalidPath { .. }),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn an_expanded_slice_path_names_its_slice() {
+        assert_eq!(
+            slice_of_path(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1_2.slice"
+            ),
+            Some("kubepods-burstable-pod1_2.slice")
+        );
+        assert_eq!(slice_of_path("/kubepods.slice"), Some("kubepods.slice"));
+        for not in [
+            "kubepods.slice",
+            "/kubepods/besteffort/pod1",
+            "/x.slice/kubepods-besteffort.slice",
+            "/kubepods-besteffort.slice",
+            "/kubepods.slice/kubepods-besteffort.slice/",
+            "/kubepods.slice/../kubepods-a.slice",
+            "/",
+        ] {
+            assert_eq!(slice_of_path(not), None, "{not}");
         }
     }
 

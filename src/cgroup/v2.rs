@@ -31,6 +31,24 @@ pub(crate) fn create(cg: &Cgroup, made: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Enables hugetlb in each ancestor of `cg` when the limits `r` need it: systemd (252) enables in
+/// a slice only the controllers it manages, and hugetlb is not one of them, so a delegated scope
+/// has no hugetlb files until its ancestors enable it (kubelet sends hugepage limits to every
+/// container). A no-op when the root offers no hugetlb (`apply` then skips those limits).
+pub(crate) fn enable_hugetlb(cg: &Cgroup, r: &Resources) -> Result<()> {
+    let available = cg.hierarchy().v2_root_controllers()?;
+    if r.hugepage_limits.is_empty() || !available.contains("hugetlb") {
+        return Ok(());
+    }
+    let wanted = BTreeSet::from(["hugetlb".to_string()]);
+    let mut dir = cg.hierarchy().root().to_path_buf();
+    for part in cg.components() {
+        enable_controllers(&dir, &wanted)?;
+        dir.push(part);
+    }
+    Ok(())
+}
+
 /// Writes `+name` for each wanted controller not yet enabled, in one write.
 fn enable_controllers(dir: &Path, wanted: &BTreeSet<String>) -> Result<()> {
     let control = dir.join("cgroup.subtree_control");

@@ -259,6 +259,52 @@ fn settings_v2_cannot_express_or_reach_are_errors() {
 }
 
 #[test]
+fn hugetlb_is_enabled_in_every_ancestor_of_a_scope_that_needs_it() {
+    // systemd enabled the controllers it manages; hugetlb is not one of them.
+    let fake = Fake::new(ROOT_CONTROLLERS, "cpu memory pids\n");
+    fake.populate("kubepods.slice");
+    fake.populate("kubepods.slice/kubepods-pod1.slice");
+    fake.populate("kubepods.slice/kubepods-pod1.slice/berth-abc.scope");
+    fs::write(
+        fake.path("kubepods.slice").join("cgroup.subtree_control"),
+        "cpu hugetlb\n",
+    )
+    .unwrap();
+    let cg = Cgroup::open(
+        &fake.hierarchy(),
+        "/kubepods.slice/kubepods-pod1.slice/berth-abc.scope",
+    )
+    .unwrap();
+    v2::enable_hugetlb(&cg, &Resources::default()).unwrap();
+    assert_eq!(fake.read("", "cgroup.subtree_control"), "cpu memory pids");
+    let r = Resources {
+        hugepage_limits: [("2MB".to_string(), 0)].into_iter().collect(),
+        ..Default::default()
+    };
+    v2::enable_hugetlb(&cg, &r).unwrap();
+    assert_eq!(fake.read("", "cgroup.subtree_control"), "+hugetlb");
+    // Already enabled there: left alone.
+    assert_eq!(
+        fake.read("kubepods.slice", "cgroup.subtree_control"),
+        "cpu hugetlb"
+    );
+    assert_eq!(
+        fake.read(
+            "kubepods.slice/kubepods-pod1.slice",
+            "cgroup.subtree_control"
+        ),
+        "+hugetlb"
+    );
+    assert_eq!(
+        fake.read(
+            "kubepods.slice/kubepods-pod1.slice/berth-abc.scope",
+            "cgroup.subtree_control"
+        ),
+        ""
+    );
+}
+
+#[test]
 fn hugetlb_limits_are_skipped_when_the_root_offers_no_hugetlb() {
     let fake = Fake::new("cpu memory pids\n", "");
     let cg = fake.leaf();
