@@ -18,6 +18,15 @@ use crate::store::Store;
 /// How long calls in flight may take to finish after SIGTERM/SIGINT.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Caps glibc's malloc arenas for the daemon (`sys::malloc::DAEMON_ARENAS`), unless the operator
+/// set `MALLOC_ARENA_MAX`, which glibc honours itself. Call first thing in `main`, before any
+/// thread starts.
+pub fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        crate::sys::malloc::limit_arenas(crate::sys::malloc::DAEMON_ARENAS);
+    }
+}
+
 /// Runs berthd with a loaded, validated config until a shutdown signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for dir in [&config.root_dir, &config.state_dir] {

@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Pull benchmark (not a test: hack/test-all.sh runs e2e/*.sh only). In one run, on this machine:
-#   (a) berth: cold `crictl pull` of the Debian test image against a release berthd, N times
-#   (b) containerd: the same with Debian's containerd on its own config, root, state and socket
-#   (c) the machine's limit: curl | gunzip | tar -x of the image's largest layer alone
-#   (d) the ratios containerd/berth (target >= 3) and berth/limit (target <= 1.5)
+#   (a) berth: cold `crictl pull` of each benchmark image against a release berthd, N rounds
+#   (b) containerd: the same with Debian's containerd on its own config, root, state and socket;
+#       the two alternate image by image within each round (interleaved), the order flipping
+#       every round, so load from the rest of the machine falls on both alike
+#   (c) the machine's limit: curl | gunzip | tar -x of the Debian image's largest layer alone
+#   (d) per image, the ratio containerd/berth of the medians (target >= 3) and of each round's pair,
+#       and berth/limit for the Debian image (target <= 1.5)
 #   (e) berthd's peak RSS (VmHWM) while pulling test/big:1g, one ~1 GiB gzip layer
-#   (f) berthd's PSS (smaps_rollup) after its pulls end: after the Debian rounds, and after the
-#       1 GiB pull; target <= 16 MiB within 30 s
+#   (f) berthd's PSS (smaps_rollup) sampled every second for 30 s after its pulls end: after the
+#       rounds, and after the 1 GiB pull; target <= 16 MiB within 30 s
+# Images (BENCH_IMAGES): library/busybox:latest (1 MB, 1 gzip layer, Docker media types),
+# library/debian:bookworm (48.5 MB, 3 gzip layers), library/debian:bookworm-zstd (the same, zstd).
 # docs/benchmarks.md explains each number and keeps the measured results.
 #
 #   e2e/bench/pull.sh [-n RUNS] [--no-big]
 #
 # Environment: BERTHD (default target/release/berthd; build it with `cargo build --release --bins`),
 # BENCH_OUT (where results go, default /tmp/berth-bench), BENCH_RUNS (default 5),
-# BENCH_IMAGE (default library/debian:bookworm, on the plain test registry),
-# BENCH_FS: `loop` (default) puts both daemons' roots and the limit's output on a fresh ext4 with a
+# BENCH_IMAGES (space-separated repo:tag on the plain test registry, default the three above),
+# BENCH_FS: `both` (default) runs everything twice, first with `loop`, then with `host`, and prints
+# both reports; `loop` puts both daemons' roots and the limit's output on a fresh ext4 with a
 # journal, on a loop device (direct I/O) backed by a sparse file of BENCH_FS_SIZE (default 8G);
-# `host` uses the filesystem of $TMPDIR as it is (see docs/benchmarks.md for why loop is default).
+# `host` uses the filesystem of $TMPDIR as it is (see docs/benchmarks.md for the difference).
 # Needs root and what hack/install-deps.sh installs; starts the test registries if they are down.
 # Everything it starts is stopped, and its temp dir unmounted and removed, on exit.
 set -euo pipefail
@@ -29,13 +35,15 @@ BERTHD=${BERTHD:-$ROOT/target/release/berthd}
 source "$BENCH/lib.sh" # die, log, now_ms, stop_pid, mounts_under, wait_socket, median, ratio, ...
 OUT=${BENCH_OUT:-/tmp/berth-bench}
 RUNS=${BENCH_RUNS:-5}
-FS_MODE=${BENCH_FS:-loop}
+FS_MODE=${BENCH_FS:-both}
 FS_SIZE=${BENCH_FS_SIZE:-8G}
-IMAGE_PATH=${BENCH_IMAGE:-library/debian:bookworm}
+read -r -a IMAGE_PATHS <<<"${BENCH_IMAGES:-library/busybox:latest library/debian:bookworm library/debian:bookworm-zstd}"
+LIMIT_PATH=library/debian:bookworm
 BIG_PATH=test/big:1g
 BIG=1
 ACCEPT="application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+ARGS=("$@")
 
 while (($#)); do
   case $1 in
@@ -46,11 +54,18 @@ while (($#)); do
   esac
 done
 
-
 [[ $EUID -eq 0 ]] || die "needs root (overlay snapshots, two runtimes)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive number, got $RUNS"
 [[ -x $BERTHD ]] || die "no berthd at $BERTHD: cargo build --release --bins"
-[[ $FS_MODE == loop || $FS_MODE == host ]] || die "BENCH_FS is loop or host, not $FS_MODE"
+[[ $FS_MODE == loop || $FS_MODE == host || $FS_MODE == both ]] || die "BENCH_FS is loop, host or both, not $FS_MODE"
+
+if [[ $FS_MODE == both ]]; then
+  # One run per filesystem, one after the other; each prints its own report.
+  BENCH_FS=loop "$0" "${ARGS[@]}"
+  BENCH_FS=host "$0" "${ARGS[@]}"
+  exit 0
+fi
+
 for tool in crictl containerd ctr curl jq gunzip tar python3 findmnt losetup mkfs.ext4; do
   command -v "$tool" >/dev/null || die "$tool is missing: run hack/install-deps.sh"
 done
@@ -98,18 +113,23 @@ trap 'exit 143' TERM
 "$ROOT/hack/registry.sh" start >/dev/null
 eval "$("$ROOT/hack/registry.sh" env)"
 REG=$BERTH_TEST_REGISTRY
-IMAGE=$REG/$IMAGE_PATH
 BIG_IMAGE=$REG/$BIG_PATH
 
 manifest() { # manifest REPO:TAG -> the manifest JSON (amd64 manifest, not an index)
   curl -sf -H "Accept: $ACCEPT" "http://$REG/v2/${1%:*}/manifests/${1##*:}"
 }
 
-manifest "$IMAGE_PATH" >/dev/null || {
-  [[ $IMAGE_PATH == library/debian:bookworm ]] || die "$IMAGE is not in the registry"
-  log "building the Debian test image"
-  "$ROOT/hack/testimages/build.sh" debian >&2
-}
+for path in "${IMAGE_PATHS[@]}" "$LIMIT_PATH"; do
+  manifest "$path" >/dev/null && continue
+  case $path in
+    library/busybox:latest) unit=busybox ;;
+    library/debian:bookworm) unit=debian ;;
+    library/debian:bookworm-zstd) unit=debian-zstd ;;
+    *) die "$REG/$path is not in the registry" ;;
+  esac
+  log "building the test image $path"
+  "$ROOT/hack/testimages/build.sh" "$unit" >&2
+done
 
 mkdir -p "$OUT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -179,7 +199,8 @@ crictl_b version >/dev/null || die "berthd does not answer; see $B/berthd.log"
 assert_empty() { [[ -z $(ls -A "$1" 2>/dev/null) ]] || die "not cold: $1 holds $(ls -A "$1" | head -n 5 | tr '\n' ' ')"; }
 
 berth_cold() {
-  crictl_b rmi "$IMAGE" >/dev/null 2>&1 || true
+  local img
+  for img in $(crictl_b images -q); do crictl_b rmi "$img" >/dev/null; done
   [[ -z $(crictl_b images -q) ]] || die "berth still lists images after rmi"
   assert_empty "$B/root/snapshots"
   assert_empty "$B/root/content/blobs/sha256"
@@ -187,8 +208,8 @@ berth_cold() {
 }
 
 containerd_cold() {
-  crictl_c rmi "$IMAGE" >/dev/null 2>&1 || true
   local img
+  for img in $(crictl_c images -q); do crictl_c rmi "$img" >/dev/null 2>&1 || true; done
   for img in $(ctr_c images ls -q); do ctr_c images rm --sync "$img" >/dev/null; done
   ctr_c content prune references >/dev/null
   # The CRI plugin removes synchronously; the metadata GC may still be sweeping: give it a moment.
@@ -206,14 +227,15 @@ containerd_cold() {
 # CPU time in ms used so far by process $1 and its reaped children (containerd's unpigz).
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15 + $16 + $17) * 1000 / hz)}' "/proc/$1/stat"; }
 
-# timed_pull berth|containerd: one cold pull; prints its wall time and the daemon's CPU time, in ms.
+# timed_pull berth|containerd IMAGE: one cold pull; prints its wall time and the daemon's CPU time, in ms.
 timed_pull() {
   local t0 t1 c0 c1 pid=$BERTHD_PID
   [[ $1 == containerd ]] && pid=$CTD_PID
-  sync # dirty pages of the previous round are not this pull's to write back
+  if [[ $1 == berth ]]; then berth_cold; else containerd_cold; fi
+  sync # dirty pages of the previous pull are not this pull's to write back
   c0=$(cpu_ms "$pid")
   t0=$(now_ms)
-  if [[ $1 == berth ]]; then crictl_b pull "$IMAGE" >/dev/null; else crictl_c pull "$IMAGE" >/dev/null; fi
+  if [[ $1 == berth ]]; then crictl_b pull "$2" >/dev/null; else crictl_c pull "$2" >/dev/null; fi
   t1=$(now_ms)
   c1=$(cpu_ms "$pid")
   echo "$((t1 - t0)) $((c1 - c0))"
@@ -224,11 +246,10 @@ berth_logged_ms() {
   jq -r 'select(.message? == "pulled") | .elapsed_ms' "$B/berthd.log" 2>/dev/null | tail -n 1
 }
 
-MANIFEST=$(manifest "$IMAGE_PATH")
-LAYERS=$(jq -r '.layers[] | "\(.size) \(.digest)"' <<<"$MANIFEST" | sort -n)
+LIMIT_MANIFEST=$(manifest "$LIMIT_PATH")
+LAYERS=$(jq -r '.layers[] | "\(.size) \(.digest)"' <<<"$LIMIT_MANIFEST" | sort -n)
 read -r LARGEST_SIZE LARGEST < <(tail -n 1 <<<"$LAYERS")
-IMAGE_BYTES=$(jq '[.layers[].size] | add' <<<"$MANIFEST")
-blob_url() { echo "http://$REG/v2/${IMAGE_PATH%:*}/blobs/$1"; }
+blob_url() { echo "http://$REG/v2/${LIMIT_PATH%:*}/blobs/$1"; }
 
 # The machine's limit: fetch, gunzip and untar the largest layer, nothing else.
 limit_once() {
@@ -258,43 +279,69 @@ limit_all_once() {
   echo $((t1 - t0))
 }
 
-
-BERTH=() BERTH_LOGGED=() BERTH_CPU=() CTD=() CTD_CPU=() LIMIT=() LIMIT_ALL=()
-log "warm-up: one pull each (not counted), so the registry's files are in the page cache"
-berth_cold; crictl_b pull "$IMAGE" >/dev/null
-containerd_cold; crictl_c pull "$IMAGE" >/dev/null
-for i in $(seq "$RUNS"); do
-  berth_cold
-  t=$(timed_pull berth); BERTH+=("${t% *}"); BERTH_CPU+=("${t#* }")
-  t=$(berth_logged_ms); BERTH_LOGGED+=("$t")
-  containerd_cold
-  t=$(timed_pull containerd); CTD+=("${t% *}"); CTD_CPU+=("${t#* }")
-  t=$(limit_once); LIMIT+=("$t")
-  t=$(limit_all_once); LIMIT_ALL+=("$t")
-  log "round $i/$RUNS: berth ${BERTH[-1]} ms (berthd says ${BERTH_LOGGED[-1]}, CPU ${BERTH_CPU[-1]}), containerd ${CTD[-1]} ms, limit ${LIMIT[-1]} ms (all layers ${LIMIT_ALL[-1]} ms)"
+# Per image (index into IMAGE_PATHS): space-separated samples, in round order.
+declare -A BERTH=() BERTH_LOGGED=() BERTH_CPU=() CTD=() CTD_CPU=()
+LOADS=()
+LIMIT=() LIMIT_ALL=()
+log "warm-up: one pull of each image by each (not counted), so the registry's files are in the page cache"
+for path in "${IMAGE_PATHS[@]}"; do
+  timed_pull berth "$REG/$path" >/dev/null
+  timed_pull containerd "$REG/$path" >/dev/null
 done
+for i in $(seq "$RUNS"); do
+  order="berth containerd"
+  ((i % 2)) || order="containerd berth"
+  for k in "${!IMAGE_PATHS[@]}"; do
+    for who in $order; do
+      t=$(timed_pull "$who" "$REG/${IMAGE_PATHS[$k]}")
+      if [[ $who == berth ]]; then
+        BERTH[$k]+="${t% *} " BERTH_CPU[$k]+="${t#* } "
+        BERTH_LOGGED[$k]+="$(berth_logged_ms) "
+      else
+        CTD[$k]+="${t% *} " CTD_CPU[$k]+="${t#* } "
+      fi
+    done
+  done
+  LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+  LIMIT+=("$(limit_once)")
+  LIMIT_ALL+=("$(limit_all_once)")
+  for k in "${!IMAGE_PATHS[@]}"; do
+    read -r -a bs <<<"${BERTH[$k]}"
+    read -r -a cs <<<"${CTD[$k]}"
+    log "round $i/$RUNS (load ${LOADS[-1]}): ${IMAGE_PATHS[$k]}: berth ${bs[-1]} ms, containerd ${cs[-1]} ms ($(ratio "${cs[-1]}" "${bs[-1]}")x)"
+  done
+  log "round $i/$RUNS: limit ${LIMIT[-1]} ms (all layers ${LIMIT_ALL[-1]} ms)"
+done
+PULLS_ENDED=$(now_ms)
 berth_cold
 containerd_cold
 
 # berthd's proportional set size, KiB: what it costs the node, shared pages split among sharers.
-pss_kib() { awk '$1 == "Pss:" {print $2}' "/proc/$BERTHD_PID/smaps_rollup"; }
-# Polls PSS each second for up to 30 s after the last pull ended; prints "<KiB> <seconds>" for the
-# first sample at or under 16 MiB, else the sample at 30 s.
+pss_now() { awk '$1 == "Pss:" {print $2}' "/proc/$BERTHD_PID/smaps_rollup"; }
+# pss_settled T0_MS: samples PSS each second until 30 s after T0 (when the last pull ended); prints
+# "<first KiB at or under 16 MiB or -> <its second or -> <KiB at 30 s>".
 pss_settled() {
-  local s kib
-  for s in $(seq 0 30); do
-    kib=$(pss_kib)
-    if ((kib <= 16384)) || ((s == 30)); then echo "$kib $s"; return; fi
+  local kib first=- at=- s
+  while :; do
+    kib=$(pss_now)
+    s=$((($(now_ms) - $1) / 1000))
+    if [[ $first == - ]] && ((kib <= 16384)); then first=$kib at=$s; fi
+    ((s >= 30)) && break
     sleep 1
   done
+  echo "$first $at $kib"
 }
-pss_line() { # <what> <"KiB seconds">
-  awk -v what="$1" -v k="${2% *}" -v s="${2#* }" 'BEGIN {
-    printf "%s: PSS %.1f MiB %d s after the pull ended (target <= 16 MiB within 30 s: %s)", what, k / 1024, s, (k <= 16384) ? "met" : "MISSED"
+pss_line() { # <what> <"first at last">
+  local first at last
+  read -r first at last <<<"$2"
+  awk -v what="$1" -v f="$first" -v a="$at" -v l="$last" 'BEGIN {
+    printf "%s: PSS %.1f MiB 30 s after the pull ended", what, l / 1024
+    if (f == "-") printf ", never <= 16 MiB in those 30 s (target: MISSED)"
+    else printf ", first <= 16 MiB %d s after (%.1f MiB; target <= 16 MiB within 30 s: met)", a, f / 1024
   }'
 }
-PSS_DEBIAN=$(pss_line "(f) berthd after $((RUNS + 1)) pulls and removals of $IMAGE" "$(pss_settled)")
-log "$PSS_DEBIAN"
+PSS_ROUNDS=$(pss_line "(f) berthd after $((RUNS + 1)) pulls and removals of each image" "$(pss_settled "$PULLS_ENDED")")
+log "$PSS_ROUNDS"
 
 # ---------------------------------------------------------------------------------------------------
 # Peak memory of berthd during a 1 GiB pull: a fresh berthd, so nothing earlier counts.
@@ -320,13 +367,14 @@ if ((BIG)); then
   t0=$(now_ms)
   crictl_b pull "$BIG_IMAGE" >/dev/null
   t1=$(now_ms)
+  BIG_ENDED=$t1
   HWM_KIB=$(status_kib VmHWM)
   stop_pid "$SAMPLER_PID" "memory sampler"
   SAMPLER_PID=""
   SAMPLED_KIB=$(sort -n "$WORK/rss.samples" | tail -n 1)
   BIG_MS=$((t1 - t0))
   crictl_b rmi "$BIG_IMAGE" >/dev/null
-  PSS_BIG=$(pss_line "    berthd after the 1 GiB pull and its removal" "$(pss_settled)")
+  PSS_BIG=$(pss_line "    berthd after the 1 GiB pull and its removal" "$(pss_settled "$BIG_ENDED")")
   assert_empty "$B/root/snapshots"
   assert_empty "$B/root/content/blobs/sha256"
   BIG_LINE=$(awk -v h="$HWM_KIB" -v s="$SAMPLED_KIB" -v i="$IDLE_KIB" -v ms="$BIG_MS" -v b="$BIG_SIZE" 'BEGIN {
@@ -338,42 +386,43 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Report
 
-BM=$(median "${BERTH[@]}") CM=$(median "${CTD[@]}") LM=$(median "${LIMIT[@]}") AM=$(median "${LIMIT_ALL[@]}")
-BMIN=$(minimum "${BERTH[@]}") CMIN=$(minimum "${CTD[@]}") LMIN=$(minimum "${LIMIT[@]}")
-CB=$(ratio "$CM" "$BM")
-BL=$(ratio "$BM" "$LM")
 verdict() { awk -v r="$1" -v t="$2" -v op="$3" 'BEGIN {print ((op == ">=" && r >= t) || (op == "<=" && r <= t)) ? "met" : "MISSED"}'; }
-# Which berthd was measured: the checkout's commit if it is this checkout's build.
+LM=$(median "${LIMIT[@]}") AM=$(median "${LIMIT_ALL[@]}") LMIN=$(minimum "${LIMIT[@]}")
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-RESULT=$OUT/pull-$STAMP.txt
+RESULT=$OUT/pull-$FS_MODE-$STAMP.txt
 {
   echo "berth pull benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)"
+  echo "machine: $(machine_line)"
   echo "filesystem: $FS_DESC"
-  echo "load average: at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
+  echo "load average: at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg); 1-min load after each round: ${LOADS[*]} (other work on the machine skews the numbers)"
   echo "berthd: $(berthd_build "$ROOT")"
   echo "containerd: $(containerd --version | awk '{print $3}'), overlayfs snapshotter, max_concurrent_downloads 3 (both)"
-  echo "image: $IMAGE, $(jq '.layers | length' <<<"$MANIFEST") layers, $IMAGE_BYTES bytes compressed; largest layer $LARGEST ($LARGEST_SIZE bytes)"
-  echo "runs: $RUNS cold pulls each, after one warm-up pull each"
+  echo "runs: $RUNS interleaved rounds (each image: berth then containerd, the order flipped every other round), each pull cold, after one warm-up pull of each image by each"
+  for k in "${!IMAGE_PATHS[@]}"; do
+    path=${IMAGE_PATHS[$k]}
+    m=$(manifest "$path")
+    read -r -a bs <<<"${BERTH[$k]}"
+    read -r -a cs <<<"${CTD[$k]}"
+    pairs=()
+    for j in "${!bs[@]}"; do pairs+=("$(ratio "${cs[$j]}" "${bs[$j]}")"); done
+    BM=$(median "${bs[@]}") CM=$(median "${cs[@]}")
+    CB=$(ratio "$CM" "$BM")
+    echo
+    echo "image $REG/$path: $(jq '.layers | length' <<<"$m") layers, $(jq '[.layers[].size] | add' <<<"$m") bytes compressed ($(jq -r '.layers[0].mediaType' <<<"$m"))"
+    echo "  raw wall times, ms (round order): berth ${bs[*]}; containerd ${cs[*]}"
+    echo "  berthd 'pulled' log, ms: ${BERTH_LOGGED[$k]}"
+    echo "  CPU, ms: berthd ${BERTH_CPU[$k]}; containerd (with its unpigz children) ${CTD_CPU[$k]}"
+    echo "  (a) berth:      median $BM ms, min $(minimum "${bs[@]}") ms"
+    echo "  (b) containerd: median $CM ms, min $(minimum "${cs[@]}") ms"
+    echo "  (d) containerd/berth = $CB (target >= 3: $(verdict "$CB" 3 '>=')); per round ${pairs[*]}, median $(median "${pairs[@]}")"
+    if [[ $path == "$LIMIT_PATH" ]]; then
+      echo "      berth/limit = $(ratio "$BM" "$LM") (target <= 1.5: $(verdict "$(ratio "$BM" "$LM")" 1.5 '<=')); berth/limit(all layers at once) = $(ratio "$BM" "$AM")"
+    fi
+  done
   echo
-  echo "raw wall times, ms (in run order):"
-  echo "  berth crictl pull       ${BERTH[*]}"
-  echo "  berthd 'pulled' log     ${BERTH_LOGGED[*]}"
-  echo "  berthd CPU time         ${BERTH_CPU[*]}"
-  echo "  containerd crictl pull  ${CTD[*]}"
-  echo "  containerd CPU time     ${CTD_CPU[*]}   (with its unpigz children)"
-  echo "  limit, largest layer    ${LIMIT[*]}"
-  echo "  limit, all layers       ${LIMIT_ALL[*]}"
-  echo
-  echo "(a) berth cold pull:       median $BM ms, min $BMIN ms; CPU median $(median "${BERTH_CPU[@]}") ms"
-  echo "(b) containerd cold pull:  median $CM ms, min $CMIN ms; CPU median $(median "${CTD_CPU[@]}") ms"
-  echo "(c) limit (largest layer): median $LM ms, min $LMIN ms; all layers at once: median $AM ms"
-  echo "(d) containerd/berth = $CB (target >= 3: $(verdict "$CB" 3 '>='))"
-  echo "    berth/limit      = $BL (target <= 1.5: $(verdict "$BL" 1.5 '<='))"
-  echo "    the same from the minima (least disturbed by other load): containerd/berth $(ratio "$CMIN" "$BMIN"), berth/limit $(ratio "$BMIN" "$LMIN")"
-  echo "    berth/limit(all layers at once) = $(ratio "$BM" "$AM") (medians)"
+  echo "(c) limit, $LIMIT_PATH largest layer $LARGEST ($LARGEST_SIZE bytes): ${LIMIT[*]} ms; median $LM ms, min $LMIN ms; all layers at once: ${LIMIT_ALL[*]} ms, median $AM ms"
   echo "$BIG_LINE"
-  echo "$PSS_DEBIAN"
+  echo "$PSS_ROUNDS"
   [[ -z ${PSS_BIG:-} ]] || echo "$PSS_BIG"
 } | tee "$RESULT"
 echo "results: $RESULT" >&2

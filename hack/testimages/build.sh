@@ -7,7 +7,7 @@
 # Without UNITs it builds every image any test, e2e script or critest pulls: this is the one place
 # test images come from, and hack/test-all.sh runs it before the first test. An image whose tags all
 # resolve in the registry already is skipped unless --force is given. UNITs (busybox, debian,
-# layered-gzip, layered-zstd, multiarch, multiarch-arm-only, hostile-<tag>, critest-<name>) limit the
+# debian-zstd, layered-gzip, layered-zstd, multiarch, multiarch-arm-only, hostile-<tag>, critest-<name>) limit the
 # run to those images; `critest` names all the critest-* units (the images critest pulls). Needs root
 # (debootstrap, chroot) and a Debian bookworm source in apt's configuration (its mirror is read from
 # `apt-get indextargets`); downloads, builds and the debootstrap result are cached in
@@ -362,6 +362,7 @@ main() {
 
   image busybox busybox.json library/busybox "latest 1.36"
   image debian debian.json library/debian bookworm
+  image debian-zstd debian.json library/debian bookworm-zstd --compression zstd
   image layered-gzip layered.json test/layered gzip --compression gzip
   image layered-zstd layered.json test/layered zstd --compression zstd
   image multiarch multiarch.json test/multiarch latest

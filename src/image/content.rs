@@ -2,7 +2,10 @@
 //!
 //! Layout: `<root>/blobs/sha256/<hex>` for committed blobs, `<root>/ingest/<random>` while
 //! writing. A blob becomes visible only by an atomic rename after its size and digest were
-//! verified and its data fsynced, so nothing unverified is ever found under `blobs/`.
+//! verified, so nothing unverified is ever found under `blobs/` while berthd runs. Its data is
+//! fsynced before the rename, except in a pull, which syncs the whole filesystem once before any
+//! durable record names its blobs; what a crash leaves that no durable record names is deleted at
+//! startup.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -61,6 +64,11 @@ impl ContentStore {
         })
     }
 
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where a committed blob lives (whether or not it exists).
     pub fn path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.hex())
@@ -89,6 +97,24 @@ impl ContentStore {
         let mut writer = self.writer()?;
         writer.write(bytes)?;
         writer.commit(digest, bytes.len() as u64)
+    }
+
+    /// [`ContentStore::put`] without the fsyncs: see [`BlobWriter::commit_unsynced`].
+    pub fn put_unsynced(&self, digest: &Digest, bytes: &[u8]) -> Result<(), ContentError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        let mut writer = self.writer()?;
+        writer.write(bytes)?;
+        writer.commit_unsynced(digest, bytes.len() as u64)
+    }
+
+    /// Flushes the whole filesystem the store is on (`syncfs`): what was committed unsynced is
+    /// durable once this returns.
+    pub fn sync_filesystem(&self) -> Result<(), ContentError> {
+        let root = &self.root;
+        let dir = File::open(root).map_err(io_err(root))?;
+        nix::unistd::syncfs(&dir).map_err(|e| io_err(root)(e.into()))
     }
 
     /// Starts writing a blob into the ingest area.
@@ -197,7 +223,19 @@ impl BlobWriter {
     }
 
     /// Verifies size and digest, fsyncs, and atomically moves the blob into place.
-    pub fn commit(mut self, expected: &Digest, size: u64) -> Result<(), ContentError> {
+    pub fn commit(self, expected: &Digest, size: u64) -> Result<(), ContentError> {
+        self.finish(expected, size, true)
+    }
+
+    /// Verifies and moves the blob into place like [`BlobWriter::commit`], but flushes nothing:
+    /// a crash may leave it incomplete under its name. For a pull that syncs the filesystem
+    /// ([`ContentStore::sync_filesystem`]) before any record names the blob; a blob no durable
+    /// record names is deleted at startup (`ImageService::sweep_leftovers`).
+    pub fn commit_unsynced(self, expected: &Digest, size: u64) -> Result<(), ContentError> {
+        self.finish(expected, size, false)
+    }
+
+    fn finish(mut self, expected: &Digest, size: u64, sync: bool) -> Result<(), ContentError> {
         let actual = std::mem::take(&mut self.hasher).finish();
         if self.written != size {
             return Err(ContentError::SizeMismatch {
@@ -216,14 +254,18 @@ impl BlobWriter {
         let file = file
             .into_inner()
             .map_err(|e| io_err(&self.path)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&self.path))?;
+        if sync {
+            file.sync_all().map_err(io_err(&self.path))?;
+        }
         drop(file);
         let target = self.store.path(expected);
         fs::rename(&self.path, &target).map_err(io_err(&target))?;
         let dir = target.parent().expect("blob path has a parent");
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
+        if sync {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
         self.path = PathBuf::new(); // committed: nothing to clean up
         Ok(())
     }

@@ -128,7 +128,10 @@ impl Puller {
         // Everything this pull stores or finds stored is claimed first, so no sweep deletes it
         // before the image record references it; a failure keeps only the completed layers.
         let claim = self.retainer.claim(self.settings.failed_pull_grace);
-        let fetched = self.fetch(image, creds, progress, &claim).await?;
+        // The image record's durable commit below also makes the snapshot records durable.
+        let fetched = self
+            .fetch_with(image, creds, progress, &claim, false)
+            .await?;
         // Docker reports the digest the tag resolved to: the index's for a multi-platform image.
         let repo_digest = fetched.index.as_ref().unwrap_or(&fetched.manifest).clone();
         let record = fetched.record(
@@ -148,6 +151,22 @@ impl Puller {
         creds: Option<&Credentials>,
         progress: &Progress,
         claim: &Claim,
+    ) -> Result<Fetched, PullError> {
+        self.fetch_with(image, creds, progress, claim, true).await
+    }
+
+    /// [`Puller::fetch`]. Blobs and snapshots are stored without flushing each (`commit_unsynced`);
+    /// once all are in, one `syncfs` makes them durable, and then, if `persist_records`, one
+    /// durable commit makes their snapshot records durable (else the caller's next durable
+    /// commit, the image record, does). A crash before that leaves only what nothing durable
+    /// names, which startup deletes (`ImageService::sweep_leftovers`).
+    async fn fetch_with(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        progress: &Progress,
+        claim: &Claim,
+        persist_records: bool,
     ) -> Result<Fetched, PullError> {
         let resolved = self
             .resolve(image, creds)
@@ -215,10 +234,18 @@ impl Puller {
         .await?;
 
         let content = &self.images.content;
-        content.put(&resolved.manifest_doc.digest, &resolved.manifest_doc.bytes)?;
+        content.put_unsynced(&resolved.manifest_doc.digest, &resolved.manifest_doc.bytes)?;
         if let Some(index) = &resolved.index_doc {
-            content.put(&index.digest, &index.bytes)?;
+            content.put_unsynced(&index.digest, &index.bytes)?;
         }
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.sync_unsynced(persist_records))
+            .instrument(tracing::info_span!("pull.sync"))
+            .await
+            .map_err(|e| PullError::Worker {
+                layer: config_desc.digest.clone(),
+                message: e.to_string(),
+            })??;
         Ok(Fetched {
             id: config_desc.digest.clone(),
             manifest: resolved.manifest_doc.digest.clone(),
@@ -294,7 +321,7 @@ impl Puller {
         while let Some(chunk) = stream.try_next().await? {
             bytes.extend_from_slice(&chunk);
         }
-        content.put(&desc.digest, &bytes)?;
+        content.put_unsynced(&desc.digest, &bytes)?;
         Ok(bytes)
     }
 
@@ -364,16 +391,16 @@ impl Puller {
         job.verify(&streamed)?;
         let stored = streamed.blob.is_some();
         if let Some(blob) = streamed.blob {
-            blob.commit(&job.desc.digest, job.desc.size)?;
+            blob.commit_unsynced(&job.desc.digest, job.desc.size)?;
         }
-        self.images.snapshots.commit(
-            staging,
-            &job.chain_id,
-            job.parent.as_ref(),
-            &job.diff_id,
-            streamed.unpacked.bytes,
-            streamed.unpacked.inodes,
-        )?;
+        let layer = crate::snapshot::Layer {
+            chain_id: &job.chain_id,
+            parent: job.parent.as_ref(),
+            diff_id: &job.diff_id,
+            size: streamed.unpacked.bytes,
+            inodes: streamed.unpacked.inodes,
+        };
+        self.images.snapshots.commit_unsynced(staging, &layer)?;
         claim.completed(std::iter::once(&job.chain_id).chain(stored.then_some(&job.desc.digest)));
         progress.update(job.index, |l| l.state = LayerState::Done);
         Ok(())

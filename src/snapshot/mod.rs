@@ -77,6 +77,18 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// What a committed snapshot records of its layer ([`Snapshotter::commit_unsynced`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    pub chain_id: &'a Digest,
+    /// The chain id of the snapshot below, if any.
+    pub parent: Option<&'a Digest>,
+    pub diff_id: &'a Digest,
+    /// Bytes and inodes unpacked.
+    pub size: u64,
+    pub inodes: u64,
+}
+
 /// The snapshot store.
 pub struct Snapshotter {
     root: PathBuf,
@@ -137,8 +149,9 @@ impl Snapshotter {
         Ok(Staging { path })
     }
 
-    /// Makes a staged layer the snapshot for `chain_id`. If another pull committed the same chain
-    /// meanwhile, the staged copy is discarded and the existing record returned.
+    /// Makes a staged layer the snapshot for `chain_id`, durably: the filesystem is synced
+    /// before the record is written. If another pull committed the same chain meanwhile, the
+    /// staged copy is discarded and the existing record returned.
     pub fn commit(
         &self,
         staging: Staging,
@@ -148,16 +161,60 @@ impl Snapshotter {
         size: u64,
         inodes: u64,
     ) -> Result<SnapshotRecord, SnapshotError> {
+        let layer = Layer {
+            chain_id,
+            parent,
+            diff_id,
+            size,
+            inodes,
+        };
+        self.commit_with(staging, &layer, true)
+    }
+
+    /// Like [`Snapshotter::commit`], but neither the files nor the record are flushed: for a
+    /// pull that calls [`Snapshotter::sync_filesystem`] and then commits a durable record (which
+    /// makes this record durable too) before anything durable names the snapshot. A crash before
+    /// that loses the record; startup deletes the directory
+    /// ([`Snapshotter::sweep_orphans`]).
+    pub fn commit_unsynced(
+        &self,
+        staging: Staging,
+        layer: &Layer<'_>,
+    ) -> Result<SnapshotRecord, SnapshotError> {
+        self.commit_with(staging, layer, false)
+    }
+
+    /// Flushes the filesystem the snapshots are on (`syncfs`).
+    pub fn sync_filesystem(&self) -> Result<(), SnapshotError> {
+        let dir = fs::File::open(&self.root).map_err(io_err(&self.root))?;
+        nix::unistd::syncfs(&dir).map_err(|e| io_err(&self.root)(e.into()))
+    }
+
+    fn commit_with(
+        &self,
+        staging: Staging,
+        layer: &Layer<'_>,
+        durable: bool,
+    ) -> Result<SnapshotRecord, SnapshotError> {
+        let Layer {
+            chain_id,
+            parent,
+            diff_id,
+            size,
+            inodes,
+        } = *layer;
         if let Some(existing) = self.get(chain_id)? {
             return Ok(existing);
         }
-        let id = self.store.write(|w| w.next_counter("snapshot"))?;
+        // The counter need not be durable: should a crash lose it, the directory it named has
+        // no record either, and startup deletes it before anything takes the number again.
+        let id = self.store.write_volatile(|w| w.next_counter("snapshot"))?;
         let target = self.root.join(id.to_string());
         fs::rename(&staging.path, &target).map_err(io_err(&target))?;
         std::mem::forget(staging);
         // Unpacked files are not fsynced one by one; one syncfs makes them durable before the
         // record that points at them is.
-        if let Ok(dir) = fs::File::open(&target) {
+        if durable && let Ok(dir) = fs::File::open(&target) {
             let _ = nix::unistd::syncfs(&dir);
         }
         let record = SnapshotRecord {
@@ -171,13 +228,17 @@ impl Snapshotter {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
-        let raced = self.store.write(|w| {
+        let put = |w: &mut crate::store::Writer| {
             if let Some(existing) = w.get::<SnapshotRecord>(Table::Snapshots, chain_id.as_str())? {
                 return Ok(Some(existing));
             }
             w.put(Table::Snapshots, chain_id.as_str(), &record)?;
             Ok(None)
-        })?;
+        };
+        let raced = match durable {
+            true => self.store.write(put)?,
+            false => self.store.write_volatile(put)?,
+        };
         match raced {
             Some(existing) => {
                 let _ = fs::remove_dir_all(&target);
@@ -282,99 +343,4 @@ impl Drop for Staging {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> Digest {
-        Digest::of(s.as_bytes())
-    }
-
-    #[test]
-    fn chain_ids_follow_the_oci_definition() {
-        let ids = chain_ids(&[d("a"), d("b")]);
-        assert_eq!(ids[0], d("a"));
-        assert_eq!(
-            ids[1],
-            Digest::of(format!("{} {}", d("a"), d("b")).as_bytes())
-        );
-        assert!(chain_ids(&[]).is_empty());
-    }
-
-    #[test]
-    fn commit_renames_staging_and_records_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("meta.redb")).unwrap());
-        let snaps = Snapshotter::open(&dir.path().join("snapshots"), store).unwrap();
-        let staging = snaps.staging().unwrap();
-        fs::write(staging.path().join("file"), b"x").unwrap();
-        let rec = snaps
-            .commit(staging, &d("c1"), None, &d("c1"), 1, 1)
-            .unwrap();
-        assert_eq!(fs::read(snaps.dir(&rec).join("file")).unwrap(), b"x");
-        assert_eq!(snaps.get(&d("c1")).unwrap(), Some(rec.clone()));
-
-        // a second commit of the same chain keeps the first and discards the copy
-        let staging = snaps.staging().unwrap();
-        let again = snaps
-            .commit(staging, &d("c1"), None, &d("c1"), 1, 1)
-            .unwrap();
-        assert_eq!(again, rec);
-
-        // leftovers are swept, committed snapshots are not
-        let _leftover = fs::create_dir(snaps.root().join("tmp-dead"));
-        fs::create_dir(snaps.root().join("999")).unwrap();
-        assert_eq!(snaps.sweep_orphans().unwrap(), 2);
-        assert!(snaps.dir(&rec).exists());
-        snaps.remove(&d("c1")).unwrap();
-        assert!(!snaps.dir(&rec).exists());
-        assert_eq!(fs::read_dir(snaps.root()).unwrap().count(), 0);
-    }
-
-    /// Waits until `dir` is empty; the trash thread deletes asynchronously.
-    fn wait_empty(dir: &Path) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while fs::read_dir(dir).unwrap().count() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} not emptied",
-                dir.display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
-    #[test]
-    fn removed_snapshots_go_through_the_trash_and_leftovers_are_emptied_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("meta.redb")).unwrap());
-        let trash = dir.path().join("trash");
-        fs::create_dir_all(trash.join("7-dead/deep/er")).unwrap();
-        fs::write(trash.join("7-dead/deep/er/file"), b"x").unwrap();
-        let snaps = Snapshotter::open(&dir.path().join("snapshots"), store).unwrap();
-        wait_empty(&trash);
-
-        let staging = snaps.staging().unwrap();
-        for i in 0..200 {
-            fs::write(staging.path().join(i.to_string()), b"x").unwrap();
-        }
-        let rec = snaps
-            .commit(staging, &d("c1"), None, &d("c1"), 1, 1)
-            .unwrap();
-        snaps.remove(&d("c1")).unwrap();
-        assert!(!snaps.dir(&rec).exists(), "gone from the store at once");
-        assert_eq!(snaps.get(&d("c1")).unwrap(), None);
-        wait_empty(&trash);
-        snaps.remove(&d("c1")).unwrap();
-    }
-
-    #[test]
-    fn dropped_staging_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("meta.redb")).unwrap());
-        let snaps = Snapshotter::open(&dir.path().join("snapshots"), store).unwrap();
-        let staging = snaps.staging().unwrap();
-        let path = staging.path().to_path_buf();
-        drop(staging);
-        assert!(!path.exists());
-    }
-}
+mod tests;

@@ -27,7 +27,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -157,12 +157,36 @@ impl Store {
         f(&Reader { txn })
     }
 
-    /// Runs `f` in a write transaction, committed only if `f` succeeds.
+    /// Runs `f` in a write transaction, committed (durably) only if `f` succeeds.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// Like [`Store::write`], but the commit is not flushed: readers see it at once, and it
+    /// reaches the disk with the next durable commit (any [`Store::write`] or [`Store::persist`]),
+    /// or is lost in a crash before that. Only for records whose loss a restart repairs.
+    pub fn write_volatile<T>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_with(Durability::None, f)
+    }
+
+    /// Makes every earlier [`Store::write_volatile`] commit durable.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(()))
+    }
+
+    fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(durability).map_err(db_err)?;
         let mut writer = Writer { txn };
         let value = f(&mut writer)?;
         writer.txn.commit().map_err(db_err)?;
