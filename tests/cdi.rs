@@ -128,24 +128,6 @@ fn with_devices(mut config: api::ContainerConfig, names: &[&str]) -> api::Contai
     config
 }
 
-async fn create(
-    cri: &mut CriClient,
-    pod: &Pod,
-    config: api::ContainerConfig,
-) -> Result<String, tonic::Status> {
-    let req = api::CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(config),
-        sandbox_config: Some(pod.config.clone()),
-    };
-    Ok(cri
-        .runtime
-        .create_container(req)
-        .await?
-        .into_inner()
-        .container_id)
-}
-
 /// Runs `script` in the container; its stdout, after checking it exited 0.
 async fn sh(cri: &mut CriClient, id: &str, script: &str) -> String {
     let out = exec(cri, id, &["sh", "-c", script], 10).await.unwrap();
@@ -200,7 +182,7 @@ async fn cdi_devices_reach_containers_of_both_handlers() {
         config,
         &["test.berth.io/fake=null0", "test.berth.io/fake=disk0"],
     );
-    let id = create(&mut cri, &pod, config)
+    let id = try_create_container(&mut cri, &pod, config)
         .await
         .expect("CreateContainer");
     cri.runtime
@@ -218,7 +200,9 @@ async fn cdi_devices_reach_containers_of_both_handlers() {
         ("test.berth.io/fake=hooked", "built-in"),
     ] {
         let config = with_devices(container_config("bad", &image, &["true"]), &[name]);
-        let err = create(&mut cri, &pod, config).await.unwrap_err();
+        let err = try_create_container(&mut cri, &pod, config)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err:?}");
         assert!(
             err.message().contains(name) && err.message().contains(why),
@@ -229,7 +213,9 @@ async fn cdi_devices_reach_containers_of_both_handlers() {
     config
         .annotations
         .insert("cdi.k8s.io/x".into(), "not-a-name".into());
-    let err = create(&mut cri, &pod, config).await.unwrap_err();
+    let err = try_create_container(&mut cri, &pod, config)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
     // A spec installed while berthd runs is picked up by the next CreateContainer.

@@ -101,16 +101,6 @@ async fn pods(cri: &mut CriClient) -> Vec<api::PodSandbox> {
         .items
 }
 
-async fn containers(cri: &mut CriClient) -> Vec<api::Container> {
-    let req = api::ListContainersRequest { filter: None };
-    cri.runtime
-        .list_containers(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .containers
-}
-
 fn one(set: &std::collections::BTreeSet<String>) -> String {
     assert_eq!(set.len(), 1, "{set:?}");
     set.iter().next().unwrap().clone()
@@ -238,17 +228,7 @@ fn busybox_image() -> String {
 }
 
 async fn create(cri: &mut CriClient, pod: &Pod, config: api::ContainerConfig) -> String {
-    let req = api::CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(config),
-        sandbox_config: Some(pod.config.clone()),
-    };
-    cri.runtime
-        .create_container(req)
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id
+    (try_create_container(cri, pod, config).await).expect("CreateContainer")
 }
 
 /// A berthd whose `runc` handler is held by `hold`, and a runc pod in `cgroup_parent`.
@@ -321,7 +301,7 @@ async fn a_create_container_cut_short_by_a_kill_leaves_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     d.restart();
     let mut cri2 = d.client().await;
-    assert!(containers(&mut cri2).await.is_empty());
+    assert!(list_containers(&mut cri2).await.is_empty());
     let after = Footprint::read(d.dir.path(), &parent);
     assert!(
         after.container_dirs.is_empty() && after.cgroups.is_empty() && after.processes.is_empty(),
@@ -411,7 +391,7 @@ async fn a_remove_container_cut_short_by_a_kill_is_finished() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     d.restart();
     let mut cri = d.client().await;
-    let listed = containers(&mut cri).await;
+    let listed = list_containers(&mut cri).await;
     assert_eq!(
         listed.len(),
         1,

@@ -35,24 +35,6 @@ fn snapshot_dirs(root: &std::path::Path) -> Vec<String> {
     dirs
 }
 
-async fn create(
-    cri: &mut berth::client::CriClient,
-    pod: &Pod,
-    config: api::ContainerConfig,
-) -> Result<String, tonic::Status> {
-    let req = api::CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(config),
-        sandbox_config: Some(pod.config.clone()),
-    };
-    Ok(cri
-        .runtime
-        .create_container(req)
-        .await?
-        .into_inner()
-        .container_id)
-}
-
 async fn sh(cri: &mut berth::client::CriClient, id: &str, script: &str) -> (i32, String) {
     let out = exec(cri, id, &["sh", "-c", script], 30).await.unwrap();
     let text = format!(
@@ -102,7 +84,9 @@ async fn image_volumes_mount_read_only_and_outlive_their_image() {
     for (mount, code, message) in refusals {
         let mut config = container_config("refused", &f.image, &["sleep", "1000"]);
         config.mounts = vec![mount];
-        let err = create(&mut f.cri, &f.pod, config).await.unwrap_err();
+        let err = try_create_container(&mut f.cri, &f.pod, config)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), code, "{err:?}");
         assert!(err.message().contains(message), "{err:?}");
     }

@@ -90,33 +90,9 @@ async fn daemon(nri_dir: &Path) -> (Daemon, CriClient, String) {
     (d, cri, image)
 }
 
-async fn containers(cri: &mut CriClient) -> Vec<api::Container> {
-    let req = api::ListContainersRequest { filter: None };
-    cri.runtime
-        .list_containers(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .containers
-}
-
-async fn create(
-    cri: &mut CriClient,
-    pod: &Pod,
-    name: &str,
-    image: &str,
-) -> Result<String, tonic::Status> {
-    let req = api::CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(container_config(name, image, &["sleep", "3600"])),
-        sandbox_config: Some(pod.config.clone()),
-    };
-    Ok(cri
-        .runtime
-        .create_container(req)
-        .await?
-        .into_inner()
-        .container_id)
+/// A container that sleeps.
+fn app(image: &str) -> api::ContainerConfig {
+    container_config("app", image, &["sleep", "3600"])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,12 +107,7 @@ async fn a_plugin_process_adjusts_a_container_and_sees_its_lifecycle() {
     );
 
     let pod = run_pod(&mut cri, pod_config("nri", d.dir.path())).await;
-    let id = start_container(
-        &mut cri,
-        &pod,
-        container_config("app", &image, &["sleep", "3600"]),
-    )
-    .await;
+    let id = start_container(&mut cri, &pod, app(&image)).await;
     let out = exec(&mut cri, &id, &["sh", "-c", "echo $NRI_TEST"], 10)
         .await
         .unwrap();
@@ -191,29 +162,39 @@ async fn a_refusing_or_silent_plugin_fails_create_container_and_leaves_nothing()
     let pod = run_pod(&mut cri, pod_config("nri-fail", d.dir.path())).await;
 
     let refuser = Plugin::start(&socket, nri_dir.path(), "refuser", "fail");
-    let err = create(&mut cri, &pod, "app", &image).await.unwrap_err();
+    let err = try_create_container(&mut cri, &pod, app(&image))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(
         err.message()
             .contains("the test plugin refuses every container"),
         "{err:?}"
     );
-    assert!(containers(&mut cri).await.is_empty(), "no container left");
+    assert!(
+        list_containers(&mut cri).await.is_empty(),
+        "no container left"
+    );
     drop(refuser);
 
     let sleeper = Plugin::start(&socket, nri_dir.path(), "sleeper", "hang");
     let started = std::time::Instant::now();
-    let err = create(&mut cri, &pod, "app", &image).await.unwrap_err();
+    let err = try_create_container(&mut cri, &pod, app(&image))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(err.message().contains("10-sleeper"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(containers(&mut cri).await.is_empty(), "no container left");
+    assert!(
+        list_containers(&mut cri).await.is_empty(),
+        "no container left"
+    );
 
     // The silent plugin was disconnected: the same name is created now.
-    let id = create(&mut cri, &pod, "app", &image)
+    let id = try_create_container(&mut cri, &pod, app(&image))
         .await
         .expect("the retry");
-    assert_eq!(containers(&mut cri).await.len(), 1);
+    assert_eq!(list_containers(&mut cri).await.len(), 1);
     drop(sleeper);
     let remove = api::RemoveContainerRequest { container_id: id };
     cri.runtime.remove_container(remove).await.unwrap();

@@ -111,6 +111,10 @@ JSON
     done
     [[ -z $left ]] || fail "$name: units left behind: $left"
     [[ ! -e /sys/fs/cgroup$pdir ]] || fail "$name: the pod slice's cgroup is left behind"
+  elif [[ -e /sys/fs/cgroup$pdir ]]; then
+    # With cgroupfs the pod's cgroup (its cgroup_parent) is kubelet's: berth leaves it, and the
+    # script removes it as kubelet would (rmdir fails if anything is left in it).
+    rmdir "/sys/fs/cgroup$pdir" || fail "$name: the pod cgroup $pdir is not empty"
   fi
   pass "$name: pod removed, no unit or cgroup left behind"
 done

@@ -120,23 +120,44 @@ pub async fn run_pod(cri: &mut CriClient, config: api::PodSandboxConfig) -> Pod 
     Pod { id, config }
 }
 
-pub async fn start_container(
+/// CreateContainer of `config` in `pod`: the new container's id, or the call's error.
+pub async fn try_create_container(
     cri: &mut CriClient,
     pod: &Pod,
     config: api::ContainerConfig,
-) -> String {
+) -> Result<String, tonic::Status> {
     let req = api::CreateContainerRequest {
         pod_sandbox_id: pod.id.clone(),
         config: Some(config),
         sandbox_config: Some(pod.config.clone()),
     };
-    let id = cri
+    Ok(cri
         .runtime
         .create_container(req)
-        .await
-        .expect("CreateContainer")
+        .await?
         .into_inner()
-        .container_id;
+        .container_id)
+}
+
+/// Every container berthd lists.
+pub async fn list_containers(cri: &mut CriClient) -> Vec<api::Container> {
+    let req = api::ListContainersRequest { filter: None };
+    cri.runtime
+        .list_containers(req)
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+}
+
+pub async fn start_container(
+    cri: &mut CriClient,
+    pod: &Pod,
+    config: api::ContainerConfig,
+) -> String {
+    let id = try_create_container(cri, pod, config)
+        .await
+        .expect("CreateContainer");
     let req = api::StartContainerRequest {
         container_id: id.clone(),
     };
