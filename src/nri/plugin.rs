@@ -42,6 +42,10 @@ pub struct Plugin {
     trunk: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The request timeout.
     pub timeout: Duration,
+    /// One request at a time: ttrpc's client numbers a request before queueing it, so two
+    /// concurrent requests can reach the plugin out of order, and NRI's Go ttrpc server refuses
+    /// a stream id lower than the last one it saw ("StreamID cannot be re-used").
+    calls: tokio::sync::Mutex<()>,
     // Kept for the life of the connection (in a mutex: the server is not `Sync`).
     _server: Mutex<ttrpc::r#async::Server>,
 }
@@ -100,6 +104,7 @@ impl Plugin {
     where
         F: std::future::Future<Output = ttrpc::Result<T>>,
     {
+        let _one = self.calls.lock().await;
         call(&self.id, name, self.timeout, request(context(self.timeout))).await
     }
 }
@@ -252,6 +257,7 @@ where
         client,
         trunk: trunk_task,
         timeout: timeouts.request,
+        calls: tokio::sync::Mutex::new(()),
         _server: Mutex::new(server),
     })
 }
