@@ -50,8 +50,13 @@ impl DiskReserve {
     /// a pull's unpack does).
     pub fn floor(&self, path: &std::path::Path) -> Result<(u64, String), String> {
         let free = statvfs(path).map_err(|e| format!("free space of {}: {e}", path.display()))?;
+        Ok(self.floor_of(&free))
+    }
+
+    /// [`DiskReserve::floor`] for a filesystem with `free`.
+    fn floor_of(&self, free: &Free) -> (u64, String) {
         let bytes = self.bytes(free.total);
-        Ok(if free.available >= bytes {
+        if free.available >= bytes {
             let reason = format!(
                 "the disk reserve (image.disk_reserve: {self}, {bytes} bytes of {})",
                 free.total
@@ -64,7 +69,7 @@ impl DiskReserve {
                 free.available
             );
             (free.available / 2, reason)
-        })
+        }
     }
 
     /// Whether `more` bytes can still be written on the filesystem holding `path` leaving
@@ -146,21 +151,7 @@ pub(super) struct Space<Q> {
 impl<Q: FnMut() -> io::Result<Free>> Space<Q> {
     pub(super) fn new(mut query: Q, reserve: DiskReserve) -> io::Result<Space<Q>> {
         let free = query()?;
-        let reserve_bytes = reserve.bytes(free.total);
-        let (floor, reason) = if free.available >= reserve_bytes {
-            let reason = format!(
-                "the disk reserve (image.disk_reserve: {reserve}, {reserve_bytes} bytes of {})",
-                free.total
-            );
-            (reserve_bytes, reason)
-        } else {
-            let reason = format!(
-                "half of the {} bytes free when it started: the data filesystem is already below \
-                 the disk reserve (image.disk_reserve: {reserve}, {reserve_bytes} bytes)",
-                free.available
-            );
-            (free.available / 2, reason)
-        };
+        let (floor, reason) = reserve.floor_of(&free);
         Ok(Space {
             query,
             floor,
