@@ -300,18 +300,6 @@ async fn run_steps_get_container_defaults_and_only_loopback_unless_asked() {
     );
 }
 
-/// Unmounts a tmpfs when the test ends (declared before the daemon, so dropped after it).
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn a_run_filling_the_disk_stops_at_the_reserve() {
     // berthd's data on a 256 MiB tmpfs with a 50% reserve; the step writes 200 MB.
@@ -320,20 +308,14 @@ async fn a_run_filling_the_disk_stops_at_the_reserve() {
     let d = Daemon::start_with(
         |dir| {
             root = dir.join("root");
-            std::fs::create_dir_all(&root).unwrap();
-            let status = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
-                .arg(&root)
-                .status()
-                .unwrap();
-            assert!(status.success(), "mount a tmpfs (needs root)");
+            common::host::mount_tmpfs(&root, "256m");
         },
         &format!(
             "registries:\n  \"{}\":\n    insecure: true\nimage:\n  disk_reserve: 50%\n",
             r.plain
         ),
     );
-    let _unmount = Tmpfs(root.clone());
+    let _unmount = common::host::Tmpfs(root.clone());
     let base = format!("{}/library/busybox:latest", r.plain);
     let ctx = context(&format!(
         "FROM {base}\nRUN head -c 200000000 /dev/zero > /big\n"

@@ -13,38 +13,13 @@ use std::time::{Duration, Instant};
 use berth::cri::api;
 use common::Daemon;
 use common::fake_registry::{FakeRegistry, OCI_CONFIG, OCI_MANIFEST, Reply, sha256};
+use common::host::{Tmpfs, mount_tmpfs};
 
 const MIB: u64 = 1024 * 1024;
 /// The data filesystem's size.
 const FS_SIZE: u64 = 64 * MIB;
 /// What the bomb unpacks to: four times the filesystem.
 const BOMB_SIZE: u64 = 256 * MIB;
-
-/// Unmounts the tmpfs when the test ends (after berthd, declared before it).
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-fn mount_tmpfs(at: &Path) {
-    std::fs::create_dir_all(at).unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={FS_SIZE}"), "tmpfs"])
-        .arg(at)
-        .status()
-        .expect("run mount");
-    assert!(
-        status.success(),
-        "mount a tmpfs on {} (needs root)",
-        at.display()
-    );
-}
 
 /// Available bytes on the filesystem holding `path`, as kubelet counts them.
 fn available(path: &Path) -> u64 {
@@ -130,7 +105,7 @@ async fn a_decompression_bomb_stops_at_the_disk_reserve_and_its_data_is_gone_wit
     let d = Daemon::start_with(
         |dir| {
             root = dir.join("root");
-            mount_tmpfs(&root);
+            mount_tmpfs(&root, &FS_SIZE.to_string());
         },
         &format!(
             "registries:\n  \"{}\":\n    insecure: true\n",

@@ -204,3 +204,30 @@ fn remove_cgroup_parent(parent: &str) {
         let _ = std::fs::remove_dir(&dir);
     }
 }
+
+/// Mounts a tmpfs of `size` (mount's `size=` option, e.g. "256m") at `at`, creating it.
+pub fn mount_tmpfs(at: &Path, size: &str) {
+    std::fs::create_dir_all(at).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .status()
+        .expect("run mount");
+    assert!(
+        status.success(),
+        "mount a tmpfs on {} (needs root)",
+        at.display()
+    );
+}
+
+/// Unmounts a tmpfs when dropped (declare it before the daemon using it, so it goes after).
+pub struct Tmpfs(pub PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
