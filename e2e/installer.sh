@@ -51,7 +51,8 @@ cat >"$HOST.config.yaml" <<YAML
 root_dir: $HOST/var/lib/berth
 state_dir: $HOST/run/berth
 grpc:
-  socket: $HOST/run/berth/berth.sock
+  socket: $HOST/run/berth/berth.sockimage:
+  disk_reserve: 1%  # see e2e/lib.sh
 YAML
 mkdir -p "$HOST/var/lib/kubelet"
 echo 'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.10"' \
@@ -149,7 +150,8 @@ cat >"$HOST2.config.yaml" <<YAML
 root_dir: $HOST2/var/lib/berth
 state_dir: $HOST2/run/berth
 grpc:
-  socket: $HOST2/run/berth/berth.sock
+  socket: $HOST2/run/berth/berth.sockimage:
+  disk_reserve: 1%  # see e2e/lib.sh
 YAML
 (
   for _ in $(seq 600); do

@@ -71,6 +71,9 @@ network:
 registries:
   "$REGISTRY":
     insecure: true
+# This shared disk often sits near the default reserve (15%).
+image:
+  disk_reserve: 1%
 YAML
   # The installer's `systemctl`: one line per call, for node-systemd.sh.
   cat > "$d/systemctl" <<SH

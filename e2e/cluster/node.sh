@@ -42,6 +42,9 @@ network:
 registries:
   "$REGISTRY":
     insecure: true
+# This shared disk often sits near the default reserve (15%).
+image:
+  disk_reserve: 1%
 YAML
   cat > "$d/cni/10-$CL.conflist" <<JSON
 {
