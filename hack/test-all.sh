@@ -61,7 +61,9 @@ wait "$kubelet_build" || { cat target/k8s-build-kubelet.log; echo "test-all: bui
 for script in e2e/*.sh; do
   [[ "$(basename "$script")" == lib.sh ]] && continue
   echo "--- $script"
+  started=$SECONDS
   if bash "$script"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $script"; fi
+  echo "--- $script: $((SECONDS - started)) s"
 done
 echo
 echo "e2e: $passed passed, $failed failed"
