@@ -29,12 +29,19 @@ hack/cni-config.sh
 # taken from /var/cache/berth-k8s. The builds run in the background at the lowest priority
 # (hack/k8s/build.sh nices `go build`), on the CPU the lints and tests leave idle; the e2e scripts
 # wait for kubelet, the cluster step for the rest. Logs: target/k8s-build-*.log.
-# Each build is its own process group, stopped with the run if the run stops early.
+# Each build is its own session, stopped with the run if the run stops early. A new session is also
+# a new scheduler autogroup, whose CPU share is the run's own whatever the processes' nice values:
+# the autogroup itself is niced to 19, or each build would take as much CPU as the whole run.
 mkdir -p target
-setsid hack/k8s/build.sh kubelet >target/k8s-build-kubelet.log 2>&1 &
+background() { # background LOG CMD...: CMD in its own session and autogroup, at the lowest priority
+  local log=$1
+  shift
+  setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true; exec "$@"' bash "$@" >"$log" 2>&1 &
+}
+background target/k8s-build-kubelet.log hack/k8s/build.sh kubelet
 kubelet_build=$!
-setsid hack/k8s/build.sh kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl \
-  etcd etcdctl >target/k8s-build-cluster.log 2>&1 &
+background target/k8s-build-cluster.log hack/k8s/build.sh kube-apiserver kube-controller-manager \
+  kube-scheduler kube-proxy kubectl etcd etcdctl
 cluster_build=$!
 trap 'kill -- -$kubelet_build -$cluster_build 2>/dev/null || true' EXIT
 
