@@ -78,7 +78,14 @@ impl Adaptation {
                 return;
             }
         };
+        // Admissions take the write side in turn, so no two can both pass this check.
         let _sync = self.sync.write().await;
+        if self.is_registered(&plugin.id) {
+            // Its events and adjustments would pass for the other's (no conflict between
+            // them), and either one timing out would forget both.
+            tracing::warn!(plugin = %plugin.id, "NRI plugin refused: a plugin of this index and name is connected");
+            return;
+        }
         let request = match self.sync_request() {
             Ok(r) => r,
             Err(e) => {
@@ -135,8 +142,15 @@ impl Adaptation {
         plugins.len()
     }
 
+    /// Whether a connected plugin has the id `id`.
+    fn is_registered(&self, id: &str) -> bool {
+        let mut plugins = self.plugins.lock().expect("plugins lock");
+        plugins.retain(|p| !p.is_closed());
+        plugins.iter().any(|p| p.id == id)
+    }
+
     fn forget(&self, plugin: &Plugin) {
-        (self.plugins.lock().expect("plugins lock")).retain(|p| p.id != plugin.id);
+        (self.plugins.lock().expect("plugins lock")).retain(|p| !std::ptr::eq(&**p, plugin));
     }
 
     /// One request to `plugin`: `Ok(None)` when its connection is gone (it is forgotten); a
