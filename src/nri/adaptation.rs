@@ -24,6 +24,9 @@ pub struct Adaptation {
     /// Registered plugins, in index order.
     plugins: Mutex<Vec<Arc<Plugin>>>,
     pub(super) sync: Arc<tokio::sync::RwLock<()>>,
+    /// Admissions take turns before asking for `sync`'s write side, so at most one waits for
+    /// it: a pod queues behind one plugin's synchronization, not behind every connecting one.
+    admitting: tokio::sync::Mutex<()>,
     runtime: OnceLock<Weak<Runtime>>,
     /// Containers whose stop the plugins were told of (or are being told).
     pub(super) stopped: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
@@ -40,6 +43,7 @@ impl Adaptation {
             timeouts,
             plugins: Mutex::default(),
             sync: Arc::default(),
+            admitting: tokio::sync::Mutex::default(),
             runtime: OnceLock::new(),
             stopped: Mutex::default(),
         })
@@ -79,6 +83,7 @@ impl Adaptation {
             }
         };
         // Admissions take the write side in turn, so no two can both pass this check.
+        let _turn = self.admitting.lock().await;
         let _sync = self.sync.write().await;
         if self.is_registered(&plugin.id) {
             // Its events and adjustments would pass for the other's (no conflict between

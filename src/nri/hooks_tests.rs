@@ -25,6 +25,10 @@ enum Behaviour {
     Shared,
     Fail,
     Hang,
+    /// Closes its connection while answering CreateContainer.
+    HangUp,
+    /// Never answers Synchronize.
+    HangSync,
 }
 
 struct FakePlugin {
@@ -32,6 +36,8 @@ struct FakePlugin {
     behaviour: Behaviour,
     events: i32,
     seen: Arc<Mutex<Vec<String>>>,
+    /// Its own connection, for `HangUp`.
+    trunk: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 #[async_trait::async_trait]
@@ -51,6 +57,9 @@ impl api_ttrpc::Plugin for FakePlugin {
         _: &ttrpc::r#async::TtrpcContext,
         _: api::SynchronizeRequest,
     ) -> ttrpc::Result<api::SynchronizeResponse> {
+        if self.behaviour == Behaviour::HangSync {
+            std::future::pending::<()>().await;
+        }
         Ok(api::SynchronizeResponse::new())
     }
 
@@ -94,7 +103,11 @@ impl api_ttrpc::Plugin for FakePlugin {
                     "induced failure",
                 )));
             }
-            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Hang | Behaviour::HangSync => std::future::pending().await,
+            Behaviour::HangUp => {
+                self.trunk.lock().unwrap().as_ref().unwrap().abort();
+                std::future::pending().await
+            }
         }
         adjust.env.push(kv);
         let mut reply = api::CreateContainerResponse::new();
@@ -123,6 +136,7 @@ async fn plugin(
         behaviour,
         events,
         seen: seen.clone(),
+        trunk: Arc::new(Mutex::new(Some(trunk.abort_handle()))),
     });
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(Listener::new(accepted))
@@ -285,74 +299,5 @@ async fn a_plugin_that_went_away_is_forgotten_without_failing_anything() {
     assert_eq!(adaptation.plugin_count(), 0);
 }
 
-#[tokio::test]
-async fn a_hanging_plugin_delays_concurrent_calls_by_one_timeout_at_most() {
-    // Calls to one plugin go one at a time; those queued behind the call that timed out must not
-    // each wait a timeout of their own on the plugin that was just disconnected.
-    let adaptation = adaptation();
-    let (_seen, _p) = plugin(&adaptation, "sleeper", "10", Behaviour::Hang, ALL).await;
-    let started = std::time::Instant::now();
-    let calls: Vec<_> = (0..4)
-        .map(|_| {
-            let adaptation = adaptation.clone();
-            tokio::spawn(async move { create(&adaptation, &mut spec()).await })
-        })
-        .collect();
-    let mut timeouts = 0;
-    for call in calls {
-        match call.await.unwrap() {
-            Err(NriError::Timeout { .. }) => timeouts += 1,
-            Ok(()) => {}
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
-    let elapsed = started.elapsed();
-    // request timeout 300 ms: one timeout (and some slack), not four in a row.
-    assert!(elapsed < Duration::from_millis(700), "took {elapsed:?}");
-    assert_eq!(
-        timeouts, 1,
-        "only the call that waited on the plugin times out"
-    );
-    assert_eq!(adaptation.plugin_count(), 0);
-}
-
-#[tokio::test]
-async fn a_plugin_that_times_out_sees_its_connection_closed() {
-    let adaptation = adaptation();
-    let (_seen, p) = plugin(&adaptation, "sleeper", "10", Behaviour::Hang, ALL).await;
-    // Keep a handle on the plugin (an event in flight elsewhere) while the timeout happens.
-    let held = adaptation.subscribed(api::Event::CREATE_CONTAINER);
-    let err = create(&adaptation, &mut spec()).await.unwrap_err();
-    assert!(matches!(err, NriError::Timeout { .. }), "{err}");
-    // The plugin's end reads end-of-file: berth hung up on it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !p.trunk.is_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the timed-out plugin is still connected"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(held);
-}
-
-#[tokio::test]
-async fn a_second_plugin_with_a_registered_name_and_index_is_refused() {
-    let adaptation = adaptation();
-    let (_a, _pa) = plugin(&adaptation, "a", "10", Behaviour::Shared, ALL).await;
-    // The same index and name: it would share the first one's adjustments (no conflict between
-    // them) and its disconnection would forget both.
-    let (_b, pb) = plugin(&adaptation, "a", "10", Behaviour::Shared, ALL).await;
-    assert_eq!(adaptation.plugin_count(), 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !pb.trunk.is_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the duplicate plugin is still connected"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut spec = spec();
-    create(&adaptation, &mut spec).await.unwrap();
-    assert_eq!(env(&spec), vec!["PATH=/bin", "SHARED=a"]);
-}
+#[path = "hooks_hostile_tests.rs"]
+mod hostile;
