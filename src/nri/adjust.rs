@@ -66,6 +66,7 @@ impl<'a> Adjuster<'a> {
         if !adj.CDI_devices.is_empty() {
             return Err(self.refuse(plugin, "CDI devices cannot be injected by NRI".into()));
         }
+        super::checks::adjustment(adj).map_err(|why| self.refuse(plugin, why))?;
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         for (key, value) in &adj.annotations {
             let (name, remove) = removal(key);
