@@ -106,9 +106,18 @@ wait "$kubelet_build" || { cat target/k8s-build-kubelet.log; echo "test-all: bui
 e2e_run e2e/kubelet.sh
 
 # This host is cgroup v1 (hybrid): the cgroup tests run again in a QEMU guest on pure v2 with
-# systemd (e2e/vm/suite.sh). It fails, counted below, when the guest cannot boot.
+# systemd (e2e/vm/suite.sh). It fails, counted below, when the guest cannot boot. A guest kernel
+# that panics (seen once: an int3 oops in the scheduler under QEMU's multi-threaded TCG) is an
+# emulator fault, not a test result: the suite then runs once more, saying so.
+vm_suite() {
+  BERTH_VM_TIMEOUT=1800 e2e/vm/suite.sh --no-build 2>&1 | tee target/vm-suite.log
+  return "${PIPESTATUS[0]}"
+}
 step "cgroup v2 guest"
-if BERTH_VM_TIMEOUT=1800 e2e/vm/suite.sh --no-build; then
+if vm_suite; then
+  passed=$((passed + 1))
+elif grep -q "Kernel panic - not syncing" target/vm-suite.log &&
+  echo "test-all: the guest kernel panicked (above); running the guest suite once more" && vm_suite; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))
