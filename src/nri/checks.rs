@@ -52,17 +52,8 @@ pub(super) fn adjustment(adj: &api::ContainerAdjustment) -> Result<(), String> {
     Ok(())
 }
 
-#[allow(deprecated)] // `prestart`: deprecated in OCI, still an NRI hook list
 fn hooks(h: &api::Hooks) -> Result<(), String> {
-    let all = [
-        &h.prestart,
-        &h.create_runtime,
-        &h.create_container,
-        &h.start_container,
-        &h.poststart,
-        &h.poststop,
-    ];
-    for hook in all.into_iter().flatten() {
+    for hook in super::adjust::hook_lists(h).into_iter().flatten() {
         absolute("hook", &hook.path)?;
         for s in hook.args.iter().chain(&hook.env) {
             no_nul(&format!("hook {}", hook.path), s)?;
