@@ -38,6 +38,9 @@ background() { # background LOG CMD...: CMD in its own session and autogroup, at
   shift
   setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true; exec "$@"' bash "$@" >"$log" 2>&1 &
 }
+awaited() { # awaited PID: the run now waits for that build, so its autogroup gets the run's share
+  echo 0 >"/proc/$1/autogroup" 2>/dev/null || true
+}
 background target/k8s-build-kubelet.log hack/k8s/build.sh kubelet
 kubelet_build=$!
 # The cluster's binaries after kubelet's (sharing its compiled packages through Go's build cache).
@@ -102,6 +105,7 @@ critest_run websocket-streaming -ginkgo.focus='\[k8s\.io\] Streaming' \
 critest_run runc-conformance -runtime-handler runc -ginkgo.focus='\[Conformance\]'
 
 step "kubelet"
+awaited "$kubelet_build"
 wait "$kubelet_build" || { cat target/k8s-build-kubelet.log; echo "test-all: building kubelet failed" >&2; exit 1; }
 e2e_run e2e/kubelet.sh
 
@@ -128,6 +132,7 @@ fi
 # containerd node the DaemonSet installer switches to berth. Upstream conformance
 # (e2e/cluster/conformance.sh) is a separate command: its build and run do not fit the budget.
 step "cluster"
+awaited "$cluster_build"
 if ! wait "$cluster_build"; then
   cat target/k8s-build-cluster.log
   failed=$((failed + 1))
