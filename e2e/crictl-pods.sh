@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A busybox pod driven by crictl exactly as an operator would with containerd: runp, create,
-# start, ps, inspect, logs, exec -s, exec -it, stop, rm, stopp, rmp. RUNTIME_HANDLER (default "", the built-in
-# executor) picks the pod's runtime handler: e2e/crictl-pods-runc.sh runs the same with runc.
+# start, ps, inspect, logs, exec -s, environment names that are not shell names (envFrom's), exec -it,
+# stop, rm, stopp, rmp. RUNTIME_HANDLER (default "", the built-in executor) picks the pod's runtime
+# handler: e2e/crictl-pods-runc.sh runs the same with runc.
 source "$(dirname "$0")/lib.sh"
 eval "$("$E2E_ROOT/hack/registry.sh" env)"
 REG=$BERTH_TEST_REGISTRY
@@ -41,6 +42,43 @@ pass "crictl logs shows the container's output"
 [[ $(crictl_b exec -s "$CTR" hostname) == e2e-host ]] || fail "exec hostname"
 [[ $(crictl_b exec -s "$CTR" sh -c 'echo $((6*7))') == 42 ]] || fail "exec arithmetic"
 pass "crictl exec -s runs in the container"
+
+# Environment variables whose names are not shell names, as kubelet makes from envFrom (a ConfigMap
+# key `data-1`, a prefix `1-`, `$_-`, `#@!`): the upstream [Conformance] ConfigMap/Secret env specs
+# run `sh -c env` in e2e-test-images/busybox and expect every one in the output. First `env` itself
+# (no shell: berth's part), then through the image's sh (the busybox ash patch, docs/test-fixtures.md).
+ENV_IMG=$REG/e2e-test-images/busybox:1.29-2
+crictl_b pull "$ENV_IMG" >/dev/null || fail "pull $ENV_IMG (hack/testimages/build.sh critest-busybox)"
+WANT_ENV=('data-1=value-1' '1-data-1=value-1' '$_-data-1=value-1' '#@!data-1=value-1' 'ABC_data=value-2')
+ENVS=$(printf '%s\n' "${WANT_ENV[@]}" | jq -R '{key: sub("=.*"; ""), value: sub("^[^=]*="; "")}' | jq -cs .)
+# env_output NAME CMD...: the output of a container of ENV_IMG running CMD with WANT_ENV.
+env_output() {
+  local name=$1 c state
+  shift
+  jq -n --arg name "$name" --arg img "$ENV_IMG" --argjson envs "$ENVS" \
+    --argjson cmd "$(printf '%s\n' "$@" | jq -R . | jq -cs .)" '{metadata: {name: $name},
+    image: {image: $img}, command: $cmd, envs: $envs, log_path: ($name + ".log")}' > "$WORK/$name.json"
+  c=$(crictl_b create "$POD" "$WORK/$name.json" "$WORK/pod.json") || fail "crictl create $name"
+  crictl_b start "$c" >/dev/null || fail "crictl start $name"
+  for _ in $(seq 100); do
+    state=$(crictl_b inspect "$c" | jq -r .status.state)
+    [[ $state == CONTAINER_EXITED ]] && break
+    sleep 0.1
+  done
+  [[ $state == CONTAINER_EXITED ]] || fail "$name did not exit: $state"
+  crictl_b logs "$c"
+  crictl_b rm "$c" >/dev/null || fail "crictl rm $name"
+}
+direct=$(env_output env-direct env) || exit 1
+via_sh=$(env_output env-sh sh -c env) || exit 1
+for kv in "${WANT_ENV[@]}"; do
+  grep -qxF -- "$kv" <<<"$direct" || fail "'$kv' missing from the environment berth gave (env): $direct"
+done
+pass "variables with names that are not shell names reach the container's process (env run directly)"
+for kv in "${WANT_ENV[@]}"; do
+  grep -qxF -- "$kv" <<<"$via_sh" || fail "'$kv' missing from the output of sh -c env in $ENV_IMG: $via_sh"
+done
+pass "the image's busybox sh passes them on (sh -c env, as the conformance env specs run it)"
 
 # exec -it on a terminal (with runc, the terminal runc makes and hands over its console socket);
 # the client sends its size just after the process starts, hence the pause before `stty size`

@@ -26,15 +26,19 @@ BERTH_CLI=$(dirname "${BERTHD:-${CARGO_TARGET_DIR:-$CL_ROOT/target}/debug/berthd
 b1() { "$BERTH_CLI" --socket "$(node_sock 1)" "$@"; }
 mkdir -p "$OUT"
 
-# in_registry REPO:TAG: the local registry has it.
-in_registry() {
-  curl -sf -o /dev/null -I -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
-    "http://$REG/v2/${1%:*}/manifests/${1##*:}"
+# digest_of REPO:TAG: its manifest digest in the local registry; fails if the registry lacks it.
+digest_of() {
+  curl -sf -I -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
+    "http://$REG/v2/${1%:*}/manifests/${1##*:}" | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}' | tr -d '\r'
 }
-# mirror FROM TO: the registry's REPO:TAG FROM also as TO (pulled, tagged and pushed by berth).
+# in_registry REPO:TAG: the local registry has it.
+in_registry() { [[ -n $(digest_of "$1") ]]; }
+# mirror FROM TO: the registry's REPO:TAG FROM also as TO (pulled, tagged and pushed by berth, which
+# keeps the digest), again when FROM changed since (hack/testimages/build.sh rebuilt it).
 mirror() {
-  in_registry "$2" && return 0
-  in_registry "$1" || cl_die "$REG/$1 is missing (hack/testimages/build.sh)"
+  local from
+  from=$(digest_of "$1") && [[ -n $from ]] || cl_die "$REG/$1 is missing (hack/testimages/build.sh)"
+  [[ $(digest_of "$2") == "$from" ]] && return 0
   b1 pull "$REG/$1" >/dev/null && b1 tag "$REG/$1" "$REG/$2" && b1 push "$REG/$2" >/dev/null ||
     cl_die "could not mirror $1 as $2"
   cl_log "mirrored $REG/$1 as $REG/$2"

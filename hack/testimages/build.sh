@@ -159,14 +159,42 @@ apt_src_opts() {
     -o "Dir::Cache=$dir/cache" -o Debug::NoLocking=1)
 }
 
-# Builds busybox from Debian's source package with upstream's default configuration, statically (Debian's
-# busybox packages lack applets the busybox image has and critest runs: ipcs, pgrep, adduser ...), once
-# (cached in $CACHE/busybox-src); stages the busybox image's layout (every applet hard-linked in /bin, the
-# usual users) and exports BUSYBOX_SRC_ROOTFS.
+# The busybox of the critest images, built in Debian's unpacked source tree (the current directory):
+# upstream's default configuration, static (Debian's busybox packages lack applets the busybox image has
+# and critest runs: ipcs, pgrep, adduser ...), and one switch Debian's source adds,
+# FEATURE_DI_ENV_HACK (debian/patches/temp-deb-installer-hack.patch, off in upstream's defconfig): ash
+# then takes every environment entry that has a `=` as an exported variable, where 1.35 otherwise
+# drops those whose names are not shell names (`data-1`, `1-x`, `#@!x`), so `sh -c env` did not pass
+# them on. Kubernetes makes such names from envFrom, and its conformance specs run `sh -c env` in
+# upstream's busybox image (1.36 and later keep them: ash imports them the same way). The build checks
+# the result. prepare_busybox_src rebuilds when this function's text changes.
+make_busybox_src() {
+  local out
+  export SOURCE_DATE_EPOCH=1704067200 # the build time busybox prints: fixed, like the layers'
+  # (Each step checked by hand: the caller runs this in a `||` list, where set -e does not act.)
+  make defconfig >/dev/null || return 1
+  sed -i -e 's/^# CONFIG_STATIC is not set$/CONFIG_STATIC=y/' \
+    -e 's/^# CONFIG_FEATURE_DI_ENV_HACK is not set$/CONFIG_FEATURE_DI_ENV_HACK=y/' .config || return 1
+  grep -qx CONFIG_STATIC=y .config && grep -qx CONFIG_FEATURE_DI_ENV_HACK=y .config ||
+    { echo "build.sh: .config lacks CONFIG_STATIC=y or CONFIG_FEATURE_DI_ENV_HACK=y"; return 1; }
+  make -j"$(nproc)" || return 1
+  out=$(env -i 'data-1=value-1' '#@!x=y' ./busybox sh -c './busybox env')
+  grep -qxF data-1=value-1 <<<"$out" && grep -qxF '#@!x=y' <<<"$out" ||
+    { echo "build.sh: this busybox's sh -c env drops data-1 or #@!x: $out"; return 1; }
+}
+
+# The hash that names make_busybox_src's recipe (its text, as bash prints it).
+busybox_src_recipe() { declare -f make_busybox_src | sha256sum | cut -c1-16; }
+
+# Builds busybox from Debian's source package with make_busybox_src, once (cached in
+# $CACHE/busybox-src; rebuilt when make_busybox_src changes: `recipe` holds a hash of it); stages the
+# busybox image's layout (every applet hard-linked in /bin, the usual users) and exports
+# BUSYBOX_SRC_ROOTFS.
 prepare_busybox_src() {
   [[ -n ${BUSYBOX_SRC_ROOTFS:-} ]] && return 0
-  local src=$CACHE/busybox-src root applet tool
-  if [[ ! -x $src/busybox ]]; then
+  local src=$CACHE/busybox-src root applet tool recipe
+  recipe=$(busybox_src_recipe)
+  if [[ ! -x $src/busybox || $(cat "$src/recipe" 2>/dev/null) != "$recipe" ]]; then
     for tool in dpkg-source make gcc; do
       command -v "$tool" >/dev/null || die "$tool is missing; run hack/install-deps.sh"
     done
@@ -178,18 +206,12 @@ prepare_busybox_src() {
     (cd "$src/dl" && apt-get "${APT_SRC_OPTS[@]}" source --download-only -qq busybox 2>/dev/null) ||
       die "apt-get source busybox failed"
     dpkg-source -x "$src"/dl/busybox_*.dsc "$src/tree" >/dev/null || die "dpkg-source -x busybox failed"
-    (
-      cd "$src/tree"
-      export SOURCE_DATE_EPOCH=1704067200 # the build time busybox prints: fixed, like the layers'
-      make defconfig >/dev/null
-      sed -i 's/^# CONFIG_STATIC is not set$/CONFIG_STATIC=y/' .config
-      grep -qx CONFIG_STATIC=y .config
-      make -j"$(nproc)"
-    ) >"$src/build.log" 2>&1 || die "busybox build failed; see $src/build.log"
+    (cd "$src/tree" && make_busybox_src) >"$src/build.log" 2>&1 || die "busybox build failed; see $src/build.log"
     [[ $(elf_machine "$src/tree/busybox") == 62 ]] || die "$src/tree/busybox is not an amd64 binary"
     install -m 0755 "$src/tree/busybox" "$src/busybox.tmp"
     mv "$src/busybox.tmp" "$src/busybox"
     rm -rf "$src/tree" "$src/apt"
+    echo "$recipe" >"$src/recipe"
   fi
   root=$BUILD/busybox-src/rootfs
   rm -rf "$BUILD/busybox-src"
@@ -311,19 +333,35 @@ wanted() {
   return 1
 }
 
-# image UNIT SPEC REPO "TAG..." [mkimage args...]: builds SPEC into $IMAGES/UNIT and pushes it.
+# image_recipe SPEC TAGS [mkimage args...]: a hash of what the image is made from: the spec, its tags
+# and arguments, mkimage.py, and for the critest images the busybox build (busybox_src_recipe).
+image_recipe() {
+  local spec=$1
+  shift
+  {
+    cat "$spec" "$HERE/mkimage.py"
+    printf 'arguments: %s\n' "$*"
+    if grep -q '\$BUSYBOX_SRC_ROOTFS' "$spec"; then busybox_src_recipe; fi
+  } | sha256sum | cut -c1-16
+}
+
+# image UNIT SPEC REPO "TAG..." [mkimage args...]: builds SPEC into $IMAGES/UNIT and pushes it. Skipped
+# when every tag is in the registry and $IMAGES/UNIT.recipe, written after the push, holds the same
+# image_recipe: a changed recipe rebuilds the image on a machine that has the older one.
 image() {
-  local unit=$1 spec=$HERE/images/$2 repo=$3 tags=$4 tag missing=0
+  local unit=$1 spec=$HERE/images/$2 repo=$3 tags=$4 tag missing=0 recipe
   shift 4
   wanted "$unit" || return 0
   for tag in $tags; do
     BUILT+=("$repo:$tag")
     tag_exists "$repo" "$tag" || missing=1
   done
-  if ((missing == 0 && FORCE == 0)); then
+  recipe=$(image_recipe "$spec" "$tags" "$@")
+  if ((missing == 0 && FORCE == 0)) && [[ $(cat "$IMAGES/$unit.recipe" 2>/dev/null) == "$recipe" ]]; then
     log "$unit: $repo:{${tags// /,}} already in the registry (--force rebuilds)"
     return 0
   fi
+  ((missing == 0 && FORCE == 0)) && log "$unit: the registry's image has no recipe stamp or an older recipe: rebuilding"
   grep -q '\$BUSYBOX_AMD64_ROOTFS' "$spec" && prepare_busybox amd64
   grep -q '\$BUSYBOX_ARM64_ROOTFS' "$spec" && prepare_busybox arm64
   grep -q '\$DEBIAN_ROOTFS' "$spec" && prepare_debian
@@ -337,6 +375,7 @@ image() {
   for tag in $tags; do tag_args+=(--tag "$tag"); done
   "$PYTHON" "$HERE/mkimage.py" "$spec" "$IMAGES/$unit" "${tag_args[@]}" "$@" >/dev/null
   "$PYTHON" "$HERE/push.py" --registry "http://$REGISTRY" "$IMAGES/$unit" "$repo"
+  echo "$recipe" >"$IMAGES/$unit.recipe"
 }
 
 # added_file_image UNIT FILE REPO "TAG...": critest-test-image.json, whose second layer is the one empty
