@@ -5,10 +5,13 @@
 # from the committed seeds in fuzz/corpus/<target>/ plus whatever earlier runs found. Fails if
 # any target crashes, hangs or runs out of memory, naming the input that did it.
 # Usage: e2e/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#        e2e/fuzz.sh --build    only builds every target (hack/test-all.sh does so in the background)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$HOME/.cargo/bin"
 
+build_only=0
+[[ ${1:-} == --build ]] && { build_only=1; shift; }
 seconds=${1:-20}
 shift || true
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || { echo "fuzz: SECONDS_PER_TARGET must be a positive number" >&2; exit 2; }
@@ -33,6 +36,7 @@ echo "fuzz: building ${#targets[@]} targets ($(rustc -V))"
 bins=()
 for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 cargo build --quiet --release --manifest-path fuzz/Cargo.toml --target "$triple" "${bins[@]}"
+((build_only == 0)) || exit 0
 
 out="$CARGO_TARGET_DIR/runs"
 # What the targets write (layer_unpack's dirs) goes in a temp dir of this run's own.

@@ -49,7 +49,11 @@ background target/k8s-build-cluster.log bash -c 'while s=$(ps -o stat= -p "$0") 
   exec hack/k8s/build.sh kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl \
     etcd etcdctl' "$kubelet_build"
 cluster_build=$!
-trap 'kill -- -$kubelet_build -$cluster_build 2>/dev/null || true' EXIT
+# The fuzz targets' instrumented build (about 10 minutes from scratch, nothing shared with berth's
+# own) also runs in the background; e2e/fuzz.sh, last of the end-to-end scripts, then only fuzzes.
+background target/fuzz-build.log e2e/fuzz.sh --build
+fuzz_build=$!
+trap 'kill -- -$kubelet_build -$cluster_build -$fuzz_build 2>/dev/null || true' EXIT
 
 # Every image any test or e2e script pulls is built here, before the first test (critest's too:
 # tests/network.rs serves the critest nginx image through a host port).
@@ -80,9 +84,13 @@ e2e_run() { # e2e_run SCRIPT: runs it, counts it, prints its wall time
 step "end-to-end scripts"
 passed=0 failed=0
 for script in e2e/*.sh; do
-  case "$(basename "$script")" in lib.sh | kubelet.sh) continue ;; esac
+  case "$(basename "$script")" in lib.sh | kubelet.sh | fuzz.sh) continue ;; esac
   e2e_run "$script"
 done
+awaited "$fuzz_build"
+# (A failed background build is built again, and reported, by e2e/fuzz.sh itself.)
+wait "$fuzz_build" || echo "test-all: the background fuzz build failed (target/fuzz-build.log); e2e/fuzz.sh builds again"
+e2e_run e2e/fuzz.sh
 
 # Each run's JUnit report, JSON report, logs and summary stay in target/critest/<run>/. berthd runs
 # with NRI enabled and critest gets -nri-socket (e2e/critest/run.sh), so the full run includes the
