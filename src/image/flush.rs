@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::content::{BlobWriter, ContentError};
 use super::digest::Digest;
 use super::store::{ImageStore, ImageStoreError};
 use crate::store::{StoreError, Table, Writer};
@@ -55,7 +56,7 @@ pub fn mark(w: &mut Writer, key: &str) -> Result<(), StoreError> {
     mark_in_boot(w, key, boot_id().unwrap_or_default())
 }
 
-pub(super) fn mark_in_boot(w: &mut Writer, key: &str, boot: &str) -> Result<(), StoreError> {
+pub(crate) fn mark_in_boot(w: &mut Writer, key: &str, boot: &str) -> Result<(), StoreError> {
     let mark = Unflushed {
         boot: boot.to_string(),
         token: rand::random(),
@@ -70,10 +71,26 @@ pub struct Flusher {
 }
 
 impl ImageStore {
-    /// Marks a blob about to be stored unflushed (volatile commit, made durable by the image
-    /// record's commit).
-    pub fn mark_blob(&self, digest: &Digest) -> Result<(), ImageStoreError> {
-        Ok(self.db.write_volatile(|w| mark(w, &blob_key(digest)))?)
+    /// Moves a blob into place with `store` inside the transaction that marks it, unless it is
+    /// stored already (then `store` is not called and nothing is marked: the copy in place is
+    /// flushed, or marked by whoever stored it). Returns whether it stored the blob. The mark
+    /// becomes visible only once the blob is in place, so a flush that reads it began after
+    /// everything `store` wrote (the last buffered bytes, the rename); and the database's write
+    /// lock, held from before the blob appears until its mark is committed, keeps every durable
+    /// commit (another pull's image record naming the blob) from falling between the two.
+    fn store_blob(
+        &self,
+        digest: &Digest,
+        store: impl FnOnce() -> Result<(), ContentError>,
+    ) -> Result<bool, ImageStoreError> {
+        self.db.write_volatile_as(|w| {
+            if self.content.contains(digest) {
+                return Ok(false);
+            }
+            mark(w, &blob_key(digest))?;
+            store()?;
+            Ok(true)
+        })
     }
 
     /// Stores a small blob held in memory (manifest, index, config) without flushing it, marked.
@@ -81,8 +98,34 @@ impl ImageStore {
         if self.content.contains(digest) {
             return Ok(());
         }
-        self.mark_blob(digest)?;
-        Ok(self.content.put_unsynced(digest, bytes)?)
+        self.store_blob(digest, || self.content.put_unsynced(digest, bytes))?;
+        Ok(())
+    }
+
+    /// Moves a pulled layer's verified blob into place without flushing it, marked; if the
+    /// blob is stored already, `blob` is discarded and the stored copy kept as it is.
+    pub fn commit_unflushed(
+        &self,
+        blob: BlobWriter,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), ImageStoreError> {
+        self.store_blob(digest, || blob.commit_unsynced(digest, size))?;
+        Ok(())
+    }
+
+    /// Drops the marks of deleted blobs: a later copy stored durably (a build's layer) must not
+    /// be taken for unflushed content after a machine crash.
+    pub(super) fn unmark_blobs(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        self.db.write_volatile(|w| {
+            for digest in digests {
+                w.delete(Table::Unflushed, &blob_key(digest))?;
+            }
+            Ok(())
+        })
     }
 
     /// Starts a flush on a thread of its own, or asks the running one for another round (so

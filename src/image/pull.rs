@@ -392,9 +392,8 @@ impl Puller {
         job.verify(&streamed)?;
         let stored = streamed.blob.is_some();
         if let Some(blob) = streamed.blob {
-            // Marked before it is in place, so nothing can find it unmarked.
-            self.images.mark_blob(&job.desc.digest)?;
-            blob.commit_unsynced(&job.desc.digest, job.desc.size)?;
+            self.images
+                .commit_unflushed(blob, &job.desc.digest, job.desc.size)?;
         }
         let layer = crate::snapshot::Layer {
             chain_id: &job.chain_id,

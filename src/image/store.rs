@@ -196,12 +196,15 @@ impl ImageStore {
             }
         }
         let mut swept = Swept::default();
+        let mut deleted = vec![];
         for digest in self.content.list()? {
             if !blobs.contains(&digest) {
                 self.content.delete(&digest)?;
-                swept.blobs += 1;
+                deleted.push(digest);
             }
         }
+        swept.blobs = deleted.len();
+        self.unmark_blobs(&deleted)?;
         for (chain_id, _) in &snapshots {
             if !chains.contains(chain_id) {
                 self.snapshots.remove(chain_id)?;

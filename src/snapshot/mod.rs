@@ -252,12 +252,18 @@ impl Snapshotter {
         }
     }
 
-    /// Deletes a snapshot's record, then moves its directory to the trash, where a background
-    /// thread deletes it.
+    /// Deletes a snapshot's record (and its `unflushed` mark, if any: a later snapshot of the
+    /// chain committed durably, by a build, must not be taken for unflushed content after a
+    /// machine crash), then moves its directory to the trash, where a background thread
+    /// deletes it.
     pub fn remove(&self, chain_id: &Digest) -> Result<(), SnapshotError> {
         let record: Option<SnapshotRecord> = self.store.write(|w| {
             let record = w.get(Table::Snapshots, chain_id.as_str())?;
             w.delete(Table::Snapshots, chain_id.as_str())?;
+            w.delete(
+                Table::Unflushed,
+                &crate::image::flush::snapshot_key(chain_id),
+            )?;
             Ok(record)
         })?;
         if let Some(record) = record {

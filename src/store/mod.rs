@@ -181,16 +181,26 @@ impl Store {
         self.write_with(Durability::None, f)
     }
 
+    /// Like [`Store::write_volatile`], for a transaction that also does work of another kind
+    /// (with its own error type) while it holds the database's write lock: nothing is committed
+    /// if `f` fails.
+    pub fn write_volatile_as<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_with(Durability::None, f)
+    }
+
     /// Makes every earlier [`Store::write_volatile`] commit durable.
     pub fn persist(&self) -> Result<(), StoreError> {
         self.write(|_| Ok(()))
     }
 
-    fn write_with<T>(
+    fn write_with<T, E: From<StoreError>>(
         &self,
         durability: Durability,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut Writer) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut txn = self.db.begin_write().map_err(db_err)?;
         txn.set_durability(durability).map_err(db_err)?;
         let mut writer = Writer { txn };
