@@ -1,7 +1,8 @@
 //! Failed and cancelled pulls leave nothing that no image references, except the layers they
 //! completed and verified, kept for `image.failed_pull_grace` so a retry reuses them, then
 //! collected (and at startup). Pulls of the real test registry through a fault proxy of each
-//! test's own (hack/faultproxy.py), which breaks one chosen layer.
+//! test's own (hack/faultproxy.py), which breaks one chosen layer. And a pull berthd is killed
+//! right after, before its content was flushed, keeps its image (`image::flush`).
 
 mod common;
 
@@ -230,5 +231,76 @@ async fn a_cancelled_pull_leaves_only_the_layers_it_completed() {
             unfinished: vec![],
         },
         "the config and the stalled layer's partial data are gone"
+    );
+}
+
+/// How many pulled blobs and snapshots berthd's database marks unflushed (berthd not running).
+fn unflushed_marks(d: &Daemon) -> usize {
+    let db = berth::store::Store::open(&d.dir.path().join("root/meta.redb")).expect("open");
+    let marks: Vec<(String, serde_json::Value)> = db
+        .read(|r| r.list(berth::store::Table::Unflushed))
+        .expect("read the unflushed marks");
+    marks.len()
+}
+
+#[tokio::test]
+async fn a_berthd_killed_right_after_a_pull_keeps_the_image_and_flushes_it_at_start() {
+    let r = registries();
+    let mut d = Daemon::start(&format!(
+        "registries:\n  \"{}\":\n    insecure: true\n",
+        r.plain
+    ));
+    let image = format!("{}/library/busybox:latest", r.plain);
+    // The flush runs after the pull replies. Dirty data on the filesystem makes its syncfs
+    // slower than the kill that follows the reply; tried again should the flush win anyway.
+    let mut marked = 0;
+    for attempt in 0..5 {
+        if attempt > 0 {
+            d.restart();
+            let req = api::RemoveImageRequest {
+                image: Some(api::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+            };
+            d.client().await.image.remove_image(req).await.unwrap();
+        }
+        let dirty = vec![7u8; 64 << 20];
+        std::fs::write(d.dir.path().join("dirty"), &dirty).unwrap();
+        pull(&d, &image).await.unwrap();
+        d.kill9();
+        marked = unflushed_marks(&d);
+        if marked > 0 {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(d.dir.path().join("dirty"));
+    assert!(
+        marked > 0,
+        "the kill never came before the flush ended: {marked} marks"
+    );
+    d.restart();
+    let mut cri = d.client().await;
+    let pod = common::pods::run_pod(
+        &mut cri,
+        common::pods::pod_config("flushed", &d.dir.path().join("logs")),
+    )
+    .await;
+    // The image is there and whole: its shell runs and reads the layer's files.
+    let config = common::pods::container_config(
+        "reader",
+        &image,
+        &["sh", "-c", "cat /bin/busybox /etc/passwd > /dev/null"],
+    );
+    let id = common::pods::start_container(&mut cri, &pod, config).await;
+    let status = common::pods::wait_exited(&mut cri, &id).await;
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    common::pods::remove_pod(&mut cri, &pod.id).await;
+    drop(cri);
+    d.kill9();
+    assert_eq!(
+        unflushed_marks(&d),
+        0,
+        "startup flushed and cleared the marks"
     );
 }

@@ -139,6 +139,7 @@ mod tests {
             content: ContentStore::open(&dir.join("content")).unwrap(),
             snapshots: Snapshotter::open(&dir.join("snapshots"), db.clone()).unwrap(),
             db,
+            flusher: Default::default(),
         });
         let lock = Arc::new(RwLock::new(()));
         Arc::new(Collector::new(images, Arc::default(), lock))

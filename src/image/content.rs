@@ -228,9 +228,10 @@ impl BlobWriter {
     }
 
     /// Verifies and moves the blob into place like [`BlobWriter::commit`], but flushes nothing:
-    /// a crash may leave it incomplete under its name. For a pull that syncs the filesystem
-    /// ([`ContentStore::sync_filesystem`]) before any record names the blob; a blob no durable
-    /// record names is deleted at startup (`ImageService::sweep_leftovers`).
+    /// a crash may leave it incomplete under its name. For a pull, which marks the blob
+    /// unflushed in the transaction that holds the database while it is moved into place
+    /// (`image::flush`): a blob no durable record names is deleted at startup
+    /// (`ImageService::sweep_leftovers`), and so is a marked one after a machine crash.
     pub fn commit_unsynced(self, expected: &Digest, size: u64) -> Result<(), ContentError> {
         self.finish(expected, size, false)
     }

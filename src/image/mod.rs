@@ -5,6 +5,7 @@ pub mod archive;
 mod collector;
 pub(crate) mod content;
 pub mod digest;
+pub(crate) mod flush;
 mod layer_stream;
 pub mod manifest;
 mod progress;
@@ -35,6 +36,7 @@ pub fn open(config: &Config, db: Arc<Store>) -> anyhow::Result<service::ImageSer
         db,
         content,
         snapshots,
+        flusher: flush::Flusher::default(),
     });
     let platform = if config.image.platform.is_empty() {
         manifest::Platform::host()

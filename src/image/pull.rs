@@ -128,7 +128,8 @@ impl Puller {
         // Everything this pull stores or finds stored is claimed first, so no sweep deletes it
         // before the image record references it; a failure keeps only the completed layers.
         let claim = self.retainer.claim(self.settings.failed_pull_grace);
-        // The image record's durable commit below also makes the snapshot records durable.
+        // The image record's durable commit below also makes the snapshot records durable, with
+        // their marks in the `unflushed` table; the caller then asks for a flush (`flush`).
         let fetched = self
             .fetch_with(image, creds, progress, &claim, false)
             .await?;
@@ -155,11 +156,15 @@ impl Puller {
         self.fetch_with(image, creds, progress, claim, true).await
     }
 
-    /// [`Puller::fetch`]. Blobs and snapshots are stored without flushing each (`commit_unsynced`);
-    /// once all are in, one `syncfs` makes them durable, and then, if `persist_records`, one
-    /// durable commit makes their snapshot records durable (else the caller's next durable
-    /// commit, the image record, does). A crash before that leaves only what nothing durable
-    /// names, which startup deletes (`ImageService::sweep_leftovers`).
+    /// [`Puller::fetch`]. Blobs and snapshots are stored without flushing them, each marked in
+    /// the `unflushed` table first (`flush`); if `persist_records`, one durable commit then makes
+    /// their snapshot records and marks durable and a background flush is requested (else the
+    /// caller's next durable commit, the image record, does that, and the caller requests the
+    /// flush). Nothing waits for the data to reach the disk: a crash before the durable commit
+    /// leaves only what nothing durable names, which startup deletes
+    /// (`ImageService::sweep_leftovers`); a machine crash after it but before the flush leaves
+    /// marks of an earlier boot, and startup deletes the marked content and the images using it
+    /// (`flush::recover`).
     async fn fetch_with(
         &self,
         image: &ImageRef,
@@ -233,19 +238,15 @@ impl Puller {
         .try_collect::<Vec<()>>()
         .await?;
 
-        let content = &self.images.content;
-        content.put_unsynced(&resolved.manifest_doc.digest, &resolved.manifest_doc.bytes)?;
+        let images = &self.images;
+        images.put_unflushed(&resolved.manifest_doc.digest, &resolved.manifest_doc.bytes)?;
         if let Some(index) = &resolved.index_doc {
-            content.put_unsynced(&index.digest, &index.bytes)?;
+            images.put_unflushed(&index.digest, &index.bytes)?;
         }
-        let images = self.images.clone();
-        tokio::task::spawn_blocking(move || images.sync_unsynced(persist_records))
-            .instrument(tracing::info_span!("pull.sync"))
-            .await
-            .map_err(|e| PullError::Worker {
-                layer: config_desc.digest.clone(),
-                message: e.to_string(),
-            })??;
+        if persist_records {
+            images.db.persist().map_err(ImageStoreError::from)?;
+            images.request_flush();
+        }
         Ok(Fetched {
             id: config_desc.digest.clone(),
             manifest: resolved.manifest_doc.digest.clone(),
@@ -321,7 +322,7 @@ impl Puller {
         while let Some(chunk) = stream.try_next().await? {
             bytes.extend_from_slice(&chunk);
         }
-        content.put_unsynced(&desc.digest, &bytes)?;
+        self.images.put_unflushed(&desc.digest, &bytes)?;
         Ok(bytes)
     }
 
@@ -391,7 +392,8 @@ impl Puller {
         job.verify(&streamed)?;
         let stored = streamed.blob.is_some();
         if let Some(blob) = streamed.blob {
-            blob.commit_unsynced(&job.desc.digest, job.desc.size)?;
+            self.images
+                .commit_unflushed(blob, &job.desc.digest, job.desc.size)?;
         }
         let layer = crate::snapshot::Layer {
             chain_id: &job.chain_id,

@@ -88,6 +88,7 @@ fn images(dir: &std::path::Path) -> Arc<ImageStore> {
         content: ContentStore::open(&dir.join("content")).unwrap(),
         snapshots: Snapshotter::open(&dir.join("snapshots"), db.clone()).unwrap(),
         db,
+        flusher: Default::default(),
     })
 }
 

@@ -132,6 +132,21 @@ impl ImageService {
     pub async fn sweep_leftovers(&self) -> Result<Swept, ImageError> {
         let _exclusive = self.gc_lock.write().await;
         let images = &self.images;
+        let recovered = super::flush::recover(images)?;
+        if recovered.flushed > 0 {
+            tracing::info!(
+                marks = recovered.flushed,
+                "flushed pulled content the last berthd left unflushed"
+            );
+        }
+        if recovered.images + recovered.snapshots + recovered.blobs > 0 {
+            tracing::warn!(
+                images = recovered.images,
+                snapshots = recovered.snapshots,
+                blobs = recovered.blobs,
+                "removed pulled content the machine went down before flushing"
+            );
+        }
         let ingest = images
             .content
             .clear_ingest()
@@ -254,6 +269,8 @@ impl ImageService {
                 if result.is_err() {
                     collector.after_failure(&key);
                 }
+                // Whatever it stored, even a failed pull's finished layers, is flushed now.
+                puller.images.request_flush();
                 let _ = tx.send(Some(result.map_err(Arc::new)));
                 trim_when_idle(flights);
             }

@@ -42,7 +42,7 @@ impl ImageRecord {
     }
 
     /// The content this image keeps alive.
-    fn blobs(&self) -> impl Iterator<Item = &Digest> {
+    pub(super) fn blobs(&self) -> impl Iterator<Item = &Digest> {
         std::iter::once(&self.id)
             .chain(std::iter::once(&self.manifest))
             .chain(&self.index)
@@ -82,26 +82,11 @@ pub struct ImageStore {
     pub db: Arc<Store>,
     pub content: ContentStore,
     pub snapshots: Snapshotter,
+    /// Makes pulled content durable in the background (`flush`).
+    pub flusher: super::flush::Flusher,
 }
 
 impl ImageStore {
-    /// Makes what a pull stored unsynced durable: `syncfs` of the content store's filesystem and,
-    /// if it is another one, of the snapshots'; then, if `persist_records`, a durable commit
-    /// of the database (which carries the snapshot records committed volatile before it).
-    pub fn sync_unsynced(&self, persist_records: bool) -> Result<(), ImageStoreError> {
-        use std::os::unix::fs::MetadataExt;
-        self.content.sync_filesystem()?;
-        let device = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
-        let content_dev = device(self.content.root());
-        if content_dev.is_none() || content_dev != device(self.snapshots.root()) {
-            self.snapshots.sync_filesystem()?;
-        }
-        if persist_records {
-            self.db.persist()?;
-        }
-        Ok(())
-    }
-
     /// Finds an image the way kubelet and crictl name it: by id (`sha256:<hex>`, bare hex, or an
     /// unambiguous hex prefix of at least 12 characters), by tag, or by digest reference.
     pub fn lookup(&self, spec: &str) -> Result<Option<ImageRecord>, ImageStoreError> {
@@ -211,12 +196,15 @@ impl ImageStore {
             }
         }
         let mut swept = Swept::default();
+        let mut deleted = vec![];
         for digest in self.content.list()? {
             if !blobs.contains(&digest) {
                 self.content.delete(&digest)?;
-                swept.blobs += 1;
+                deleted.push(digest);
             }
         }
+        swept.blobs = deleted.len();
+        self.unmark_blobs(&deleted)?;
         for (chain_id, _) in &snapshots {
             if !chains.contains(chain_id) {
                 self.snapshots.remove(chain_id)?;
@@ -237,6 +225,7 @@ mod tests {
             content: ContentStore::open(&dir.join("content")).unwrap(),
             snapshots: Snapshotter::open(&dir.join("snapshots"), db.clone()).unwrap(),
             db,
+            flusher: Default::default(),
         }
     }
 

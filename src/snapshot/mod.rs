@@ -172,10 +172,11 @@ impl Snapshotter {
     }
 
     /// Like [`Snapshotter::commit`], but neither the files nor the record are flushed: for a
-    /// pull that calls [`Snapshotter::sync_filesystem`] and then commits a durable record (which
-    /// makes this record durable too) before anything durable names the snapshot. A crash before
-    /// that loses the record; startup deletes the directory
-    /// ([`Snapshotter::sweep_orphans`]).
+    /// pull. The record is written volatile with a mark in the `unflushed` table (in the same
+    /// transaction), which the image flusher clears after a `syncfs` (`image::flush`). A crash
+    /// before the next durable commit loses both, and startup deletes the directory
+    /// ([`Snapshotter::sweep_orphans`]); a machine crash after it but before the flush leaves the
+    /// mark, and startup deletes the snapshot (`image::flush::recover`).
     pub fn commit_unsynced(
         &self,
         staging: Staging,
@@ -233,6 +234,9 @@ impl Snapshotter {
                 return Ok(Some(existing));
             }
             w.put(Table::Snapshots, chain_id.as_str(), &record)?;
+            if !durable {
+                crate::image::flush::mark(w, &crate::image::flush::snapshot_key(chain_id))?;
+            }
             Ok(None)
         };
         let raced = match durable {
@@ -248,12 +252,18 @@ impl Snapshotter {
         }
     }
 
-    /// Deletes a snapshot's record, then moves its directory to the trash, where a background
-    /// thread deletes it.
+    /// Deletes a snapshot's record (and its `unflushed` mark, if any: a later snapshot of the
+    /// chain committed durably, by a build, must not be taken for unflushed content after a
+    /// machine crash), then moves its directory to the trash, where a background thread
+    /// deletes it.
     pub fn remove(&self, chain_id: &Digest) -> Result<(), SnapshotError> {
         let record: Option<SnapshotRecord> = self.store.write(|w| {
             let record = w.get(Table::Snapshots, chain_id.as_str())?;
             w.delete(Table::Snapshots, chain_id.as_str())?;
+            w.delete(
+                Table::Unflushed,
+                &crate::image::flush::snapshot_key(chain_id),
+            )?;
             Ok(record)
         })?;
         if let Some(record) = record {

@@ -16,11 +16,14 @@
 //! | `sandboxes`    | pod sandbox id (64 hex)                     | `runtime::records::SandboxRecord` |
 //! | `containers`   | container id (64 hex)                       | `runtime::records::ContainerRecord` |
 //! | `intents`      | pod sandbox or container id (64 hex)        | `runtime::intents::Intent`     |
+//! | `unflushed`    | `snapshot/<chain id>` or `blob/<digest>`    | `image::flush::Unflushed`      |
 //!
 //! An `intents` row is an operation on a pod or container that has begun and not finished
 //! (creating, stopping, removing): written before the operation's first side effect, removed
 //! in the transaction that writes its outcome. A restarted berthd finishes or undoes each one
 //! (`runtime::recovery`). The table is new in version 1's lifetime: an older berth ignores it.
+//! An `unflushed` row is a pulled blob or snapshot not yet flushed to disk, with the boot it was
+//! written in (`image::flush`); also new in version 1's lifetime.
 //!
 //! A name points at exactly one image; an image lists its names too (`repo_tags`,
 //! `repo_digests`), and both sides change in one transaction.
@@ -50,10 +53,11 @@ pub enum Table {
     Sandboxes,
     Containers,
     Intents,
+    Unflushed,
 }
 
 impl Table {
-    const ALL: [Table; 8] = [
+    const ALL: [Table; 9] = [
         Table::Meta,
         Table::Images,
         Table::ImageNames,
@@ -62,6 +66,7 @@ impl Table {
         Table::Sandboxes,
         Table::Containers,
         Table::Intents,
+        Table::Unflushed,
     ];
 
     fn def(self) -> Raw {
@@ -74,6 +79,7 @@ impl Table {
             Table::Sandboxes => "sandboxes",
             Table::Containers => "containers",
             Table::Intents => "intents",
+            Table::Unflushed => "unflushed",
         })
     }
 }
@@ -175,16 +181,26 @@ impl Store {
         self.write_with(Durability::None, f)
     }
 
+    /// Like [`Store::write_volatile`], for a transaction that also does work of another kind
+    /// (with its own error type) while it holds the database's write lock: nothing is committed
+    /// if `f` fails.
+    pub fn write_volatile_as<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_with(Durability::None, f)
+    }
+
     /// Makes every earlier [`Store::write_volatile`] commit durable.
     pub fn persist(&self) -> Result<(), StoreError> {
         self.write(|_| Ok(()))
     }
 
-    fn write_with<T>(
+    fn write_with<T, E: From<StoreError>>(
         &self,
         durability: Durability,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut Writer) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut txn = self.db.begin_write().map_err(db_err)?;
         txn.set_durability(durability).map_err(db_err)?;
         let mut writer = Writer { txn };

@@ -210,3 +210,80 @@ async fn pods_no_record_names_are_swept_on_restart() {
     assert_eq!(h.entries("state", "containers"), Vec::<String>::new());
     assert_eq!(h.entries("root", "containers"), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_container_on_a_layer_the_machine_lost_is_still_removed() {
+    // The machine went down before the flush of a pulled layer a container ran on: at startup,
+    // recovery (`image::flush::recover`) deletes the layer's snapshot and the image under the
+    // dead container, which must still be removed whole.
+    use crate::image::flush::{blob_key, mark_in_boot, snapshot_key};
+    let mut h = Harness::new();
+    let store = h.images.store();
+    let diff = crate::image::Digest::of(b"lost layer");
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/app"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    );
+    let id = crate::image::Digest::of(config.as_bytes());
+    store.put_unflushed(&id, config.as_bytes()).unwrap();
+    let staging = store.snapshots.staging().unwrap();
+    std::fs::write(staging.path().join("app"), "lost").unwrap();
+    let layer = crate::snapshot::Layer {
+        chain_id: &diff,
+        parent: None,
+        diff_id: &diff,
+        size: 4,
+        inodes: 1,
+    };
+    let snapshot = store.snapshots.commit_unsynced(staging, &layer).unwrap();
+    let snapshot_dir = store.snapshots.dir(&snapshot);
+    store
+        .add(crate::image::store::ImageRecord {
+            id: id.clone(),
+            repo_tags: vec!["r.io/lost:1".into()],
+            repo_digests: vec![],
+            manifest: id.clone(),
+            index: None,
+            layers: vec![],
+            chain_ids: vec![diff.clone()],
+            size: 4,
+            user: String::new(),
+            pinned: false,
+        })
+        .unwrap();
+    let pod = h.run_pod("web").await;
+    let mut config = super::container_config("app");
+    config.image = Some(crate::cri_api::ImageSpec {
+        image: "r.io/lost:1".into(),
+        ..Default::default()
+    });
+    let container = (h.runtime.create_container(&pod, config, None).await).unwrap();
+    h.runtime.start_container(&container).await.unwrap();
+    // The marks as the next boot finds them; the pod's shim died with the machine.
+    (store.db.write(|w| {
+        mark_in_boot(w, &snapshot_key(&diff), "an-earlier-boot")?;
+        mark_in_boot(w, &blob_key(&id), "an-earlier-boot")
+    }))
+    .unwrap();
+    h.launcher.lose(&h.pod_dir(&pod));
+    h.restart().await;
+    let runtime = h.runtime.clone();
+    h.images
+        .set_snapshot_users(Box::new(move || runtime.snapshots_in_use().unwrap()));
+    h.images.sweep_leftovers().await.unwrap();
+    let store = h.images.store();
+    assert!(store.lookup("r.io/lost:1").unwrap().is_none());
+    assert!(store.snapshots.get(&diff).unwrap().is_none());
+    assert_eq!(h.container(&container).state, ContainerState::Exited);
+    h.runtime.remove_container(&container).await.unwrap();
+    h.runtime.remove_sandbox(&pod).await.unwrap();
+    h.assert_clean();
+    let trash = h.dir.path().join("root/trash");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while snapshot_dir.exists() || std::fs::read_dir(&trash).unwrap().next().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost layer's files stay behind"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
