@@ -84,6 +84,12 @@ fn prepare_and_fork(
         Job::Create { .. } => None,
     };
     let stdio = ChildStdio::new(request.stdio, fds)?;
+    // Opened here, in the caller's namespaces and with the helper's credentials (a cgroup file
+    // checks its opener's), before the spec's rlimits and namespaces apply.
+    let cgroup_tasks = match &request.job {
+        Job::Create { cgroup_tasks, .. } => open_cgroup_tasks(cgroup_tasks)?,
+        Job::Exec { .. } => Vec::new(),
+    };
     let (plan, proc_settings) = match &request.job {
         Job::Create { spec, .. } => {
             let process = spec
@@ -115,6 +121,23 @@ fn prepare_and_fork(
             }
             Ok(())
         }
-        Forked::Child => child::main(channel, request.job, stdio, &plan, &trees),
+        Forked::Child => child::main(channel, request.job, stdio, &plan, &trees, cgroup_tasks),
     }
+}
+
+/// The cgroup v1 `tasks` files the container process will move itself through, open for writing.
+fn open_cgroup_tasks(paths: &[std::path::PathBuf]) -> Result<Vec<child::TasksFile>, StepError> {
+    paths
+        .iter()
+        .map(|path| {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .ctx(|| format!("open {}", path.display()))?;
+            Ok(child::TasksFile {
+                path: path.clone(),
+                file,
+            })
+        })
+        .collect()
 }

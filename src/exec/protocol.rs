@@ -5,6 +5,7 @@
 //! caller -> init    Fds(stdio) , Request{job, stdio shape, idmapped} , Fds(id-mapped trees)*
 //! init   -> caller  Pid(host pid of the container process)        then init exits
 //! caller -> child   Proceed                                       (after the on_pid hook)
+//! child             joins its cgroup v1 `tasks` files, if the job names any
 //! child  -> caller  Log* , Ready | Failed(msg)
 //! caller -> child   Start
 //! child  -> caller  Failed(msg)  or end of stream (close-on-exec: exec happened)
@@ -38,6 +39,10 @@ pub(crate) enum Job {
         rootfs: PathBuf,
         /// The OCI runtime spec.
         spec: Box<Spec>,
+        /// The cgroup v1 `tasks` files the container process moves itself through (writing `0`)
+        /// before it sets anything up; empty when the caller places it (`on_pid`).
+        #[serde(default)]
+        cgroup_tasks: Vec<PathBuf>,
     },
     /// Run an extra process in the namespaces of a running container.
     Exec {

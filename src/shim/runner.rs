@@ -100,9 +100,14 @@ impl Runner for Executor {
             .and_then(|l| l.resources().as_ref())
             .map(Resources::from)
             .unwrap_or_default();
-        let created = self.create_with(bundle, spec, stdio, |pid| {
-            join_cgroup(cgroup, pid, &resources, &mut hook_error)
-        });
+        // On cgroup v1 (cgroupfs) the process moves itself, which skips the wait a move by pid
+        // costs (`Executor::create_in_v1_cgroup`); a systemd scope or a v2 cgroup takes the pid.
+        let created = match cgroup.and_then(Cgroup::v1_tasks_files) {
+            Some(tasks) => self.create_in_v1_cgroup(bundle, spec, stdio, tasks),
+            None => self.create_with(bundle, spec, stdio, |pid| {
+                join_cgroup(cgroup, pid, &resources, &mut hook_error)
+            }),
+        };
         match (created, hook_error) {
             (Ok(created), _) => Ok(Box::new(BuiltIn(id.to_string(), created))),
             (Err(ExecError::Hook { .. }), Some(source)) => Err(ContainerError::Cgroup {
