@@ -155,7 +155,8 @@ cat > "$WORK2/config.yaml" <<YAML
 root_dir: $WORK2/root
 state_dir: $WORK2/state
 grpc:
-  socket: $SOCK2image:
+  socket: $SOCK2
+image:
   disk_reserve: 1%  # see e2e/lib.sh
 YAML
 "$BERTHD" --config "$WORK2/config.yaml" > "$WORK2/berthd.log" 2>&1 &

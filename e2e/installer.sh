@@ -51,7 +51,8 @@ cat >"$HOST.config.yaml" <<YAML
 root_dir: $HOST/var/lib/berth
 state_dir: $HOST/run/berth
 grpc:
-  socket: $HOST/run/berth/berth.sockimage:
+  socket: $HOST/run/berth/berth.sock
+image:
   disk_reserve: 1%  # see e2e/lib.sh
 YAML
 mkdir -p "$HOST/var/lib/kubelet"
@@ -150,7 +151,8 @@ cat >"$HOST2.config.yaml" <<YAML
 root_dir: $HOST2/var/lib/berth
 state_dir: $HOST2/run/berth
 grpc:
-  socket: $HOST2/run/berth/berth.sockimage:
+  socket: $HOST2/run/berth/berth.sock
+image:
   disk_reserve: 1%  # see e2e/lib.sh
 YAML
 (

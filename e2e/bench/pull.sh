@@ -205,6 +205,13 @@ berth_cold() {
   assert_empty "$B/root/snapshots"
   assert_empty "$B/root/content/blobs/sha256"
   assert_empty "$B/root/content/ingest"
+  # berthd deletes removed snapshots' files on a background thread; containerd's removal above
+  # is synchronous. Cold means both deletions are over, so neither runs on a timed pull.
+  for _ in $(seq 600); do
+    [[ -z $(ls -A "$B/root/trash" 2>/dev/null) ]] && break
+    sleep 0.1
+  done
+  assert_empty "$B/root/trash"
 }
 
 containerd_cold() {

@@ -20,6 +20,10 @@
 # that ran passed or failed/skipped as listed there. With -benchmark, critest's benchmarks run instead
 # and their data goes to $CRITEST_OUT/benchmark; the exit status is critest's.
 #
+# CRITEST_PREPARED=1 (with BERTHD) skips steps 1 and 2: the e2e/vm guest runs critest on what the host
+# installed, built and pushed (e2e/vm/critest.sh). CRITEST_CONTEXT=NAME adds the ```expect NAME block
+# of EXPECTED_SKIPS.md to the check (`vm`: what the guest cannot pass).
+#
 # CRITEST_REGISTRY_MODE=prefix runs critest with -registry-prefix 127.0.0.1:5000 (and the default
 # container and web server images renamed to match) instead of the mirrors, for comparison only: in
 # v1.37.0 that flag drops the tag or digest of every name it rewrites (all pulls become :latest) and
@@ -36,16 +40,21 @@ export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.cargo/bin"
 [[ $EUID -eq 0 ]] || { echo "critest/run.sh: berthd needs root" >&2; exit 1; }
 [[ $MODE == mirror || $MODE == prefix ]] || { echo "critest/run.sh: CRITEST_REGISTRY_MODE is mirror or prefix" >&2; exit 1; }
 
-echo "=== dependencies"
-"$ROOT/hack/install-deps.sh"
-"$ROOT/hack/cni-config.sh"
-if [[ -z ${BERTHD:-} ]]; then
-  (cd "$ROOT" && cargo build --bins)
-fi
+if [[ -n ${CRITEST_PREPARED:-} ]]; then
+  # The caller did steps 1 and 2 (e2e/vm/critest.sh: on the host, before the guest boots).
+  [[ -n ${BERTHD:-} ]] || { echo "critest/run.sh: CRITEST_PREPARED needs BERTHD" >&2; exit 1; }
+else
+  echo "=== dependencies"
+  "$ROOT/hack/install-deps.sh"
+  "$ROOT/hack/cni-config.sh"
+  if [[ -z ${BERTHD:-} ]]; then
+    (cd "$ROOT" && cargo build --bins)
+  fi
 
-echo "=== images"
-"$ROOT/hack/registry.sh" start >/dev/null
-"$ROOT/hack/testimages/build.sh" critest 2>&1 | sed '/^  /d'
+  echo "=== images"
+  "$ROOT/hack/registry.sh" start >/dev/null
+  "$ROOT/hack/testimages/build.sh" critest 2>&1 | sed '/^  /d'
+fi
 eval "$("$ROOT/hack/registry.sh" env)"
 REG=$BERTH_TEST_REGISTRY
 
@@ -130,7 +139,8 @@ if $benchmark; then
 fi
 [[ -s $CRITEST_OUT/report.json ]] || { echo "critest/run.sh: critest wrote no report" >&2; exit 1; }
 set +e
-python3 "$HERE/summary.py" "$CRITEST_OUT/report.json" --expect "$HERE/EXPECTED_SKIPS.md" >"$CRITEST_OUT/summary.txt"
+python3 "$HERE/summary.py" "$CRITEST_OUT/report.json" --expect "$HERE/EXPECTED_SKIPS.md" \
+  ${CRITEST_CONTEXT:+--context "$CRITEST_CONTEXT"} >"$CRITEST_OUT/summary.txt"
 check=$?
 set -e
 echo

@@ -2,11 +2,13 @@
 """Prints one line per critest spec that ran, from ginkgo's JSON report: its state and full name, and
 under a failure or a skip the first line of its message (and the gRPC error in it); then the counts.
 
-    summary.py REPORT.json [--all] [--expect EXPECTED_SKIPS.md]
+    summary.py REPORT.json [--all] [--expect EXPECTED_SKIPS.md [--context NAME]]
 
 With --expect, also checks the run against the ```expect block of that file (lines "STATE REGEX":
 the specs allowed to end in STATE, matched against the full name) and exits 1 when a spec failed or
-was skipped without such a line. Specs that did not run (focus, benchmarks) are not checked.
+was skipped without such a line. With --context, the lines of its ```expect NAME block count too
+(what fails only where the run is, e.g. `vm`: the cgroup v2 guest). Specs that did not run (focus,
+benchmarks) are not checked.
 
 Specs left out by -ginkgo.focus/-ginkgo.skip (or critest's own benchmark filter) count as "notrun"
 and are listed only with --all.
@@ -52,15 +54,20 @@ def why(spec):
     return lines[0] + (f" | {grpc[:300]}" if grpc else "")
 
 
-def expectations(path):
-    """The (state, compiled regex) pairs of the ```expect block in a markdown file."""
+def expectations(path, context=None):
+    """The (state, compiled regex) pairs of the ```expect block in a markdown file, and of its
+    ```expect CONTEXT block when a context is given."""
     with open(path) as f:
         text = f.read()
-    block = re.search(r"^```expect\n(.*?)^```", text, re.M | re.S)
-    if not block:
-        sys.exit(f"summary.py: {path} has no ```expect block")
+    names = ["expect"] + ([f"expect {context}"] if context else [])
+    lines = []
+    for block_name in names:
+        block = re.search(rf"^```{re.escape(block_name)}\n(.*?)^```", text, re.M | re.S)
+        if not block:
+            sys.exit(f"summary.py: {path} has no ```{block_name} block")
+        lines += block.group(1).splitlines()
     pairs = []
-    for line in block.group(1).splitlines():
+    for line in lines:
         if line.strip() and not line.startswith("#"):
             st, regex = line.split(None, 1)
             pairs.append((st, re.compile(regex.strip())))
@@ -91,6 +98,7 @@ def main():
     parser.add_argument("report")
     parser.add_argument("--all", action="store_true", help="list the specs that did not run too")
     parser.add_argument("--expect", help="check against the ```expect block of this file")
+    parser.add_argument("--context", help="with --expect: its ```expect CONTEXT block counts too")
     args = parser.parse_args()
     counts = Counter()
     rows = []
@@ -103,7 +111,7 @@ def main():
         print(f"{st:8} {text}" + (f"\n         -> {reason}" if reason else ""))
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if args.expect:
-        unexpected = check(rows, expectations(args.expect))
+        unexpected = check(rows, expectations(args.expect, args.context))
         print(f"check: {unexpected} unexpected" if unexpected else "check: every failure and skip is expected")
         sys.exit(1 if unexpected else 0)
 

@@ -8,7 +8,7 @@
 # host tests then run on a v2 host, in Mode::V2, and the systemd driver's against the guest's
 # systemd) and the integration tests whose subject is a cgroup (limits, updates, stats, OOM,
 # placement of shims, device isolation, the cgroup driver, runc and crun). E2E lists crictl
-# scripts. Each line runs once per cgroup driver in DRIVERS (the test harness reads
+# scripts, critest (e2e/vm/critest.sh) and kubelet. Each line runs once per cgroup driver in DRIVERS (the test harness reads
 # BERTH_TEST_CGROUP_DRIVER, e2e/lib.sh BERTH_E2E_CGROUP_DRIVER), or, when it starts with
 # `<driver>:`, with that driver only (what does not depend on the driver runs once).
 # The test registries run on the host; the guest reaches them at the same addresses. Exits
@@ -35,6 +35,8 @@ DRIVERS=(cgroupfs systemd)
 # crictl scripts (paths from the repository root). e2e/crictl-pods.sh and crictl-pods-runc.sh
 # pass here with the cgroupfs driver but add 2 min each per driver for little cgroup coverage
 # beyond crictl-cgroups.sh: they run on the host only.
+# e2e/vm/critest.sh: critest's cgroup-touching specs, a different set per driver (which, and what
+# is left out for time: e2e/critest/EXPECTED_SKIPS.md, "The cgroup v2 guest").
 # e2e/kubelet.sh: kubelet v1.37 with its defaults on v2 (no failCgroupV1) and the same driver as
 # berthd, static pods checked through its API, with every wait 6x longer; only its checks whose
 # subject is the cgroup driver, cgroups or what kubelet reads from them (driver, pods_run,
@@ -43,6 +45,7 @@ DRIVERS=(cgroupfs systemd)
 # add minutes of guest time for nothing cgroup v2 changes, and run on the host.
 E2E=(
   e2e/vm/crictl-cgroups.sh
+  e2e/vm/critest.sh
   "systemd: e2e/kubelet.sh"
 )
 
@@ -137,6 +140,8 @@ done
 
 hack/registry.sh start >/dev/null
 eval "$(hack/registry.sh env)"
+# The images critest pulls (cached: a second when built); critest itself is hack/install-deps.sh's.
+hack/testimages/build.sh critest >/dev/null
 # kubelet for e2e/kubelet.sh, built (or found cached) here: the guest only runs it.
 BERTH_KUBELET_DIR=$(hack/k8s/build.sh kubelet)
 export BERTH_KUBELET_DIR

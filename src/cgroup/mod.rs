@@ -57,6 +57,7 @@ pub use group::Cgroup;
 pub use hierarchy::{Hierarchy, Mode, unescape as unescape_mountinfo};
 pub use hold::HOLD_CGROUP;
 pub use psi::{Pressure, Psi, PsiLine};
+pub(crate) use resources::valid_unified_key;
 pub use resources::{Resources, shares_to_weight};
 pub use slice::{expand_slice, is_slice_name};
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};

@@ -15,6 +15,7 @@ pub async fn create(
     let config = req
         .config
         .ok_or_else(|| RuntimeError::InvalidArgument("CreateContainer: no config".into()))?;
+    super::metadata::check("CreateContainer", &config.labels, &config.annotations)?;
     let id = runtime
         .create_container(&req.pod_sandbox_id, config, req.sandbox_config)
         .await?;

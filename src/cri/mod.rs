@@ -10,6 +10,7 @@ mod image_query;
 mod image_remove;
 mod image_service;
 mod list_stream;
+mod metadata;
 mod metrics;
 mod runtime_config;
 mod runtime_service;

@@ -14,6 +14,7 @@ pub async fn run(
     let config = req
         .config
         .ok_or_else(|| RuntimeError::InvalidArgument("RunPodSandbox: no config".into()))?;
+    super::metadata::check("RunPodSandbox", &config.labels, &config.annotations)?;
     let id = runtime.run_sandbox(config, &req.runtime_handler).await?;
     super::record("pod_id", &id);
     Ok(api::RunPodSandboxResponse { pod_sandbox_id: id })

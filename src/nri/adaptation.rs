@@ -24,6 +24,9 @@ pub struct Adaptation {
     /// Registered plugins, in index order.
     plugins: Mutex<Vec<Arc<Plugin>>>,
     pub(super) sync: Arc<tokio::sync::RwLock<()>>,
+    /// Admissions take turns before asking for `sync`'s write side, so at most one waits for
+    /// it: a pod queues behind one plugin's synchronization, not behind every connecting one.
+    admitting: tokio::sync::Mutex<()>,
     runtime: OnceLock<Weak<Runtime>>,
     /// Containers whose stop the plugins were told of (or are being told).
     pub(super) stopped: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
@@ -40,6 +43,7 @@ impl Adaptation {
             timeouts,
             plugins: Mutex::default(),
             sync: Arc::default(),
+            admitting: tokio::sync::Mutex::default(),
             runtime: OnceLock::new(),
             stopped: Mutex::default(),
         })
@@ -78,7 +82,15 @@ impl Adaptation {
                 return;
             }
         };
+        // Admissions take the write side in turn, so no two can both pass this check.
+        let _turn = self.admitting.lock().await;
         let _sync = self.sync.write().await;
+        if self.is_registered(&plugin.id) {
+            // Its events and adjustments would pass for the other's (no conflict between
+            // them), and either one timing out would forget both.
+            tracing::warn!(plugin = %plugin.id, "NRI plugin refused: a plugin of this index and name is connected");
+            return;
+        }
         let request = match self.sync_request() {
             Ok(r) => r,
             Err(e) => {
@@ -135,8 +147,15 @@ impl Adaptation {
         plugins.len()
     }
 
+    /// Whether a connected plugin has the id `id`.
+    fn is_registered(&self, id: &str) -> bool {
+        let mut plugins = self.plugins.lock().expect("plugins lock");
+        plugins.retain(|p| !p.is_closed());
+        plugins.iter().any(|p| p.id == id)
+    }
+
     fn forget(&self, plugin: &Plugin) {
-        (self.plugins.lock().expect("plugins lock")).retain(|p| p.id != plugin.id);
+        (self.plugins.lock().expect("plugins lock")).retain(|p| !std::ptr::eq(&**p, plugin));
     }
 
     /// One request to `plugin`: `Ok(None)` when its connection is gone (it is forgotten); a

@@ -66,6 +66,7 @@ impl<'a> Adjuster<'a> {
         if !adj.CDI_devices.is_empty() {
             return Err(self.refuse(plugin, "CDI devices cannot be injected by NRI".into()));
         }
+        super::checks::adjustment(adj).map_err(|why| self.refuse(plugin, why))?;
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         for (key, value) in &adj.annotations {
             let (name, remove) = removal(key);
@@ -306,8 +307,13 @@ const BUILT_IN_HOOKS: &str = "OCI hooks: berth's built-in executor runs none \
 const BUILT_IN_CGROUPS: &str = "a cgroups path: berth's built-in executor keeps the container \
     in berth's cgroup (use a runtime handler backed by runc or crun)";
 
-#[allow(deprecated)] // `prestart`: deprecated in OCI, still an NRI hook list
 fn has_hooks(h: &api::Hooks) -> bool {
+    hook_lists(h).iter().any(|list| !list.is_empty())
+}
+
+/// Every hook list of an adjustment, one per OCI hook point.
+#[allow(deprecated)] // `prestart`: deprecated in OCI, still an NRI hook list
+pub(super) fn hook_lists(h: &api::Hooks) -> [&Vec<api::Hook>; 6] {
     [
         &h.prestart,
         &h.create_runtime,
@@ -316,8 +322,6 @@ fn has_hooks(h: &api::Hooks) -> bool {
         &h.poststart,
         &h.poststop,
     ]
-    .iter()
-    .any(|list| !list.is_empty())
 }
 
 /// Appends the plugin's hooks (hooks accumulate: no owner).

@@ -25,6 +25,10 @@ enum Behaviour {
     Shared,
     Fail,
     Hang,
+    /// Closes its connection while answering CreateContainer.
+    HangUp,
+    /// Never answers Synchronize.
+    HangSync,
 }
 
 struct FakePlugin {
@@ -32,6 +36,8 @@ struct FakePlugin {
     behaviour: Behaviour,
     events: i32,
     seen: Arc<Mutex<Vec<String>>>,
+    /// Its own connection, for `HangUp`.
+    trunk: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 #[async_trait::async_trait]
@@ -51,6 +57,9 @@ impl api_ttrpc::Plugin for FakePlugin {
         _: &ttrpc::r#async::TtrpcContext,
         _: api::SynchronizeRequest,
     ) -> ttrpc::Result<api::SynchronizeResponse> {
+        if self.behaviour == Behaviour::HangSync {
+            std::future::pending::<()>().await;
+        }
         Ok(api::SynchronizeResponse::new())
     }
 
@@ -94,7 +103,11 @@ impl api_ttrpc::Plugin for FakePlugin {
                     "induced failure",
                 )));
             }
-            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Hang | Behaviour::HangSync => std::future::pending().await,
+            Behaviour::HangUp => {
+                self.trunk.lock().unwrap().as_ref().unwrap().abort();
+                std::future::pending().await
+            }
         }
         adjust.env.push(kv);
         let mut reply = api::CreateContainerResponse::new();
@@ -123,6 +136,7 @@ async fn plugin(
         behaviour,
         events,
         seen: seen.clone(),
+        trunk: Arc::new(Mutex::new(Some(trunk.abort_handle()))),
     });
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(Listener::new(accepted))
@@ -284,3 +298,6 @@ async fn a_plugin_that_went_away_is_forgotten_without_failing_anything() {
     assert_eq!(env(&spec), vec!["PATH=/bin"]);
     assert_eq!(adaptation.plugin_count(), 0);
 }
+
+#[path = "hooks_hostile_tests.rs"]
+mod hostile;

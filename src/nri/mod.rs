@@ -7,6 +7,7 @@
 
 pub mod adaptation;
 mod adjust;
+mod checks;
 mod convert;
 mod error;
 mod hooks;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// The connection of the plugin's ttrpc service (Configure, Synchronize, events).
 pub const PLUGIN_SERVICE: u32 = 1;
@@ -29,7 +29,7 @@ pub const WRITE_FRAME: usize = 4096;
 
 /// Multiplexes `trunk` into the connections `ids`; returns each one's stream and the task that
 /// runs the trunk (it ends, with the reason, when the trunk closes or breaks; the logical
-/// streams then read end-of-file).
+/// streams then read end-of-file). Aborting that task closes the trunk.
 pub fn multiplex<S>(
     trunk: S,
     ids: &[u32],
@@ -67,14 +67,25 @@ where
     drop(frames_tx);
     let task = tokio::spawn(async move {
         let writer = tokio::spawn(write_frames(trunk_write, frames_rx));
-        let result = read_frames(trunk_read, inbound).await;
-        for pump in pumps {
-            pump.abort();
-        }
-        writer.abort();
-        result
+        // Stops the writer (which holds the trunk's write half) and the pumps however this task
+        // ends, aborted included: aborting the trunk's task closes the socket.
+        let mut helpers: Vec<_> = pumps.iter().map(JoinHandle::abort_handle).collect();
+        helpers.push(writer.abort_handle());
+        let _helpers = AbortOnDrop(helpers);
+        read_frames(trunk_read, inbound).await
     });
     (handed_out, task)
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 async fn write_frames<W: AsyncWrite>(

@@ -4,6 +4,7 @@
 //! with the lifecycle events it subscribes to), then Synchronize with the pods and containers
 //! that exist. Each step has a deadline; a plugin that misses one is dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Plugin {
     client: PluginClient,
     /// The multiplexer's task: finished once the connection is gone.
     trunk: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Set when berth hangs up on it (it missed the request timeout).
+    hung_up: AtomicBool,
     /// The request timeout.
     pub timeout: Duration,
     /// One request at a time: ttrpc's client numbers a request before queueing it, so two
@@ -74,7 +77,14 @@ impl Plugin {
 
     /// Whether its connection is gone.
     pub fn is_closed(&self) -> bool {
-        self.trunk.is_finished()
+        self.hung_up.load(Ordering::Acquire) || self.trunk.is_finished()
+    }
+
+    /// Hangs up on the plugin: its socket closes, and requests waiting their turn fail as for a
+    /// plugin that went away instead of each waiting out a timeout of its own.
+    fn hang_up(&self) {
+        self.hung_up.store(true, Ordering::Release);
+        self.trunk.abort();
     }
 
     /// Whether it subscribed to `event`.
@@ -95,7 +105,8 @@ impl Plugin {
         Ok(reply.update)
     }
 
-    /// One request under the request timeout.
+    /// One request under the request timeout (counted once its turn comes); a plugin that
+    /// misses it is hung up on.
     pub async fn call<T, F>(
         &self,
         name: &'static str,
@@ -105,7 +116,14 @@ impl Plugin {
         F: std::future::Future<Output = ttrpc::Result<T>>,
     {
         let _one = self.calls.lock().await;
-        call(&self.id, name, self.timeout, request(context(self.timeout))).await
+        if self.is_closed() {
+            return Err(NriError::Connection(format!("{} is disconnected", self.id)));
+        }
+        let result = call(&self.id, name, self.timeout, request(context(self.timeout))).await;
+        if let Err(NriError::Timeout { .. }) = result {
+            self.hang_up();
+        }
+        result
     }
 }
 
@@ -256,6 +274,7 @@ where
         sync_updates: vec![],
         client,
         trunk: trunk_task,
+        hung_up: AtomicBool::new(false),
         timeout: timeouts.request,
         calls: tokio::sync::Mutex::new(()),
         _server: Mutex::new(server),

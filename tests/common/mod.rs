@@ -218,8 +218,8 @@ pub fn spawn_berthd(config: &Path) -> Child {
 
 /// `yaml` with `setting` (one `key: value` line) under its `image:` section, added if missing.
 fn with_image_setting(yaml: &str, setting: &str) -> String {
-    if yaml.starts_with("image:\n") {
-        return format!("image:\n  {setting}\n{}", &yaml["image:\n".len()..]);
+    if let Some(rest) = yaml.strip_prefix("image:\n") {
+        return format!("image:\n  {setting}\n{rest}");
     }
     match yaml.find("\nimage:\n") {
         Some(at) => {
