@@ -68,7 +68,6 @@ fn run(
             bundle,
             rootfs,
             spec,
-            ..
         } => {
             create_container(channel, bundle, rootfs, spec, plan, tty, trees)?;
             spec.process()

@@ -126,20 +126,17 @@ impl Runner for Executor {
         stdio: Stdio,
     ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
         let cgroup = container.cgroup;
-        let pid = self
-            .exec_with(
-                container.process,
-                process,
-                container.seccomp,
-                container.exact_env,
-                stdio,
-                |pid| {
-                    let Some(cgroup) = cgroup else { return Ok(()) };
-                    let joined = cgroup.add_process(pid);
-                    joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
-                },
-            )
-            .map_err(|source| exec_error(id, source))?;
+        let (target, seccomp, env) = (container.process, container.seccomp, container.exact_env);
+        // As for the container's process: on cgroup v1 (cgroupfs) it moves itself.
+        let pid = match cgroup.and_then(Cgroup::v1_tasks_files) {
+            Some(tasks) => self.exec_in_v1_cgroup(target, process, seccomp, env, stdio, tasks),
+            None => self.exec_with(target, process, seccomp, env, stdio, |pid| {
+                let Some(cgroup) = cgroup else { return Ok(()) };
+                let joined = cgroup.add_process(pid);
+                joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
+            }),
+        };
+        let pid = pid.map_err(|source| exec_error(id, source))?;
         Ok((pid, None))
     }
 

@@ -1,6 +1,5 @@
 //! Executor tests of namespaces: pid and uts, joining a named network namespace, exec into a
-//! running container, the cgroup namespace rooted by `create_with`, and a process that joins its
-//! cgroup v1 cgroup by itself (`create_in_v1_cgroup`).
+//! running container, and the cgroup namespace rooted by `create_with`.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -103,70 +102,6 @@ fn cgroup_namespace_is_rooted_where_the_hook_placed_the_process() {
     assert_eq!(
         lines[1], "1",
         "the mounted hierarchy shows the container's cgroup"
-    );
-}
-
-#[test]
-fn a_process_joins_its_v1_cgroup_by_itself_before_setup() {
-    let bundle = Bundle::new();
-    let pids = container_support::Cgroup::new("pids");
-    let memory = container_support::Cgroup::new("memory");
-    let script =
-        "grep -E ':(pids|memory):' /proc/self/cgroup; cat /sys/fs/cgroup/pids/cgroup.procs";
-    let spec = spec_for(&bundle, &["sh", "-c", script]);
-    let (stdio, out, err) = stdio_pipes();
-    let created = bundle
-        .executor()
-        .create_in_v1_cgroup(
-            bundle.path(),
-            &spec,
-            stdio,
-            vec![pids.tasks(), memory.tasks()],
-        )
-        .expect("create");
-    let pid = created.pid;
-    let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        host_view.contains(&format!("pids:/{}\n", pids.name())),
-        "{host_view}"
-    );
-    assert!(
-        host_view.contains(&format!("memory:/{}\n", memory.name())),
-        "{host_view}"
-    );
-    assert_eq!(pids.procs().trim(), pid.to_string(), "the whole process");
-    assert_eq!(memory.procs().trim(), pid.to_string(), "the whole process");
-    created.start().expect("start");
-    let out = output(pid, out, err);
-    assert_eq!(out.code, 0, "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{out:?}");
-    for controller in ["memory", "pids"] {
-        let root = format!(":{controller}:/");
-        assert!(
-            lines[..2].iter().any(|l| l.ends_with(&root)),
-            "the namespace is rooted at the joined cgroup: {out:?}"
-        );
-    }
-    assert_eq!(
-        lines[2], "1",
-        "the mounted hierarchy shows the container's cgroup"
-    );
-}
-
-#[test]
-fn a_cgroup_the_process_cannot_join_fails_the_create() {
-    let bundle = Bundle::new();
-    let spec = spec_for(&bundle, &["true"]);
-    let missing = std::path::PathBuf::from("/sys/fs/cgroup/pids/berth-test-missing/tasks");
-    let (stdio, _out, _err) = stdio_pipes();
-    let err = bundle
-        .executor()
-        .create_in_v1_cgroup(bundle.path(), &spec, stdio, vec![missing])
-        .expect_err("create must fail");
-    assert!(
-        err.to_string().contains("berth-test-missing/tasks"),
-        "names the file: {err}"
     );
 }
 
