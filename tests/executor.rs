@@ -1,8 +1,10 @@
 //! Integration tests of the built-in executor (`berth::exec`): real containers from a busybox
 //! rootfs, created through the real `berth-shim init` helper. They need root; a test that cannot
 //! set up what it needs fails. This file covers the process (exit code, credentials, limits,
-//! start/exec errors, stdio); `executor/` holds the mount and namespace tests.
+//! start/exec errors, stdio); `executor/` holds the mount, namespace and cgroup tests.
 
+#[path = "executor/cgroups.rs"]
+mod cgroups;
 mod container_support;
 #[path = "executor/mounts.rs"]
 mod mounts;

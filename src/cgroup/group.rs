@@ -156,6 +156,18 @@ impl Cgroup {
         Ok(())
     }
 
+    /// On v1, for a cgroup that is not a systemd scope: its `tasks` file in every hierarchy. A
+    /// thread that writes `0` there moves itself, and the kernel does that without taking the
+    /// global lock that a move by pid (`cgroup.procs`) takes; a single-threaded process can join
+    /// the cgroup so ([`crate::exec::Executor::create_in_v1_cgroup`]). `None` on v2, where a
+    /// thread may only move within a threaded subtree.
+    pub fn v1_tasks_files(&self) -> Option<Vec<PathBuf>> {
+        if self.hierarchy.mode() != Mode::V1 || self.unit().is_some() {
+            return None;
+        }
+        Some(self.dirs().iter().map(|d| d.join("tasks")).collect())
+    }
+
     /// The processes directly in this cgroup (not in its descendants).
     pub fn pids(&self) -> Result<Vec<i32>> {
         read_pids(&self.primary_dir().join("cgroup.procs"))

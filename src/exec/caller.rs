@@ -53,6 +53,33 @@ impl Executor {
         stdio: Stdio,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<Created, ExecError> {
+        self.create_job(bundle, spec, stdio, Vec::new(), on_pid)
+    }
+
+    /// Like [`Executor::create`], with the process placed in a cgroup v1 cgroup by itself: before
+    /// it sets anything up, it writes `0` to each of `tasks` (that cgroup's `tasks` file in every
+    /// hierarchy), which moves the writing thread. The process is single-threaded then, so that
+    /// moves all of it; and the kernel moves a thread that moves itself without the global lock a
+    /// `cgroup.procs` write takes, whose first writer after a quiet spell waits for an RCU grace
+    /// period (5–30 ms here). The helper opens the files before it enters any namespace.
+    pub fn create_in_v1_cgroup(
+        &self,
+        bundle: &Path,
+        spec: &Spec,
+        stdio: Stdio,
+        tasks: Vec<PathBuf>,
+    ) -> Result<Created, ExecError> {
+        self.create_job(bundle, spec, stdio, tasks, |_| Ok(()))
+    }
+
+    fn create_job(
+        &self,
+        bundle: &Path,
+        spec: &Spec,
+        stdio: Stdio,
+        cgroup_tasks: Vec<PathBuf>,
+        on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
+    ) -> Result<Created, ExecError> {
         validate::create(spec, stdio.is_tty())?;
         require_subreaper()?;
         let root = spec.root().as_ref().map(|r| r.path().clone());
@@ -72,7 +99,7 @@ impl Executor {
             rootfs,
             spec: Box::new(spec.clone()),
         };
-        self.launch(job, stdio, None, &trees, on_pid)
+        self.launch(job, stdio, None, &trees, cgroup_tasks, on_pid)
     }
 
     /// Runs `process` in the namespaces (all of them, mount and pid included) of the running
@@ -103,23 +130,38 @@ impl Executor {
         stdio: Stdio,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<i32, ExecError> {
-        validate::process(process, stdio.is_tty())?;
-        if let Some(profile) = seccomp {
-            super::seccomp::compile(profile).map_err(|e| ExecError::InvalidSpec(e.to_string()))?;
-        }
-        require_subreaper()?;
+        let job = exec_job(container, process, seccomp, exact_env, &stdio)?;
+        self.run_exec(container, job, stdio, Vec::new(), on_pid)
+    }
+
+    /// Like [`Executor::exec_with`], with the process placed in a cgroup v1 cgroup by itself, as
+    /// [`Executor::create_in_v1_cgroup`] places a container's: it writes `0` to each of `tasks`
+    /// before it sets anything up (the helper opens them before it joins the container).
+    pub fn exec_in_v1_cgroup(
+        &self,
+        container: &ContainerProcess,
+        process: &Process,
+        seccomp: Option<&LinuxSeccomp>,
+        exact_env: Option<&[Vec<u8>]>,
+        stdio: Stdio,
+        tasks: Vec<PathBuf>,
+    ) -> Result<i32, ExecError> {
+        let job = exec_job(container, process, seccomp, exact_env, &stdio)?;
+        self.run_exec(container, job, stdio, tasks, |_| Ok(()))
+    }
+
+    fn run_exec(
+        &self,
+        container: &ContainerProcess,
+        job: Job,
+        stdio: Stdio,
+        cgroup_tasks: Vec<PathBuf>,
+        on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
+    ) -> Result<i32, ExecError> {
         let gone = || ExecError::ContainerExited(container.pid());
-        if container.has_exited() {
-            return Err(gone());
-        }
-        let job = Job::Exec {
-            container_pid: container.pid(),
-            process: Box::new(process.clone()),
-            seccomp: seccomp.map(|s| Box::new(s.clone())),
-            exact_env: exact_env.map(<[Vec<u8>]>::to_vec),
-        };
         let none = super::idmap::Trees::default();
-        let launched = self.launch(job, stdio, Some(container.pidfd()), &none, on_pid);
+        let pidfd = Some(container.pidfd());
+        let launched = self.launch(job, stdio, pidfd, &none, cgroup_tasks, on_pid);
         // The helper's join fails once the process is gone; say so plainly.
         let created = launched.map_err(|e| if container.has_exited() { gone() } else { e })?;
         let pid = created.pid;
@@ -127,14 +169,16 @@ impl Executor {
         Ok(pid)
     }
 
-    /// Spawns the helper, sends the job (and `pidfd`, the process an exec joins, and the
-    /// id-mapped `trees` of a create), learns the pid, runs the hook and waits for ready.
+    /// Spawns the helper, sends the job (and `pidfd`, the process an exec joins, the id-mapped
+    /// `trees` of a create, and the `cgroup_tasks` files the process joins by itself), learns the
+    /// pid, runs the hook and waits for ready.
     fn launch(
         &self,
         job: Job,
         stdio: Stdio,
         pidfd: Option<BorrowedFd<'_>>,
         trees: &Trees,
+        cgroup_tasks: Vec<PathBuf>,
         on_pid: impl FnOnce(i32) -> Result<(), ExecError>,
     ) -> Result<Created, ExecError> {
         let (channel, theirs) = Channel::pair()?;
@@ -148,7 +192,7 @@ impl Executor {
                 binary: self.init_binary.clone(),
                 source,
             })?;
-        let sent = send_request(&channel, job, &stdio, pidfd, trees);
+        let sent = send_request(&channel, job, cgroup_tasks, &stdio, pidfd, trees);
         drop(stdio);
         let pid = sent.and_then(|()| read_pid(&channel));
         let status = helper.wait();
@@ -185,6 +229,7 @@ impl Executor {
 fn send_request(
     channel: &Channel,
     job: Job,
+    cgroup_tasks: Vec<PathBuf>,
     stdio: &Stdio,
     pidfd: Option<BorrowedFd<'_>>,
     trees: &Trees,
@@ -201,11 +246,11 @@ fn send_request(
     };
     fds.extend(pidfd);
     channel.send_fds(&fds)?;
-    let idmapped = trees.indexes();
     channel.send(&Request {
         job,
         stdio: shape,
-        idmapped,
+        idmapped: trees.indexes(),
+        cgroup_tasks,
     })?;
     for batch in trees.fds().chunks(crate::sys::scm::MAX_FDS) {
         channel.send_fds(batch)?;
@@ -293,6 +338,30 @@ impl Drop for Created {
     fn drop(&mut self) {
         self.abandon();
     }
+}
+
+/// Checks an exec's request and makes its job.
+fn exec_job(
+    container: &ContainerProcess,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    exact_env: Option<&[Vec<u8>]>,
+    stdio: &Stdio,
+) -> Result<Job, ExecError> {
+    validate::process(process, stdio.is_tty())?;
+    if let Some(profile) = seccomp {
+        super::seccomp::compile(profile).map_err(|e| ExecError::InvalidSpec(e.to_string()))?;
+    }
+    require_subreaper()?;
+    if container.has_exited() {
+        return Err(ExecError::ContainerExited(container.pid()));
+    }
+    Ok(Job::Exec {
+        container_pid: container.pid(),
+        process: Box::new(process.clone()),
+        seccomp: seccomp.map(|s| Box::new(s.clone())),
+        exact_env: exact_env.map(<[Vec<u8>]>::to_vec),
+    })
 }
 
 fn unexpected(report: &Report) -> ExecError {

@@ -15,6 +15,13 @@ use super::protocol::{Channel, Command, Job, Report};
 use super::stdio::ChildStdio;
 use super::{paths, process, rootfs, seccomp};
 
+/// A cgroup v1 `tasks` file, opened by the init helper, through which the container process
+/// moves itself into its cgroup.
+pub(crate) struct TasksFile {
+    pub path: std::path::PathBuf,
+    pub file: std::fs::File,
+}
+
 /// Runs the container process to its `execve`. Never returns.
 pub(crate) fn main(
     channel: &Channel,
@@ -22,8 +29,9 @@ pub(crate) fn main(
     stdio: ChildStdio,
     plan: &NsPlan,
     trees: &Trees,
+    cgroup_tasks: Vec<TasksFile>,
 ) -> ! {
-    match run(channel, job, stdio, plan, trees) {
+    match run(channel, job, stdio, plan, trees, cgroup_tasks) {
         // The caller went away before starting us: nothing to report to.
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -40,10 +48,12 @@ fn run(
     stdio: ChildStdio,
     plan: &NsPlan,
     trees: &Trees,
+    cgroup_tasks: Vec<TasksFile>,
 ) -> Result<(), StepError> {
     if !wait_for(channel, "proceed")? {
         return Ok(());
     }
+    join_cgroup(cgroup_tasks)?;
     plan.enter_late()?;
     let tty = stdio.is_tty();
     stdio.install()?;
@@ -85,6 +95,17 @@ fn run(
         Job::Exec { exact_env, .. } => exact_env.clone(),
     };
     Err(process::exec(process, exact_env))
+}
+
+/// Moves this process into its cgroup, one hierarchy after the other, by writing `0` (the
+/// writing thread) to each `tasks` file; single-threaded, the thread is the whole process. Before
+/// the cgroup namespace, which is then rooted there. The files are closed once written.
+fn join_cgroup(files: Vec<TasksFile>) -> Result<(), StepError> {
+    use std::io::Write;
+    for mut t in files {
+        (t.file.write_all(b"0")).ctx(|| format!("join cgroup through {}", t.path.display()))?;
+    }
+    Ok(())
 }
 
 /// Waits for the caller's next command; `false` when the caller closed the channel instead.

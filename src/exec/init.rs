@@ -2,8 +2,13 @@
 //! the sync socket on descriptor 0, enters the namespaces, forks the container process once (so it
 //! lands in the new or joined pid namespace), reports its pid and exits.
 
-use std::fs::File;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use nix::sys::statfs::{CGROUP_SUPER_MAGIC, fstatfs};
 
 use super::child;
 use super::error::{Context, StepError};
@@ -84,6 +89,9 @@ fn prepare_and_fork(
         Job::Create { .. } => None,
     };
     let stdio = ChildStdio::new(request.stdio, fds)?;
+    // Opened here, in the caller's namespaces and with the helper's credentials (a cgroup file
+    // checks its opener's), before the spec's rlimits and namespaces apply.
+    let cgroup_tasks = open_cgroup_tasks(&request.cgroup_tasks)?;
     let (plan, proc_settings) = match &request.job {
         Job::Create { spec, .. } => {
             let process = spec
@@ -115,6 +123,34 @@ fn prepare_and_fork(
             }
             Ok(())
         }
-        Forked::Child => child::main(channel, request.job, stdio, &plan, &trees),
+        Forked::Child => child::main(channel, request.job, stdio, &plan, &trees, cgroup_tasks),
     }
+}
+
+/// The cgroup v1 `tasks` files the container process will move itself through, open for writing
+/// (close-on-exec, as every file Rust opens). Each must be a file named `tasks` on a cgroup v1
+/// filesystem: a `0` written anywhere else would succeed and leave the process where it is.
+fn open_cgroup_tasks(paths: &[PathBuf]) -> Result<Vec<child::TasksFile>, StepError> {
+    paths
+        .iter()
+        .map(|path| {
+            let step = || format!("open cgroup file {}", path.display());
+            if path.file_name() != Some(OsStr::new("tasks")) {
+                return Err(StepError::new(step(), "not a `tasks` file"));
+            }
+            let file = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .ctx(step)?;
+            let fs = fstatfs(&file).ctx(step)?;
+            if fs.filesystem_type() != CGROUP_SUPER_MAGIC {
+                return Err(StepError::new(step(), "not on a cgroup v1 filesystem"));
+            }
+            Ok(child::TasksFile {
+                path: path.clone(),
+                file,
+            })
+        })
+        .collect()
 }

@@ -2,9 +2,10 @@
 //! socket carrying length-prefixed JSON frames, plus one descriptor-passing message at the start.
 //!
 //! ```text
-//! caller -> init    Fds(stdio) , Request{job, stdio shape, idmapped} , Fds(id-mapped trees)*
+//! caller -> init    Fds(stdio) , Request{job, stdio shape, idmapped, cgroup_tasks} , Fds(trees)*
 //! init   -> caller  Pid(host pid of the container process)        then init exits
 //! caller -> child   Proceed                                       (after the on_pid hook)
+//! child             joins its cgroup v1 `tasks` files, if the request names any
 //! child  -> caller  Log* , Ready | Failed(msg)
 //! caller -> child   Start
 //! child  -> caller  Failed(msg)  or end of stream (close-on-exec: exec happened)
@@ -73,6 +74,10 @@ pub(crate) struct Request {
     /// in batches of at most `scm::MAX_FDS`.
     #[serde(default)]
     pub idmapped: Vec<usize>,
+    /// The cgroup v1 `tasks` files the process moves itself through (writing `0`) before it
+    /// sets anything up; empty when the caller places it (`on_pid`).
+    #[serde(default)]
+    pub cgroup_tasks: Vec<PathBuf>,
 }
 
 /// Severity of a [`Report::Log`] line.

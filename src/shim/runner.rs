@@ -100,9 +100,14 @@ impl Runner for Executor {
             .and_then(|l| l.resources().as_ref())
             .map(Resources::from)
             .unwrap_or_default();
-        let created = self.create_with(bundle, spec, stdio, |pid| {
-            join_cgroup(cgroup, pid, &resources, &mut hook_error)
-        });
+        // On cgroup v1 (cgroupfs) the process moves itself, which skips the wait a move by pid
+        // costs (`Executor::create_in_v1_cgroup`); a systemd scope or a v2 cgroup takes the pid.
+        let created = match cgroup.and_then(Cgroup::v1_tasks_files) {
+            Some(tasks) => self.create_in_v1_cgroup(bundle, spec, stdio, tasks),
+            None => self.create_with(bundle, spec, stdio, |pid| {
+                join_cgroup(cgroup, pid, &resources, &mut hook_error)
+            }),
+        };
         match (created, hook_error) {
             (Ok(created), _) => Ok(Box::new(BuiltIn(id.to_string(), created))),
             (Err(ExecError::Hook { .. }), Some(source)) => Err(ContainerError::Cgroup {
@@ -121,20 +126,17 @@ impl Runner for Executor {
         stdio: Stdio,
     ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
         let cgroup = container.cgroup;
-        let pid = self
-            .exec_with(
-                container.process,
-                process,
-                container.seccomp,
-                container.exact_env,
-                stdio,
-                |pid| {
-                    let Some(cgroup) = cgroup else { return Ok(()) };
-                    let joined = cgroup.add_process(pid);
-                    joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
-                },
-            )
-            .map_err(|source| exec_error(id, source))?;
+        let (target, seccomp, env) = (container.process, container.seccomp, container.exact_env);
+        // As for the container's process: on cgroup v1 (cgroupfs) it moves itself.
+        let pid = match cgroup.and_then(Cgroup::v1_tasks_files) {
+            Some(tasks) => self.exec_in_v1_cgroup(target, process, seccomp, env, stdio, tasks),
+            None => self.exec_with(target, process, seccomp, env, stdio, |pid| {
+                let Some(cgroup) = cgroup else { return Ok(()) };
+                let joined = cgroup.add_process(pid);
+                joined.map_err(|e| ExecError::Setup(format!("join cgroup: {e}")))
+            }),
+        };
+        let pid = pid.map_err(|source| exec_error(id, source))?;
         Ok((pid, None))
     }
 

@@ -275,6 +275,16 @@ impl Cgroup {
         &self.name
     }
 
+    /// Its `tasks` file, through which a thread moves itself in.
+    pub fn tasks(&self) -> PathBuf {
+        self.dir.join("tasks")
+    }
+
+    /// The pids in it.
+    pub fn procs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("cgroup.procs")).expect("read cgroup.procs")
+    }
+
     pub fn add(&self, pid: i32) {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
             .expect("move pid into cgroup");

@@ -90,10 +90,20 @@ async fn containers_join_their_cgroup_and_all_its_processes_get_the_signal() {
     pod.client.start("grouped").await.expect("start");
     let out = pod
         .client
-        .exec_sync("grouped", &args(&["true"]), Duration::ZERO)
+        .exec_sync(
+            "grouped",
+            &args(&["cat", "/proc/self/cgroup"]),
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     assert_eq!(out.exit_code, 0);
+    // The container's cgroup namespace is rooted at its cgroup: an exec placed there sees `/`.
+    let groups = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        groups.lines().count() > 1 && groups.lines().all(|l| l.ends_with(":/")),
+        "the exec is in the container's cgroup in every hierarchy: {groups}"
+    );
     eventually("sh and both sleeps in the cgroup", || {
         cgroup.0.pids().unwrap().len() == 3
     })
