@@ -16,6 +16,7 @@ mod pattern;
 mod plan;
 mod run;
 mod sandbox;
+mod source;
 mod space;
 mod stage;
 mod steps;
