@@ -3,11 +3,18 @@
 //! it, no symlink followed out of it), and their content digest for the layer cache.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::BuildError;
-use crate::image::digest::Hasher;
+use super::copy::resolve_in;
+use super::pattern::{could_match_below, matches};
+use crate::image::digest::{Digest, Hasher};
+
+/// Largest Dockerfile or `.dockerignore` read: far more than any real one needs.
+pub const MAX_TEXT_BYTES: u64 = 4 << 20;
 
 /// A build context directory and its ignore rules.
 pub struct Context {
@@ -20,7 +27,11 @@ impl Context {
     pub fn open(root: &Path) -> Result<Context, BuildError> {
         let root = fs::canonicalize(root)
             .map_err(|e| BuildError::Context(format!("{}: {e}", root.display())))?;
-        let text = fs::read_to_string(root.join(".dockerignore")).unwrap_or_default();
+        // One that exists must be read: building without it would copy what it excludes.
+        let text = match fs::symlink_metadata(root.join(".dockerignore")) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            _ => read_text(&in_context(&root, ".dockerignore")?, true)?,
+        };
         let rules = text
             .lines()
             .map(str::trim)
@@ -35,6 +46,16 @@ impl Context {
             })
             .collect();
         Ok(Context { root, rules })
+    }
+
+    /// The Dockerfile's text: `explicit` (the caller's `-f`), or `Dockerfile` in the context.
+    /// The one in the context is resolved inside it, as COPY sources are; the caller's own path
+    /// has its symlinks followed.
+    pub fn dockerfile(&self, explicit: Option<&Path>) -> Result<String, BuildError> {
+        match explicit {
+            Some(path) => read_text(path, false),
+            None => read_text(&in_context(&self.root, "Dockerfile")?, true),
+        }
     }
 
     /// Whether the context-relative path `rel` is excluded by `.dockerignore` (a path is also
@@ -109,37 +130,47 @@ impl Context {
         Ok(())
     }
 
-    /// A digest over the content, names, modes and ownership of `sources` and everything under
-    /// them (not excluded), for the layer cache.
+    /// A digest over the content, names, modes and ownership of `sources` (what they resolve to
+    /// in the context) and everything under them (not excluded), for the layer cache. Every
+    /// part goes in with its length first, so no file's bytes can pass for the entries after
+    /// it; files are streamed, never held in memory whole.
     pub fn digest(&self, sources: &[String]) -> Result<String, BuildError> {
         let mut hasher = Hasher::default();
         for source in sources {
+            let top = in_context(&self.root, source)?;
+            let top_rel = top
+                .strip_prefix(&self.root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            part(&mut hasher, source.as_bytes());
             let mut add = |rel: &str, meta: &fs::Metadata| -> Result<(), BuildError> {
                 if self.ignored(rel) {
                     return Ok(());
                 }
-                let head = format!("{rel}\0{:o}\0{}:{}\0", meta.mode(), meta.uid(), meta.gid());
-                hasher.update(head.as_bytes());
+                let fail = |e: io::Error| BuildError::Context(format!("{rel}: {e}"));
                 let path = self.root.join(rel);
-                if meta.is_file() {
-                    let bytes =
-                        fs::read(&path).map_err(|e| BuildError::Context(format!("{rel}: {e}")))?;
-                    hasher.update(&bytes);
+                let content = if meta.is_file() {
+                    file_digest(&path).map_err(fail)?.to_string().into_bytes()
                 } else if meta.file_type().is_symlink() {
-                    let target = fs::read_link(&path)
-                        .map_err(|e| BuildError::Context(format!("{rel}: {e}")))?;
-                    hasher.update(target.as_os_str().as_encoded_bytes());
+                    fs::read_link(&path)
+                        .map_err(fail)?
+                        .into_os_string()
+                        .into_vec()
+                } else {
+                    Vec::new()
+                };
+                let head = format!("{:o} {}:{}", meta.mode(), meta.uid(), meta.gid());
+                for bytes in [rel.as_bytes(), head.as_bytes(), content.as_slice()] {
+                    part(&mut hasher, bytes);
                 }
-                hasher.update(b"\0");
                 Ok(())
             };
-            let top = self.root.join(source);
             let meta = fs::symlink_metadata(&top)
                 .map_err(|e| BuildError::Context(format!("{source}: {e}")))?;
-            add(source, &meta)?;
+            add(&top_rel, &meta)?;
             if meta.is_dir() {
                 let mut error = None;
-                self.walk(source, &mut |rel, meta| {
+                self.walk(&top_rel, &mut |rel, meta| {
                     if error.is_none()
                         && let Err(e) = add(rel, meta)
                     {
@@ -156,6 +187,88 @@ impl Context {
     }
 }
 
+/// Feeds `bytes` to `hasher`, its length first.
+fn part(hasher: &mut Hasher, bytes: &[u8]) {
+    hasher.update(&(bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// Hashes what is written to it.
+struct HashWriter<'a>(&'a mut Hasher);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The digest of the regular file `path`, streamed. A FIFO or device swapped in since it was
+/// listed is refused without blocking.
+fn file_digest(path: &Path) -> io::Result<Digest> {
+    let mut file = open_regular(path, true)?;
+    let mut hasher = Hasher::default();
+    io::copy(&mut file, &mut HashWriter(&mut hasher))?;
+    Ok(hasher.finish())
+}
+
+/// Opens `path` for reading only when it is a regular file (checked before and after opening);
+/// `O_NONBLOCK` keeps a FIFO swapped in between from making the open wait, and `nofollow`
+/// refuses a symlink as the last component.
+fn open_regular(path: &Path, nofollow: bool) -> io::Result<fs::File> {
+    let not_regular = || io::Error::other("not a regular file");
+    let meta = if nofollow {
+        fs::symlink_metadata(path)?
+    } else {
+        fs::metadata(path)?
+    };
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+/// The text of a Dockerfile or `.dockerignore` at `path`: a regular file (a device such as
+/// `/dev/zero`, a FIFO or a socket is refused unread) of at most [`MAX_TEXT_BYTES`].
+fn read_text(path: &Path, nofollow: bool) -> Result<String, BuildError> {
+    let fail = |reason: String| BuildError::Context(format!("{}: {reason}", path.display()));
+    let file = open_regular(path, nofollow).map_err(|e| fail(e.to_string()))?;
+    let mut text = String::new();
+    file.take(MAX_TEXT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_TEXT_BYTES {
+        return Err(fail(format!(
+            "larger than the limit of {MAX_TEXT_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+/// `rel` resolved inside the context `root` as COPY sources are: symlinks are followed as if
+/// `root` were `/`.
+fn in_context(root: &Path, rel: &str) -> Result<PathBuf, BuildError> {
+    resolve_in(root, rel).map_err(|e| match e {
+        BuildError::Source(reason) | BuildError::Copy(reason) => BuildError::Context(reason),
+        other => other,
+    })
+}
+
 /// `path` without `.` components, leading `/` or `./`; None if `..` climbs above the start.
 pub fn normalize(path: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
@@ -169,74 +282,6 @@ pub fn normalize(path: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-/// Whether `path` components match `pattern` components (`*`, `?`, `[..]` in a component;
-/// `**` for any number of components).
-fn matches(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| matches(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((name, tail)) => component_matches(first, name) && matches(rest, tail),
-            None => false,
-        },
-    }
-}
-
-/// Whether something under the path `path` (components) could match `pattern`.
-fn could_match_below(pattern: &[String], path: &[&str]) -> bool {
-    match (pattern.split_first(), path.split_first()) {
-        (_, None) => !pattern.is_empty(),
-        (None, Some(_)) => false,
-        (Some((first, _)), Some(_)) if first == "**" => true,
-        (Some((first, rest)), Some((name, tail))) => {
-            component_matches(first, name) && could_match_below(rest, tail)
-        }
-    }
-}
-
-fn component_matches(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob(&p, &n)
-}
-
-fn glob(p: &[char], n: &[char]) -> bool {
-    match p.split_first() {
-        None => n.is_empty(),
-        Some(('*', rest)) => (0..=n.len()).any(|i| glob(rest, &n[i..])),
-        Some(('?', rest)) => !n.is_empty() && glob(rest, &n[1..]),
-        Some(('[', rest)) => {
-            let Some(end) = rest.iter().position(|c| *c == ']') else {
-                return n.first() == Some(&'[') && glob(rest, &n[1..]);
-            };
-            let (class, after) = (&rest[..end], &rest[end + 1..]);
-            let Some(c) = n.first() else { return false };
-            let (negate, class) = match class.split_first() {
-                Some(('^' | '!', tail)) => (true, tail),
-                _ => (false, class),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= *c && *c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == *c;
-                    i += 1;
-                }
-            }
-            hit != negate && glob(after, &n[1..])
-        }
-        Some(('\\', rest)) if !rest.is_empty() => {
-            n.first() == Some(&rest[0]) && glob(&rest[1..], &n[1..])
-        }
-        Some((c, rest)) => n.first() == Some(c) && glob(rest, &n[1..]),
-    }
 }
 
 #[cfg(test)]
@@ -306,14 +351,112 @@ mod tests {
         );
     }
 
-    fn pat(p: &str) -> Vec<String> {
-        p.split('/').map(str::to_string).collect()
+    /// A hostile context's Dockerfile or `.dockerignore` that never ends (a symlink to
+    /// `/dev/zero`, a FIFO) or is huge must be refused, not read into berthd's memory forever.
+    #[test]
+    fn recipe_files_that_never_end_are_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        symlink("/dev/zero", ctx.join("Dockerfile")).unwrap();
+        let c = Context::open(ctx).unwrap();
+        let refused = |explicit: Option<&Path>, why: &str| {
+            let err = c.dockerfile(explicit).expect_err(why);
+            assert!(matches!(err, BuildError::Context(_)), "{why}: {err:?}");
+            err.to_string()
+        };
+        // Resolved inside the context, as COPY sources are: its /dev/zero does not exist.
+        refused(None, "a Dockerfile symlinked to /dev/zero");
+        let err = refused(Some(Path::new("/dev/zero")), "-f /dev/zero");
+        assert!(err.contains("not a regular file"), "{err}");
+        nix::unistd::mkfifo(&ctx.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = refused(Some(&ctx.join("fifo")), "-f naming a FIFO");
+        assert!(err.contains("not a regular file"), "{err}");
+        let big = ctx.join("big");
+        fs::write(&big, vec![b'#'; MAX_TEXT_BYTES as usize + 1]).unwrap();
+        let err = refused(Some(&big), "a Dockerfile over the limit");
+        assert!(err.contains("limit"), "{err}");
+        // A symlink that stays in the context is still followed.
+        fs::create_dir(ctx.join("docker")).unwrap();
+        fs::write(ctx.join("docker/Dockerfile"), "FROM scratch\n").unwrap();
+        fs::remove_file(ctx.join("Dockerfile")).unwrap();
+        symlink("/docker/Dockerfile", ctx.join("Dockerfile")).unwrap();
+        assert_eq!(c.dockerfile(None).unwrap(), "FROM scratch\n");
+
+        let dir = tempfile::tempdir().unwrap();
+        symlink("/dev/zero", dir.path().join(".dockerignore")).unwrap();
+        assert!(
+            Context::open(dir.path()).is_err(),
+            ".dockerignore -> /dev/zero"
+        );
     }
 
+    /// Hashing a COPY source for the cache streams it: a huge (here sparse) file in the context
+    /// must not be read into berthd's memory whole.
     #[test]
-    fn glob_classes() {
-        assert!(component_matches("f[a-c]?.txt", "fb1.txt"));
-        assert!(!component_matches("f[!a-c].txt", "fb.txt"));
-        assert!(component_matches("\\*", "*"));
+    fn source_digest_streams_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = fs::File::create(dir.path().join("big")).unwrap();
+        big.set_len(512 << 20).unwrap();
+        let c = Context::open(dir.path()).unwrap();
+        let peak = || -> u64 {
+            let status = fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
+        };
+        let before = peak();
+        c.digest(&["big".to_string()]).unwrap();
+        let grew = peak().saturating_sub(before);
+        assert!(grew < 128 << 20, "peak memory grew by {grew} bytes");
+    }
+
+    /// The cache key of a COPY must tell contexts apart: a file whose bytes spell out the next
+    /// entry of another context (its name, mode, owner and content) is not that context.
+    #[test]
+    fn source_digests_of_different_contexts_differ() {
+        let honest = tempfile::tempdir().unwrap();
+        fs::create_dir(honest.path().join("dir")).unwrap();
+        fs::write(honest.path().join("dir/a"), "x").unwrap();
+        fs::write(honest.path().join("dir/b"), "#!/bin/sh\necho ok\n").unwrap();
+        let meta = fs::symlink_metadata(honest.path().join("dir/b")).unwrap();
+        let forged = tempfile::tempdir().unwrap();
+        fs::create_dir(forged.path().join("dir")).unwrap();
+        let spelled = format!(
+            "x\0dir/b\0{:o}\0{}:{}\0#!/bin/sh\necho ok\n",
+            meta.mode(),
+            meta.uid(),
+            meta.gid()
+        );
+        fs::write(forged.path().join("dir/a"), spelled).unwrap();
+        let digest = |dir: &Path| {
+            Context::open(dir)
+                .unwrap()
+                .digest(&["dir".to_string()])
+                .unwrap()
+        };
+        assert_ne!(digest(honest.path()), digest(forged.path()));
+    }
+
+    /// A COPY source that is a symlink is copied as what it resolves to (inside the context), so
+    /// the cache key must change when that content does, not only when the link does.
+    #[test]
+    fn source_digest_follows_a_top_level_symlink_inside_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("data")).unwrap();
+        fs::write(dir.path().join("data/file"), "one").unwrap();
+        std::os::unix::fs::symlink("/data/file", dir.path().join("link")).unwrap();
+        let c = Context::open(dir.path()).unwrap();
+        let before = c.digest(&["link".to_string()]).unwrap();
+        fs::write(dir.path().join("data/file"), "two").unwrap();
+        assert_ne!(c.digest(&["link".to_string()]).unwrap(), before);
+    }
+
+    fn pat(p: &str) -> Vec<String> {
+        p.split('/').map(str::to_string).collect()
     }
 }

@@ -1,19 +1,23 @@
 //! COPY and ADD into a step's upper directory. Sources are resolved inside their root (the
 //! build context, or another stage's read-only mounted filesystem) the way a chroot would: an
-//! absolute symlink or `..` never leads out of it. Inside a copied directory, symlinks are
-//! copied as symlinks, never followed. Ownership (`--chown`) and mode (`--chmod`) are applied
+//! absolute symlink or `..` never leads out of it, and a copied directory is read through its
+//! descriptor (`source.rs`). Inside a copied directory, symlinks are copied as symlinks, never
+//! followed. Ownership (`--chown`) and mode (`--chmod`) are applied
 //! to everything copied. Writes into the step's upper dir go through the layer unpacker's
 //! hardened tree, so nothing a source holds can make them land outside it.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Uid};
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, Uid};
 
 use super::BuildError;
+pub use super::source::Source;
+use super::space::{Reserve, from_io};
 use crate::image::unpack::path::RelPath;
 use crate::image::unpack::tree::{Tree, TreeError};
 
@@ -107,55 +111,49 @@ impl Upper {
 
     fn copy(
         &mut self,
-        src: &Path,
+        src: &Source,
         dest: &RelPath,
         apply: Apply,
         skip: &dyn Fn(&Path) -> bool,
+        reserve: &Reserve,
     ) -> Result<(), BuildError> {
-        let meta = fs::symlink_metadata(src).map_err(err(src.display()))?;
-        let mode = apply.mode.unwrap_or(meta.mode() & 0o7777);
+        let stat = &src.stat;
+        let mode = apply.mode.unwrap_or(stat.st_mode & 0o7777);
         let owner = apply.owner.unwrap_or((0, 0));
-        if meta.is_dir() {
-            self.mkdir(dest, mode, owner)?;
-            let mut entries: Vec<_> = fs::read_dir(src)
-                .map_err(err(src.display()))?
-                .flatten()
-                .collect();
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries {
-                if skip(&entry.path()) {
-                    continue;
+        match src.kind() {
+            FileType::Directory => {
+                self.mkdir(dest, mode, owner)?;
+                let (dir, names) = src.entries()?;
+                for name in names {
+                    if skip(&src.path.join(OsStr::from_bytes(&name))) {
+                        continue;
+                    }
+                    let child = src.child(&dir, &name)?;
+                    self.copy(&child, &dest.join(&name), apply, skip, reserve)?;
                 }
-                let name = entry.file_name();
-                self.copy(&entry.path(), &dest.join(name.as_bytes()), apply, skip)?;
+                Ok(())
             }
-            return Ok(());
+            FileType::Symlink => {
+                let target = src.link_target()?;
+                let tree = &mut self.tree;
+                tree.symlink(dest, &target).map_err(tree_err(dest))?;
+                let node = tree.node(dest).map_err(tree_err(dest))?;
+                let (uid, gid) = apply.owner.unwrap_or((stat.st_uid, stat.st_gid));
+                let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+                rfs::chownat(&node, "", Some(uid), Some(gid), AtFlags::EMPTY_PATH)
+                    .map_err(|e| err(show(dest))(e.into()))
+            }
+            _ => {
+                let mut from = src.open_file()?;
+                let mut to = self.tree.create_file(dest).map_err(tree_err(dest))?;
+                // Written through the disk reserve's guard: a huge (or sparse) source stops at
+                // the reserve instead of filling the data filesystem before the step's check.
+                let what = show(dest);
+                std::io::copy(&mut from, &mut reserve.guard(&mut to))
+                    .map_err(|e| from_io(&what, e, |e| BuildError::Copy(format!("{what}: {e}"))))?;
+                set_meta(&to, mode, owner).map_err(err(show(dest)))
+            }
         }
-        if meta.file_type().is_symlink() {
-            let target = fs::read_link(src).map_err(err(src.display()))?;
-            let tree = &mut self.tree;
-            tree.symlink(dest, target.as_os_str().as_bytes())
-                .map_err(tree_err(dest))?;
-            let node = tree.node(dest).map_err(tree_err(dest))?;
-            let (uid, gid) = apply.owner.unwrap_or((meta.uid(), meta.gid()));
-            let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
-            return rfs::chownat(&node, "", Some(uid), Some(gid), AtFlags::EMPTY_PATH)
-                .map_err(|e| err(show(dest))(e.into()));
-        }
-        if !meta.is_file() {
-            return Err(BuildError::Copy(format!(
-                "{}: only files, directories and symlinks can be copied",
-                src.display()
-            )));
-        }
-        let mut from = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(src)
-            .map_err(err(src.display()))?;
-        let mut to = self.tree.create_file(dest).map_err(tree_err(dest))?;
-        std::io::copy(&mut from, &mut to).map_err(err(show(dest)))?;
-        set_meta(&to, mode, owner).map_err(err(show(dest)))
     }
 }
 
@@ -192,17 +190,19 @@ fn tree_err(rel: &RelPath) -> impl FnOnce(TreeError) -> BuildError + '_ {
     }
 }
 
-/// Copies the host path `src` (already resolved) to the root-relative `dest` in the upper dir
+/// Copies `src` (opened inside its root) to the root-relative `dest` in the upper dir
 /// `upper`: a directory's contents go into `dest`, a file becomes `dest`; whatever is in the
-/// way is replaced. Entries under `src` for which `skip` says so (`.dockerignore`) are left out.
+/// way is replaced. Entries under `src` for which `skip` says so (`.dockerignore`) are left out;
+/// file data is written leaving `reserve` free.
 pub fn copy_tree(
-    src: &Path,
+    src: &Source,
     upper: &Path,
     dest: &str,
     apply: Apply,
     skip: &dyn Fn(&Path) -> bool,
+    reserve: &Reserve,
 ) -> Result<(), BuildError> {
-    Upper::open(upper)?.copy(src, &rel_path(dest)?, apply, skip)
+    Upper::open(upper)?.copy(src, &rel_path(dest)?, apply, skip, reserve)
 }
 
 /// Whether the root-relative `rel` is a directory in the upper dir `upper` (a symlink is not).
@@ -259,6 +259,7 @@ pub fn is_dir_below(lowers: &[PathBuf], rel: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::unpack::DiskReserve;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     #[test]
@@ -296,13 +297,92 @@ mod tests {
             owner: Some((7, 8)),
             mode: Some(0o640),
         };
-        copy_tree(&src, dir.path(), "dest", apply, &|_| false).unwrap();
+        copy_tree(&open(&src), dir.path(), "dest", apply, &|_| false, &free()).unwrap();
         assert_eq!(
             fs::read_link(dest.join("link")).unwrap(),
             Path::new("/etc/shadow")
         );
         let meta = fs::metadata(dest.join("f")).unwrap();
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (7, 8, 0o640));
+    }
+
+    /// The host path `path`, opened as a source.
+    fn open(path: &Path) -> Source {
+        Source::open_in(
+            path.parent().unwrap(),
+            &path.file_name().unwrap().to_string_lossy(),
+        )
+        .unwrap()
+    }
+
+    /// A reserve that lets anything be written.
+    fn free() -> Reserve {
+        Reserve::new(PathBuf::from("/"), DiskReserve::NONE).unwrap()
+    }
+
+    /// A COPY source larger than the room left on the data filesystem (here a sparse file,
+    /// which costs the context nothing) stops at the disk reserve, not once the disk is full.
+    #[test]
+    fn copying_stops_at_the_disk_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("sparse");
+        fs::File::create(&src).unwrap().set_len(256 << 20).unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+        let stat = nix::sys::statvfs::statvfs(dir.path()).unwrap();
+        let available = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+        // At most 32 MiB more may be written.
+        let reserve = Reserve::new(upper.clone(), DiskReserve::Bytes(available - (32 << 20)));
+        let err = copy_tree(
+            &open(&src),
+            &upper,
+            "big",
+            Apply::default(),
+            &|_| false,
+            &reserve.unwrap(),
+        )
+        .expect_err("a copy past the reserve");
+        assert!(matches!(err, BuildError::DiskReserve(_)), "{err:?}");
+        assert!(err.to_string().contains("image.disk_reserve"), "{err}");
+        let written = fs::metadata(upper.join("big")).map_or(0, |m| m.blocks() * 512);
+        assert!(written <= 48 << 20, "{written} bytes written");
+    }
+
+    /// Someone who can write in the build context swaps a directory a COPY is walking for a
+    /// symlink to a host directory (here at the moment the copy looks at its first entry, the
+    /// widest window). What the copy reads must stay what it resolved inside the context.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_copy_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("a"), "host secret").unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(ctx.join("src")).unwrap();
+        fs::write(ctx.join("src/a"), "context file").unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+
+        let src = Source::open_in(&ctx, "src").unwrap();
+        let swapped = std::cell::Cell::new(false);
+        let swap = |_: &Path| {
+            if !swapped.replace(true) {
+                fs::rename(ctx.join("src"), ctx.join("moved")).unwrap();
+                symlink(&host, ctx.join("src")).unwrap();
+            }
+            false
+        };
+        let result = copy_tree(&src, &upper, "dst", Apply::default(), &swap, &free());
+        assert!(swapped.get(), "the swap ran");
+        let copied = fs::read_to_string(upper.join("dst/a")).unwrap_or_default();
+        assert_ne!(
+            copied, "host secret",
+            "a host file was copied into the layer"
+        );
+        assert!(
+            result.is_err() || copied == "context file",
+            "{result:?}: {copied:?}"
+        );
     }
 
     fn mode(path: &Path) -> u32 {
@@ -326,14 +406,30 @@ mod tests {
         fs::set_permissions(b.join("x"), fs::Permissions::from_mode(0o777)).unwrap();
 
         make_parents(&upper, &[], "dst/x").unwrap();
-        copy_tree(&a, &upper, "dst", Apply::default(), &|_| false).unwrap();
+        copy_tree(
+            &open(&a),
+            &upper,
+            "dst",
+            Apply::default(),
+            &|_| false,
+            &free(),
+        )
+        .unwrap();
         assert!(
             fs::symlink_metadata(upper.join("dst/x"))
                 .unwrap()
                 .is_symlink()
         );
         assert!(!is_dir_in(&upper, "dst/x"), "a symlink is not a directory");
-        copy_tree(&b, &upper, "dst", Apply::default(), &|_| false).unwrap();
+        copy_tree(
+            &open(&b),
+            &upper,
+            "dst",
+            Apply::default(),
+            &|_| false,
+            &free(),
+        )
+        .unwrap();
 
         assert_eq!(
             fs::read_dir(&outside).unwrap().count(),
@@ -369,8 +465,16 @@ mod tests {
             owner: Some((5, 6)),
             mode: Some(0o600),
         };
-        copy_tree(&src, &upper, "g", apply, &|_| false).unwrap();
-        copy_tree(&src, &upper, "dst/sub/file", apply, &|_| false).unwrap();
+        copy_tree(&open(&src), &upper, "g", apply, &|_| false, &free()).unwrap();
+        copy_tree(
+            &open(&src),
+            &upper,
+            "dst/sub/file",
+            apply,
+            &|_| false,
+            &free(),
+        )
+        .unwrap();
 
         assert_eq!(fs::read_to_string(outside.join("f")).unwrap(), "host");
         assert_eq!(

@@ -12,9 +12,11 @@ pub mod expand;
 mod image;
 mod layer;
 mod output;
+mod pattern;
 mod plan;
 mod run;
 mod sandbox;
+mod source;
 mod space;
 mod stage;
 mod steps;
@@ -170,14 +172,9 @@ impl Builder {
         request: &BuildRequest,
         output: Output,
     ) -> Result<String, BuildError> {
-        let path = request
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| request.context.join("Dockerfile"));
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| BuildError::Context(format!("{}: {e}", path.display())))?;
-        let instructions = dockerfile::parse(&text)?;
         let context = context::Context::open(&request.context)?;
+        let text = context.dockerfile(request.dockerfile.as_deref())?;
+        let instructions = dockerfile::parse(&text)?;
         let plan = plan::plan(&instructions, request)?;
         // Base images are pulled before the build holds the garbage-collection lock.
         for base in plan.bases() {

@@ -247,12 +247,12 @@ impl Run<'_> {
         let many = rels.len() > 1 || dest.ends_with('/');
         let from_context = ins.flag("from").is_none();
         for rel in &rels {
-            let src = copy::resolve_in(&root, rel)?;
+            let src = copy::Source::open_in(&root, rel)?;
             let name = Path::new(rel)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
             let is_dir = src.is_dir();
-            let archive = ins.keyword == "ADD" && !is_dir && is_tar(&src);
+            let archive = ins.keyword == "ADD" && !is_dir && is_tar(&src.path);
             let target_rel = if is_dir
                 || archive
                 || !(many
@@ -274,16 +274,23 @@ impl Run<'_> {
                     .join(format!("archive-{:08x}", rand::random::<u32>()));
                 std::fs::create_dir_all(&unpacked).map_err(|e| BuildError::Copy(e.to_string()))?;
                 extract(&src, &unpacked, &self.reserve)?;
-                copy::copy_tree(&unpacked, upper, &target_rel, Apply::default(), &|_| false)?;
+                copy::copy_tree(
+                    &copy::Source::open_in(&unpacked, "")?,
+                    upper,
+                    &target_rel,
+                    Apply::default(),
+                    &|_| false,
+                    &self.reserve,
+                )?;
             } else if from_context {
                 let context = self.context;
                 let skip = |p: &Path| {
                     p.strip_prefix(&context.root)
                         .is_ok_and(|rel| context.ignored(&rel.to_string_lossy()))
                 };
-                copy::copy_tree(&src, upper, &target_rel, apply, &skip)?;
+                copy::copy_tree(&src, upper, &target_rel, apply, &skip, &self.reserve)?;
             } else {
-                copy::copy_tree(&src, upper, &target_rel, apply, &|_| false)?;
+                copy::copy_tree(&src, upper, &target_rel, apply, &|_| false, &self.reserve)?;
             }
         }
         Ok(())
@@ -318,9 +325,9 @@ fn is_tar(path: &Path) -> bool {
 }
 
 /// Unpacks a local tar archive with the hardened layer unpacker.
-fn extract(archive: &Path, into: &Path, reserve: &Reserve) -> Result<(), BuildError> {
-    let file = std::fs::File::open(archive)
-        .map_err(|e| BuildError::Copy(format!("{}: {e}", archive.display())))?;
+fn extract(source: &copy::Source, into: &Path, reserve: &Reserve) -> Result<(), BuildError> {
+    let file = source.open_file()?;
+    let archive = &source.path;
     let name = archive.to_string_lossy();
     let limits = reserve.limits();
     let result = if name.ends_with(".tar") {

@@ -108,13 +108,50 @@ pub async fn export(
         stdout.flush().await?;
         return Ok(());
     }
-    let partial = file.with_extension("partial");
+    let chunks = async_stream::stream! {
+        loop {
+            match stream.message().await.context("export") {
+                Ok(Some(chunk)) => yield Ok(chunk.data),
+                Ok(None) => break,
+                Err(e) => {
+                    yield Err(e);
+                    break;
+                }
+            }
+        }
+    };
+    write_file(file, Box::pin(chunks)).await
+}
+
+/// Writes what `chunks` yields to `file` through a partial file beside it, renamed when
+/// complete; a failure removes the partial file. The partial file is new, with a random name
+/// (`.FILE.<random>.partial`, created with `O_EXCL`, which never follows a symlink): the CLI
+/// often runs as root in a shared directory, where a fixed name could be a symlink another
+/// user planted.
+async fn write_file(
+    file: &Path,
+    mut chunks: std::pin::Pin<Box<dyn futures::Stream<Item = anyhow::Result<Vec<u8>>> + Send>>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = dir.join(format!(".{name}.{:016x}.partial", rand::random::<u64>()));
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(&partial)
+        .await
+        .with_context(|| format!("create {}", partial.display()))?;
     let written = async {
-        let mut out = tokio::fs::File::create(&partial)
-            .await
-            .with_context(|| format!("create {}", partial.display()))?;
-        while let Some(chunk) = stream.message().await.context("export")? {
-            out.write_all(&chunk.data).await?;
+        while let Some(data) = chunks.next().await {
+            out.write_all(&data?).await?;
         }
         out.sync_all().await?;
         tokio::fs::rename(&partial, file)
@@ -126,4 +163,58 @@ pub async fn export(
         let _ = tokio::fs::remove_file(&partial).await;
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(
+        items: Vec<anyhow::Result<Vec<u8>>>,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = anyhow::Result<Vec<u8>>> + Send>> {
+        Box::pin(futures::stream::iter(items))
+    }
+
+    /// `berth export` is run as root, often into a shared directory such as /tmp: a symlink
+    /// another user planted where the partial file goes must not make it write (or truncate)
+    /// the file the symlink names.
+    #[tokio::test]
+    async fn export_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:secret\n").unwrap();
+        let file = dir.path().join("images.tar");
+        for planted in [
+            file.with_extension("partial"),
+            dir.path().join("images.tar.partial"),
+        ] {
+            std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        }
+        write_file(
+            &file,
+            chunks(vec![Ok(b"tar".to_vec()), Ok(b"ball".to_vec())]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+        assert_eq!(std::fs::read(&file).unwrap(), b"tarball");
+
+        // A failed export leaves neither the file nor a partial file of its own.
+        let failed = dir.path().join("failed.tar");
+        let err = write_file(
+            &failed,
+            chunks(vec![Ok(b"x".to_vec()), Err(anyhow::anyhow!("gone"))]),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("gone"), "{err}");
+        assert!(!failed.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("failed") || n.starts_with(".failed"))
+            .collect();
+        assert_eq!(left, Vec::<String>::new());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+    }
 }

@@ -14,10 +14,12 @@ pub mod import;
 pub mod plan;
 pub mod registry;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::digest::Digest;
 use super::manifest::ManifestError;
@@ -28,6 +30,9 @@ use crate::error::{Classify, Kind};
 
 /// Most entries an archive may have: far more than any image, few enough to index in memory.
 const MAX_ENTRIES: usize = 100_000;
+/// Most header bytes (ustar blocks, GNU long names, PAX records, sparse maps) read in front of
+/// one entry: the `tar` crate holds them in memory, and real archives use a few KiB.
+const HEADER_WINDOW: u64 = 1 << 20;
 /// Largest JSON document (index.json, manifest.json, a config) read from an archive.
 pub const MAX_JSON_BYTES: u64 = 8 << 20;
 
@@ -41,6 +46,8 @@ pub enum ArchiveError {
     Duplicate { path: String },
     #[error("archive: more than {MAX_ENTRIES} entries")]
     TooManyEntries,
+    #[error("archive: the headers of one entry are larger than the limit of {HEADER_WINDOW} bytes")]
+    HeadersTooLarge,
     #[error("archive: entry {path:?}: {size} bytes run past the end of the archive")]
     Truncated { path: String, size: u64 },
     #[error("archive: {path:?} is missing or not a regular file")]
@@ -120,7 +127,7 @@ impl Classify for ArchiveError {
 }
 
 /// Where one regular file's bytes are inside the archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub offset: u64,
     pub size: u64,
@@ -147,11 +154,22 @@ impl Entries {
                 source,
             })?
             .len();
-        let mut archive = tar::Archive::new(file);
+        let window = Rc::new(Cell::new(HEADER_WINDOW));
+        let mut archive = tar::Archive::new(Windowed {
+            file,
+            left: window.clone(),
+        });
         let mut files = HashMap::new();
         let mut seen = std::collections::HashSet::new();
-        for entry in archive.entries_with_seek().map_err(ArchiveError::Tar)? {
-            let entry = entry.map_err(ArchiveError::Tar)?;
+        let mut entries = archive.entries_with_seek().map_err(ArchiveError::Tar)?;
+        loop {
+            // Entry data is skipped by seeking: what is read is the next entry's headers.
+            window.set(HEADER_WINDOW);
+            let Some(entry) = entries.next() else { break };
+            let entry = entry.map_err(|e| match window.get() {
+                0 => ArchiveError::HeadersTooLarge,
+                _ => ArchiveError::Tar(e),
+            })?;
             if seen.len() >= MAX_ENTRIES {
                 return Err(ArchiveError::TooManyEntries);
             }
@@ -243,6 +261,32 @@ impl Entries {
             path: self.path.clone(),
             source,
         }
+    }
+}
+
+/// The archive file as the index reads it: at most the window's bytes between two refills, so
+/// hostile headers cannot make the `tar` crate hold more than [`HEADER_WINDOW`] in memory.
+struct Windowed {
+    file: File,
+    left: Rc<Cell<u64>>,
+}
+
+impl Read for Windowed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 && !buf.is_empty() {
+            return Err(io::Error::other("entry headers over the limit"));
+        }
+        let len = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..len])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+impl Seek for Windowed {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
     }
 }
 

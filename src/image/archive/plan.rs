@@ -120,15 +120,24 @@ struct DockerEntry {
 
 fn docker(entries: &Arc<Entries>) -> Result<Vec<ImagePlan>, ArchiveError> {
     let images: Vec<DockerEntry> = entries.json("manifest.json")?;
+    let mut hashed = HashMap::new();
     images
         .into_iter()
-        .map(|image| docker_image(entries, image))
+        .map(|image| docker_image(entries, image, &mut hashed))
         .collect()
 }
 
+/// Each layer tarball's digest and media type, by where it is: a tarball listed many times
+/// (by one image or several) is hashed once.
+type Hashed = HashMap<Entry, (Digest, &'static str)>;
+
 /// Makes up the OCI manifest a docker archive's image would have had: the config as is, each
 /// layer tarball by the digest of its bytes and a media type from its magic number.
-fn docker_image(entries: &Arc<Entries>, image: DockerEntry) -> Result<ImagePlan, ArchiveError> {
+fn docker_image(
+    entries: &Arc<Entries>,
+    image: DockerEntry,
+    hashed: &mut Hashed,
+) -> Result<ImagePlan, ArchiveError> {
     let config_bytes = entries.read(&image.config, MAX_JSON_BYTES)?;
     let config_digest = Digest::of(&config_bytes);
     // docker save names the config by its digest: a name that says otherwise is a lie.
@@ -156,7 +165,14 @@ fn docker_image(entries: &Arc<Entries>, image: DockerEntry) -> Result<ImagePlan,
     let mut layers = Vec::new();
     for path in &image.layers {
         let entry = entries.get(path)?;
-        let (digest, media_type) = hash_layer(entries, entry)?;
+        let (digest, media_type) = match hashed.get(&entry) {
+            Some(known) => known.clone(),
+            None => {
+                let found = hash_layer(entries, entry)?;
+                hashed.insert(entry, found.clone());
+                found
+            }
+        };
         aliases.insert(digest.clone(), entry);
         layers.push(serde_json::json!({
             "mediaType": media_type,
