@@ -129,18 +129,9 @@ fn report(what: &str, result: Result<Swept, ImageStoreError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::content::ContentStore;
-    use crate::snapshot::Snapshotter;
-    use crate::store::Store;
 
     fn collector(dir: &std::path::Path) -> Arc<Collector> {
-        let db = Arc::new(Store::open(&dir.join("meta.redb")).unwrap());
-        let images = Arc::new(ImageStore {
-            content: ContentStore::open(&dir.join("content")).unwrap(),
-            snapshots: Snapshotter::open(&dir.join("snapshots"), db.clone()).unwrap(),
-            db,
-            flusher: Default::default(),
-        });
+        let images = Arc::new(ImageStore::open_for_tests(dir));
         let lock = Arc::new(RwLock::new(()));
         Arc::new(Collector::new(images, Arc::default(), lock))
     }

@@ -3,19 +3,11 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::image::content::ContentStore;
 use crate::image::store::ImageRecord;
-use crate::snapshot::{Layer, Snapshotter};
-use crate::store::Store;
+use crate::snapshot::Layer;
 
 fn images(dir: &std::path::Path) -> Arc<ImageStore> {
-    let db = Arc::new(Store::open(&dir.join("meta.redb")).unwrap());
-    Arc::new(ImageStore {
-        content: ContentStore::open(&dir.join("content")).unwrap(),
-        snapshots: Snapshotter::open(&dir.join("snapshots"), db.clone()).unwrap(),
-        db,
-        flusher: Flusher::default(),
-    })
+    Arc::new(ImageStore::open_for_tests(dir))
 }
 
 /// What a pull stores for a one-layer image named `name`: config and layer blob, the layer's

@@ -6,10 +6,7 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 
 use super::*;
-use crate::image::content::ContentStore;
 use crate::image::registry::RegistryError;
-use crate::snapshot::Snapshotter;
-use crate::store::Store;
 
 /// What the fake registry holds and what was done to it.
 #[derive(Default)]
@@ -83,13 +80,7 @@ impl RegistryPush for Fake {
 }
 
 fn images(dir: &std::path::Path) -> Arc<ImageStore> {
-    let db = Arc::new(Store::open(&dir.join("meta.redb")).unwrap());
-    Arc::new(ImageStore {
-        content: ContentStore::open(&dir.join("content")).unwrap(),
-        snapshots: Snapshotter::open(&dir.join("snapshots"), db.clone()).unwrap(),
-        db,
-        flusher: Default::default(),
-    })
+    Arc::new(ImageStore::open_for_tests(dir))
 }
 
 /// Stores a config, two layers and a manifest; returns the record (not added to the db).

@@ -216,10 +216,9 @@ impl ImageStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(dir: &std::path::Path) -> ImageStore {
+impl ImageStore {
+    /// An image store with its database, content and snapshots under `dir`, for unit tests.
+    pub(crate) fn open_for_tests(dir: &std::path::Path) -> ImageStore {
         let db = Arc::new(Store::open(&dir.join("meta.redb")).unwrap());
         ImageStore {
             content: ContentStore::open(&dir.join("content")).unwrap(),
@@ -227,6 +226,15 @@ mod tests {
             db,
             flusher: Default::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> ImageStore {
+        ImageStore::open_for_tests(dir)
     }
 
     fn record(config: &[u8], tag: &str) -> ImageRecord {
