@@ -6,6 +6,7 @@
 //! bench_client --socket S pods --image IMG [--count N] [--keep] [--prefix P] [--cgroup-parent C] [--log-dir D]
 //! bench_client --socket S exec --image IMG [--runs N] [--warmup W]
 //! bench_client --socket S clean [--prefix P]
+//! bench_client --socket S pull IMAGE
 //! ```
 //!
 //! `pods` starts N host-network pods (with `--pod-network`, pods on the runtime's CNI network)
@@ -14,7 +15,8 @@
 //! StartContainer took; without `--keep` each pod is stopped and removed (also timed) before the
 //! next one starts. `exec` starts one such pod and prints the milliseconds of each ExecSync
 //! `echo hi` after the warm-up calls, one per line. `clean` stops and removes every pod whose name
-//! starts with the prefix. Namespaces are what kubelet asks for a `hostNetwork: true` pod:
+//! starts with the prefix. `pull` (for `e2e/bench/pull.sh`) pulls one image and prints the
+//! milliseconds the PullImage call took, its reply's image id after a space. Namespaces are what kubelet asks for a `hostNetwork: true` pod:
 //! network NODE, pid CONTAINER, ipc POD.
 
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         warmup: usize,
     },
+    /// Time one PullImage.
+    Pull { image: String },
     /// Stop and remove every pod whose name starts with the prefix.
     Clean {
         #[arg(long, default_value = "bench")]
@@ -81,6 +85,7 @@ struct PodArgs {
 }
 
 type Runtime = api::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+type Images = api::image_service_client::ImageServiceClient<tonic::transport::Channel>;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -109,7 +114,26 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pods { pod, count, keep } => pods(&mut rt, &pod, count, keep).await,
         Command::Exec { pod, runs, warmup } => exec(&mut rt, &pod, runs, warmup).await,
         Command::Clean { prefix } => clean(&mut rt, &prefix).await,
+        Command::Pull { image } => pull(client.image, image).await,
     }
+}
+
+/// One PullImage on the connection already made (the Version call above opened it).
+async fn pull(mut images: Images, image: String) -> Result<()> {
+    let request = api::PullImageRequest {
+        image: Some(api::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let reply = images
+        .pull_image(request)
+        .await
+        .with_context(|| format!("PullImage {image}"))?;
+    println!("{:.3} {}", ms(t), reply.into_inner().image_ref);
+    Ok(())
 }
 
 /// Milliseconds since `t`, to the microsecond.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pull benchmark (not a test: hack/test-all.sh runs e2e/*.sh only). In one run, on this machine:
-#   (a) berth: cold `crictl pull` of each benchmark image against a release berthd, N rounds
+#   (a) berth: cold PullImage of each benchmark image against a release berthd, N rounds, timed
+#       by examples/bench_client.rs (one gRPC connection, the call's own time: no crictl start-up)
 #   (b) containerd: the same with Debian's containerd on its own config, root, state and socket;
 #       the two alternate image by image within each round (interleaved), the order flipping
 #       every round, so load from the rest of the machine falls on both alike
@@ -16,7 +17,9 @@
 #
 #   e2e/bench/pull.sh [-n RUNS] [--no-big]
 #
-# Environment: BERTHD (default target/release/berthd; build it with `cargo build --release --bins`),
+# Environment: BERTHD (default target/release/berthd), BENCH_CLIENT (default
+# target/release/examples/bench_client; build both with
+# `cargo build --release --bins --example bench_client`),
 # BENCH_OUT (where results go, default /tmp/berth-bench), BENCH_RUNS (default 5),
 # BENCH_IMAGES (space-separated repo:tag on the plain test registry, default the three above),
 # BENCH_FS: `both` (default) runs everything twice, first with `loop`, then with `host`, and prints
@@ -31,6 +34,7 @@ shopt -s inherit_errexit
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/../.." && pwd)
 BERTHD=${BERTHD:-$ROOT/target/release/berthd}
+CLIENT=${BENCH_CLIENT:-$ROOT/target/release/examples/bench_client}
 # shellcheck source=e2e/bench/lib.sh
 source "$BENCH/lib.sh" # die, log, now_ms, stop_pid, mounts_under, wait_socket, median, ratio, ...
 OUT=${BENCH_OUT:-/tmp/berth-bench}
@@ -57,6 +61,7 @@ done
 [[ $EUID -eq 0 ]] || die "needs root (overlay snapshots, two runtimes)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive number, got $RUNS"
 [[ -x $BERTHD ]] || die "no berthd at $BERTHD: cargo build --release --bins"
+[[ -x $CLIENT ]] || die "no bench client at $CLIENT: cargo build --release --example bench_client"
 [[ $FS_MODE == loop || $FS_MODE == host || $FS_MODE == both ]] || die "BENCH_FS is loop, host or both, not $FS_MODE"
 
 if [[ $FS_MODE == both ]]; then
@@ -234,18 +239,28 @@ containerd_cold() {
 # CPU time in ms used so far by process $1 and its reaped children (containerd's unpigz).
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15 + $16 + $17) * 1000 / hz)}' "/proc/$1/stat"; }
 
-# timed_pull berth|containerd IMAGE: one cold pull; prints its wall time and the daemon's CPU time, in ms.
+# timed_pull berth|containerd IMAGE: one cold pull; prints the PullImage call's time (as the bench
+# client measured it, to the microsecond) and the daemon's CPU time, in ms.
 timed_pull() {
-  local t0 t1 c0 c1 pid=$BERTHD_PID
-  [[ $1 == containerd ]] && pid=$CTD_PID
+  local t c0 c1 pid=$BERTHD_PID sock=$SOCK_B
+  [[ $1 == containerd ]] && pid=$CTD_PID sock=$SOCK_C
   if [[ $1 == berth ]]; then berth_cold; else containerd_cold; fi
   sync # dirty pages of the previous pull are not this pull's to write back
   c0=$(cpu_ms "$pid")
-  t0=$(now_ms)
-  if [[ $1 == berth ]]; then crictl_b pull "$2" >/dev/null; else crictl_c pull "$2" >/dev/null; fi
-  t1=$(now_ms)
+  t=$("$CLIENT" --socket "$sock" pull "$2")
   c1=$(cpu_ms "$pid")
-  echo "$((t1 - t0)) $((c1 - c0))"
+  echo "${t%% *} $((c1 - c0))"
+}
+
+# What `crictl pull` adds on top of the call: crictl's own start-up and connection, median of 5.
+crictl_startup_ms() {
+  local i t0 samples=()
+  for i in 1 2 3 4 5; do
+    t0=$(date +%s%N)
+    crictl_b version >/dev/null
+    samples+=("$((($(date +%s%N) - t0) / 1000)).0")
+  done
+  awk -v us="$(median "${samples[@]}")" 'BEGIN {printf "%.1f", us / 1000}'
 }
 
 # berthd's own account of its last pull (its "pulled" log line).
@@ -322,6 +337,7 @@ done
 PULLS_ENDED=$(now_ms)
 berth_cold
 containerd_cold
+CRICTL_MS=$(crictl_startup_ms)
 
 # berthd's proportional set size, KiB: what it costs the node, shared pages split among sharers.
 pss_now() { awk '$1 == "Pss:" {print $2}' "/proc/$BERTHD_PID/smaps_rollup"; }
@@ -404,6 +420,7 @@ RESULT=$OUT/pull-$FS_MODE-$STAMP.txt
   echo "load average: at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg); 1-min load after each round: ${LOADS[*]} (other work on the machine skews the numbers)"
   echo "berthd: $(berthd_build "$ROOT")"
   echo "containerd: $(containerd --version | awk '{print $3}'), overlayfs snapshotter, max_concurrent_downloads 3 (both)"
+  echo "client: examples/bench_client (one gRPC connection; the PullImage call's time); crictl's own start-up, not counted: $CRICTL_MS ms per call (median of 5 'crictl version')"
   echo "runs: $RUNS interleaved rounds (each image: berth then containerd, the order flipped every other round), each pull cold, after one warm-up pull of each image by each"
   for k in "${!IMAGE_PATHS[@]}"; do
     path=${IMAGE_PATHS[$k]}
@@ -416,7 +433,7 @@ RESULT=$OUT/pull-$FS_MODE-$STAMP.txt
     CB=$(ratio "$CM" "$BM")
     echo
     echo "image $REG/$path: $(jq '.layers | length' <<<"$m") layers, $(jq '[.layers[].size] | add' <<<"$m") bytes compressed ($(jq -r '.layers[0].mediaType' <<<"$m"))"
-    echo "  raw wall times, ms (round order): berth ${bs[*]}; containerd ${cs[*]}"
+    echo "  PullImage times, ms (round order): berth ${bs[*]}; containerd ${cs[*]}"
     echo "  berthd 'pulled' log, ms: ${BERTH_LOGGED[$k]}"
     echo "  CPU, ms: berthd ${BERTH_CPU[$k]}; containerd (with its unpigz children) ${CTD_CPU[$k]}"
     echo "  (a) berth:      median $BM ms, min $(minimum "${bs[@]}") ms"
