@@ -222,6 +222,11 @@ impl BlobWriter {
         file.write_all(bytes).map_err(io_err(&self.path))
     }
 
+    /// The digest of everything written so far.
+    pub fn digest(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
     /// Verifies size and digest, fsyncs, and atomically moves the blob into place.
     pub fn commit(self, expected: &Digest, size: u64) -> Result<(), ContentError> {
         self.finish(expected, size, true)

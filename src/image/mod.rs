@@ -4,6 +4,7 @@
 pub mod archive;
 mod collector;
 pub(crate) mod content;
+mod decode_thread;
 pub mod digest;
 pub(crate) mod flush;
 mod layer_stream;

@@ -3,25 +3,24 @@
 //! downloads, layers in parallel, and commit each only once its digests check out. The image
 //! record is written last, so a failed pull leaves no half-image visible.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 pub use super::progress::{LayerProgress, LayerState, Progress};
 
 use super::content::ContentError;
 use super::digest::Digest;
-use super::layer_stream::{Streamed, unpack_stream};
+use super::layer_stream::{Streamed, Unpacking, stream_layer};
 use super::manifest::{
     Compression, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, Manifest,
     ManifestError, OCI_INDEX, OCI_MANIFEST, Platform,
 };
 use super::reference::ImageRef;
-use super::registry::{Credentials, FetchedManifest, Registry, RegistryError};
+use super::registry::{BlobStream, Credentials, FetchedManifest, Registry, RegistryError};
 use super::retain::{Claim, Retainer};
 use super::store::{ImageRecord, ImageStore, ImageStoreError};
 use super::unpack::{self, UnpackError};
@@ -30,10 +29,6 @@ use crate::snapshot::{SnapshotError, chain_ids};
 
 /// Largest image config accepted, in bytes.
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
-/// Pieces buffered between a layer's download and its unpacker, and the largest piece: at most
-/// 4 MiB of a layer waits in memory, whatever size of reads the HTTP client makes.
-const CHUNKS_IN_FLIGHT: usize = 64;
-const MAX_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -185,10 +180,26 @@ impl Puller {
                 .chain(resolved.index_doc.as_ref().map(|i| &i.digest))
                 .chain(manifest.layers.iter().map(|l| &l.digest)),
         );
-        let config_bytes = self
-            .config(image, config_desc, creds)
-            .instrument(tracing::info_span!("pull.config", digest = %config_desc.digest))
-            .await?;
+        // The first layers' downloads start together with the config's: on a cold pull that
+        // saves a round trip to the registry. A download the config then shows to be unneeded
+        // (its layer is unpacked already) is dropped unread.
+        let early = self.early_layers(&resolved);
+        let (config_bytes, opened) = futures::join!(
+            self.config(image, config_desc, creds)
+                .instrument(tracing::info_span!("pull.config", digest = %config_desc.digest)),
+            futures::future::join_all(early.iter().map(|&i| {
+                let layer = &manifest.layers[i];
+                self.registry
+                    .fetch_blob(image, &layer.digest, layer.size, creds)
+            }))
+        );
+        let config_bytes = config_bytes?;
+        // One that failed to open is opened again in its turn, which reports the error.
+        let mut opened: HashMap<usize, BlobStream> = early
+            .into_iter()
+            .zip(opened)
+            .filter_map(|(i, download)| Some((i, download.ok()?)))
+            .collect();
         let config = ImageConfig::parse(&config_desc.digest, &config_bytes)?;
         config.check_layers(manifest, &resolved.manifest_doc.digest)?;
         let chains = chain_ids(&config.rootfs.diff_ids);
@@ -216,6 +227,14 @@ impl Puller {
                 .collect(),
         );
         let missing: Vec<usize> = (0..present.len()).filter(|&i| !present[i]).collect();
+        // Only the first downloads to run keep their early start: the rest would sit unread.
+        let first = &missing[..missing.len().min(self.settings.max_concurrent_downloads)];
+        opened.retain(|i, _| first.contains(i));
+        // The largest layer is the one the pull waits for: it decompresses on a thread of its own.
+        let largest = missing
+            .iter()
+            .copied()
+            .max_by_key(|&i| manifest.layers[i].size);
         tracing::debug!(
             layers = manifest.layers.len(),
             missing = missing.len(),
@@ -225,6 +244,8 @@ impl Puller {
         futures::stream::iter(missing.into_iter().map(|i| {
             let layer = LayerJob {
                 index: i,
+                download: opened.remove(&i),
+                beside: Some(i) == largest,
                 desc: manifest.layers[i].clone(),
                 diff_id: config.rootfs.diff_ids[i].clone(),
                 chain_id: chains[i].clone(),
@@ -297,6 +318,24 @@ impl Puller {
         })
     }
 
+    /// The layers whose download starts before the config is read: the first ones (as many as
+    /// download at once) whose blob is not stored, of an image whose manifest is not stored. A
+    /// stored manifest means the image, or most of it, is here already.
+    fn early_layers(&self, resolved: &Resolved) -> Vec<usize> {
+        let content = &self.images.content;
+        if self.settings.discard_compressed_layers
+            || content.contains(&resolved.manifest_doc.digest)
+        {
+            return Vec::new();
+        }
+        let layers = resolved.manifest.layers.iter().enumerate();
+        layers
+            .filter(|(_, layer)| !content.contains(&layer.digest))
+            .map(|(i, _)| i)
+            .take(self.settings.max_concurrent_downloads)
+            .collect()
+    }
+
     /// The config blob, from the store or the registry (verified and stored).
     async fn config(
         &self,
@@ -331,7 +370,7 @@ impl Puller {
         &self,
         image: &ImageRef,
         creds: Option<&Credentials>,
-        job: LayerJob,
+        mut job: LayerJob,
         progress: &Progress,
         claim: &Claim,
     ) -> Result<(), PullError> {
@@ -343,52 +382,26 @@ impl Puller {
         } else {
             Some(self.images.content.writer()?)
         };
-        let mut stream = self
-            .registry
-            .fetch_blob(image, &job.desc.digest, job.desc.size, creds)
-            .await?;
-        let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-        let limits = unpack::Limits {
-            max_bytes: self.settings.max_layer_bytes,
-            disk_reserve: self.settings.disk_reserve,
-        };
-        let layer = job.desc.digest.clone();
-        // The staging dir belongs to the unpacker: should this pull be cancelled, the unpacker
-        // stops at its next read and removes the dir once it no longer writes into it.
-        let worker = tokio::task::spawn_blocking(move || {
-            let result = unpack_stream(rx, blob, compression, staging.path(), &limits, &layer);
-            result.map(|streamed| (streamed, staging))
-        });
-        progress.update(job.index, |l| l.state = LayerState::Downloading);
-        let mut download_error = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(mut chunk) => {
-                    progress.update(job.index, |l| l.done += chunk.len() as u64);
-                    let mut unpacker_gone = false;
-                    while !chunk.is_empty() && !unpacker_gone {
-                        let piece = chunk.split_to(chunk.len().min(MAX_CHUNK));
-                        unpacker_gone = tx.send(piece).await.is_err();
-                    }
-                    if unpacker_gone {
-                        break; // the unpacker failed; its error is the one to report
-                    }
-                }
-                Err(e) => {
-                    download_error = Some(e);
-                    break;
-                }
+        let download = match job.download.take() {
+            Some(opened) => opened,
+            None => {
+                self.registry
+                    .fetch_blob(image, &job.desc.digest, job.desc.size, creds)
+                    .await?
             }
-        }
-        drop(tx);
-        let outcome = worker.await.map_err(|e| PullError::Worker {
-            layer: job.desc.digest.clone(),
-            message: e.to_string(),
-        });
-        if let Some(e) = download_error {
-            return Err(e.into());
-        }
-        let (streamed, staging) = outcome??;
+        };
+        let how = Unpacking {
+            compression,
+            limits: unpack::Limits {
+                max_bytes: self.settings.max_layer_bytes,
+                disk_reserve: self.settings.disk_reserve,
+            },
+            beside: job.beside,
+        };
+        progress.update(job.index, |l| l.state = LayerState::Downloading);
+        let on_bytes = |n| progress.update(job.index, |l| l.done += n);
+        let (streamed, staging) =
+            stream_layer(download, blob, how, staging, &job.desc.digest, on_bytes).await?;
         job.verify(&streamed)?;
         let stored = streamed.blob.is_some();
         if let Some(blob) = streamed.blob {
@@ -442,6 +455,10 @@ impl Fetched {
 /// One layer to fetch, with what its bytes must hash to.
 struct LayerJob {
     index: usize,
+    /// Its download, when it started before the config was read.
+    download: Option<BlobStream>,
+    /// The layer the pull waits for: decompressed on a thread of its own.
+    beside: bool,
     desc: Descriptor,
     diff_id: Digest,
     chain_id: Digest,
@@ -474,3 +491,7 @@ impl LayerJob {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "pull_tests.rs"]
+mod tests;

@@ -202,14 +202,7 @@ impl Extractor<'_> {
             EntryType::Directory => self.dir(&path, &meta, &at),
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default();
-                if target.is_empty() || target.contains(&0) {
-                    return Err(hostile(&at, "symlink target is empty or contains NUL"));
-                }
-                self.tree
-                    .symlink(&path, &target)
-                    .and_then(|()| self.tree.node(&path))
-                    .map_err(|e| tree_error(&at, e))
-                    .and_then(|node| meta.apply_node(&node, true).map_err(io_error(&at)))
+                self.symlink(&path, &target, &meta, &at)
             }
             EntryType::Link => {
                 let target = entry.link_name_bytes().unwrap_or_default();
@@ -273,6 +266,29 @@ impl Extractor<'_> {
         meta.apply_fd(&fd, false).map_err(io_error(at))?;
         self.tree.defer_times(path, meta.times.clone());
         Ok(())
+    }
+
+    /// Makes a symlink pointing at `target` verbatim (it is never followed) and sets its owner,
+    /// times and extended attributes.
+    fn symlink(
+        &mut self,
+        path: &RelPath,
+        target: &[u8],
+        meta: &Meta,
+        at: &Path,
+    ) -> Result<(), UnpackError> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(hostile(at, "symlink target is empty or contains NUL"));
+        }
+        self.tree
+            .symlink(path, target)
+            .map_err(|e| tree_error(at, e))?;
+        let (dir, name) = self.tree.entry(path).map_err(|e| tree_error(at, e))?;
+        if meta.apply_symlink_at(&dir, name).map_err(io_error(at))? {
+            return Ok(());
+        }
+        let node = self.tree.node(path).map_err(|e| tree_error(at, e))?;
+        meta.apply_node(&node, true).map_err(io_error(at))
     }
 
     /// Writes a regular file, streaming its content and counting it against the limit as it goes

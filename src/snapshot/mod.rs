@@ -346,6 +346,12 @@ impl Staging {
     }
 }
 
+impl AsRef<Path> for Staging {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);

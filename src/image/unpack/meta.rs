@@ -137,6 +137,25 @@ impl Meta {
         Ok(())
     }
 
+    /// Applies owner and times to the symlink `name` in `dir`, by name and never following it:
+    /// fewer system calls than [`Meta::apply_node`], which a symlink with extended attributes
+    /// still needs (false then, and nothing is applied).
+    pub(super) fn apply_symlink_at(&self, dir: &OwnedFd, name: &[u8]) -> io::Result<bool> {
+        if self.xattrs(false).next().is_some() {
+            return Ok(false);
+        }
+        let nofollow = AtFlags::SYMLINK_NOFOLLOW;
+        rfs::chownat(
+            dir,
+            name,
+            Some(uid(self.uid)),
+            Some(gid(self.gid)),
+            nofollow,
+        )?;
+        rfs::utimensat(dir, name, &self.times, nofollow)?;
+        Ok(true)
+    }
+
     /// The attributes to set on a regular file or directory (`plain`) or on anything else.
     fn xattrs(&self, plain: bool) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.xattrs

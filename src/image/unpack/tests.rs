@@ -227,9 +227,16 @@ fn symlink_targets_are_kept_verbatim() {
             .mtime(1_234_567_890),
         E::symlink("a/b/up", "../../../../.."),
         E::symlink("dangling", "/nonexistent/x"),
+        E::file("target", b"t").owner(7, 8).mtime(1_000),
+        E::symlink("to-target", "target").owner(5, 6).mtime(2_000),
     ]);
     sb.unpack(&layer).unwrap();
     let root = sb.root();
+    // A symlink's owner and times are its own: what it points at keeps its own.
+    assert_eq!(owner(&root.join("to-target")), (5, 6));
+    assert_eq!(meta(&root.join("to-target")).mtime(), 2_000);
+    assert_eq!(owner(&root.join("target")), (7, 8));
+    assert_eq!(meta(&root.join("target")).mtime(), 1_000);
     for (link, target) in [
         ("lib", "usr/lib"),
         ("etc/mtab", "/proc/self/mounts"),

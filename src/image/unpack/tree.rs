@@ -240,6 +240,15 @@ impl Tree {
         }
     }
 
+    /// The directory holding `path` (made where missing) and `path`'s last component: where an
+    /// entry just created is reached by name to set its metadata.
+    pub(super) fn entry<'p>(
+        &mut self,
+        path: &'p RelPath,
+    ) -> Result<(Rc<OwnedFd>, &'p [u8]), TreeError> {
+        self.parent(path)
+    }
+
     /// Opens `path` itself with `O_PATH`, whatever it is, to set its metadata.
     pub(crate) fn node(&mut self, path: &RelPath) -> Result<OwnedFd, TreeError> {
         let (dir, name) = self.parent(path)?;
