@@ -158,3 +158,21 @@ fn dropped_staging_is_removed() {
     drop(staging);
     assert!(!path.exists());
 }
+
+#[test]
+fn the_snapshot_root_spreads_its_directories_over_block_groups_on_ext4() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs_type = rustix::fs::statfs(dir.path()).unwrap().f_type;
+    // EXT4_SUPER_MAGIC (ext2 and ext3 share it): the filesystems that have the flag.
+    assert_eq!(
+        fs_type,
+        0xEF53,
+        "this test needs the temp dir on ext4 ({:?} is not)",
+        dir.path()
+    );
+    let store = Arc::new(Store::open(&dir.path().join("meta.redb")).unwrap());
+    let snaps = Snapshotter::open(&dir.path().join("snapshots"), store).unwrap();
+    let root = fs::File::open(snaps.root()).unwrap();
+    let flags = rustix::fs::ioctl_getflags(&root).unwrap();
+    assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{flags:?}");
+}
