@@ -18,12 +18,19 @@ use crate::store::Store;
 /// How long calls in flight may take to finish after SIGTERM/SIGINT.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Caps glibc's malloc arenas for the daemon (`sys::malloc::DAEMON_ARENAS`), unless the operator
-/// set `MALLOC_ARENA_MAX`, which glibc honours itself. Call first thing in `main`, before any
-/// thread starts.
+/// Caps glibc's malloc arenas for the daemon (`sys::malloc::DAEMON_ARENAS`) and fixes its mmap
+/// and trim thresholds (`sys::malloc::fix_thresholds`), unless the operator set them in the
+/// environment (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
+/// `GLIBC_TUNABLES`), which glibc honours itself. Call first thing in `main`, before any thread
+/// starts.
 pub fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        crate::sys::malloc::limit_arenas(crate::sys::malloc::DAEMON_ARENAS);
+    use crate::sys::malloc;
+    let set = |name: &str| std::env::var_os(name).is_some();
+    if !set("MALLOC_ARENA_MAX") {
+        malloc::limit_arenas(malloc::DAEMON_ARENAS);
+    }
+    if !set("MALLOC_MMAP_THRESHOLD_") && !set("MALLOC_TRIM_THRESHOLD_") && !set("GLIBC_TUNABLES") {
+        malloc::fix_thresholds(malloc::DAEMON_MMAP_THRESHOLD, malloc::DAEMON_TRIM_THRESHOLD);
     }
 }
 

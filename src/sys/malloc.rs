@@ -22,8 +22,36 @@ pub fn limit_arenas(n: i32) -> bool {
     }
 }
 
-/// Asks glibc to release free memory of every malloc arena (the top of each heap and whole free
-/// pages inside it) to the kernel. True when some memory was released. A no-op elsewhere.
+/// Blocks this large or larger are their own mappings, unmapped when freed: a pull's big
+/// buffers (HTTP reads of ~400 KiB) never sit in an arena's heap.
+pub const DAEMON_MMAP_THRESHOLD: i32 = 256 * 1024;
+/// Free memory at the top of an arena's heap past this is given back at once, in every arena.
+pub const DAEMON_TRIM_THRESHOLD: i32 = 1024 * 1024;
+
+/// Fixes glibc's mmap and trim thresholds. By default glibc raises both each time a mapped block
+/// is freed (up to 32 MiB and 64 MiB), after which large buffers live in the heap and a second
+/// arena's freed top stays: `malloc_trim` shrinks only the main arena's top, so berthd kept up to
+/// 4.5 MiB there after pulls (docs/benchmarks.md). Setting them turns that adjustment off. False
+/// when glibc refused (or elsewhere than glibc).
+pub fn fix_thresholds(mmap: i32, trim: i32) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt takes two integers and only sets tunables of glibc's allocator under
+        // its own lock.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (mmap, trim);
+        false
+    }
+}
+
+/// Asks glibc to release free memory of every malloc arena (whole free pages inside each heap,
+/// and the main heap's top) to the kernel. True when some memory was released. A no-op elsewhere.
 pub fn trim() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -44,6 +72,14 @@ mod tests {
         assert!(
             super::limit_arenas(super::DAEMON_ARENAS),
             "mallopt(M_ARENA_MAX) refused"
+        );
+    }
+
+    #[test]
+    fn glibc_accepts_fixed_thresholds() {
+        assert!(
+            super::fix_thresholds(super::DAEMON_MMAP_THRESHOLD, super::DAEMON_TRIM_THRESHOLD),
+            "mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) refused"
         );
     }
 
