@@ -138,6 +138,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("serve metrics on {address}"))?;
         tracing::info!(address = %bound, "serving Prometheus metrics on /metrics");
     }
+    // The handlers exist before the socket does: a client that sees the socket may send SIGTERM
+    // at once (a service manager stopping a daemon it just started), and the default action
+    // would end berthd without draining or removing the socket.
+    let shutdown = shutdown_signal()?;
     let listener = bind_socket(&config.grpc.socket)?;
     let socket = config.grpc.socket.clone();
     let cri = Cri::new(Context {
@@ -175,7 +179,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             transfer,
         ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
-            shutdown_signal().await;
+            shutdown.await;
             let _ = signalled_tx.send(());
         });
     // Draining waits for every open call, and a client's GetContainerEvents stream never ends
@@ -315,15 +319,18 @@ fn share_pin_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the first of the two.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutting down");
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
 }
 
 #[cfg(test)]
