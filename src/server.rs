@@ -23,7 +23,7 @@ const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// environment (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
 /// `GLIBC_TUNABLES`), which glibc honours itself. Call first thing in `main`, before any thread
 /// starts.
-pub fn limit_malloc_arenas() {
+pub fn tune_malloc() {
     use crate::sys::malloc;
     let set = |name: &str| std::env::var_os(name).is_some();
     if !set("MALLOC_ARENA_MAX") {

@@ -24,7 +24,7 @@ struct Args {
 
 fn main() -> ExitCode {
     // Before any thread exists, so no thread gets an arena beyond the cap.
-    berth::server::limit_malloc_arenas();
+    berth::server::tune_malloc();
     let args = Args::parse();
     if args.print_default_config {
         print!("{}", Config::default_yaml());

@@ -283,7 +283,7 @@ impl Extractor<'_> {
         self.tree
             .symlink(path, target)
             .map_err(|e| tree_error(at, e))?;
-        let (dir, name) = self.tree.entry(path).map_err(|e| tree_error(at, e))?;
+        let (dir, name) = self.tree.parent(path).map_err(|e| tree_error(at, e))?;
         if meta.apply_symlink_at(&dir, name).map_err(io_error(at))? {
             return Ok(());
         }

@@ -124,8 +124,12 @@ impl Tree {
         }
     }
 
-    /// The parent directory of a non-root path (made where missing) and the last component.
-    fn parent<'p>(&mut self, path: &'p RelPath) -> Result<(Rc<OwnedFd>, &'p [u8]), TreeError> {
+    /// The parent directory of a non-root path (made where missing) and the last component: also
+    /// where an entry just created is reached by name to set its metadata.
+    pub(super) fn parent<'p>(
+        &mut self,
+        path: &'p RelPath,
+    ) -> Result<(Rc<OwnedFd>, &'p [u8]), TreeError> {
         let (parent, name) = path.split_last().ok_or(TreeError::IsRoot)?;
         Ok((self.dir(&parent, true)?, name))
     }
@@ -238,15 +242,6 @@ impl Tree {
             }
             other => other,
         }
-    }
-
-    /// The directory holding `path` (made where missing) and `path`'s last component: where an
-    /// entry just created is reached by name to set its metadata.
-    pub(super) fn entry<'p>(
-        &mut self,
-        path: &'p RelPath,
-    ) -> Result<(Rc<OwnedFd>, &'p [u8]), TreeError> {
-        self.parent(path)
     }
 
     /// Opens `path` itself with `O_PATH`, whatever it is, to set its metadata.
