@@ -108,7 +108,7 @@ pub(crate) async fn stream_layer<S: AsRef<Path> + Send + 'static>(
 }
 
 /// What the storing thread measured: the compressed blob's digest and size.
-pub(crate) struct Stored {
+struct Stored {
     pub digest: Digest,
     pub size: u64,
     pub blob: Option<BlobWriter>,
@@ -116,7 +116,7 @@ pub(crate) struct Stored {
 
 /// Hashes (and with a `blob`, stores) every chunk from `rx` until it closes. Stops at the first
 /// write error, which stops the download.
-pub(crate) fn store_stream(
+fn store_stream(
     mut rx: mpsc::Receiver<Bytes>,
     mut blob: Option<BlobWriter>,
 ) -> Result<Stored, ContentError> {
@@ -138,76 +138,100 @@ pub(crate) fn store_stream(
 
 /// Reads compressed chunks from `rx` until it closes, unpacking the layer into `target`; returns
 /// the diff id (the tar stream's digest) and what was unpacked.
-pub(crate) fn unpack_stream(
+fn unpack_stream(
     rx: mpsc::Receiver<Bytes>,
     how: &Unpacking,
     target: &Path,
     layer: &Digest,
 ) -> Result<(Digest, unpack::Unpacked), PullError> {
-    let limits = &how.limits;
     let mut compressed = ChannelReader {
         rx,
         chunk: Bytes::new(),
     };
-    let decompress_err = |source| PullError::Decompress {
-        layer: layer.clone(),
-        source,
+    let decoder: Box<dyn Read + Send + '_> = match how.compression {
+        Compression::None => Box::new(&mut compressed),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(&mut compressed)
+                .map_err(|e| decompress_err(layer, e))?,
+        ),
     };
-    let unpack_err = |source| PullError::Unpack {
-        layer: layer.clone(),
-        source,
-    };
-    let done = {
-        let decoder: Box<dyn Read + Send + '_> = match how.compression {
-            Compression::None => Box::new(&mut compressed),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(&mut compressed).map_err(decompress_err)?)
-            }
-        };
-        if how.beside {
-            let (decoded, unpacked) = decode_beside(decoder, |tar| {
-                let unpacked = unpack::unpack_layer(&mut *tar, target, limits)?;
-                // Whatever follows the archive's end counts towards the diff id and the limit.
-                io::copy(&mut tar.take(limits.max_bytes), &mut io::sink())
-                    .map_err(unpack::UnpackError::Tar)?;
-                Ok(unpacked)
-            });
-            match decoded {
-                // The unpacker saw the stream end early; the corruption is the cause.
-                Decoded::Failed(e) => return Err(decompress_err(e)),
-                Decoded::Abandoned => {
-                    let limit = limits.max_bytes;
-                    return Err(unpack_err(match unpacked {
-                        Err(e) => e,
-                        Ok(_) => unpack::UnpackError::TooLarge { limit },
-                    }));
-                }
-                Decoded::Done(diff_id) => (diff_id, unpacked.map_err(unpack_err)?),
-            }
-        } else {
-            let mut tar = HashingReader {
-                inner: decoder,
-                hasher: Hasher::default(),
-                error: None,
-            };
-            let unpacked = unpack::unpack_layer(&mut tar, target, limits).map_err(|source| {
-                // A stream that does not decompress is the download's fault, not the archive's.
-                match tar.error.take() {
-                    Some(e) => decompress_err(e),
-                    None => unpack_err(source),
-                }
-            })?;
-            // Whatever follows the archive's end still counts towards the diff id (and the limit).
-            let mut tail = (&mut tar).take(limits.max_bytes);
-            io::copy(&mut tail, &mut io::sink()).map_err(decompress_err)?;
-            (tar.hasher.finish(), unpacked)
-        }
+    let done = if how.beside {
+        untar_beside(decoder, target, &how.limits, layer)?
+    } else {
+        untar_here(decoder, target, &how.limits, layer)?
     };
     // Bytes after the compressed stream's end count towards the blob digest: read them all, so
     // that the download goes on to the end.
-    io::copy(&mut compressed, &mut io::sink()).map_err(decompress_err)?;
+    io::copy(&mut compressed, &mut io::sink()).map_err(|e| decompress_err(layer, e))?;
     Ok(done)
+}
+
+/// Decompresses, hashes and untars on this thread.
+fn untar_here(
+    decoder: Box<dyn Read + Send + '_>,
+    target: &Path,
+    limits: &unpack::Limits,
+    layer: &Digest,
+) -> Result<(Digest, unpack::Unpacked), PullError> {
+    let mut tar = HashingReader {
+        inner: decoder,
+        hasher: Hasher::default(),
+        error: None,
+    };
+    let unpacked = unpack::unpack_layer(&mut tar, target, limits).map_err(|source| {
+        // A stream that does not decompress is the download's fault, not the archive's.
+        match tar.error.take() {
+            Some(e) => decompress_err(layer, e),
+            None => unpack_err(layer, source),
+        }
+    })?;
+    // Whatever follows the archive's end still counts towards the diff id (and the limit).
+    let mut tail = (&mut tar).take(limits.max_bytes);
+    io::copy(&mut tail, &mut io::sink()).map_err(|e| decompress_err(layer, e))?;
+    Ok((tar.hasher.finish(), unpacked))
+}
+
+/// Untars on this thread what `decoder` decompresses (and hashes) on another (`decode_thread`).
+fn untar_beside(
+    decoder: Box<dyn Read + Send + '_>,
+    target: &Path,
+    limits: &unpack::Limits,
+    layer: &Digest,
+) -> Result<(Digest, unpack::Unpacked), PullError> {
+    let (decoded, unpacked) = decode_beside(decoder, |tar| {
+        let unpacked = unpack::unpack_layer(&mut *tar, target, limits)?;
+        // Whatever follows the archive's end counts towards the diff id and the limit.
+        io::copy(&mut tar.take(limits.max_bytes), &mut io::sink())
+            .map_err(unpack::UnpackError::Tar)?;
+        Ok(unpacked)
+    });
+    match decoded {
+        // The unpacker saw the stream end early; the corruption is the cause.
+        Decoded::Failed(e) => Err(decompress_err(layer, e)),
+        // The unpacker stopped reading: its error, or a tail past the limit.
+        Decoded::Abandoned => Err(unpack_err(
+            layer,
+            unpacked.err().unwrap_or(unpack::UnpackError::TooLarge {
+                limit: limits.max_bytes,
+            }),
+        )),
+        Decoded::Done(diff_id) => Ok((diff_id, unpacked.map_err(|e| unpack_err(layer, e))?)),
+    }
+}
+
+fn decompress_err(layer: &Digest, source: io::Error) -> PullError {
+    PullError::Decompress {
+        layer: layer.clone(),
+        source,
+    }
+}
+
+fn unpack_err(layer: &Digest, source: unpack::UnpackError) -> PullError {
+    PullError::Unpack {
+        layer: layer.clone(),
+        source,
+    }
 }
 
 /// Hashes everything read through it (the uncompressed tar stream: the diff id) and keeps the
